@@ -1,0 +1,164 @@
+"""WCDGAN (Xie, Zhang, Jung, IEEE Access 2021): weakly connected dense generator and its discriminator.
+
+Generator: shallow features (two 5×5 convs) → N weakly connected dense blocks (WCDB) with a long skip →
+reconstruction (two 3×3 convs). A WCDB chains four mixed convolutions (dilations 1, 2, 4, 8), fuses the
+block input and all four outputs with a 1×1 conv plus a residual, then applies mixed (channel + spatial)
+attention. With the defaults the generator has 1,645,083 parameters for RGB (paper: 1.7 M).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything needed to rebuild a generator; stored inside checkpoints and ONNX sidecars."""
+
+    in_channels: int = 3  # 3: RGB model, 1: grayscale / Y-channel model
+    features: int = 64
+    num_blocks: int = 8
+    branch_channels: int = 32  # width of each mixed-convolution branch (half of `features` gives 1.7 M)
+    dilations: tuple[int, ...] = (1, 2, 4, 8)
+    attention_reduction: int = 4
+    spatial_channels: int = 1  # channels of the spatial-attention 1×1 projection
+    negative_slope: float = 0.02
+    global_residual: bool = False  # the paper has no input→output skip
+
+    def __post_init__(self) -> None:
+        self.dilations = tuple(int(d) for d in self.dilations)
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if min(self.features, self.num_blocks, self.branch_channels, self.spatial_channels) < 1:
+            raise ValueError(f"invalid generator config: {self}")
+        if self.features % self.attention_reduction:
+            raise ValueError("features must be divisible by attention_reduction")
+
+
+def _conv(cin: int, cout: int, k: int, dilation: int = 1) -> nn.Conv2d:
+    """'Same'-size convolution with zero padding."""
+    return nn.Conv2d(cin, cout, k, padding=dilation * (k // 2), dilation=dilation)
+
+
+class MixedConv(nn.Module):
+    """A standard and a dilated 3×3 conv side by side (LeakyReLU each), fused back by a 1×1 conv."""
+
+    def __init__(self, features: int, branch: int, dilation: int, slope: float) -> None:
+        super().__init__()
+        self.standard = _conv(features, branch, 3)
+        self.dilated = _conv(features, branch, 3, dilation)
+        self.fuse = _conv(2 * branch, features, 1)
+        self.act = nn.LeakyReLU(slope, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([self.act(self.standard(x)), self.act(self.dilated(x))], dim=1))
+
+
+class MixedAttention(nn.Module):
+    """Channel attention (GAP → three 1×1 convs → sigmoid) followed by spatial attention (1×1 → 5×5 → sigmoid)."""
+
+    def __init__(self, features: int, reduction: int, spatial_channels: int, slope: float) -> None:
+        super().__init__()
+        hidden = features // reduction
+        self.channel = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(features, hidden, 1),
+            nn.LeakyReLU(slope, inplace=True),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.LeakyReLU(slope, inplace=True),
+            nn.Conv2d(hidden, features, 1),
+            nn.Sigmoid(),
+        )
+        self.spatial = nn.Sequential(
+            nn.Conv2d(features, spatial_channels, 1),
+            _conv(spatial_channels, 1, 5),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fc = self.channel(x) * x
+        return self.spatial(fc) * fc
+
+
+class WCDB(nn.Module):
+    """Weakly connected dense block: X1..X4 = chained mixed convs; out = MA(conv1×1(cat[X', X1..X4]) + X')."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        f = cfg.features
+        self.mixed = nn.ModuleList(MixedConv(f, cfg.branch_channels, d, cfg.negative_slope) for d in cfg.dilations)
+        self.fuse = _conv(f * (len(cfg.dilations) + 1), f, 1)
+        self.attention = MixedAttention(f, cfg.attention_reduction, cfg.spatial_channels, cfg.negative_slope)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [x]
+        for mc in self.mixed:
+            feats.append(mc(feats[-1]))
+        return self.attention(self.fuse(torch.cat(feats, dim=1)) + x)
+
+
+class WCDGANGenerator(nn.Module):
+    """Maps a JPEG-decoded image to its restoration.
+
+    Input and output: N×C×H×W float in [0, 1], C = ``cfg.in_channels``; any H, W ≥ 1. The output is not
+    clipped (clip when converting to 8-bit) so that training sees the true error.
+    """
+
+    def __init__(self, cfg: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or GeneratorConfig()
+        c, f, s = cfg.in_channels, cfg.features, cfg.negative_slope
+        self.shallow = nn.Sequential(_conv(c, f, 5), _conv(f, f, 5), nn.LeakyReLU(s, inplace=True))
+        self.blocks = nn.Sequential(*(WCDB(cfg) for _ in range(cfg.num_blocks)))
+        self.reconstruct = nn.Sequential(_conv(f, f, 3), nn.LeakyReLU(s, inplace=True), _conv(f, c, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f0 = self.shallow(x)
+        y = self.reconstruct(self.blocks(f0) + f0)
+        return y + x if self.cfg.global_residual else y
+
+
+@dataclass
+class DiscriminatorConfig:
+    """Paper Fig. 3: nine 3×3 Conv-BN-ReLU blocks, two FC layers.
+
+    Stride-2 convs halve the map and double the channels, 64 → 512; the figure's fourth stride-2 conv
+    would reach 1024, so the width is capped at ``max_channels`` (80×80 patches end at 5×5×512).
+    """
+
+    in_channels: int = 3
+    base_channels: int = 64
+    max_channels: int = 512
+    patch_size: int = 80
+    strides: tuple[int, ...] = field(default=(1, 2, 1, 2, 1, 2, 1, 2, 1))
+    hidden: int = 1024
+
+
+class Discriminator(nn.Module):
+    """N×C×P×P in [0, 1] (P = ``cfg.patch_size``) → N×1 logits (unbounded: LSGAN targets 1 real / 0 fake)."""
+
+    def __init__(self, cfg: DiscriminatorConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or DiscriminatorConfig()
+        layers: list[nn.Module] = []
+        cin, cout, size = cfg.in_channels, cfg.base_channels, cfg.patch_size
+        for i, stride in enumerate(cfg.strides):
+            if stride == 2 and i > 0:
+                cout = min(2 * cout, cfg.max_channels)
+            layers += [nn.Conv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+            cin, size = cout, (size + 2 - 3) // stride + 1
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(cin * size * size, cfg.hidden), nn.ReLU(inplace=True), nn.Linear(cfg.hidden, 1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
