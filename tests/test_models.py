@@ -1,0 +1,125 @@
+"""WCDGAN generator/discriminator wiring and the checkpoint format."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import (
+    CheckpointError,
+    Discriminator,
+    GeneratorConfig,
+    WCDGANGenerator,
+    count_parameters,
+    load_generator,
+    save_generator,
+)
+from models.wcdgan import WCDB, DiscriminatorConfig, MixedConv
+
+TINY = GeneratorConfig(features=16, num_blocks=1, branch_channels=8)
+
+
+def test_default_generator_matches_paper_size():
+    n_rgb = count_parameters(WCDGANGenerator())
+    n_y = count_parameters(WCDGANGenerator(GeneratorConfig(in_channels=1)))
+    print(f"WCDGAN generator parameters: RGB {n_rgb:,}  Y {n_y:,}")
+    assert 1_600_000 <= n_rgb <= 1_750_000  # paper: 1.7 M
+    assert n_rgb == 1_645_083 and n_y == 1_640_729
+
+
+def test_generator_has_no_batchnorm():
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in WCDGANGenerator().modules())
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("hw", [(1, 1), (17, 33), (40, 24)])
+def test_generator_keeps_shape(channels, hw):
+    g = WCDGANGenerator(GeneratorConfig(in_channels=channels, features=16, num_blocks=1, branch_channels=8)).eval()
+    x = torch.rand(2, channels, *hw)
+    with torch.no_grad():
+        y = g(x)
+    assert y.shape == x.shape and torch.isfinite(y).all()
+
+
+def test_global_residual_option_adds_input():
+    torch.manual_seed(0)
+    plain = WCDGANGenerator(TINY).eval()
+    res = WCDGANGenerator(GeneratorConfig(**{**TINY.__dict__, "global_residual": True})).eval()
+    res.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(res(x), plain(x) + x)
+
+
+def _impulse_radius(module: torch.nn.Module, channels: int, size: int = 97) -> int:
+    """Radius (px) of the input region that influences the centre output pixel, from the input gradient."""
+    x = torch.zeros(1, channels, size, size, requires_grad=True)
+    module(x)[0, :, size // 2, size // 2].sum().backward()
+    rows = torch.nonzero(x.grad.abs().sum(dim=(0, 1)).sum(dim=1) > 0).flatten()
+    return int(size // 2 - rows.min())
+
+
+def test_mixed_conv_dilation_sets_receptive_field():
+    torch.manual_seed(0)
+    for d in (1, 2, 4, 8):
+        assert _impulse_radius(MixedConv(8, 4, d, 0.02), 8) == d
+
+
+class _UnitGate(torch.nn.Module):
+    """Stands in for channel attention: a gate of ones, so only the block's local path remains."""
+
+    def forward(self, x):
+        return torch.ones_like(x[:, :, :1, :1])
+
+
+def test_wcdb_receptive_field_is_sum_of_dilations():
+    # Chained dilations 1+2+4+8 = 15 px, plus 2 from the 5×5 spatial-attention conv. The channel attention's
+    # global pooling is replaced by a unit gate so the local receptive field is measured alone.
+    torch.manual_seed(0)
+    block = WCDB(GeneratorConfig(features=8, branch_channels=4)).eval()
+    block.attention.channel = _UnitGate()
+    assert _impulse_radius(block, 8) == 15 + 2
+
+
+def test_channel_attention_makes_output_depend_on_far_pixels():
+    torch.manual_seed(0)
+    g = WCDGANGenerator(TINY).eval()
+    x = torch.rand(1, 3, 96, 96)
+    y0 = g(x)[0, :, 0, 0]
+    x2 = x.clone()
+    x2[..., 80:, 80:] = 0  # far outside the convolutional receptive field of pixel (0, 0)
+    assert (g(x2)[0, :, 0, 0] - y0).abs().max() > 0  # global pooling reaches every pixel
+
+
+def test_discriminator_shapes_and_widths():
+    d = Discriminator()
+    out = d(torch.rand(3, 3, 80, 80))
+    assert out.shape == (3, 1)
+    convs = [m for m in d.features if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 9 and convs[0].out_channels == 64 and convs[-1].out_channels == 512
+    linears = [m for m in d.head if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 2
+    assert Discriminator(DiscriminatorConfig(in_channels=1))(torch.rand(2, 1, 80, 80)).shape == (2, 1)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    g = WCDGANGenerator(GeneratorConfig(in_channels=1, features=16, num_blocks=2, branch_channels=8))
+    save_generator(tmp_path / "g.pt", g, {"iterations": 7})
+    g2, meta = load_generator(tmp_path / "g.pt")
+    assert meta == {"iterations": 7} and g2.cfg == g.cfg and not g2.training
+    x = torch.rand(1, 1, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(g2(x), g.eval()(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["g.pt"]  # no temporary left behind
+
+
+def test_checkpoint_errors_are_clear(tmp_path):
+    with pytest.raises(CheckpointError, match="no such"):
+        load_generator(tmp_path / "missing.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable"):
+        load_generator(tmp_path / "text.pt")
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a WCDGAN"):
+        load_generator(tmp_path / "other.pt")
