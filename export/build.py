@@ -1,0 +1,276 @@
+"""``python -m export.build``: checkpoint → validated ONNX (FP32, optionally FP16) + JSON sidecars (+ TensorRT engines).
+
+Steps: load the checkpoint; export FP32 ONNX with dynamic batch/height/width; check it against PyTorch on real
+JPEG images; optionally convert to FP16 and check it against FP32; measure the receptive field; write each
+``NAME[_fp16].onnx`` with its ``.json`` sidecar (:class:`runtime.spec.ModelSpec`); prebuild TensorRT engines
+into the engine cache when TensorRT and a GPU are present. Graphs are staged in a temporary folder and moved
+into place only after they pass validation, so a failed build leaves no half-valid model behind.
+
+Exit codes: 0 success, 1 validation failed / engine required but impossible, 2 bad arguments or checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common.files import sha256_file
+from export import validate
+from export.fp16 import NodePatternError, convert_fp16
+from export.onnx_export import ExportError, export_onnx, graph_opset
+from export.receptive_field import ReceptiveField, measure
+from export.validate import Thresholds, ValidationError
+from models.checkpoint import CheckpointError, load_generator
+from runtime.spec import ModelSpec, sidecar_path
+
+
+@dataclasses.dataclass
+class BuildOptions:
+    """What the command line controls (the thresholds are also recorded in each sidecar)."""
+
+    ckpt: Path
+    output: Path
+    name: str
+    opset: int = 17
+    fp16: bool = False
+    fp16_io: bool = False
+    fp32_nodes: list[str] = dataclasses.field(default_factory=list)
+    thresholds: Thresholds = dataclasses.field(default_factory=Thresholds)
+    engine: str = "auto"  # auto | require | skip
+    tiles: list[int] = dataclasses.field(default_factory=lambda: [256])
+    max_batch: int = 4
+    cache_dir: Path | None = None
+    quiet: bool = False
+
+
+def parse_args(argv: list[str] | None = None) -> BuildOptions:
+    p = argparse.ArgumentParser(
+        prog="python -m export.build",
+        description="Export a WCDGAN generator checkpoint to validated ONNX (FP32, optionally FP16) with JSON "
+        "sidecars, and prebuild TensorRT engines when TensorRT and a GPU are available.",
+    )
+    p.add_argument("--ckpt", required=True, type=Path, help="generator checkpoint (models.checkpoint format)")
+    p.add_argument("-o", "--output", type=Path, help="output folder (default: the checkpoint's folder)")
+    p.add_argument("--name", help="model name = file stem (default: the checkpoint's stem)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 13–20 (default 17)")
+    p.add_argument("--fp16", action="store_true", help="also write NAME_fp16.onnx (FP16 weights and compute)")
+    p.add_argument("--fp16-io", action="store_true", help="FP16 graph takes/returns float16 (default: float32 I/O)")
+    p.add_argument(
+        "--fp32-nodes",
+        nargs="+",
+        default=[],
+        metavar="PATTERN",
+        help="keep nodes whose name matches these shell patterns in FP32 in the FP16 graph, "
+        "e.g. '*/attention/channel/*' (node names are module paths)",
+    )
+    t = Thresholds()
+    p.add_argument(
+        "--max-abs-error",
+        type=float,
+        default=t.fp32_max_abs,
+        help=f"validation: largest allowed |ORT FP32 − PyTorch| (default {t.fp32_max_abs:g})",
+    )
+    p.add_argument(
+        "--min-fp16-psnr",
+        type=float,
+        default=t.fp16_min_psnr,
+        help=f"validation: smallest allowed 8-bit PSNR, FP16 vs FP32 (default {t.fp16_min_psnr:g} dB)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "require", "skip"),
+        default="auto",
+        help="prebuild TensorRT engines: auto = if TensorRT and a GPU are present, require = fail otherwise",
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        nargs="+",
+        default=[256],
+        metavar="CORE",
+        help="tile core sizes the runtime will use, as its --tile (engine shape = core + 2×overlap on the 16-px grid; "
+        "default 256)",
+    )
+    p.add_argument(
+        "--max-batch", type=int, default=4, help="tiles per engine call, as the runtime's --batch (default 4)"
+    )
+    p.add_argument("--cache-dir", type=Path, help="engine cache folder (default: $WCDGAN_CACHE_DIR or the user cache)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    a = p.parse_args(argv)
+    if not 13 <= a.opset <= 20:
+        p.error(f"--opset {a.opset}: supported range is 13..20")
+    if a.max_batch < 1 or min(a.tile) < 16:
+        p.error("--max-batch must be ≥ 1 and --tile sizes ≥ 16")
+    if (a.fp16_io or a.fp32_nodes) and not a.fp16:
+        p.error("--fp16-io and --fp32-nodes need --fp16")
+    if a.output is not None and a.output.exists() and not a.output.is_dir():
+        p.error(f"-o {a.output}: exists and is not a folder")
+    return BuildOptions(
+        ckpt=a.ckpt,
+        output=a.output or a.ckpt.parent,
+        name=a.name or a.ckpt.stem,
+        opset=a.opset,
+        fp16=a.fp16,
+        fp16_io=a.fp16_io,
+        fp32_nodes=a.fp32_nodes,
+        thresholds=Thresholds(fp32_max_abs=a.max_abs_error, fp16_min_psnr=a.min_fp16_psnr),
+        engine=a.engine,
+        tiles=a.tile,
+        max_batch=a.max_batch,
+        cache_dir=a.cache_dir,
+        quiet=a.quiet,
+    )
+
+
+def _reporter(quiet: bool) -> Callable[[str], None]:
+    """Progress messages go to stderr (stdout stays clean for scripts); nothing when quiet."""
+    return (lambda _msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+
+
+def build(opts: BuildOptions) -> list[Path]:
+    """Run the whole build; return the written ONNX paths. Raises CheckpointError/ExportError/ValidationError."""
+    say = _reporter(opts.quiet)
+    model, meta = load_generator(opts.ckpt)
+    cfg = model.cfg
+    opts.output.mkdir(parents=True, exist_ok=True)
+    images = validate.validation_images(cfg.in_channels)
+    staged: list[tuple[Path, ModelSpec]] = []
+    with tempfile.TemporaryDirectory(dir=opts.output, prefix=f".{opts.name}.build.") as tmp:
+        t0 = time.perf_counter()
+        fp32_path = Path(tmp) / f"{opts.name}.onnx"
+        proto = export_onnx(model, fp32_path, cfg.in_channels, opts.opset)
+        say(f"exported {fp32_path.name} ({len(proto.graph.node)} nodes, {time.perf_counter() - t0:.1f} s)")
+
+        reference = validate.torch_outputs(model, images)
+        paths = [fp32_path]
+        if opts.fp16:
+            fp16_path = Path(tmp) / f"{opts.name}_fp16.onnx"
+            fp32_kept = convert_fp16(proto, fp16_path, keep_io_types=not opts.fp16_io, fp32_patterns=opts.fp32_nodes)
+            paths.append(fp16_path)
+        outputs = validate.run_onnx(paths, images)
+        fp32_numbers = validate.compare_fp32(reference, outputs[0])
+        say(f"validate FP32 ONNX vs PyTorch: {validate.format_numbers(fp32_numbers)}")
+        fp16_numbers = validate.compare_fp16(outputs[0], outputs[1]) if opts.fp16 else {}
+        if opts.fp16:
+            say(f"validate FP16 ONNX vs FP32 ONNX: {validate.format_numbers(fp16_numbers)}")
+        validate.check(fp32_path.name, fp32_numbers, opts.thresholds)
+        if opts.fp16:
+            validate.check(fp16_path.name, fp16_numbers, opts.thresholds)
+
+        t0 = time.perf_counter()
+        rf = measure(model)
+        say(
+            f"receptive field: radius {rf.radius} px by relative threshold, {rf.mass_radius} px by influence mass "
+            f"(hard bound {rf.theoretical_radius}); recommended overlap {rf.recommended_overlap} px "
+            f"({time.perf_counter() - t0:.1f} s)"
+        )
+        common = _common_fields(opts, cfg, meta, rf, graph_opset(proto), fp32_numbers)
+        staged.append((fp32_path, ModelSpec(name=opts.name, precision="fp32", **common)))
+        if opts.fp16:
+            io = "float16" if opts.fp16_io else "float32"
+            spec16 = ModelSpec(
+                name=f"{opts.name}_fp16",
+                precision="fp16",
+                input_dtype=io,
+                output_dtype=io,
+                fp32_nodes=fp32_kept,
+                **common,
+            )
+            spec16.validation = {**spec16.validation, "fp16_vs_fp32": fp16_numbers}
+            staged.append((fp16_path, spec16))
+        return [_publish(path, spec, opts, say) for path, spec in staged]
+
+
+def _common_fields(
+    opts: BuildOptions, cfg: Any, meta: dict[str, Any], rf: ReceptiveField, opset: int, numbers: dict
+) -> dict[str, Any]:
+    """ModelSpec fields shared by the FP32 and FP16 sidecars."""
+    config = dataclasses.asdict(cfg)
+    training = {k: v for k, v in meta.items() if k not in ("jpeg_qualities", "qualities")}
+    return {
+        "channels": cfg.in_channels,
+        "color": "y" if cfg.in_channels == 1 else "rgb",
+        "opset": opset,
+        "checkpoint_sha256": sha256_file(opts.ckpt),
+        "model_config": {**config, "dilations": list(config["dilations"])},
+        "jpeg_qualities": [int(q) for q in meta.get("jpeg_qualities", meta.get("qualities", []))],
+        "receptive_field_radius": rf.effective_radius,
+        "recommended_overlap": rf.recommended_overlap,
+        "validation": {
+            "images": validate.describe_images(),
+            "thresholds": dataclasses.asdict(opts.thresholds),
+            "onnx_fp32_vs_torch": numbers,
+            "receptive_field": dataclasses.asdict(rf),
+        },
+        "training": json.loads(json.dumps(training, default=str)),  # free-form meta: keep it JSON-safe
+    }
+
+
+def _publish(staged: Path, spec: ModelSpec, opts: BuildOptions, say: Callable[[str], None]) -> Path:
+    """Move a validated graph into the output folder and write its sidecar (each step atomic)."""
+    final = opts.output / staged.name
+    spec.onnx_sha256 = sha256_file(staged)
+    os.replace(staged, final)  # same folder tree → atomic rename
+    spec.save(sidecar_path(final))
+    say(f"wrote {final} ({final.stat().st_size / 2**20:.2f} MiB) and {sidecar_path(final).name}")
+    return final
+
+
+def prebuild_engines(onnx_path: Path, opts: BuildOptions, say: Callable[[str], None]) -> bool:
+    """Build TensorRT engines for the runtime's tile windows; False (with the reason said) when impossible."""
+    from runtime.backends.base import BackendUnavailable
+    from runtime.backends.tensorrt import prebuild
+    from runtime.tiling import TileGrid
+
+    spec = ModelSpec.load(sidecar_path(onnx_path))
+    windows = sorted({TileGrid.create(1, 1, core, spec.recommended_overlap).window for core in opts.tiles})
+    try:
+        for window in windows:
+            prebuild(onnx_path, spec, window, opts.max_batch, cache_dir=opts.cache_dir, progress=not opts.quiet)
+            say(f"TensorRT engine for {onnx_path.name} at {window[0]}×{window[1]} (batch ≤ {opts.max_batch}) is cached")
+    except BackendUnavailable as e:
+        if opts.engine == "require":
+            raise
+        say(f"ONNX artifacts are ready; no TensorRT engine was built: {e}")
+        return False
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        paths = build(opts)
+    except (CheckpointError, NodePatternError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ExportError, ValidationError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # unwritable output folder, full disk
+        print(f"error: cannot write the artifacts: {e}", file=sys.stderr)
+        return 1
+    if opts.engine != "skip":
+        from runtime.backends.base import BackendUnavailable
+
+        engine_path = paths[-1]  # the FP16 graph when there is one: what TensorRT should run
+        try:
+            prebuild_engines(engine_path, opts, _reporter(opts.quiet))
+        except BackendUnavailable as e:
+            print(f"error: --engine require, but no TensorRT engine can be built: {e}", file=sys.stderr)
+            return 1
+        except RuntimeError as e:  # TensorRT parse/build failures; the ONNX artifacts stay valid
+            print(f"error: TensorRT engine build failed for {engine_path.name}: {e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

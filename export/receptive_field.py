@@ -1,0 +1,87 @@
+"""Receptive field of a generator, measured by impulse response (gradient of one output pixel).
+
+The convolutions give a hard geometric radius (:func:`theoretical_radius`), but the channel attention's global
+average pooling makes every output pixel depend, weakly, on every input pixel. What matters for tiling is the
+*effective* radius. :func:`measure` takes g = |∂ mean-over-channels output(centre) / ∂ input| on a real
+JPEG-compressed image (the network is nonlinear, so the response depends on the input) and reports, as Chebyshev
+distances from the centre:
+
+* ``radius[rel]``: the farthest pixel whose g is still ≥ ``rel`` × peak;
+* ``mass_radius``: the smallest r such that all of g outside the (2r+1)² window sums to ≤ half an 8-bit step,
+  i.e. to first order, nothing outside can move the centre output by 0.5/255 even if it changed by the full range.
+
+The recommended tile overlap covers both (the 1e-3 radius and the mass radius), rounded up to a multiple of 8 so
+that tile origins stay on the 8×8 JPEG block grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.wcdgan import GeneratorConfig, WCDGANGenerator
+
+RELATIVE_THRESHOLDS = (1e-2, 1e-3, 1e-4)
+OVERLAP_THRESHOLD = 1e-3  # the recommended overlap covers influence down to 0.1 % of the peak ...
+MASS_TOLERANCE = 0.5 / 255  # ... and leaves outside at most half an 8-bit step of total influence
+JPEG_BLOCK = 8
+
+
+@dataclass
+class ReceptiveField:
+    theoretical_radius: int  # hard geometric bound of the convolutions (GAP aside)
+    radius: dict[str, int]  # relative threshold ("1e-03") → measured radius, pixels
+    mass_radius: int  # influence outside sums to ≤ MASS_TOLERANCE
+    effective_radius: int  # max(radius at OVERLAP_THRESHOLD, mass_radius): what the overlap must cover
+    recommended_overlap: int  # effective_radius rounded up to a multiple of 8
+    input_size: int
+
+
+def theoretical_radius(cfg: GeneratorConfig) -> int:
+    """Shallow 2× 5×5, per block: chained 3×3 mixed convs (radius = max(1, d) each) + the 5×5 spatial attention,
+    then 2× 3×3 reconstruction."""
+    per_block = sum(max(1, d) for d in cfg.dilations) + 2
+    return 2 * 2 + cfg.num_blocks * per_block + 2 * 1
+
+
+def measure(model: WCDGANGenerator, image: np.ndarray | None = None) -> ReceptiveField:
+    """Impulse-response radius of ``model`` at the centre of a (2R+1+32)² crop, R = the theoretical radius.
+
+    ``image``: optional H×W×C float32 [0, 1] source (at least that size); defaults to a JPEG q10 crop of
+    ``skimage.data.astronaut`` (luma for 1-channel models).
+    """
+    cfg = model.cfg
+    r_max = theoretical_radius(cfg)
+    size = 2 * r_max + 1 + 32  # room beyond the hard bound, so that what lies there is measured, not cut off
+    x = torch.from_numpy(_input_crop(cfg.in_channels, size) if image is None else image[:size, :size])
+    x = x.permute(2, 0, 1)[None].contiguous().requires_grad_(True)
+    model = model.eval()
+    c = size // 2
+    model(x)[0, :, c, c].mean().backward()
+    g = x.grad[0].abs().sum(0).numpy().astype(np.float64)
+    yy, xx = np.indices(g.shape)
+    dist = np.maximum(np.abs(yy - c), np.abs(xx - c))
+    radius = {f"{t:.0e}": int(dist[g >= t * g.max()].max()) for t in RELATIVE_THRESHOLDS}
+    outside = g.sum() - np.cumsum(np.bincount(dist.ravel(), weights=g.ravel()))  # mass beyond radius r, r = index
+    mass_radius = int(np.argmax(outside <= MASS_TOLERANCE)) if (outside <= MASS_TOLERANCE).any() else c
+    effective = max(radius[f"{OVERLAP_THRESHOLD:.0e}"], mass_radius)
+    overlap = math.ceil(effective / JPEG_BLOCK) * JPEG_BLOCK
+    return ReceptiveField(r_max, radius, mass_radius, effective, overlap, size)
+
+
+def _input_crop(channels: int, size: int) -> np.ndarray:
+    from skimage import data, transform
+
+    from common.color import rgb_to_y
+    from common.jpeg import jpeg_roundtrip
+
+    rgb = data.astronaut()
+    if min(rgb.shape[:2]) < size:  # only very deep configs need more than 512 px
+        rgb = (transform.resize(rgb, (size, size), anti_aliasing=True) * 255).round().astype(np.uint8)
+    rgb = np.ascontiguousarray(rgb[:size, :size])
+    img = jpeg_roundtrip(rgb_to_y(rgb) if channels == 1 else rgb, 10)
+    img = img[..., None] if img.ndim == 2 else img
+    return img.astype(np.float32) / 255.0

@@ -1,0 +1,319 @@
+"""TensorRT backend: builds (once, through :class:`runtime.engine_cache.EngineCache`) and runs engines.
+
+Written against TensorRT 10.x and 11.x and cuda-python (``cuda.bindings.runtime``); both are imported lazily so
+this module imports anywhere, and :class:`BackendUnavailable` says what is missing.
+
+* Network: strongly typed from the ONNX: an FP16 graph carries its own precision, including the nodes kept in
+  FP32. TRT 11 removed ``BuilderFlag.FP16``; it is looked up with ``getattr`` and set only for a TensorRT
+  without strong typing (the flag-based, weakly typed path of TRT < 10.12).
+* One optimisation profile per backend: spatial size fixed to the tile window, batch 1..``max_batch``
+  (opt = ``max_batch``), so nothing is rebuilt when images change size.
+* A persistent timing cache per TensorRT version + GPU speeds up rebuilds (it only merges within one version).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import filelock
+import numpy as np
+
+from common.files import atomic_write_bytes, sha256_file
+from runtime.backends.base import BackendUnavailable
+from runtime.engine_cache import EngineCache, EngineKey, default_cache_dir
+from runtime.spec import ModelSpec
+
+_NP_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+@dataclass(frozen=True)
+class BuilderOptions:
+    """TensorRT builder settings that change the engine (part of the cache key)."""
+
+    optimization_level: int = 3  # 0..5; higher searches more tactics (slower build, maybe faster engine)
+    hardware_compatibility: str = "none"  # "none" or "ampere_plus" (portable across Ampere+ GPUs, slower)
+    workspace_mib: int = 0  # 0 = TensorRT's default (all device memory)
+
+
+def _import_trt() -> tuple[Any, Any]:
+    """``(tensorrt, cuda.bindings.runtime)`` or :class:`BackendUnavailable` with the reason."""
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise BackendUnavailable(f"tensorrt is not importable ({e}); install TensorRT 10+ for your CUDA") from None
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError as e:
+        raise BackendUnavailable(f"cuda-python is not importable ({e}); pip install 'cuda-python>=12.6'") from None
+    return trt, cudart
+
+
+def _cuda(result: tuple) -> Any:
+    """Unwrap a cuda-python ``(error, *values)`` tuple, raising on error."""
+    err, *values = result
+    if int(err) != 0:
+        raise RuntimeError(f"CUDA runtime error {err}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def gpu_identity(cudart: Any, device: int = 0) -> tuple[str, str]:
+    """``(name, "major.minor")`` of CUDA device ``device``; :class:`BackendUnavailable` when there is none."""
+    try:
+        count = _cuda(cudart.cudaGetDeviceCount())
+    except RuntimeError as e:
+        raise BackendUnavailable(f"no CUDA GPU ({e})") from None
+    if count <= device:
+        raise BackendUnavailable(f"no CUDA GPU (found {count} device(s), need index {device})")
+    props = _cuda(cudart.cudaGetDeviceProperties(device))
+    name = props.name.decode(errors="replace").rstrip("\0") if isinstance(props.name, bytes) else str(props.name)
+    return name, f"{props.major}.{props.minor}"
+
+
+def engine_key(
+    trt: Any,
+    cudart: Any,
+    onnx_path: str | os.PathLike,
+    spec: ModelSpec,
+    tile_hw: tuple[int, int],
+    max_batch: int,
+    options: BuilderOptions,
+    device: int = 0,
+) -> EngineKey:
+    """The cache key of an engine for ``onnx_path`` at ``tile_hw`` windows, batch 1..``max_batch``.
+
+    The ONNX file itself is hashed (not the sidecar's ``onnx_sha256``), so a replaced graph never reuses an
+    engine built from its predecessor.
+    """
+    gpu, cc = gpu_identity(cudart, device)
+    h, w = tile_hw
+    shape = lambda n: (n, spec.channels, h, w)  # noqa: E731
+    return EngineKey(
+        model_name=spec.name,
+        onnx_sha256=sha256_file(onnx_path),
+        precision=spec.precision,
+        input_dtype=spec.input_dtype,
+        output_dtype=spec.output_dtype,
+        profiles=((spec.input_name, shape(1), shape(max_batch), shape(max_batch)),),
+        trt_version=trt.__version__,
+        gpu_name=gpu,
+        compute_capability=cc,
+        builder_options=dataclasses.asdict(options),
+    )
+
+
+class _Progress:
+    """tqdm bars (stderr) for TensorRT's build phases, via ``trt.IProgressMonitor`` (TensorRT ≥ 10)."""
+
+    @staticmethod
+    def attach(trt: Any, config: Any, label: str) -> None:
+        if not hasattr(trt, "IProgressMonitor"):
+            print(f"building TensorRT engine for {label} (may take minutes) ...", file=sys.stderr)
+            return
+        from tqdm import tqdm
+
+        class Monitor(trt.IProgressMonitor):
+            def __init__(self) -> None:
+                trt.IProgressMonitor.__init__(self)
+                self.bars: dict[str, tqdm] = {}
+
+            def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+                depth = len(self.bars)
+                self.bars[phase_name] = tqdm(
+                    total=num_steps, desc=f"{label}: {phase_name}", position=depth, leave=depth == 0, file=sys.stderr
+                )
+
+            def step_complete(self, phase_name: str, step: int) -> bool:
+                bar = self.bars.get(phase_name)
+                if bar is not None:
+                    bar.update(step + 1 - bar.n)
+                return True  # False would cancel the build
+
+            def phase_finish(self, phase_name: str) -> None:
+                bar = self.bars.pop(phase_name, None)
+                if bar is not None:
+                    bar.close()
+
+        config.progress_monitor = Monitor()
+
+
+class _TimingCache:
+    """A timing cache file per TensorRT version and GPU under ``<cache>/timing/``, updated under a lock."""
+
+    def __init__(self, root: Path, key: EngineKey) -> None:
+        safe = "".join(
+            c if c.isalnum() or c in "-_." else "_"
+            for c in f"trt{key.trt_version}-{key.gpu_name}-sm{key.compute_capability}"
+        )
+        self.path = root / "timing" / f"{safe}.cache"
+
+    def load(self, config: Any) -> None:
+        """Attach the stored timing cache (or an empty one) to the builder ``config``."""
+        data = self.path.read_bytes() if self.path.exists() else b""
+        cache = config.create_timing_cache(data)
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            cache = config.create_timing_cache(b"")  # unreadable/mismatched file: start afresh
+            config.set_timing_cache(cache, ignore_mismatch=False)
+
+    def save(self, config: Any) -> None:
+        """Merge what this build learnt into the file (another process may have saved meanwhile)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        cache = config.get_timing_cache()
+        with filelock.FileLock(str(self.path.with_suffix(".lock"))):
+            if self.path.exists():
+                previous = config.create_timing_cache(self.path.read_bytes())
+                if previous is not None:
+                    cache.combine(previous, ignore_mismatch=True)
+            atomic_write_bytes(self.path, bytes(cache.serialize()))
+
+
+def make_build_fn(
+    trt: Any, logger: Any, root: Path, options: BuilderOptions, progress: bool
+) -> Callable[[Path, EngineKey], bytes]:
+    """``build_fn(onnx_path, key) -> bytes`` for :class:`EngineCache`: parse, configure, build, serialize."""
+
+    def build(onnx_path: Path, key: EngineKey) -> bytes:
+        builder = trt.Builder(logger)
+        # Strongly typed: the FP16 ONNX fixes every layer's precision, so --fp32-nodes are honoured (a weakly
+        # typed network with the FP16 flag may run them in FP16 anyway). TensorRT 11 accepts only this.
+        strongly_typed = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        flags = 0 if strongly_typed is None else 1 << int(strongly_typed)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(onnx_path)):
+            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+        config = builder.create_builder_config()
+        fp16_flag = getattr(trt.BuilderFlag, "FP16", None)  # removed in TensorRT 11
+        if strongly_typed is None and fp16_flag is not None and key.precision == "fp16":
+            config.set_flag(fp16_flag)  # only pre-10 TensorRT without strong typing gets here
+        config.builder_optimization_level = options.optimization_level
+        if options.hardware_compatibility == "ampere_plus":
+            config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+        if options.workspace_mib:
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+        profile = builder.create_optimization_profile()
+        for name, lo, opt, hi in key.profiles:
+            profile.set_shape(name, tuple(lo), tuple(opt), tuple(hi))
+        config.add_optimization_profile(profile)
+        timing = _TimingCache(root, key)
+        timing.load(config)
+        if progress:
+            _Progress.attach(trt, config, f"{key.model_name} {key.profiles[0][3][2]}×{key.profiles[0][3][3]}")
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
+        timing.save(config)
+        return bytes(plan)
+
+    return build
+
+
+def _deserialize(runtime: Any, plan: bytes) -> Any:
+    """The engine, or None for a plan this TensorRT/GPU cannot use (the cache then rebuilds it)."""
+    try:
+        return runtime.deserialize_cuda_engine(plan)
+    except (RuntimeError, TypeError, ValueError):  # some versions raise on garbage instead of returning None
+        return None
+
+
+class TensorRTBackend:
+    """Runs an ONNX model with TensorRT on fixed-shape tile batches (see :class:`runtime.backends.base.Backend`).
+
+    The engine comes from the engine cache (built on first use, with a progress display when ``progress``).
+    """
+
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        spec: ModelSpec,
+        tile_hw: tuple[int, int],
+        max_batch: int,
+        cache_dir: str | os.PathLike | None = None,
+        progress: bool = True,
+        options: BuilderOptions | None = None,
+        device: int = 0,
+    ) -> None:
+        trt, cudart = _import_trt()
+        self._trt, self._cudart = trt, cudart
+        self.max_batch, self.tile_hw, self.spec = max_batch, tuple(tile_hw), spec
+        options = options or BuilderOptions()
+        _cuda(cudart.cudaSetDevice(device))
+        key = engine_key(trt, cudart, onnx_path, spec, self.tile_hw, max_batch, options, device)
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(self._logger)
+        root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        cache = EngineCache(
+            make_build_fn(trt, self._logger, root, options, progress), runtime.deserialize_cuda_engine, root
+        )
+        self._runtime = runtime  # engines must not outlive their runtime
+        self._engine = cache.get(onnx_path, key)
+        self._context = self._engine.create_execution_context()
+        self._in_dtype = _NP_DTYPES[spec.input_dtype]
+        self._out_dtype = _NP_DTYPES[spec.output_dtype]
+        c, (h, w) = spec.channels, self.tile_hw
+        nbytes = lambda dt: max_batch * c * h * w * np.dtype(dt).itemsize  # noqa: E731
+        self._stream = _cuda(cudart.cudaStreamCreate())
+        self._d_in = _cuda(cudart.cudaMalloc(nbytes(self._in_dtype)))
+        self._d_out = _cuda(cudart.cudaMalloc(nbytes(self._out_dtype)))
+        self._context.set_tensor_address(spec.input_name, int(self._d_in))
+        self._context.set_tensor_address(spec.output_name, int(self._d_out))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """N×C×H×W float32 [0, 1] (N ≤ max_batch, H×W = the tile shape) → same shape float32."""
+        n, c, h, w = batch.shape
+        if n > self.max_batch or (h, w) != self.tile_hw or c != self.spec.channels:
+            raise ValueError(
+                f"batch {batch.shape} does not fit the engine (≤{self.max_batch}×{self.spec.channels}×{self.tile_hw})"
+            )
+        cudart = self._cudart
+        host_in = np.ascontiguousarray(batch, dtype=self._in_dtype)
+        host_out = np.empty(batch.shape, dtype=self._out_dtype)
+        if not self._context.set_input_shape(self.spec.input_name, host_in.shape):
+            raise RuntimeError(f"TensorRT rejected input shape {host_in.shape}")
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        _cuda(cudart.cudaMemcpyAsync(self._d_in, host_in.ctypes.data, host_in.nbytes, h2d, self._stream))
+        if not self._context.execute_async_v3(int(self._stream)):
+            raise RuntimeError("TensorRT execution failed (see its log)")
+        _cuda(cudart.cudaMemcpyAsync(host_out.ctypes.data, self._d_out, host_out.nbytes, d2h, self._stream))
+        _cuda(cudart.cudaStreamSynchronize(self._stream))
+        return host_out.astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        """Free device memory and the stream (also done on garbage collection)."""
+        cudart = getattr(self, "_cudart", None)
+        if cudart is None:
+            return
+        for ptr in ("_d_in", "_d_out"):
+            if getattr(self, ptr, None) is not None:
+                with contextlib.suppress(Exception):
+                    cudart.cudaFree(getattr(self, ptr))
+                setattr(self, ptr, None)
+        if getattr(self, "_stream", None) is not None:
+            with contextlib.suppress(Exception):
+                cudart.cudaStreamDestroy(self._stream)
+            self._stream = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def prebuild(
+    onnx_path: str | os.PathLike,
+    spec: ModelSpec,
+    tile_hw: tuple[int, int],
+    max_batch: int,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    options: BuilderOptions | None = None,
+) -> None:
+    """Make sure the engine for these settings is in the cache (what ``python -m export.build`` calls)."""
+    TensorRTBackend(onnx_path, spec, tile_hw, max_batch, cache_dir, progress, options).close()

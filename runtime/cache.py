@@ -1,0 +1,57 @@
+"""``python -m runtime.cache list|clear``: inspect or empty the TensorRT engine cache."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from runtime.engine_cache import ENV_VAR, clear, default_cache_dir, list_entries
+
+_COLUMNS = ("key", "model", "precision", "shape", "TensorRT", "GPU", "size", "created")
+
+
+def _row(entry: dict[str, Any]) -> tuple[str, ...]:
+    if "error" in entry:
+        return (entry["slot"], f"(unreadable sidecar: {entry['error']})", *[""] * (len(_COLUMNS) - 2))
+    key = entry.get("key", {})
+    profiles = key.get("profiles") or [["", [], [], []]]
+    shape = "×".join(str(d) for d in profiles[0][3])  # the largest shape the engine accepts
+    gpu = f"{key.get('gpu_name', '?')} (sm {key.get('compute_capability', '?')})"
+    size = f"{entry.get('size', 0) / 2**20:.1f} MiB"
+    return (entry["slot"], key.get("model_name", "?"), key.get("precision", "?"), shape, key.get("trt_version", "?"),
+            gpu, size, entry.get("created", "?"))  # fmt: skip
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [_COLUMNS, *rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m runtime.cache",
+        description="List or clear cached TensorRT engines. Engines are rebuilt automatically when missing, "
+        "stale (other TensorRT version, GPU or builder options) or corrupt.",
+    )
+    p.add_argument("action", choices=("list", "clear"), help="list: show entries; clear: delete them all")
+    p.add_argument("--cache-dir", type=Path, help=f"cache folder (default: ${ENV_VAR} or {default_cache_dir()})")
+    p.add_argument("-q", "--quiet", action="store_true", help="clear: print nothing")
+    a = p.parse_args(argv)
+    root = a.cache_dir if a.cache_dir is not None else default_cache_dir()
+    if a.cache_dir is not None and not root.is_dir():
+        print(f"error: {root}: no such cache folder", file=sys.stderr)
+        return 2
+    if a.action == "list":
+        entries = list_entries(root)
+        print(_table([_row(e) for e in entries]) if entries else f"no cached engines in {root}")
+    else:
+        removed = clear(root)
+        if not a.quiet:
+            print(f"removed {removed} file(s) from {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

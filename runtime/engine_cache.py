@@ -1,0 +1,191 @@
+"""A self-healing, process-safe cache of serialized inference engines (TensorRT plans), independent of TensorRT.
+
+Layout under the cache root (default ``$WCDGAN_CACHE_DIR`` or the platform user cache, ``…/wcdgan/engines``)::
+
+    <model>-<slot>.plan   serialized engine
+    <model>-<slot>.json   sidecar: the full :class:`EngineKey`, the plan's sha256 and size, creation time
+    <model>-<slot>.lock   file lock held while building
+
+``slot`` hashes every key field except the TensorRT version, so an engine built by an older TensorRT is found,
+recognised as stale and *replaced* rather than left behind. An entry is used only if its sidecar equals the
+requested key, the plan's sha256 matches the sidecar and ``load_fn`` deserializes it; otherwise it is rebuilt
+with a warning saying why. Concurrent processes asking for the same entry serialise on the lock: one builds,
+the others wait and load its result.
+
+Tests drive this with plain ``build_fn``/``load_fn`` callables; :mod:`runtime.backends.tensorrt` plugs in TensorRT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import filelock
+import platformdirs
+
+from common.files import atomic_write_bytes, atomic_write_text
+
+ENV_VAR = "WCDGAN_CACHE_DIR"
+FORMAT = "wcdgan-engine"
+T = TypeVar("T")
+
+
+class EngineCacheWarning(UserWarning):
+    """A cache entry was unusable (corrupt, stale or incompatible) and is being rebuilt."""
+
+
+class EngineBuildError(RuntimeError):
+    """A freshly built engine could not be loaded back."""
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """Everything an engine depends on. ``profiles``: per input ``(name, min, opt, max)`` NCHW shapes."""
+
+    model_name: str
+    onnx_sha256: str
+    precision: str
+    input_dtype: str
+    output_dtype: str
+    profiles: tuple[tuple[str, tuple[int, ...], tuple[int, ...], tuple[int, ...]], ...]
+    trt_version: str
+    gpu_name: str
+    compute_capability: str
+    builder_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (tuples become lists), the form stored in and compared with sidecars."""
+        return json.loads(json.dumps(dataclasses.asdict(self), sort_keys=True))
+
+    def slot(self) -> str:
+        """File stem ``<model>-<16 hex>``: a hash of every field except the TensorRT version (see module doc)."""
+        fields = {k: v for k, v in self.to_dict().items() if k != "trt_version"}
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.model_name)
+        return f"{safe}-{digest}"
+
+
+def default_cache_dir() -> Path:
+    """``$WCDGAN_CACHE_DIR`` if set, else the user cache folder (e.g. ``~/.cache/wcdgan/engines``)."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("wcdgan")) / "engines"
+
+
+class EngineCache:
+    """Get-or-build engines; see the module docstring for the on-disk contract.
+
+    ``build_fn(onnx_path, key) -> bytes`` serializes a new engine; ``load_fn(bytes) -> engine | None`` returns
+    None for a plan it cannot use (TensorRT's ``deserialize_cuda_engine`` does so for incompatible plans).
+    """
+
+    def __init__(
+        self,
+        build_fn: Callable[[Path, EngineKey], bytes],
+        load_fn: Callable[[bytes], T | None],
+        root: str | os.PathLike | None = None,
+        lock_timeout: float = -1,
+    ) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.build_fn, self.load_fn, self.lock_timeout = build_fn, load_fn, lock_timeout
+
+    def paths(self, key: EngineKey) -> tuple[Path, Path, Path]:
+        """``(plan, sidecar, lock)`` paths of ``key``'s entry."""
+        stem = self.root / key.slot()
+        return stem.with_suffix(".plan"), stem.with_suffix(".json"), stem.with_suffix(".lock")
+
+    def get(self, onnx_path: str | os.PathLike, key: EngineKey) -> T:
+        """The loaded engine for ``key``, building (once, across processes) and storing it if needed."""
+        engine, problem = self._try_load(key)
+        if engine is not None:
+            return engine
+        plan_path, sidecar, lock_path = self.paths(key)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(str(lock_path), timeout=self.lock_timeout):
+            engine, problem = self._try_load(key)  # another process may have built it while we waited
+            if engine is not None:
+                return engine
+            if problem != "missing":
+                warnings.warn(
+                    f"engine cache entry {plan_path.name}: {problem}; rebuilding", EngineCacheWarning, stacklevel=2
+                )
+            plan = self.build_fn(Path(onnx_path), key)
+            atomic_write_bytes(plan_path, plan)
+            record = {
+                "format": FORMAT,
+                "key": key.to_dict(),
+                "plan_sha256": hashlib.sha256(plan).hexdigest(),
+                "size": len(plan),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            atomic_write_text(sidecar, json.dumps(record, indent=2, sort_keys=True) + "\n")  # last: marks it complete
+            engine = self.load_fn(plan)
+        if engine is None:
+            raise EngineBuildError(f"{plan_path}: a freshly built engine failed to deserialize")
+        return engine
+
+    def _try_load(self, key: EngineKey) -> tuple[T | None, str]:
+        """``(engine, "")`` for a valid entry, else ``(None, reason)``; reason "missing" when there is none."""
+        plan_path, sidecar, _ = self.paths(key)
+        if not sidecar.exists() and not plan_path.exists():
+            return None, "missing"
+        try:
+            record = json.loads(sidecar.read_text(encoding="utf-8"))
+            plan = plan_path.read_bytes()
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            return None, f"unreadable ({type(e).__name__}: {e})"
+        if not isinstance(record, dict) or record.get("format") != FORMAT:
+            return None, "sidecar is not an engine record"
+        stored = record.get("key", {})
+        if stored != key.to_dict():
+            diff = sorted(k for k in key.to_dict() if stored.get(k) != key.to_dict()[k])
+            details = ", ".join(f"{k}: {stored.get(k)!r} → {key.to_dict()[k]!r}" for k in diff)
+            return None, f"stale (built for a different {details})"
+        if hashlib.sha256(plan).hexdigest() != record.get("plan_sha256"):
+            return None, "corrupt (plan file does not match its recorded sha256)"
+        engine = self.load_fn(plan)
+        if engine is None:
+            return None, "incompatible (the plan failed to deserialize)"
+        return engine, ""
+
+
+def list_entries(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """Sidecar records of every entry under ``root`` (unreadable sidecars are reported with an ``error``)."""
+    root = Path(root) if root is not None else default_cache_dir()
+    entries = []
+    for sidecar in sorted(root.glob("*.json")):
+        try:
+            record = json.loads(sidecar.read_text(encoding="utf-8"))
+            if record.get("format") != FORMAT:
+                continue
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+            if not sidecar.with_suffix(".plan").exists():
+                continue  # not ours
+            record = {"error": str(e)}
+        entries.append({"slot": sidecar.stem, "path": str(sidecar.with_suffix(".plan")), **record})
+    return entries
+
+
+def clear(root: str | os.PathLike | None = None) -> int:
+    """Delete every entry (plan, sidecar, lock) and timing cache under ``root``; return the number of files removed.
+
+    Only files this cache writes are touched, so pointing ``root`` at a shared folder is harmless.
+    """
+    root = Path(root) if root is not None else default_cache_dir()
+    victims = [*root.glob("*.plan"), *root.glob("timing/*.cache"), *root.glob("timing/*.lock")]
+    for entry in list_entries(root):
+        if "error" not in entry:
+            victims += [Path(entry["path"]).with_suffix(".json"), Path(entry["path"]).with_suffix(".lock")]
+    removed = 0
+    for path in victims:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed

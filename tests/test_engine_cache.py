@@ -1,0 +1,206 @@
+"""Engine cache logic with real files and real processes; TensorRT is replaced by plain build/load callables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime import cache as cache_cli
+from runtime.engine_cache import EngineBuildError, EngineCache, EngineCacheWarning, EngineKey, default_cache_dir
+
+KEY = EngineKey(
+    model_name="tiny_fp16",
+    onnx_sha256="ab" * 32,
+    precision="fp16",
+    input_dtype="float32",
+    output_dtype="float32",
+    profiles=(("input", (1, 3, 288, 288), (4, 3, 288, 288), (4, 3, 288, 288)),),
+    trt_version="10.13.0",
+    gpu_name="NVIDIA H100 80GB HBM3",
+    compute_capability="9.0",
+    builder_options={"optimization_level": 3},
+)
+
+
+def _plan_for(key: EngineKey) -> bytes:
+    """A fake engine: the key it was built for, padded so truncation is noticeable."""
+    return b"PLAN" + json.dumps(key.to_dict(), sort_keys=True).encode() + b"\0" * 4096
+
+
+def _load(plan: bytes) -> dict | None:
+    """Fake deserializer: None for anything that is not a complete fake plan (like deserialize_cuda_engine)."""
+    if not plan.startswith(b"PLAN") or not plan.endswith(b"\0" * 4096):
+        return None
+    return json.loads(plan[4:].rstrip(b"\0"))
+
+
+class Recorder:
+    """build_fn that records each call in a file (shared by processes), optionally slow."""
+
+    def __init__(self, log: Path, delay: float = 0.0) -> None:
+        self.log, self.delay = log, delay
+
+    def __call__(self, onnx_path: Path, key: EngineKey) -> bytes:
+        with open(self.log, "a", encoding="utf-8") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(self.delay)
+        return _plan_for(key)
+
+    @property
+    def builds(self) -> int:
+        return len(self.log.read_text().split()) if self.log.exists() else 0
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Recorder:
+    return Recorder(tmp_path / "builds.log")
+
+
+@pytest.fixture
+def cache(tmp_path: Path, recorder: Recorder) -> EngineCache:
+    return EngineCache(recorder, _load, tmp_path / "engines")
+
+
+def test_builds_once_then_reuses(cache: EngineCache, recorder: Recorder, recwarn) -> None:
+    engine = cache.get("model.onnx", KEY)
+    assert engine == KEY.to_dict() and recorder.builds == 1
+    assert cache.get("model.onnx", KEY) == engine and recorder.builds == 1
+    plan, sidecar, _ = cache.paths(KEY)
+    record = json.loads(sidecar.read_text())
+    assert record["key"] == KEY.to_dict() and record["size"] == plan.stat().st_size
+    assert not [w for w in recwarn if issubclass(w.category, EngineCacheWarning)]  # a first build is no warning
+
+
+def test_truncated_plan_is_detected_and_rebuilt(cache: EngineCache, recorder: Recorder) -> None:
+    cache.get("model.onnx", KEY)
+    plan, _, _ = cache.paths(KEY)
+    plan.write_bytes(plan.read_bytes()[:100])
+    with pytest.warns(EngineCacheWarning, match="corrupt"):
+        assert cache.get("model.onnx", KEY) == KEY.to_dict()
+    assert recorder.builds == 2 and plan.read_bytes() == _plan_for(KEY)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("trt_version", "10.3.0"), ("gpu_name", "NVIDIA A100-SXM4-80GB"), ("onnx_sha256", "cd" * 32)]
+)
+def test_stale_sidecar_is_rebuilt(cache: EngineCache, recorder: Recorder, field: str, value: str) -> None:
+    cache.get("model.onnx", KEY)
+    _, sidecar, _ = cache.paths(KEY)
+    record = json.loads(sidecar.read_text())
+    record["key"][field] = value
+    sidecar.write_text(json.dumps(record))
+    with pytest.warns(EngineCacheWarning, match=f"stale .*{field}"):
+        cache.get("model.onnx", KEY)
+    assert recorder.builds == 2 and json.loads(sidecar.read_text())["key"] == KEY.to_dict()
+
+
+def test_tensorrt_upgrade_replaces_the_entry(cache: EngineCache, recorder: Recorder) -> None:
+    old = dataclasses.replace(KEY, trt_version="10.3.0")
+    cache.get("model.onnx", old)
+    assert cache.paths(old) == cache.paths(KEY)  # same slot: the upgrade replaces, not accumulates
+    with pytest.warns(EngineCacheWarning, match=r"stale .*trt_version: '10\.3\.0' → '10\.13\.0'"):
+        cache.get("model.onnx", KEY)
+    assert recorder.builds == 2 and len(list(cache.root.glob("*.plan"))) == 1
+
+
+def test_different_shapes_and_models_get_their_own_entries(cache: EngineCache, recorder: Recorder) -> None:
+    other_shape = dataclasses.replace(KEY, profiles=(("input", (1, 3, 160, 160), (4, 3, 160, 160), (4, 3, 160, 160)),))
+    other_model = dataclasses.replace(KEY, model_name="other", onnx_sha256="cd" * 32)
+    for key in (KEY, other_shape, other_model):
+        assert cache.get("model.onnx", key) == key.to_dict()
+    assert recorder.builds == 3 and len({cache.paths(k)[0] for k in (KEY, other_shape, other_model)}) == 3
+
+
+def test_undeserializable_plan_is_rebuilt(tmp_path: Path, recorder: Recorder) -> None:
+    EngineCache(recorder, _load, tmp_path / "engines").get("m.onnx", KEY)
+    fresh: set[bytes] = set()
+
+    def build(onnx_path: Path, key: EngineKey) -> bytes:
+        fresh.add(plan := recorder(onnx_path, key))
+        return plan
+
+    def picky_load(plan: bytes) -> dict | None:  # like another TensorRT build: only its own plans deserialize
+        return _load(plan) if plan in fresh else None
+
+    with pytest.warns(EngineCacheWarning, match="incompatible"):
+        EngineCache(build, picky_load, tmp_path / "engines").get("m.onnx", KEY)
+    assert recorder.builds == 2
+
+
+def test_unloadable_fresh_build_raises(tmp_path: Path, recorder: Recorder) -> None:
+    with pytest.raises(EngineBuildError, match="failed to deserialize"):
+        EngineCache(recorder, lambda plan: None, tmp_path / "engines").get("m.onnx", KEY)
+
+
+def test_plan_without_sidecar_is_rebuilt(cache: EngineCache, recorder: Recorder) -> None:
+    plan, _, _ = cache.paths(KEY)
+    plan.parent.mkdir(parents=True)
+    plan.write_bytes(_plan_for(KEY))  # e.g. a build killed between writing the plan and its sidecar
+    with pytest.warns(EngineCacheWarning, match="unreadable"):
+        cache.get("m.onnx", KEY)
+    assert recorder.builds == 1
+
+
+def _get_in_process(root: str, log: str, out: str) -> None:
+    engine = EngineCache(Recorder(Path(log), delay=1.0), _load, root).get("m.onnx", KEY)
+    Path(out).write_text(json.dumps(engine))
+
+
+def test_two_processes_build_once_and_share(tmp_path: Path) -> None:
+    ctx = mp.get_context("spawn")
+    log = tmp_path / "builds.log"
+    outs = [tmp_path / f"out{i}.json" for i in range(2)]
+    procs = [ctx.Process(target=_get_in_process, args=(str(tmp_path / "engines"), str(log), str(o))) for o in outs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert len(log.read_text().split()) == 1  # exactly one build
+    assert [json.loads(o.read_text()) for o in outs] == [KEY.to_dict()] * 2
+
+
+def test_default_dir_honours_env(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WCDGAN_CACHE_DIR", str(tmp_path / "x"))
+    assert default_cache_dir() == tmp_path / "x"
+    monkeypatch.delenv("WCDGAN_CACHE_DIR")
+    assert default_cache_dir().parts[-2:] == ("wcdgan", "engines")
+
+
+def test_cli_list_and_clear(cache: EngineCache, capsys) -> None:
+    cache.get("m.onnx", KEY)
+    bystander = cache.root / "notes.json"
+    bystander.write_text('{"mine": true}')
+    assert cache_cli.main(["list", "--cache-dir", str(cache.root)]) == 0
+    out = capsys.readouterr().out
+    for text in (KEY.slot(), "tiny_fp16", "fp16", "4×3×288×288", "10.13.0", "H100", "MiB"):
+        assert text in out
+    assert cache_cli.main(["clear", "--cache-dir", str(cache.root)]) == 0
+    assert "removed 3 file(s)" in capsys.readouterr().out  # plan, sidecar, lock
+    assert bystander.exists() and not list(cache.root.glob("*.plan"))
+    cache_cli.main(["list", "--cache-dir", str(cache.root)])
+    assert "no cached engines" in capsys.readouterr().out
+
+
+def test_cli_missing_dir(tmp_path: Path, capsys) -> None:
+    assert cache_cli.main(["list", "--cache-dir", str(tmp_path / "nope")]) == 2
+    assert "no such cache folder" in capsys.readouterr().err
+
+
+def test_runtime_cache_and_tensorrt_modules_are_torch_free() -> None:
+    code = (
+        "import sys, runtime.engine_cache, runtime.cache, runtime.backends.tensorrt; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'models', 'train', 'export')); "
+        "assert not bad, bad"
+    )
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
