@@ -1,0 +1,67 @@
+"""Backend choice: ``auto`` takes the fastest backend that actually loads (tensorrt > ort-cuda > ort-cpu)."""
+
+from __future__ import annotations
+
+import os
+
+from runtime.backends.base import Backend, BackendUnavailable
+from runtime.models import Model
+
+BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu")
+GPU_BACKENDS = frozenset({"tensorrt", "ort-cuda"})
+# Tiles per call when none is asked for: batching fills a GPU; on a CPU it saves nothing and each tile in
+# flight costs ONNX Runtime its activations (≈ 0.1 GB for a 320² window of the tiny test model, ~4× that at full width).
+DEFAULT_BATCH = {"tensorrt": 4, "ort-cuda": 4, "ort-cpu": 1}
+
+
+def create_backend(
+    kind: str,
+    model: Model,
+    tile_hw: tuple[int, int],
+    max_batch: int | None,
+    *,
+    device_id: int = 0,
+    threads: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Backend:
+    """Load ``model`` on backend ``kind`` (one of :data:`BACKENDS`); GPU backends take its FP16 file if any.
+
+    ``max_batch`` None takes the backend's :data:`DEFAULT_BATCH`.
+
+    Raises :class:`BackendUnavailable` with the reason when that backend cannot run here.
+    """
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown backend {kind!r} (choose from auto, {', '.join(BACKENDS)})")
+    file = model.file(prefer_fp16=kind in GPU_BACKENDS)
+    max_batch = max_batch or DEFAULT_BATCH[kind]
+    if kind == "tensorrt":
+        try:
+            from runtime.backends.tensorrt import TensorRTBackend
+        except ImportError as e:
+            raise BackendUnavailable(f"TensorRT support cannot be imported ({e})") from None
+        return TensorRTBackend(
+            file.onnx, file.spec, tile_hw, max_batch, cache_dir=cache_dir, progress=progress, device=device_id
+        )
+    from runtime.backends.onnxruntime import OrtBackend
+
+    device = "cuda" if kind == "ort-cuda" else "cpu"
+    return OrtBackend(file.onnx, file.spec, tile_hw, max_batch, device, device_id, threads)
+
+
+def select_backend(
+    kind: str, model: Model, tile_hw: tuple[int, int], max_batch: int | None, **kwargs
+) -> tuple[Backend, list[str]]:
+    """``kind`` or, for "auto", the first of :data:`BACKENDS` that loads.
+
+    Returns the backend and, for "auto", one "name unavailable: reason" line per backend skipped.
+    Raises :class:`BackendUnavailable` (all reasons in its message) when nothing loads.
+    """
+    candidates = BACKENDS if kind == "auto" else (kind,)
+    skipped: list[str] = []
+    for candidate in candidates:
+        try:
+            return create_backend(candidate, model, tile_hw, max_batch, **kwargs), skipped
+        except BackendUnavailable as e:
+            skipped.append(f"{candidate} unavailable: {e}")
+    raise BackendUnavailable("; ".join(skipped))

@@ -1,0 +1,180 @@
+"""Command line: restore JPEG-compressed images.  ``python -m runtime.infer INPUT... [-o OUT] [options]``
+
+Exit codes: 0 every input restored (or skipped because its output exists), 1 at least one input failed (the
+others were still processed), 2 usage error (bad option, no inputs, model or backend unavailable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from runtime.backends.base import BackendUnavailable
+from runtime.backends.select import BACKENDS
+from runtime.io import IMAGE_SUFFIXES, ImageError
+from runtime.models import ModelError
+from runtime.restorer import DEFAULT_TILE, OutOfMemory, Restorer
+
+DESCRIPTION = """\
+Remove JPEG compression artifacts with WCDGAN. Inputs are files, folders (their images, not recursive) or
+glob patterns; any format OpenCV reads (JPEG, PNG, WebP, BMP, TIFF). EXIF orientation is applied, alpha is
+kept, 16-bit images stay 16-bit. Outputs are lossless PNG named <name><suffix>.png next to each input, or in
+-o DIR (named <name>.png), or -o FILE for a single input. Inputs are never overwritten; existing outputs are
+skipped unless --overwrite. The estimated JPEG quality of each input is printed and, with a folder of
+per-quality models (--model DIR), picks the model trained on the nearest quality.
+"""
+
+
+class UsageError(Exception):
+    """Exit 2 with this message."""
+
+
+def tile_arg(text: str) -> tuple[int, int]:
+    """``256`` or ``256x384`` (height × width) → (h, w)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with positive sizes, got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m runtime.infer", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("-o", "--output", type=Path, help="output folder, or output file for a single input")
+    p.add_argument("--suffix", default="_wcdgan",
+                   help="added to the names of outputs written next to inputs; folder images ending with it "
+                   "are skipped as earlier outputs (default _wcdgan)")  # fmt: skip
+    p.add_argument("--format", default="png", choices=["png", "tiff", "webp", "bmp"], help="output format (lossless)")
+    p.add_argument("-f", "--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    p.add_argument("--model", help="an .onnx model (with its .json sidecar) or a folder of models; default: bundled")
+    p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
+                   help="auto: the fastest that loads, tensorrt > ort-cuda > ort-cpu")  # fmt: skip
+    p.add_argument("--tile", type=tile_arg, default=(DEFAULT_TILE, DEFAULT_TILE),
+                   help=f"tile core size N or HxW, rounded up to 16 (default {DEFAULT_TILE})")  # fmt: skip
+    p.add_argument("--overlap", type=int, help="context pixels per tile side (default: the model's recommendation)")
+    p.add_argument("--batch", type=int, help="tiles per call (default: 4 on GPU backends, 1 on the CPU)")
+    p.add_argument("--quality", type=int, help="JPEG quality to assume for choosing a model (default: estimated)")
+    p.add_argument("--threads", type=int, help="CPU threads for ort-cpu (default: one per core)")
+    p.add_argument("--device-id", type=int, default=0, help="GPU ordinal (default 0)")
+    p.add_argument("--cache-dir", type=Path, help="TensorRT engine cache folder (default: per-user cache)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines; errors only")
+    return p
+
+
+def collect_inputs(patterns: list[str], skip_suffix: str = "") -> tuple[list[Path], list[str]]:
+    """Expand files, folders and globs (in order, without duplicates) → (image paths, error messages).
+
+    Folder images whose name ends with ``skip_suffix`` are earlier outputs and are left out.
+    """
+    found: list[Path] = []
+    errors: list[str] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            matches = [p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            matches = [p for p in matches if not (skip_suffix and p.stem.endswith(skip_suffix))]
+            if not matches:
+                errors.append(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = [Path(m) for m in sorted(glob.glob(pattern)) if Path(m).is_file()]
+            if not matches:
+                errors.append(f"{pattern}: no such file, folder or matching files")
+        found += [m for m in matches if m not in found]
+    return found, errors
+
+
+def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
+    """Where each input's restoration goes (see --help)."""
+    ext = "." + args.format
+    out = args.output
+    if out is not None and len(inputs) == 1 and not out.is_dir() and out.suffix:
+        return [out]
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder (several inputs need an output folder)")
+    if out is None:
+        return [p.with_name(p.stem + args.suffix + ext) for p in inputs]
+    return [out / (p.stem + ext) for p in inputs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
+    try:
+        return run(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def run(args: argparse.Namespace) -> int:
+    say = (lambda msg: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    if (args.batch is not None and args.batch < 1) or (args.overlap is not None and args.overlap < 0):
+        raise UsageError("--batch must be ≥ 1 and --overlap ≥ 0")
+    inputs, errors = collect_inputs(args.inputs, args.suffix)
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    if not inputs:
+        raise UsageError("no input images")
+    outputs = output_paths(inputs, args)
+    try:
+        restorer = Restorer(
+            args.model, args.backend, args.tile, args.overlap, args.batch, args.device_id, args.threads,
+            args.cache_dir, progress=not args.quiet,
+        )  # fmt: skip
+    except (ModelError, BackendUnavailable) as e:
+        raise UsageError(str(e)) from None
+    say(f"backend: {restorer.backend_name}" + "".join(f"\n  ({s})" for s in restorer.skipped_backends))
+    resolved_inputs = {p.resolve() for p in inputs}
+    failed = len(errors)
+    seen: set[Path] = set()
+    for src, dst in tqdm(list(zip(inputs, outputs, strict=True)), unit="file", disable=args.quiet or len(inputs) < 2):
+        target = dst.resolve()
+        if target in resolved_inputs:
+            print(f"error: {src}: output {dst} is an input; refusing to overwrite it", file=sys.stderr)
+            failed += 1
+        elif target in seen:
+            print(f"error: {src}: output {dst} is also another input's output (same name)", file=sys.stderr)
+            failed += 1
+        elif dst.exists() and not args.overwrite:
+            say(f"skipped {src}: {dst} exists (use --overwrite)")
+        else:
+            failed += not restore_one(restorer, src, dst, args, say)
+        seen.add(target)
+    if failed:
+        print(f"{failed} input(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def restore_one(restorer: Restorer, src: Path, dst: Path, args: argparse.Namespace, say) -> bool:
+    """Restore one file; report errors on stderr (no traceback) and return whether it succeeded."""
+    start = time.perf_counter()
+    try:
+        result = restorer.restore_file(src, dst, args.quality)
+    except (ImageError, OutOfMemory) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return False
+    except Exception as e:  # a backend failing on one image must not stop a folder run
+        print(f"error: {src}: restoration failed ({type(e).__name__}: {e})", file=sys.stderr)
+        return False
+    quality = f"JPEG {result.jpeg_quality}" if result.jpeg_quality else "not a JPEG"
+    say(f"{src} ({quality}) → {dst}  [{result.model}, {result.tiles} tiles, {time.perf_counter() - start:.1f} s]")
+    return True
+
+
+if __name__ == "__main__":
+    sys.exit(main())

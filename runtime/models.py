@@ -1,0 +1,137 @@
+"""Which ONNX model restores an image: the bundled default, ``--model FILE|DIR``, per-quality choice.
+
+A *model* is one trained network; it may be exported at several precisions (an FP32 and an FP16 ONNX,
+each with its :class:`~runtime.spec.ModelSpec` sidecar). Files belong to the same model when their sidecars
+carry the same ``checkpoint_sha256`` (or, without one, the same name once a ``_fp16``/``-fp16`` suffix is
+dropped). GPU backends take the FP16 file when there is one, CPU backends the FP32 file.
+
+With several models (a directory), the one whose trained ``jpeg_qualities`` include the quality nearest to
+the input's estimated quality is used (ties: the model trained on fewer qualities, the specialist); for
+inputs of unknown quality (PNG, …) the model trained on the most qualities (a blind model), ties broken by
+its lowest quality (the strongest restoration).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.spec import ModelSpec, SpecError, sidecar_path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = WEIGHTS_DIR / "default.onnx"
+_PRECISION_SUFFIX = re.compile(r"[_-]fp(16|32)$")
+
+
+class ModelError(ValueError):
+    """No usable model at the given place; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """One ONNX file and its sidecar."""
+
+    onnx: Path
+    spec: ModelSpec
+
+
+@dataclass
+class Model:
+    """One trained network and its exported precisions (``{"fp32": ModelFile, "fp16": ModelFile}``)."""
+
+    key: str
+    files: dict[str, ModelFile] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The sidecar describing the network (FP32's when present; fields other than precision agree)."""
+        return self.file(prefer_fp16=False).spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def qualities(self) -> list[int]:
+        return sorted(self.spec.jpeg_qualities)
+
+    def file(self, prefer_fp16: bool) -> ModelFile:
+        """The FP16 file if preferred and present, else FP32, else whatever exists."""
+        order = ("fp16", "fp32") if prefer_fp16 else ("fp32", "fp16")
+        for precision in order:
+            if precision in self.files:
+                return self.files[precision]
+        return next(iter(self.files.values()))
+
+
+@dataclass
+class ModelSet:
+    """The models a run may use, and the rule choosing one per input."""
+
+    models: list[Model]
+
+    def for_quality(self, quality: int | None) -> Model:
+        """The model for an input of estimated JPEG ``quality`` (None: unknown); see module docstring."""
+        if len(self.models) == 1:
+            return self.models[0]
+        trained = [m for m in self.models if m.qualities]
+        if quality is None or not trained:
+            return min(self.models, key=lambda m: (-len(m.qualities), min(m.qualities, default=0), m.name))
+
+        def nearest(m: Model) -> tuple:
+            return min(abs(quality - q) for q in m.qualities), len(m.qualities), m.name
+
+        return min(trained, key=nearest)
+
+
+def resolve_models(model: str | os.PathLike | None = None) -> ModelSet:
+    """Models from an ``.onnx`` file (plus its other-precision siblings), a directory, or the bundled default."""
+    if model is None:
+        if not DEFAULT_MODEL.is_file():
+            raise ModelError(
+                f"the bundled default model is missing ({DEFAULT_MODEL}); this installation has no weights: "
+                "pass --model PATH (an exported .onnx with its .json sidecar, or a folder of them)"
+            )
+        model = DEFAULT_MODEL
+    path = Path(model)
+    if path.is_dir():
+        files = [_load(p) for p in sorted(path.glob("*.onnx"))]
+        if not files:
+            raise ModelError(f"{path}: folder holds no .onnx models")
+    elif path.is_file():
+        if path.suffix.lower() != ".onnx":
+            raise ModelError(f"{path}: expected an .onnx model (with its .json sidecar) or a folder of them")
+        chosen = _load(path)
+        siblings = [_load(p) for p in sorted(path.parent.glob("*.onnx")) if p != path and sidecar_path(p).is_file()]
+        files = [chosen] + [f for f in siblings if _key(f) == _key(chosen)]
+    else:
+        raise ModelError(f"{path}: no such model file or folder")
+    return ModelSet(_group(files))
+
+
+def _load(onnx_path: Path) -> ModelFile:
+    try:
+        return ModelFile(onnx_path, ModelSpec.load(sidecar_path(onnx_path)))
+    except SpecError as e:
+        raise ModelError(str(e)) from None
+
+
+def _key(f: ModelFile) -> str:
+    return f.spec.checkpoint_sha256 or _PRECISION_SUFFIX.sub("", f.onnx.stem)
+
+
+def _group(files: list[ModelFile]) -> list[Model]:
+    models: dict[str, Model] = {}
+    for f in files:
+        if f.spec.precision not in ("fp32", "fp16"):
+            raise ModelError(f"{f.onnx}: unknown precision '{f.spec.precision}' in its sidecar")
+        if f.spec.channels not in (1, 3) or f.spec.layout != "NCHW" or tuple(f.spec.value_range) != (0.0, 1.0):
+            raise ModelError(
+                f"{f.onnx}: unsupported model I/O ({f.spec.channels} channels, {f.spec.layout}, "
+                f"range {f.spec.value_range}); expected 1 or 3 channels, NCHW, [0, 1]"
+            )
+        model = models.setdefault(_key(f), Model(_key(f)))
+        model.files.setdefault(f.spec.precision, f)  # the explicitly named file wins (it is listed first)
+    return list(models.values())

@@ -1,0 +1,256 @@
+"""The Python API: ``Restorer`` restores whole images by streaming fixed-shape tiles through a backend.
+
+Memory is bounded by the tile size, not the image: tiles are cut from the input (reflected at borders, see
+:mod:`runtime.tiling`), converted to the model's float input a batch at a time, and each result's central
+crop is rounded straight into a preallocated output of the input's dtype. No full-image float copy exists.
+
+When a GPU backend runs out of memory the batch is halved and, at batch 1, the tile core is halved and the
+backend rebuilt for the smaller shape (down to :data:`MIN_CORE`); the run continues and says so in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from common.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from runtime.backends.base import Backend
+from runtime.backends.select import select_backend
+from runtime.io import ImageError, read_image, write_image
+from runtime.jpeg_quality import JpegQuality
+from runtime.models import Model, ModelSet, resolve_models
+from runtime.tiling import TileGrid, crop_slices, extract_window
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TILE = 256  # core pixels per side; the window adds the overlap on each side
+DEFAULT_OVERLAP = 32  # when the sidecar has no recommended_overlap
+MIN_CORE = 64
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB model output → gray (BT.601, as OpenCV)
+_OOM = re.compile(r"out of memory|failed to allocate|memory allocation|cudaErrorMemoryAllocation|ALLOC_FAILED", re.I)
+
+
+class OutOfMemory(RuntimeError):
+    """The backend ran out of memory even with batch 1 and the smallest tile."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether a backend error means "not enough (GPU) memory" (MemoryError or an allocator message)."""
+    return isinstance(error, MemoryError) or bool(_OOM.search(str(error)))
+
+
+@dataclass
+class FileResult:
+    """What :meth:`Restorer.restore_file` did."""
+
+    output: Path
+    jpeg_quality: JpegQuality | None
+    model: str
+    backend: str
+    tiles: int
+
+
+@dataclass
+class _Engine:
+    """A backend loaded for one model and one window shape, with its input buffer."""
+
+    model: Model
+    backend: Backend
+    core: tuple[int, int]
+    overlap: int
+    batch: int
+    buffer: np.ndarray  # max_batch × C × window_h × window_w float32
+
+
+class Restorer:
+    """Restores JPEG-compressed images with a WCDGAN ONNX model.
+
+    Args:
+        model: None (the bundled default), an ``.onnx`` file with its ``.json`` sidecar, or a folder of
+            per-quality models (see :mod:`runtime.models`).
+        backend: "auto" (tensorrt > ort-cuda > ort-cpu, the first that loads), or one of those names.
+        tile: core tile size, int or (h, w), rounded up to ``align``; the fixed window adds ``overlap`` per side.
+        overlap: context pixels per side; None takes the sidecar's ``recommended_overlap`` (else 32).
+        batch: tiles per backend call (None: 4 on GPU backends, 1 on the CPU).
+        device_id: GPU ordinal. threads: ORT CPU intra-op threads (None: ONNX Runtime's default).
+        cache_dir: TensorRT engine cache. align: tile grid (16 = JPEG 4:2:0 MCU). progress: tqdm bar over tiles.
+
+    Calling it: ``restorer(image)`` with an H×W (gray) or H×W×3 **RGB** array of uint8 or uint16 returns the
+    restored image with the same shape and dtype. 16-bit images are scaled to [0, 1] by 65535 and the output
+    is rounded back to 16 bit (the model itself was trained on 8-bit JPEG artifacts). Gray images given to
+    an RGB model are expanded to three channels and the result turned back to gray with BT.601 weights; RGB
+    images given to a Y model have their MATLAB-Y restored and keep their chroma (8-bit only).
+
+    Thread-safety: calls are serialised by an internal lock (a backend runs one batch at a time); for
+    parallel work create one Restorer per thread (each holds its own backend and GPU memory).
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | ModelSet | None = None,
+        backend: str = "auto",
+        tile: int | tuple[int, int] = DEFAULT_TILE,
+        overlap: int | None = None,
+        batch: int | None = None,
+        device_id: int = 0,
+        threads: int | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        align: int = 16,
+        progress: bool = False,
+    ) -> None:
+        if batch is not None and batch < 1:
+            raise ValueError(f"batch must be ≥ 1, got {batch}")
+        self.models = model if isinstance(model, ModelSet) else resolve_models(model)
+        self.tile = (tile, tile) if isinstance(tile, int) else tuple(tile)
+        self.overlap, self.batch, self.align, self.progress = overlap, batch, align, progress
+        self._backend_kind = backend
+        self._backend_options = {"device_id": device_id, "threads": threads, "cache_dir": cache_dir}
+        self._engines: dict[str, _Engine] = {}
+        self._lock = threading.Lock()
+        self.skipped_backends: list[str] = []  # "name unavailable: reason" for each backend auto skipped
+        self._engine(self.models.for_quality(None))  # load now: a missing backend or bad model fails here
+
+    @property
+    def backend_name(self) -> str:
+        """The backend that actually runs ("tensorrt", "ort-cuda" or "ort-cpu")."""
+        return self._backend_kind
+
+    def __call__(self, image: np.ndarray, jpeg_quality: int | None = None) -> np.ndarray:
+        """Restore ``image`` (see class docstring); ``jpeg_quality`` picks among per-quality models."""
+        _check_image(image)
+        with self._lock:
+            return self._restore(image, self.models.for_quality(jpeg_quality))
+
+    def restore_file(
+        self, path: str | os.PathLike, out_path: str | os.PathLike, jpeg_quality: int | None = None
+    ) -> FileResult:
+        """Read ``path``, restore it (model chosen by ``jpeg_quality`` or the file's estimated quality) and
+        write ``out_path`` atomically (format from its suffix; alpha re-attached). Never writes over ``path``."""
+        path, out_path = Path(path), Path(out_path)
+        if out_path.resolve() == path.resolve():
+            raise ImageError(f"{out_path}: is the input itself; refusing to overwrite an input")
+        image = read_image(path)
+        quality = jpeg_quality if jpeg_quality is not None else (image.jpeg_quality and image.jpeg_quality.quality)
+        model = self.models.for_quality(quality)
+        with self._lock:
+            restored = self._restore(image.pixels, model)
+            tiles = len(self._grid(image.pixels, self._engines[model.key]))
+        alpha, quality_found = image.alpha, image.jpeg_quality
+        del image  # drop the input pixels: the encoder needs a full-size buffer of its own
+        write_image(out_path, restored, alpha, in_place=True)
+        return FileResult(out_path, quality_found, model.name, self.backend_name, tiles)
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _engine(self, model: Model, core: tuple[int, int] | None = None) -> _Engine:
+        """The loaded engine for ``model`` (built on first use, or rebuilt for a new ``core``)."""
+        engine = self._engines.get(model.key)
+        if engine is not None and (core is None or core == engine.core):
+            return engine
+        spec = model.spec
+        overlap = self.overlap if self.overlap is not None else (spec.recommended_overlap or DEFAULT_OVERLAP)
+        probe = TileGrid.create(1, 1, core or self.tile, overlap, self.align)  # rounds core/overlap to the grid
+        batch = engine.batch if engine else self.batch
+        if engine is not None:  # free the old backend (GPU memory) before building a smaller one
+            del self._engines[model.key]
+            getattr(engine.backend, "close", lambda: None)()
+        backend, skipped = select_backend(
+            self._backend_kind, model, probe.window, batch, progress=self.progress, **self._backend_options
+        )
+        if self._backend_kind == "auto":
+            self.skipped_backends = skipped
+            self._backend_kind = backend.name  # later models use the same backend
+        if self.batch is None:
+            self.batch = backend.max_batch  # the backend's default, now known
+        buffer = np.empty((backend.max_batch, spec.channels, *probe.window), dtype=np.float32)
+        engine = _Engine(model, backend, probe.core, probe.overlap, backend.max_batch, buffer)
+        self._engines[model.key] = engine
+        return engine
+
+    def _grid(self, image: np.ndarray, engine: _Engine) -> TileGrid:
+        return TileGrid(image.shape[0], image.shape[1], engine.core, engine.overlap, self.align)
+
+    def _restore(self, image: np.ndarray, model: Model) -> np.ndarray:
+        engine = self._engine(model)
+        while True:
+            try:
+                return self._run_tiles(image, engine)
+            except OutOfMemory:
+                core = tuple(max(c // 2, MIN_CORE) for c in engine.core)
+                if core == engine.core:
+                    raise
+                log.warning("out of memory at batch 1: tile core %s → %s, rebuilding the backend", engine.core, core)
+                engine = self._engine(model, core)
+
+    def _run_tiles(self, image: np.ndarray, engine: _Engine) -> np.ndarray:
+        grid = self._grid(image, engine)
+        adapter = _ColorAdapter(engine.model.spec.channels, image)
+        tiles = list(grid)
+        out = np.empty_like(image)
+        with tqdm(total=len(tiles), unit="tile", disable=not self.progress, leave=False) as bar:
+            pos = 0
+            while pos < len(tiles):
+                chunk = tiles[pos : pos + engine.batch]
+                batch = engine.buffer[: len(chunk)]
+                for i, tile in enumerate(chunk):
+                    batch[i] = adapter.to_model(extract_window(image, tile, grid.window))
+                try:
+                    result = engine.backend.run(batch)
+                except Exception as e:  # backends raise library-specific types; only OOM is handled here
+                    if not is_out_of_memory(e):
+                        raise
+                    if engine.batch == 1:
+                        raise OutOfMemory(f"out of memory with one {grid.window} tile: {e}") from e
+                    engine.batch //= 2
+                    log.warning("out of memory: batch reduced to %d", engine.batch)
+                    continue
+                for i, tile in enumerate(chunk):
+                    image_region, window_region = crop_slices(tile)
+                    restored = result[i][(slice(None), *window_region)]
+                    out[image_region] = adapter.from_model(restored, image[image_region])
+                pos += len(chunk)
+                bar.update(len(chunk))
+        return out
+
+
+class _ColorAdapter:
+    """Converts tiles between the image's pixels and the model's C×H×W float input/output in [0, 1]."""
+
+    def __init__(self, model_channels: int, image: np.ndarray) -> None:
+        self.dtype = image.dtype
+        self.scale = float(np.iinfo(image.dtype).max)
+        gray = image.ndim == 2
+        if model_channels == 1 and not gray and image.dtype != np.uint8:
+            raise ImageError("a Y-channel model restores 8-bit colour images only (this one is 16-bit)")
+        self.mode = "same" if gray == (model_channels == 1) else ("gray_rgb" if gray else "rgb_y")
+
+    def to_model(self, window: np.ndarray) -> np.ndarray:
+        if self.mode == "rgb_y":
+            return rgb_to_y(window)[None] / np.float32(255)
+        chw = window[None] if window.ndim == 2 else window.transpose(2, 0, 1)
+        return chw / np.float32(self.scale)  # broadcasting into the 3-channel buffer expands gray for gray_rgb
+
+    def from_model(self, out: np.ndarray, source: np.ndarray) -> np.ndarray:
+        """``out``: C×h×w model output for the region whose input pixels are ``source``."""
+        if self.mode == "rgb_y":
+            ycbcr = rgb_to_ycbcr(source)
+            ycbcr[..., 0] = np.rint(np.clip(out[0], 0, 1) * 255)
+            return ycbcr_to_rgb(ycbcr)
+        if self.mode == "gray_rgb":
+            out = np.tensordot(_LUMA, out, axes=1)[None]
+        quantised = np.rint(np.clip(out, 0, 1) * self.scale).astype(self.dtype)
+        return quantised[0] if source.ndim == 2 else quantised.transpose(1, 2, 0)
+
+
+def _check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"expected a uint8 or uint16 numpy array, got {getattr(image, 'dtype', type(image))}")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)) or min(image.shape[:2]) < 1:
+        raise ValueError(f"expected an H×W or H×W×3 (RGB) image, got shape {image.shape}")

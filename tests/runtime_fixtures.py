@@ -1,0 +1,67 @@
+"""Tiny ONNX models + sidecars for the runtime tests (torch is used here, never by ``runtime/``)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models.wcdgan import GeneratorConfig, WCDGANGenerator
+from runtime.spec import ModelSpec, sidecar_path
+
+TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
+
+
+def export_onnx(model: nn.Module, path: Path, channels: int, **spec_fields) -> Path:
+    """Export ``model`` (N×C×H×W dynamic) to ``path`` with a :class:`ModelSpec` sidecar; returns ``path``."""
+    model.eval()
+    x = torch.rand(1, channels, 32, 32)
+    axes = {0: "n", 2: "h", 3: "w"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is enough for these graphs
+        torch.onnx.export(
+            model, (x,), str(path), input_names=["input"], output_names=["output"],
+            dynamic_axes={"input": axes, "output": axes}, opset_version=17, dynamo=False,
+        )  # fmt: skip
+    fields = {"name": path.stem, "channels": channels, "color": "rgb" if channels == 3 else "y", "precision": "fp32"}
+    ModelSpec(**{**fields, **spec_fields}).save(sidecar_path(path))
+    return path
+
+
+def tiny_wcdgan(path: Path, channels: int = 3, seed: int = 0, **spec_fields) -> Path:
+    """A random-init tiny WCDGAN generator (its channel attention pools globally: tiling changes it a little)."""
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(in_channels=channels, global_residual=True, **TINY)
+    return export_onnx(WCDGANGenerator(cfg), path, channels, model_config=TINY, **spec_fields)
+
+
+class LocalNet(nn.Module):
+    """Three 3×3 convs plus a residual: receptive-field radius 3, no global pooling."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 8, 3, padding=1), nn.LeakyReLU(0.2),
+            nn.Conv2d(8, 8, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(8, channels, 3, padding=1),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.1 * self.body(x)
+
+
+def local_net(path: Path, channels: int = 3, seed: int = 0, **spec_fields) -> Path:
+    torch.manual_seed(seed)
+    return export_onnx(LocalNet(channels), path, channels, receptive_field_radius=3, **spec_fields)
+
+
+def write_jpeg(path: Path, rgb, quality: int) -> Path:
+    """Encode an RGB (or gray) uint8 array with libjpeg at ``quality``."""
+    import cv2
+
+    image = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    path.write_bytes(buf.tobytes())
+    return path

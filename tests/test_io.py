@@ -1,0 +1,95 @@
+"""Image reading/writing: RGB order, EXIF orientation, alpha, gray, 16 bit, CMYK, bad files."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from runtime.io import ImageError, read_image, write_image
+from tests.runtime_fixtures import write_jpeg
+
+RGB = data.astronaut()[:40, :56]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_matches_opencv_display_order(tmp_path, orientation):
+    path = tmp_path / "o.jpg"
+    pil = Image.fromarray(RGB)
+    exif = pil.getexif()
+    exif[0x0112] = orientation
+    pil.save(path, exif=exif.tobytes(), quality=95)
+    upright = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)  # OpenCV applies EXIF here
+    image = read_image(path)
+    assert image.pixels.shape == ((56, 40, 3) if orientation >= 5 else (40, 56, 3))
+    np.testing.assert_array_equal(image.pixels, upright)
+    assert image.jpeg_quality.quality == 95
+
+
+def test_rgb_order_and_jpeg_quality(tmp_path):
+    path = tmp_path / "x.png"
+    cv2.imwrite(str(path), cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, RGB)
+    assert image.alpha is None and image.jpeg_quality is None
+    assert read_image(write_jpeg(tmp_path / "q.jpg", RGB, 10)).jpeg_quality.quality == 10
+
+
+def test_alpha_and_16_bit_round_trip(tmp_path):
+    rgba16 = np.dstack([RGB.astype(np.uint16) * 257, np.arange(40 * 56, dtype=np.uint16).reshape(40, 56) * 29])
+    path = tmp_path / "a16.png"
+    write_image(path, rgba16[..., :3], rgba16[..., 3])
+    image = read_image(path)
+    assert image.pixels.dtype == np.uint16 and image.alpha.dtype == np.uint16
+    np.testing.assert_array_equal(image.pixels, rgba16[..., :3])
+    np.testing.assert_array_equal(image.alpha, rgba16[..., 3])
+
+
+def test_gray_stays_gray(tmp_path):
+    image = read_image(write_jpeg(tmp_path / "g.jpg", data.camera()[:32, :48], 30))
+    assert image.pixels.shape == (32, 48) and image.jpeg_quality.quality == 30
+
+
+def test_cmyk_jpeg_decodes_to_rgb(tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(RGB).convert("CMYK").save(path, quality=95)
+    expected = np.asarray(Image.open(path).convert("RGB"))
+    image = read_image(path)
+    assert image.pixels.shape == RGB.shape and image.pixels.dtype == np.uint8
+    assert np.abs(image.pixels.astype(int) - expected).mean() < 2  # same colours as Pillow's conversion
+    assert np.abs(image.pixels.astype(int) - RGB).mean() < 10  # and close to the source
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [(b"", "empty file"), (b"this is text, not a JPEG", "not an image"), (None, "truncated JPEG")],
+)
+def test_bad_files_raise_image_error(tmp_path, content, message):
+    path = tmp_path / "bad.jpg"
+    if content is None:
+        full = write_jpeg(tmp_path / "full.jpg", RGB, 90).read_bytes()
+        content = full[: len(full) // 2]
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=message):
+        read_image(path)
+    with pytest.raises(ImageError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_write_errors_are_image_errors(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ImageError, match="cannot write"):
+        write_image(blocker / "out.png", RGB)  # parent is a file
+    with pytest.raises(ImageError, match="cannot"):
+        write_image(tmp_path / "out.jpg", RGB.astype(np.uint16))  # libjpeg has no 16-bit
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary left behind
+
+
+def test_data_after_end_of_image_is_not_truncation(tmp_path):
+    """Motion photos append a video after the JPEG's EOI marker; that is a valid JPEG."""
+    path = tmp_path / "motion.jpg"
+    path.write_bytes(write_jpeg(tmp_path / "still.jpg", RGB, 80).read_bytes() + bytes(200_000))
+    np.testing.assert_array_equal(read_image(path).pixels, read_image(tmp_path / "still.jpg").pixels)

@@ -1,0 +1,162 @@
+"""The Python API: dtype/shape contract, colour adapters, model resolution, backend choice, OOM fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from skimage import data
+
+import runtime.models
+import runtime.restorer
+from runtime import Restorer
+from runtime.backends.base import BackendUnavailable
+from runtime.models import Model, ModelError, ModelFile, ModelSet, resolve_models
+from runtime.spec import ModelSpec
+from tests.runtime_fixtures import local_net, tiny_wcdgan, write_jpeg
+
+RGB = data.astronaut()[:70, :90]
+GRAY = data.camera()[:70, :90]
+
+
+@pytest.fixture(scope="module")
+def rgb_model(tmp_path_factory):
+    return tiny_wcdgan(tmp_path_factory.mktemp("rgb") / "tiny.onnx", recommended_overlap=16)
+
+
+@pytest.fixture(scope="module")
+def y_model(tmp_path_factory):
+    return local_net(tmp_path_factory.mktemp("y") / "y.onnx", channels=1)
+
+
+def test_shapes_and_dtypes_are_preserved(rgb_model):
+    restorer = Restorer(rgb_model, tile=32, batch=2)
+    assert restorer.backend_name == "ort-cpu"
+    for image in (RGB, GRAY, RGB.astype(np.uint16) * 257, np.zeros((1, 1, 3), np.uint8)):
+        out = restorer(image)
+        assert out.shape == image.shape and out.dtype == image.dtype
+    with pytest.raises(ValueError):
+        restorer(np.zeros((4, 4, 4), np.uint8))
+    with pytest.raises(TypeError):
+        restorer(np.zeros((4, 4), np.float32))
+
+
+def test_gray_image_with_rgb_model_equals_luma_of_rgb_result(rgb_model):
+    restorer = Restorer(rgb_model, tile=32)
+    gray_out = restorer(GRAY).astype(np.float64)
+    rgb_out = restorer(np.repeat(GRAY[..., None], 3, axis=2)).astype(np.float64)
+    luma = rgb_out @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(gray_out - luma).max() <= 1.5  # both rounded to 8 bit once more
+
+
+def test_rgb_image_with_y_model_keeps_chroma(y_model):
+    out = Restorer(y_model, tile=32)(RGB)
+    from common.color import rgb_to_ycbcr
+
+    before, after = rgb_to_ycbcr(RGB), rgb_to_ycbcr(out)
+    assert np.abs(after[..., 1:] - before[..., 1:]).mean() < 1.0  # chroma kept (up to RGB rounding)
+    assert np.abs(after[..., 0] - before[..., 0]).mean() > 0.05  # luma changed by the model
+    with pytest.raises(ValueError, match="8-bit"):
+        Restorer(y_model, tile=32)(RGB.astype(np.uint16))
+
+
+def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime.models, "DEFAULT_MODEL", tmp_path / "weights" / "default.onnx")
+    with pytest.raises(ModelError, match="bundled default model is missing"):
+        Restorer()
+    with pytest.raises(ModelError, match="no such model"):
+        Restorer(tmp_path / "nope.onnx")
+    (tmp_path / "lonely.onnx").write_bytes(b"x")
+    with pytest.raises(ModelError, match="sidecar not found"):
+        Restorer(tmp_path / "lonely.onnx")
+
+
+def test_per_quality_choice_and_precision_variants(tmp_path):
+    local_net(tmp_path / "q10.onnx", jpeg_qualities=[10], seed=1)
+    local_net(tmp_path / "q40.onnx", jpeg_qualities=[40], seed=2)
+    local_net(tmp_path / "blind.onnx", seed=3, jpeg_qualities=[10, 20, 30, 40, 50], checkpoint_sha256="abc")
+    blind = {"jpeg_qualities": [10, 20, 30, 40, 50], "checkpoint_sha256": "abc"}
+    local_net(tmp_path / "blind_fp16.onnx", precision="fp16", **blind)
+    models = resolve_models(tmp_path)
+    assert sorted(m.name for m in models.models) == ["blind", "q10", "q40"]
+    assert models.for_quality(12).name == "q10"  # tie with the blind model's 10: the specialist wins
+    assert models.for_quality(33).name == "blind" and models.for_quality(41).name == "q40"
+    assert models.for_quality(None).name == "blind"  # unknown quality: the blind model
+    blind = models.for_quality(None)
+    assert blind.file(prefer_fp16=True).onnx.name == "blind_fp16.onnx"
+    assert blind.file(prefer_fp16=False).onnx.name == "blind.onnx"
+    assert len(resolve_models(tmp_path / "blind.onnx").models[0].files) == 2  # sibling precision found
+
+    restorer = Restorer(ModelSet([m for m in models.models if m.name != "blind"]), tile=32)
+    path = write_jpeg(tmp_path / "in.jpg", RGB, 12)
+    result = restorer.restore_file(path, tmp_path / "out.png")
+    assert result.model == "q10" and result.jpeg_quality.quality == 12 and result.backend == "ort-cpu"
+    assert restorer.restore_file(path, tmp_path / "o2.png", jpeg_quality=45).model == "q40"
+    with pytest.raises(ValueError, match="refusing to overwrite"):
+        restorer.restore_file(path, path)
+
+
+def test_auto_reports_why_gpu_backends_were_skipped(rgb_model):
+    restorer = Restorer(rgb_model, tile=32)
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has the CUDA EP")
+    assert restorer.backend_name == "ort-cpu"
+    assert any(s.startswith("ort-cuda unavailable") for s in restorer.skipped_backends)
+    assert any(s.startswith("tensorrt unavailable") for s in restorer.skipped_backends)
+    with pytest.raises(BackendUnavailable, match="CUDA"):
+        Restorer(rgb_model, backend="ort-cuda", tile=32)
+
+
+class _FakeBackend:
+    """Identity model that raises out-of-memory above a batch size or window size, like a small GPU."""
+
+    name = "fake-gpu"
+
+    def __init__(self, tile_hw, max_batch, log, max_ok_batch, max_ok_window):
+        self.tile_hw, self.max_batch, self.log = tile_hw, max_batch, log
+        self.max_ok_batch, self.max_ok_window = max_ok_batch, max_ok_window
+
+    def run(self, batch):
+        self.log.append((batch.shape[0], self.tile_hw))
+        if batch.shape[0] > self.max_ok_batch:
+            raise MemoryError("fake: batch too large")
+        if self.tile_hw[0] > self.max_ok_window:
+            raise RuntimeError("CUDA failure 2: out of memory ; GPU=0")
+        return batch.copy()
+
+
+def test_out_of_memory_shrinks_batch_then_tile(monkeypatch):
+    calls: list = []
+    built: list = []
+
+    def fake_select(kind, model, tile_hw, max_batch, **kwargs):
+        built.append((tile_hw, max_batch))
+        return _FakeBackend(tile_hw, max_batch, calls, max_ok_batch=1, max_ok_window=100), []
+
+    monkeypatch.setattr(runtime.restorer, "select_backend", fake_select)
+    spec = ModelSpec(name="fake", channels=3, color="rgb", precision="fp32", recommended_overlap=16)
+    models = ModelSet([Model("fake", {"fp32": ModelFile(None, spec)})])
+    restorer = Restorer(models, tile=128, batch=4)
+    image = data.astronaut()[:300, :260]
+    out = restorer(image)
+    np.testing.assert_array_equal(out, image)  # identity model: exact result despite the retries
+    assert built[0] == ((160, 160), 4)  # first engine: core 128 + 2×16, batch 4
+    assert [b for b, _ in calls[:3]] == [4, 2, 1]  # batch halved on MemoryError
+    assert built[-1][0][0] <= 100  # tile core halved until the window fits
+    assert restorer.backend_name == "fake-gpu"
+
+
+def test_fp16_graph_with_fp16_io_runs_on_cpu(tmp_path):
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    fp32 = local_net(tmp_path / "m.onnx", checkpoint_sha256="same")
+    fp16 = tmp_path / "m_fp16.onnx"
+    onnx.save(convert_float_to_float16(onnx.load(fp32), keep_io_types=False), fp16)
+    ModelSpec(name="m", channels=3, color="rgb", precision="fp16", input_dtype="float16", output_dtype="float16",
+              checkpoint_sha256="same").save(tmp_path / "m_fp16.json")  # fmt: skip
+    only_fp16 = ModelSet([Model("m", {"fp16": ModelFile(fp16, ModelSpec.load(tmp_path / "m_fp16.json"))})])
+    out16 = Restorer(only_fp16, tile=32)(RGB).astype(int)
+    out32 = Restorer(fp32, tile=32)(RGB).astype(int)  # the fp16 sibling exists; CPU still takes FP32
+    assert Restorer(fp32, tile=32).models.models[0].files.keys() == {"fp32", "fp16"}
+    assert np.abs(out16 - out32).max() <= 2 and np.abs(out16 - RGB).max() > 0
