@@ -28,7 +28,7 @@ from common.files import atomic_write_text
 from common.jpeg import jpeg_roundtrip
 from runtime import Restorer
 from runtime.models import ModelError, resolve_models
-from runtime.tiling import align_up
+from common.tiling import align_up
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -1,7 +1,7 @@
 """The Python API: ``Restorer`` restores whole images by streaming fixed-shape tiles through a backend.
 
 Memory is bounded by the tile size, not the image: tiles are cut from the input (reflected at borders, see
-:mod:`runtime.tiling`), converted to the model's float input a batch at a time, and each result's central
+:mod:`common.tiling`), converted to the model's float input a batch at a time, and each result's central
 crop is rounded straight into a preallocated output of the input's dtype. No full-image float copy exists.
 
 When a GPU backend runs out of memory the batch is halved and, at batch 1, the tile core is halved and the
@@ -26,7 +26,7 @@ from runtime.backends.select import select_backend
 from runtime.io import ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
 from runtime.models import Model, ModelSet, resolve_models
-from runtime.tiling import TileGrid, crop_slices, extract_window
+from common.tiling import TileGrid, crop_slices, extract_window
 
 log = logging.getLogger(__name__)
 

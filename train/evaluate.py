@@ -35,6 +35,7 @@ from common.color import rgb_to_y
 from common.files import atomic_write_text
 from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr, psnr_b, ssim
+from common.tiling import TileGrid, crop_slices, extract_window
 from models.checkpoint import load_generator
 from models.wcdgan import WCDGANGenerator
 from train.lpips import LPIPS
@@ -190,15 +191,12 @@ def generator_restore_fn(model: WCDGANGenerator, device: str = "cpu", tile: int 
 
 
 def _tiled(run: RestoreFn, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
-    """Apply ``run`` to tile×tile pieces (each with ``overlap`` px of context) and stitch the centres."""
-    h, w = x.shape[:2]
+    """Apply ``run`` window by window on the runtime's tile grid (:mod:`common.tiling`) and stitch the crops."""
+    grid = TileGrid.create(x.shape[0], x.shape[1], tile, overlap)
     out = np.empty(x.shape, dtype=np.float32)
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
-            piece = run(x[ya : min(y1 + overlap, h), xa : min(x1 + overlap, w)])
-            out[y0:y1, x0:x1] = piece[y0 - ya : y1 - ya, x0 - xa : x1 - xa]
+    for t in grid:
+        image_region, window_region = crop_slices(t)
+        out[image_region] = run(extract_window(x, t, grid.window))[window_region]
     return out
 
 
