@@ -26,9 +26,9 @@ from tqdm import tqdm
 from common.color import rgb_to_y
 from common.files import atomic_write_text
 from common.jpeg import jpeg_roundtrip
+from common.tiling import align_up
 from runtime import Restorer
 from runtime.models import ModelError, resolve_models
-from common.tiling import align_up
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

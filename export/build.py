@@ -226,9 +226,9 @@ def _publish(staged: Path, spec: ModelSpec, opts: BuildOptions, say: Callable[[s
 
 def prebuild_engines(onnx_path: Path, opts: BuildOptions, say: Callable[[str], None]) -> bool:
     """Build TensorRT engines for the runtime's tile windows; False (with the reason said) when impossible."""
+    from common.tiling import TileGrid
     from runtime.backends.base import BackendUnavailable
     from runtime.backends.tensorrt import prebuild
-    from runtime.tiling import TileGrid
 
     spec = ModelSpec.load(sidecar_path(onnx_path))
     windows = sorted({TileGrid.create(1, 1, core, spec.recommended_overlap).window for core in opts.tiles})

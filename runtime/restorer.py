@@ -21,12 +21,12 @@ import numpy as np
 from tqdm import tqdm
 
 from common.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from common.tiling import TileGrid, crop_slices, extract_window
 from runtime.backends.base import Backend
 from runtime.backends.select import select_backend
 from runtime.io import ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
 from runtime.models import Model, ModelSet, resolve_models
-from common.tiling import TileGrid, crop_slices, extract_window
 
 log = logging.getLogger(__name__)
 

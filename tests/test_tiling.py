@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 from skimage import data
 
-from runtime import Restorer
 from common.tiling import TileGrid, axis_tiles, crop_slices, extract_window, reflect_indices
+from runtime import Restorer
 from tests.runtime_fixtures import local_net, tiny_wcdgan
 
 LENGTHS = [1, 2, 7, 31, 32, 33, 63, 64, 65, 255, 256, 257, 600, 1001, 20000]
