@@ -1,0 +1,207 @@
+"""``python -m train``: train a WCDGAN generator on folders of clean images.
+
+Examples::
+
+    python -m train --data ../shared/data/train/Urban100_x2HR --val VAL_DIR --out runs/psnr --quality 10
+    python -m train --data DIR1 DIR2 --out runs/gan --preset gan --quality-range 5 40 --time-limit 120
+    python -m train --out runs/gan --resume --iters 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from models.wcdgan import GeneratorConfig
+from train.config import PRESETS, TrainConfig, preset_losses
+from train.data import DataError, check_training_dir
+from train.loop import ResumeError, Trainer, load_training_state
+
+DEFAULT_ITERS = 100_000
+SHARED_VGG = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_features_caffe_rgb_fp16.pth"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train WCDGAN (JPEG artifact removal) on clean images compressed on the fly with libjpeg. "
+        "Writes RUN_DIR/last.pt (full state for --resume), RUN_DIR/g.pt (generator checkpoint), "
+        "RUN_DIR/best.pt (best validation PSNR) and RUN_DIR/log.jsonl.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    io = p.add_argument_group("data and run folder")
+    io.add_argument("--data", nargs="+", metavar="DIR", help="folders of clean training images (PNG/JPEG/BMP/TIFF)")
+    io.add_argument("--val", metavar="DIR", help="folder of clean validation images (PSNR of JPEG vs restored)")
+    io.add_argument("-o", "--out", required=True, metavar="RUN_DIR", help="run folder (created)")
+    io.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN_DIR/last.pt; its saved configuration is used "
+        "(only --iters, --time-limit, --threads, --workers, --device, -q apply)",
+    )
+    d = p.add_argument_group("degradation")
+    d.add_argument(
+        "--channel", choices=("rgb", "y"), default="rgb", help="rgb: colour JPEG 4:2:0; y: grayscale JPEG of MATLAB Y"
+    )
+    q = d.add_mutually_exclusive_group()
+    q.add_argument("--quality", nargs="+", type=int, default=[10], metavar="Q", help="JPEG qualities, drawn uniformly")
+    q.add_argument(
+        "--quality-range", nargs=2, type=int, metavar=("LO", "HI"), help="blind: uniform integer quality in [LO, HI]"
+    )
+    d.add_argument("--quality-weights", nargs="+", type=float, metavar="W", help="sampling weight per --quality value")
+    t = p.add_argument_group("optimisation (paper defaults)")
+    t.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="psnr",
+        help="psnr: L1 only, no discriminator; gan: L1 warm-up, "
+        "then L1 + perceptual + LSGAN + TV (weights in train/config.py)",
+    )
+    t.add_argument("--iters", type=int, help="total iterations (default 100000; with --resume: the saved value)")
+    t.add_argument(
+        "--warmup",
+        type=int,
+        help="generator-only L1 iterations before the full loss (default: gan preset iters/5, psnr preset 0)",
+    )
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--patch", type=int, default=80)
+    t.add_argument("--stride", type=int, default=75, help="patch grid stride")
+    t.add_argument("--lr-g", type=float, default=2e-4)
+    t.add_argument("--lr-d", type=float, default=1e-4)
+    t.add_argument("--lr-halve-every", type=int, default=20_000)
+    t.add_argument("--w-l1", type=float, help="override the preset's L1 weight")
+    t.add_argument("--w-perceptual", type=float, help="override the preset's perceptual weight")
+    t.add_argument("--w-adv", type=float, help="override the preset's adversarial weight")
+    t.add_argument("--w-tv", type=float, help="override the preset's TV weight")
+    t.add_argument(
+        "--vgg-weights",
+        metavar="PATH",
+        help=f"VGG19 features state dict, Caffe preprocessing (default: {SHARED_VGG} if present, else torchvision's)",
+    )
+    t.add_argument("--seed", type=int, default=0)
+    m = p.add_argument_group("generator size (paper: 64 / 8 / 32)")
+    m.add_argument("--features", type=int, default=64)
+    m.add_argument("--blocks", type=int, default=8)
+    m.add_argument("--branch", type=int, default=32, help="mixed-convolution branch width")
+    m.add_argument("--global-residual", action="store_true", help="add the input to the output (not in the paper)")
+    v = p.add_argument_group("validation and checkpoints")
+    v.add_argument("--val-quality", type=int, default=10)
+    v.add_argument("--val-crop", type=int, default=256, help="centre crop per validation image (0: full image)")
+    v.add_argument("--val-images", type=int, default=16, help="use at most this many validation images")
+    v.add_argument("--val-every", type=int, default=1000, help="iterations between validations")
+    v.add_argument("--save-every", type=int, default=1000, help="iterations between checkpoints")
+    r = p.add_argument_group("runtime")
+    r.add_argument("--time-limit", type=float, metavar="MINUTES", help="stop cleanly (validate, save) after this long")
+    r.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
+    r.add_argument("--threads", type=int, help="torch CPU threads")
+    r.add_argument("--workers", type=int, default=-1, help="DataLoader workers (-1: 2 on CUDA, 0 on CPU)")
+    r.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    r.add_argument("--channels-last", action="store_true")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """A fresh run's TrainConfig from the command line (raises DataError/ValueError on bad input)."""
+    if not args.data:
+        raise DataError("--data is required (folders of clean training images)")
+    data_dirs = [str(check_training_dir(d)) for d in args.data]
+    loss = preset_losses(args.preset)
+    for name, value in (
+        ("l1", args.w_l1),
+        ("perceptual", args.w_perceptual),
+        ("adversarial", args.w_adv),
+        ("tv", args.w_tv),
+    ):
+        if value is not None:
+            setattr(loss, name, value)
+    vgg = args.vgg_weights or (str(SHARED_VGG) if loss.perceptual > 0 and SHARED_VGG.is_file() else None)
+    iters = args.iters if args.iters is not None else DEFAULT_ITERS
+    warmup = args.warmup if args.warmup is not None else (iters // 5 if args.preset == "gan" else 0)
+    return TrainConfig(
+        data_dirs=data_dirs,
+        val_dir=args.val,
+        channel=args.channel,
+        qualities=[] if args.quality_range else list(args.quality),
+        quality_weights=args.quality_weights,
+        quality_range=tuple(args.quality_range) if args.quality_range else None,
+        patch_size=args.patch,
+        patch_stride=args.stride,
+        batch_size=args.batch,
+        patches_per_crop=4 if args.batch % 4 == 0 else 1,
+        iterations=iters,
+        lr_g=args.lr_g,
+        lr_d=args.lr_d,
+        lr_halve_every=args.lr_halve_every,
+        warmup_iters=warmup,
+        loss=loss,
+        vgg_weights=vgg,
+        seed=args.seed,
+        generator=GeneratorConfig(
+            in_channels=3 if args.channel == "rgb" else 1,
+            features=args.features,
+            num_blocks=args.blocks,
+            branch_channels=args.branch,
+            global_residual=args.global_residual,
+        ),
+        val_quality=args.val_quality,
+        val_crop=args.val_crop,
+        val_max_images=args.val_images,
+        val_every=args.val_every,
+        save_every=args.save_every,
+        num_workers=args.workers,
+        amp=not args.no_amp,
+        channels_last=args.channels_last,
+        preset=args.preset,
+    )
+
+
+def make_trainer(args: argparse.Namespace) -> Trainer:
+    out = Path(args.out)
+    if args.resume:
+        state = load_training_state(out / "last.pt")
+        cfg = TrainConfig.from_dict(state["config"])
+        if args.iters is not None:
+            cfg.iterations = args.iters
+        cfg.num_workers = args.workers
+        trainer = Trainer(cfg, out, device=args.device, quiet=args.quiet)
+        trainer.load_state_dict(state)
+        return trainer
+    if (out / "last.pt").exists():
+        raise ResumeError(f"{out}/last.pt exists: pass --resume to continue it, or choose another --out")
+    return Trainer(config_from_args(args), out, device=args.device, quiet=args.quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        trainer = make_trainer(args)
+        trainer.load_data()
+        if not args.quiet:
+            cfg = trainer.cfg
+            print(
+                f"training {cfg.preset} {cfg.channel} on {len(trainer.images)} images, device {trainer.device}, "
+                f"iterations {trainer.iteration}..{cfg.iterations}",
+                file=sys.stderr,
+            )
+        reason = trainer.run(time_limit_s=args.time_limit * 60 if args.time_limit else None)
+    except (DataError, ResumeError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last periodic checkpoint in the run folder is kept", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        val = trainer.last_val
+        extra = f", val PSNR {val['val_psnr']:.2f} dB (JPEG {val['val_psnr_jpeg']:.2f})" if val else ""
+        print(f"{reason}: iteration {trainer.iteration}{extra}; wrote {Path(args.out) / 'g.pt'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""The training loop: generator-only warm-up, then one G step and one D step per iteration (paper §IV-A).
+
+Run folder layout (all files written atomically except the append-only log):
+
+- ``last.pt``  full training state (G, D, optimisers, iteration, RNG, config) for ``--resume``
+- ``g.pt``     generator only (``models.checkpoint`` format); meta holds the TrainConfig and run facts
+- ``best.pt``  generator with the best validation PSNR so far (only with a validation folder)
+- ``log.jsonl`` one JSON object per log interval (mean losses, lr) and per validation
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from common.files import atomic_path
+from common.metrics import psnr
+from models.checkpoint import save_generator
+from models.wcdgan import Discriminator, DiscriminatorConfig, WCDGANGenerator
+from train.config import TrainConfig
+from train.data import (
+    IndexRange,
+    PatchPairs,
+    QualitySampler,
+    ValidationSet,
+    collate_pairs,
+    load_images,
+    load_validation,
+)
+from train.losses import l1_loss, load_vgg_perceptual, lsgan_d_loss, lsgan_g_loss, tv_loss
+
+STATE_FORMAT = "wcdgan-train-state"
+STATE_VERSION = 1
+
+
+class ResumeError(ValueError):
+    """``--resume`` without a usable ``last.pt``, or a fresh run that would overwrite one."""
+
+
+def lr_at(base: float, iteration: int, halve_every: int) -> float:
+    """Step schedule: ``base`` halved every ``halve_every`` iterations (0 = constant)."""
+    return base * 0.5 ** (iteration // halve_every) if halve_every > 0 else base
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Owns the models, optimisers, data and run folder of one training run."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "auto", quiet: bool = False) -> None:
+        self.cfg, self.out, self.quiet = cfg, Path(out_dir), quiet
+        self.device = pick_device(device)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        torch.manual_seed(cfg.seed)
+        self.g = WCDGANGenerator(cfg.generator).to(self.device)
+        self.d = None
+        self.opt_d = None
+        if cfg.loss.uses_discriminator:
+            d_cfg = DiscriminatorConfig(in_channels=cfg.channels, patch_size=cfg.patch_size)
+            self.d = Discriminator(d_cfg).to(self.device)
+            self.opt_d = torch.optim.Adam(self.d.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+        # Loaded before the (slow) data so that a missing weights file fails fast.
+        self.vgg = load_vgg_perceptual(cfg.vgg_weights).to(self.device) if cfg.loss.perceptual > 0 else None
+        if cfg.channels_last:
+            self.g = self.g.to(memory_format=torch.channels_last)
+        self.iteration = 0
+        self.wall_time = 0.0
+        self.best_val = -math.inf
+        self.last_val: dict[str, float] = {}
+        self.images: list[np.ndarray] | None = None
+        self.val: ValidationSet | None = None
+
+    # ----------------------------------------------------------------- data
+    def load_data(self) -> None:
+        """Decode the training (and validation) images into memory; raises train.data.DataError."""
+        cfg = self.cfg
+        self.images = load_images(cfg.data_dirs, cfg.channel, min_size=cfg.patch_size)
+        if cfg.val_dir:
+            self.val = load_validation(cfg.val_dir, cfg.channel, cfg.val_quality, cfg.val_crop, cfg.val_max_images)
+
+    def loader(self, start: int, stop: int) -> DataLoader:
+        """Batches for iterations ``start .. stop-1`` (uint8 N×C×P×P pairs)."""
+        cfg = self.cfg
+        dataset = PatchPairs(
+            self.images,
+            cfg.channel,
+            QualitySampler(cfg.qualities, cfg.quality_weights, cfg.quality_range),
+            cfg.patch_size,
+            cfg.patch_stride,
+            cfg.crop_patches,
+            cfg.patches_per_crop,
+            cfg.seed,
+        )
+        crops = cfg.batch_size // cfg.patches_per_crop
+        workers = cfg.num_workers if cfg.num_workers >= 0 else (2 if self.device.type == "cuda" else 0)
+        return DataLoader(
+            dataset,
+            batch_size=crops,
+            sampler=IndexRange(start * crops, stop * crops),
+            collate_fn=collate_pairs,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    # ----------------------------------------------------------------- steps
+    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True).float().div_(255.0)
+        return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
+
+    def _autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def train_step(self, jpeg: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
+        """One iteration on a uint8 batch: a G step (and a D step after warm-up). Returns the loss terms."""
+        cfg, w = self.cfg, self.cfg.loss
+        for opt, base in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
+            if opt is not None:
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(base, self.iteration, cfg.lr_halve_every)
+        x, y = self._to_device(jpeg), self._to_device(clean)
+        full = self.iteration >= cfg.warmup_iters  # after warm-up: every term and the discriminator
+        self.g.train()
+        with self._autocast():
+            out = self.g(x).float()
+        terms: dict[str, torch.Tensor] = {"l1": l1_loss(out, y)}
+        total = w.l1 * terms["l1"]
+        if full and self.vgg is not None:
+            with self._autocast():
+                terms["perceptual"] = self.vgg(out, y).float()
+            total = total + w.perceptual * terms["perceptual"]
+        if full and w.tv > 0:
+            terms["tv"] = tv_loss(out)
+            total = total + w.tv * terms["tv"]
+        if full and self.d is not None:
+            self.d.requires_grad_(False)  # G step: gradients flow through D to G only
+            with self._autocast():
+                terms["adv_g"] = lsgan_g_loss(self.d(out).float())
+            total = total + w.adversarial * terms["adv_g"]
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+        if full and self.d is not None:
+            self.d.requires_grad_(True)
+            with self._autocast():
+                d_real, d_fake = self.d(y).float(), self.d(out.detach()).float()
+            terms["adv_d"] = lsgan_d_loss(d_real, d_fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            terms["adv_d"].backward()
+            self.opt_d.step()
+        self.iteration += 1
+        return {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    @torch.no_grad()
+    def restore(self, image: np.ndarray) -> np.ndarray:
+        """Run G on one uint8 image (H×W×3 or H×W) → uint8 of the same shape."""
+        self.g.eval()
+        x = self._to_device(torch.from_numpy(image[..., None] if image.ndim == 2 else image).permute(2, 0, 1)[None])
+        with self._autocast():
+            y = self.g(x).float()
+        y = (y[0].clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
+        return y[..., 0] if image.ndim == 2 else y
+
+    def validate(self) -> dict[str, float]:
+        """Mean PSNR (dB, over the configured channel) of the JPEG inputs and of G's restorations."""
+        v = self.val
+        jpeg = float(np.mean([psnr(j, c) for j, c in zip(v.jpeg, v.clean, strict=True)]))
+        restored = float(np.mean([psnr(self.restore(j), c) for j, c in zip(v.jpeg, v.clean, strict=True)]))
+        self.last_val = {"val_psnr": restored, "val_psnr_jpeg": jpeg, "val_gain": restored - jpeg}
+        return self.last_val
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "config": self.cfg.to_dict(),
+            "iteration": self.iteration,
+            "wall_time": self.wall_time,
+            "best_val": self.best_val,
+            "last_val": self.last_val,
+            "generator": self.g.state_dict(),
+            "discriminator": self.d.state_dict() if self.d is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.g.load_state_dict(state["generator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        if self.d is not None:
+            self.d.load_state_dict(state["discriminator"])
+            self.opt_d.load_state_dict(state["opt_d"])
+        self.iteration, self.wall_time = int(state["iteration"]), float(state["wall_time"])
+        self.best_val, self.last_val = float(state["best_val"]), dict(state["last_val"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def generator_meta(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "train_config": cfg.to_dict(),
+            "iterations": self.iteration,
+            "wall_time_s": round(self.wall_time, 1),
+            "device": str(self.device) if self.device.type != "cuda" else torch.cuda.get_device_name(self.device),
+            "channel": cfg.channel,
+            "qualities": list(range(cfg.quality_range[0], cfg.quality_range[1] + 1))
+            if cfg.quality_range
+            else list(cfg.qualities),
+            "data_dirs": list(cfg.data_dirs),
+            "val_quality": cfg.val_quality if cfg.val_dir else None,
+            **self.last_val,
+        }
+
+    def save(self) -> None:
+        """Write ``last.pt`` and ``g.pt`` atomically."""
+        with atomic_path(self.out / "last.pt") as tmp:
+            torch.save(self.state_dict(), tmp)
+        save_generator(self.out / "g.pt", self.g, self.generator_meta())
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # ----------------------------------------------------------------- run
+    def run(self, time_limit_s: float | None = None, log_every: int = 50) -> str:
+        """Train until ``cfg.iterations`` or the time limit; save at the end. Returns ``"done"|"time-limit"``."""
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.images is None:
+            self.load_data()
+        start, t0 = self.iteration, time.monotonic()
+        wall0 = self.wall_time
+        sums: dict[str, float] = defaultdict(float)
+        counts: dict[str, int] = defaultdict(int)  # per term: warm-up iterations lack the GAN terms
+        count, reason, shown = 0, "done", {}
+        bar = tqdm(total=cfg.iterations, initial=start, disable=self.quiet, dynamic_ncols=True, unit="it")
+        try:
+            for jpeg, clean in self.loader(start, cfg.iterations):
+                terms = self.train_step(jpeg, clean)
+                self.wall_time = wall0 + time.monotonic() - t0
+                for k, v in terms.items():
+                    sums[k] += v
+                    counts[k] += 1
+                count += 1
+                bar.update(1)
+                it = self.iteration
+                stop = time_limit_s is not None and time.monotonic() - t0 > time_limit_s
+                if count == log_every or it == cfg.iterations or stop:
+                    means = {k: s / counts[k] for k, s in sums.items()}
+                    shown = {k: f"{v:.4g}" for k, v in means.items()}
+                    lr = self.opt_g.param_groups[0]["lr"]
+                    self.log({"iter": it, "time_s": round(self.wall_time, 1), "lr_g": lr, **means})
+                    sums.clear()
+                    counts.clear()
+                    count = 0
+                if self.val is not None and cfg.val_every > 0 and it % cfg.val_every == 0:
+                    self._validate_and_log()
+                bar.set_postfix(shown | self._val_postfix(), refresh=False)
+                if cfg.save_every > 0 and it % cfg.save_every == 0:
+                    self.save()
+                if stop:
+                    reason = "time-limit"
+                    break
+        finally:
+            bar.close()
+        if self.val is not None and self.last_val.get("val_iter") != self.iteration:
+            self._validate_and_log()
+        self.save()
+        return reason
+
+    def _val_postfix(self) -> dict[str, str]:
+        return {"val": f"{self.last_val['val_psnr']:.2f}dB"} if self.last_val else {}
+
+    def _validate_and_log(self) -> None:
+        v = self.validate()
+        self.last_val["val_iter"] = self.iteration
+        self.log({"iter": self.iteration, "time_s": round(self.wall_time, 1), **v})
+        if v["val_psnr"] > self.best_val:
+            self.best_val = v["val_psnr"]
+            save_generator(self.out / "best.pt", self.g, self.generator_meta())
+
+
+def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``last.pt``; raise ResumeError if it is missing or not a training state."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResumeError(f"{path}: nothing to resume (no such file)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for foreign or corrupt files
+        raise ResumeError(f"{path}: unreadable training state ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ResumeError(f"{path}: not a WCDGAN training state")
+    return state
