@@ -1,0 +1,196 @@
+"""The benchmark CLIs (tiny modes) and their building blocks."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from benchmarks import model_size, quality, runtime
+from benchmarks.common import markdown_table, model_entries
+from common.color import rgb_to_y
+from models.wcdgan import count_parameters
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def _entry(key: str):
+    return next(e for e in model_entries() if e.key == key)
+
+
+# ---------------------------------------------------------------- model size
+
+
+def test_flops_equal_twice_the_conv_weights_for_full_resolution_networks():
+    # AR-CNN and DnCNN run every conv at full resolution with stride 1: MACs per pixel = conv weights
+    for key in ("arcnn", "dncnn3"):
+        model = _entry(key).build()
+        weights = sum(m.weight.numel() for m in model.modules() if hasattr(m, "weight") and m.weight.dim() == 4)
+        assert model_size.flops_per_megapixel(_entry(key)) == pytest.approx(2 * weights * 1e6)
+
+
+def test_flops_scale_with_pixels():
+    entry = _entry("mwcnn")  # three wavelet levels: per-pixel cost must still be size-independent
+    assert model_size.flops_per_megapixel(entry, 64) == pytest.approx(model_size.flops_per_megapixel(entry, 128))
+
+
+def test_model_size_cli(tmp_path):
+    assert model_size.main(["-o", str(tmp_path), "-q"]) == 0
+    rows = {r["model"]: r for r in json.loads((tmp_path / "model_size.json").read_text())["rows"]}
+    wcdgan = rows["WCDGAN (RGB)"]
+    assert wcdgan["params"] == count_parameters(_entry("wcdgan-rgb").build())
+    assert wcdgan["mb_fp32"] == pytest.approx(wcdgan["params"] * 4 / 1e6)
+    assert "DISAGREES" in rows["MWCNN"]["note"]  # 24.9 M vs the paper's 25.1 M
+    assert "DISAGREES" not in rows["DnCNN-3"]["note"]
+    md = (tmp_path / "model_size.md").read_text()
+    assert "1 MAC = 2 FLOPs" in md and "| AR-CNN |" in md
+
+
+# ---------------------------------------------------------------- runtime
+
+
+def test_time_runs_counts_repeats_and_respects_the_budget():
+    calls = []
+    stats = runtime.time_runs(lambda: calls.append(time.sleep(0.01)), lambda: None, warmup=2, repeats=3, budget_s=10)
+    assert len(calls) == 5 and stats["n"] == 3
+    assert 9 < stats["min_ms"] <= stats["q1_ms"] <= stats["median_ms"] <= stats["q3_ms"] <= stats["max_ms"]
+    calls.clear()
+    stats = runtime.time_runs(lambda: calls.append(time.sleep(0.02)), lambda: None, warmup=0, repeats=50, budget_s=0.05)
+    assert 1 <= stats["n"] < 10
+    calls.clear()  # a long warm-up run is kept as the first timed run
+    stats = runtime.time_runs(lambda: calls.append(time.sleep(0.03)), lambda: None, 2, 3, budget_s=10, long_run_s=0.02)
+    assert len(calls) == 3 and stats["n"] == 3 and stats["warmup_counted"]
+
+
+def test_runtime_cli_tiny(tmp_path):
+    argv = [
+        "--tiny",
+        "-o",
+        str(tmp_path),
+        "-q",
+        "--models",
+        "arcnn",
+        "--backends",
+        "torch-fp32",
+        "ort-cpu",
+        "torch-fp16",
+    ]
+    assert runtime.main(argv) == 0
+    kind = runtime.host_kind()
+    payload = json.loads((tmp_path / f"runtime_{kind}_tiny.json").read_text())
+    rows = payload["rows"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert {r["backend"] for r in ok} >= {"torch-fp32", "ort-cpu"}
+    for r in ok:
+        assert r["median_ms"] > 0 and r["mp_per_s"] == pytest.approx(r["megapixels"] / (r["median_ms"] / 1e3))
+        assert r["tflops"] == pytest.approx(payload["gflop_per_mp"]["arcnn"] / 1e3 * r["mp_per_s"])
+    if kind == "cpu":
+        fp16 = next(r for r in rows if r["backend"] == "torch-fp16")
+        assert fp16["status"] == "skipped" and "CUDA" in fp16["reason"]
+    assert payload["machine"]["cpu"] and payload["peak_tflops"]["fp32"] > 0
+    assert (tmp_path / f"runtime_{kind}_tiny.png").stat().st_size > 1000
+    assert "| AR-CNN | ort-cpu | model | 64x64 |" in (tmp_path / f"runtime_{kind}_tiny.md").read_text()
+
+
+def test_runtime_end_to_end_through_the_tiled_runtime(tmp_path):
+    plan = runtime.Plan(["wcdgan-rgb"], ["ort-cpu"], [], [], ["32x32"], warmup=0, repeats=1, e2e_tile=32)
+    rows = runtime.run_plan(plan, progress=False)["rows"]
+    assert len(rows) == 1 and rows[0]["scope"] == "end-to-end"
+    assert rows[0]["status"] == "ok", rows[0]["reason"]
+    assert rows[0]["runtime_backend"] == "ort-cpu" and rows[0]["tile"] == [32, 32]
+
+
+def test_runtime_cli_rejects_unknown_sizes(capsys):
+    with pytest.raises(SystemExit) as e:
+        runtime.main(["--sizes", "8k"])
+    assert e.value.code == 2 and "unknown size" in capsys.readouterr().err
+
+
+def test_sample_image_is_deterministic_and_jpeg_like():
+    a, b = runtime.sample_image(48, 64, 3), runtime.sample_image(48, 64, 3)
+    assert a.shape == (48, 64, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    assert runtime.sample_image(48, 64, 1).shape == (48, 64)
+
+
+# ---------------------------------------------------------------- quality
+
+
+def test_arcnn_model_choice_per_quality():
+    assert [quality.arcnn_weights_for(q) for q in (5, 10, 20, 25, 35, 90)] == [10, 10, 20, 20, 30, 40]
+
+
+def test_y_model_on_rgb_keeps_chroma_and_restores_luma():
+    rgb = data.astronaut()[:40, :48]
+    x = rgb.astype(np.float32) / 255
+    same = quality.y_model_on_rgb(lambda y: y)(x)
+    assert np.abs(same * 255 - rgb).max() <= 1.5  # Y'CbCr round trip with rounded Y: within about 1 level
+    brighter = quality.y_model_on_rgb(lambda y: y + 10 / 255)(x)
+    gain = rgb_to_y(np.round(brighter * 255).astype(np.uint8)).astype(int) - rgb_to_y(rgb).astype(int)
+    assert 8 <= np.median(gain) <= 11
+
+
+def _tiny_eval_set(root: Path) -> Path:
+    (root / "LIVE1").mkdir(parents=True)
+    for name, image in (("astronaut", data.astronaut()), ("coffee", data.coffee())):
+        cv2.imwrite(str(root / "LIVE1" / f"{name}.png"), cv2.cvtColor(image[100:148, 100:164], cv2.COLOR_RGB2BGR))
+    return root
+
+
+def test_quality_cli_jpeg_only(tmp_path):
+    root = _tiny_eval_set(tmp_path / "eval")
+    argv = [
+        "--data-root",
+        str(root),
+        "--datasets",
+        "LIVE1",
+        "--qualities",
+        "10",
+        "--no-peers",
+        "-o",
+        str(tmp_path),
+        "-q",
+    ]
+    assert quality.main(argv) == 0
+    blocks = json.loads((tmp_path / "quality.json").read_text())["tables"]
+    assert [(b["table"], b["channel"]) for b in blocks] == [(1, "y"), (2, "rgb")]
+    assert blocks[0]["results"]["methods"]["JPEG"]["10"]["psnr"] > 20
+    md = (tmp_path / "quality.md").read_text()
+    assert "| JPEG | 10 |" in md and "| WCDGAN (paper) | 10 | – | 29.56 / 0.8238 |" in md
+
+
+def test_quality_runs_split_by_quality_merge_into_one_table(tmp_path):
+    root = _tiny_eval_set(tmp_path / "eval")
+    base = ["--data-root", str(root), "--tables", "1", "--datasets", "LIVE1", "--no-peers", "-q"]
+    for q in (20, 10):
+        assert quality.main([*base, "--qualities", str(q), "-o", str(tmp_path / f"q{q}")]) == 0
+    parts = [str(tmp_path / f"q{q}" / "quality.json") for q in (20, 10)]
+    assert quality.main(["--merge", *parts, "-o", str(tmp_path), "-q"]) == 0
+    (block,) = json.loads((tmp_path / "quality.json").read_text())["tables"]
+    assert block["results"]["qualities"] == [10, 20]
+    jpeg = block["results"]["methods"]["JPEG"]
+    assert jpeg["20"]["psnr"] > jpeg["10"]["psnr"]  # a higher quality JPEG is closer to the original
+
+
+def test_quality_cli_with_official_peers(tmp_path):
+    if not (SHARED / "weights" / "peers").is_dir():
+        pytest.skip("../shared not found: no peer weights")
+    root = _tiny_eval_set(tmp_path / "eval")
+    argv = ["--data-root", str(root), "--tables", "1", "--qualities", "10", "--datasets", "LIVE1", "-o", str(tmp_path)]
+    assert quality.main([*argv, "-q"]) == 0
+    by_method = json.loads((tmp_path / "quality.json").read_text())["tables"][0]["results"]["methods"]
+    for peer in ("AR-CNN", "DnCNN-3"):
+        assert by_method[peer]["10"]["psnr"] > by_method["JPEG"]["10"]["psnr"]
+
+
+def test_quality_cli_reports_missing_data(tmp_path, capsys):
+    assert quality.main(["--data-root", str(tmp_path / "nowhere"), "--no-peers", "-o", str(tmp_path), "-q"]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_markdown_table():
+    assert markdown_table(["a", "b"], [[1, None]]) == "| a | b |\n|---|---|\n| 1 | – |\n"
