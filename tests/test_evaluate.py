@@ -148,7 +148,9 @@ def test_generator_restore_fn_runs_the_model(colour_dir):
     out = fn(x)
     assert out.shape == x.shape and out.dtype == np.float32
     np.testing.assert_allclose(out[..., 0], ref, atol=1e-6)
-    np.testing.assert_array_equal(generator_restore_fn(model, tile=64)(x), out)  # one tile = whole image
+    # tile=64 → one 128×128 window (64 + 2×32 overlap) starting at (-32, -32), reflect-padded as the runtime does
+    padded = np.pad(x, ((32, 128 - 40 - 32), (32, 128 - 56 - 32), (0, 0)), mode="reflect")
+    np.testing.assert_allclose(generator_restore_fn(model, tile=64)(x), fn(padded)[32:72, 32:88], atol=1e-6)
     res = evaluate_methods({"JPEG": None, "g": fn}, colour_dir, [20], progress=False)
     assert res["methods"]["g"]["20"]["psnr"] != res["methods"]["JPEG"]["20"]["psnr"]
 
@@ -157,7 +159,7 @@ def test_tiling_is_exact_for_operators_within_the_overlap():
     x = np.random.default_rng(1).random((50, 70, 3), dtype=np.float32)
 
     def box(a):  # 5×5 mean: reaches 2 px, well inside the 32-px overlap
-        return uniform_filter(a, size=(5, 5, 1), mode="reflect")
+        return uniform_filter(a, size=(5, 5, 1), mode="mirror")  # = numpy/runtime reflect
 
     np.testing.assert_allclose(_tiled(box, x, tile=16, overlap=32), box(x), atol=1e-6)
     assert not np.allclose(_tiled(box, x, tile=16, overlap=0), box(x), atol=1e-3)  # no context: seams
