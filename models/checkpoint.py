@@ -33,20 +33,31 @@ def save_generator(path: str | os.PathLike, model: WCDGANGenerator, meta: dict[s
         torch.save(payload, tmp)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and validate a checkpoint's payload (on CPU); raise :class:`CheckpointError` if it isn't one."""
+def load_tagged(
+    path: str | os.PathLike, fmt: str, version: int, what: str = "checkpoint", error: type[Exception] = CheckpointError
+) -> dict[str, Any]:
+    """Load a ``torch.save``d dict tagged ``{"format": fmt, "version": ≤ version}`` on CPU.
+
+    Raises ``error`` with a message for the user (naming the file as a ``what``) when the file is missing,
+    unreadable, of another format or too new.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise error(f"{path}: no such {what} file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for foreign or corrupt files
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a WCDGAN generator checkpoint (expected format '{FORMAT}')")
-    if payload.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {payload['version']} is newer than supported ({VERSION})")
+        raise error(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise error(f"{path}: not a WCDGAN {what} (expected format '{fmt}')")
+    if payload.get("version", 0) > version:
+        raise error(f"{path}: {what} version {payload['version']} is newer than supported ({version})")
     return payload
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load and validate a generator checkpoint's payload (on CPU); raise :class:`CheckpointError` if it isn't one."""
+    return load_tagged(path, FORMAT, VERSION)
 
 
 def load_generator(path: str | os.PathLike) -> tuple[WCDGANGenerator, dict[str, Any]]:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from common.files import atomic_path
 from common.metrics import psnr
-from models.checkpoint import save_generator
+from models.checkpoint import load_tagged, save_generator
 from models.wcdgan import Discriminator, DiscriminatorConfig, WCDGANGenerator
 from train.config import TrainConfig
 from train.data import (
@@ -298,13 +298,6 @@ class Trainer:
 
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
     """Read a ``last.pt``; raise ResumeError if it is missing or not a training state."""
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise ResumeError(f"{path}: nothing to resume (no such file)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for foreign or corrupt files
-        raise ResumeError(f"{path}: unreadable training state ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise ResumeError(f"{path}: not a WCDGAN training state")
-    return state
+    return load_tagged(path, STATE_FORMAT, STATE_VERSION, "training state", ResumeError)
