@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import platform
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,3 +135,9 @@ def write_results(out_dir: Path, stem: str, payload: dict[str, Any], markdown: s
     atomic_write_text(json_path, json.dumps(payload, indent=1, default=str) + "\n")
     atomic_write_text(md_path, markdown)
     return [json_path, md_path]
+
+
+def print_report(markdown: str, paths: Sequence[Path]) -> None:
+    """Print a benchmark's markdown table to stdout and the files it wrote to stderr."""
+    print(markdown, end="")
+    print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)

@@ -20,7 +20,15 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import RESULTS_DIR, ModelEntry, machine_info, markdown_table, model_entries, write_results
+from benchmarks.common import (
+    RESULTS_DIR,
+    ModelEntry,
+    machine_info,
+    markdown_table,
+    model_entries,
+    print_report,
+    write_results,
+)
 from models.wcdgan import count_parameters
 
 PROBE_SIDE = 256  # divisible by 8 (MWCNN); large enough that per-image constants (global pooling) vanish
@@ -119,8 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot write results: {e}", file=sys.stderr)
         return 1
     if not args.quiet:
-        print(md, end="")
-        print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
+        print_report(md, paths)
     return 0
 
 

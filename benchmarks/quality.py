@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import RESULTS_DIR, machine_info, markdown_table, shared_dir, write_results
+from benchmarks.common import RESULTS_DIR, machine_info, markdown_table, print_report, shared_dir, write_results
 from common.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]
@@ -290,8 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(md, end="")
-        print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
+        print_report(md, paths)
     return 0
 
 

@@ -35,7 +35,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from benchmarks.common import RESULTS_DIR, ModelEntry, host_kind, machine_info, markdown_table, model_entries
+from benchmarks.common import (
+    RESULTS_DIR,
+    ModelEntry,
+    host_kind,
+    machine_info,
+    markdown_table,
+    model_entries,
+    print_report,
+)
 from benchmarks.common import write_results as _write_results
 from benchmarks.model_size import flops_per_megapixel
 from common.color import rgb_to_y
@@ -577,8 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot write results: {e}", file=sys.stderr)
         return 1
     if not args.quiet:
-        print(md, end="")
-        print("wrote " + ", ".join(map(str, paths)), file=sys.stderr)
+        print_report(md, paths)
     return 0
 
 
