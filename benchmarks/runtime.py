@@ -7,10 +7,12 @@ PNG encode. Each row: warm-up runs, then timed runs until ``repeats`` or the per
 (at least one), CUDA-synchronised; median, IQR and min/max in ms, megapixels/s and achieved TFLOP/s against
 the device's measured peak (FLOPs/MP from :mod:`benchmarks.model_size`: conv/matmul, 1 MAC = 2 FLOPs).
 
-Backends: ``torch-fp32`` (eager, CPU or CUDA), on CUDA also ``torch-fp16``, ``torch-fp16-cl`` (channels_last)
-and ``torch-fp16-graph`` (CUDA graph replay); ``ort-cpu`` / ``ort-cuda`` (ONNX Runtime through
-``runtime.backends.onnxruntime``) and ``tensorrt-fp16`` (``runtime.backends.tensorrt``). A backend that is
-not usable here is listed as a skipped row with the reason.
+Backends: ``torch-fp32`` (eager, CPU or CUDA; on CUDA true FP32: TF32 off), on CUDA also ``torch-tf32`` (cuDNN
+and matmul TF32 on, PyTorch's default for convolutions), ``torch-bf16`` / ``torch-fp16`` (weights and activations
+cast), ``torch-fp16-cl`` (channels_last), ``torch-fp16-graph`` (CUDA graph replay) and ``torch-fp16-compile``
+(``torch.compile``, default mode; compilation happens before the warm-up and is not timed); ``ort-cpu`` /
+``ort-cuda`` (ONNX Runtime through ``runtime.backends.onnxruntime``) and ``tensorrt-fp16``
+(``runtime.backends.tensorrt``). A backend that is not usable here is listed as a skipped row with the reason.
 
     python -m benchmarks.runtime                 # the default plan for this host → benchmarks/results/
     python -m benchmarks.runtime --tiny -o /tmp/rt --models arcnn --backends torch-fp32
@@ -19,13 +21,14 @@ not usable here is listed as a skipped row with the reason.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import statistics
 import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,7 @@ SIZES = {  # label (W×H, as typed on the command line) → (height, width)
     "256x256": (256, 256),
     "512x512": (512, 512),
     "768x512": (512, 768),  # the LIVE1 size
+    "1024x1024": (1024, 1024),  # ~1 MP, divisible by MWCNN's 8
     "720p": (720, 1280),
     "1080p": (1080, 1920),
     "1440p": (1440, 2560),
@@ -60,9 +64,14 @@ SIZES = {  # label (W×H, as typed on the command line) → (height, width)
 }
 TINY_SIZES = {"32x32": (32, 32), "64x64": (64, 64)}
 BACKENDS = (
-    "torch-fp32", "torch-fp16", "torch-fp16-cl", "torch-fp16-graph", "ort-cpu", "ort-cuda", "ort-cuda-fp16",
-    "tensorrt-fp16",
+    "torch-fp32", "torch-tf32", "torch-bf16", "torch-fp16", "torch-fp16-cl", "torch-fp16-graph", "torch-fp16-compile",
+    "ort-cpu", "ort-cuda", "ort-cuda-fp16", "tensorrt-fp16",
 )  # fmt: skip
+TORCH_DTYPES = {
+    "torch-fp32": torch.float32, "torch-tf32": torch.float32, "torch-bf16": torch.bfloat16,
+    "torch-fp16": torch.float16, "torch-fp16-cl": torch.float16, "torch-fp16-graph": torch.float16,
+    "torch-fp16-compile": torch.float16,
+}  # fmt: skip
 RUNTIME_BACKEND = {
     "ort-cpu": "ort-cpu",
     "ort-cuda": "ort-cuda",
@@ -74,8 +83,8 @@ E2E_MODEL = "wcdgan-rgb"
 # Same FLOPs and speed as "memnet-unshared" (the Table 3 variant, which is timed), so timed once only.
 LONG_RUN_S = 10.0  # see time_runs
 PEAK_METHOD = (
-    "best time of a 2048² fp32 matmul (torch.mm and, on CPU, numpy) and of an 8192² fp16 torch.mm (CUDA), "
-    "2n³ FLOPs per product"
+    "best time of a 2048² fp32 matmul (torch.mm, TF32 off, and on CPU numpy) and of 8192² TF32 and fp16 torch.mm "
+    "(CUDA), 2n³ FLOPs per product"
 )
 RUNTIME_SKIP = {"memnet": "same architecture and FLOPs as memnet-unshared (only weight sharing differs)"}
 
@@ -173,6 +182,17 @@ def _no_sync() -> None:
     pass
 
 
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """TF32 for cuDNN convolutions and CUDA matmuls on or off for the block (PyTorch's defaults restored after)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
 def _cuda_sync() -> None:
     torch.cuda.synchronize()
 
@@ -247,10 +267,15 @@ def _torch_runner(model: torch.nn.Module, x: torch.Tensor, backend: str) -> tupl
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
     sync = _cuda_sync if cuda else _no_sync
-    dtype = torch.float32 if backend == "torch-fp32" else torch.float16
+    dtype = TORCH_DTYPES[backend]
     fmt = torch.channels_last if backend in ("torch-fp16-cl", "torch-fp16-graph") else torch.contiguous_format
     model = model.to(device=device, dtype=dtype, memory_format=fmt).eval()
     x = x.to(device=device, dtype=dtype).contiguous(memory_format=fmt)
+    if backend == "torch-fp16-compile":
+        compiled = torch.compile(model)
+        with torch.inference_mode():
+            compiled(x)  # compiles here, outside the timed runs
+        model = compiled
     if backend != "torch-fp16-graph":
 
         @torch.inference_mode()
@@ -324,12 +349,13 @@ def model_row(entry: ModelEntry, backend: str, label: str, plan: Plan, ctx: dict
         torch.manual_seed(0)
         model = entry.build().eval()
         x = sample_tensor(height, width, entry.channels)
-        if backend.startswith("torch"):
-            fn, sync = _torch_runner(model, x, backend)
-        else:
-            folder = _export(entry, model, ctx["onnx_dir"], fp16=backend.endswith("fp16"))
-            fn, sync = _onnx_backend_runner(folder, x, backend)
-        row.update(time_runs(fn, sync, plan.warmup, plan.repeats, plan.budget_s))
+        with tf32(backend == "torch-tf32"):
+            if backend.startswith("torch"):
+                fn, sync = _torch_runner(model, x, backend)
+            else:
+                folder = _export(entry, model, ctx["onnx_dir"], fp16=backend.endswith("fp16"))
+                fn, sync = _onnx_backend_runner(folder, x, backend)
+            row.update(time_runs(fn, sync, plan.warmup, plan.repeats, plan.budget_s))
     except Skip as e:
         return row | {"status": "skipped", "reason": str(e)}
     except torch.OutOfMemoryError:
@@ -386,11 +412,16 @@ def _row_head(entry: ModelEntry, backend: str, label: str, height: int, width: i
     }
 
 
+def peak_key(backend: str) -> str:
+    """Which measured matmul ceiling a backend's arithmetic is compared with: fp16 (also bf16), tf32 or fp32."""
+    return "fp16" if "fp16" in backend or "bf16" in backend else "tf32" if "tf32" in backend else "fp32"
+
+
 def _add_rates(row: dict[str, Any], ctx: dict) -> dict[str, Any]:
     seconds = row["median_ms"] / 1e3
     row["mp_per_s"] = row["megapixels"] / seconds
     row["tflops"] = ctx["gflop_per_mp"][row["key"]] / 1e3 * row["mp_per_s"]
-    peak = ctx["peak_tflops"].get("fp16" if "fp16" in row["backend"] else "fp32")
+    peak = ctx["peak_tflops"].get(peak_key(row["backend"]))
     row["pct_of_peak"] = 100 * row["tflops"] / peak if peak else None
     return row
 
@@ -399,19 +430,26 @@ def _add_rates(row: dict[str, Any], ctx: dict) -> dict[str, Any]:
 
 
 def run_plan(
-    plan: Plan, progress: bool = True, on_row: Callable[[dict[str, Any]], None] | None = None
+    plan: Plan,
+    progress: bool = True,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Time everything in ``plan``; returns the JSON payload (machine, plan, peaks, rows, complete).
 
     ``on_row`` gets the partial payload (``complete`` False) after every row, so a long run can be saved as it goes.
+    ``deadline`` (``time.time()`` value): rows not started by then become skipped rows (a short GPU window).
     """
     entries = {e.key: e for e in model_entries()}
     unknown = [m for m in plan.models if m not in entries]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(entries)}")
     cuda = torch.cuda.is_available()
-    peaks = {"fp32": measure_peak_tflops("cuda" if cuda else "cpu")}
+    with tf32(False):
+        peaks = {"fp32": measure_peak_tflops("cuda" if cuda else "cpu")}
     if cuda:
+        with tf32(True):
+            peaks["tf32"] = measure_peak_tflops("cuda", n=8192)
         peaks["fp16"] = measure_peak_tflops("cuda", torch.float16, n=8192)
     with tempfile.TemporaryDirectory(prefix="wcdgan-bench-") as tmp:
         ctx = {
@@ -441,9 +479,12 @@ def run_plan(
             "complete": False,
         }
         for fn, entry, backend, label in tqdm(jobs, desc="runtime", unit="row", disable=not progress):
-            if entry.key in RUNTIME_SKIP:
+            reason = RUNTIME_SKIP.get(entry.key)
+            if deadline is not None and time.time() > deadline:
+                reason = "the run's --deadline had passed"
+            if reason:
                 rows.append(_row_head(entry, backend, label, *(SIZES | TINY_SIZES)[label], "model"))
-                rows[-1] |= {"status": "skipped", "reason": RUNTIME_SKIP[entry.key]}
+                rows[-1] |= {"status": "skipped", "reason": reason}
             else:
                 rows.append(fn(entry, backend, label, plan, ctx))
             if on_row is not None:
@@ -537,7 +578,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", nargs="+", help=f"sizes for every model (default: the host's plan): {', '.join(SIZES)}")
     p.add_argument("--sweep-sizes", nargs="*", help="sizes for the WCDGAN sweep (default: the host's plan)")
     p.add_argument("--e2e-sizes", nargs="*", help="sizes for the end-to-end rows (default: the host's plan)")
+    p.add_argument("--sweep-backends", nargs="*", choices=BACKENDS, help="backends for the WCDGAN sweep")
+    p.add_argument("--warmup", type=int, help="untimed runs per row before timing (default 1; 0 with --tiny)")
     p.add_argument("--repeats", type=int, help="timed runs per row (default 3; 1 with --tiny)")
+    p.add_argument(
+        "--deadline", type=float, metavar="SECONDS", help="rows not started this long after launch are skipped"
+    )
     p.add_argument("--budget", type=float, help="seconds of timed runs per row before stopping early (default 30)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no table on stdout")
@@ -547,6 +593,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             p.error(f"unknown size {s!r}; choose from {', '.join(SIZES | TINY_SIZES)}")
     if args.repeats is not None and args.repeats < 1:
         p.error("--repeats must be at least 1")
+    if args.warmup is not None and args.warmup < 0:
+        p.error("--warmup must be at least 0")
     return args
 
 
@@ -559,6 +607,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(plan, name, list(getattr(args, name)))
     if args.backends is not None:
         plan.sweep_backends = list(args.backends)
+    if args.sweep_backends is not None:
+        plan.sweep_backends = list(args.sweep_backends)
+    if args.warmup is not None:
+        plan.warmup = args.warmup
     if args.repeats is not None:
         plan.repeats = args.repeats
     if args.budget is not None:
@@ -572,7 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         def save_partial(partial: dict[str, Any]) -> None:
             _write_results(args.output, stem, partial, to_markdown(partial))
 
-        payload = run_plan(plan, progress=not args.quiet, on_row=save_partial)
+        deadline = None if args.deadline is None else time.time() + args.deadline
+        payload = run_plan(plan, progress=not args.quiet, on_row=save_partial, deadline=deadline)
         md = to_markdown(payload)
         paths = _write_results(args.output, stem, payload, md)
         if not args.no_plot:

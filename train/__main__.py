@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from models.wcdgan import GeneratorConfig
+from train import probe
 from train.config import PRESETS, TrainConfig, preset_losses
 from train.data import DataError, check_training_dir
-from train.loop import ResumeError, Trainer, load_training_state
+from train.loop import ResumeError, Trainer, load_training_state, pick_device
 
 DEFAULT_ITERS = 100_000
+UNCAPPED_ITERS = 10**12  # with --time-budget and no --iters
 SHARED_VGG = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_features_caffe_rgb_fp16.pth"
 
 
@@ -66,7 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="generator-only L1 iterations before the full loss (default: gan preset iters/5, psnr preset 0)",
     )
-    t.add_argument("--batch", type=int, default=16)
+    t.add_argument(
+        "--batch",
+        type=_batch,
+        default=16,
+        help="patches per step, or 'auto': measure training speed at 16/32/64 patches and both memory formats for "
+        "~8 s and take the smallest batch within 10%% of the fastest, with --lr-g/--lr-d scaled by sqrt(batch/16) "
+        "(train/probe.py)",
+    )
     t.add_argument("--patch", type=int, default=80)
     t.add_argument("--stride", type=int, default=75, help="patch grid stride")
     t.add_argument("--lr-g", type=float, default=2e-4)
@@ -95,6 +105,21 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--save-every", type=int, default=1000, help="iterations between checkpoints")
     r = p.add_argument_group("runtime")
     r.add_argument("--time-limit", type=float, metavar="MINUTES", help="stop cleanly (validate, save) after this long")
+    r.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="train for this wall time: the lr warms up over its first 2%%, then follows a cosine down to 1%% over it "
+        "(instead of the step schedule) and the run ends with it; --iters then only caps the count",
+    )
+    r.add_argument(
+        "--end-at",
+        type=float,
+        metavar="UNIX_TIME",
+        help="like --time-budget, with the budget set when training starts (after data loading and the batch "
+        "probe) so that it ends at this wall-clock time: how train.campaign gives concurrent runs one deadline",
+    )
+    r.add_argument("--probe-seconds", type=float, default=1.2, help="--batch auto: seconds per probed candidate")
     r.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     r.add_argument("--threads", type=int, help="torch CPU threads")
     r.add_argument("--workers", type=int, default=-1, help="DataLoader workers (-1: 2 on CUDA, 0 on CPU)")
@@ -102,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--channels-last", action="store_true")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
+
+
+def _batch(text: str) -> int:
+    """``--batch``: a positive integer, or ``auto`` (returned as 0, resolved by the probe)."""
+    if text == "auto":
+        return 0
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return int(text)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -119,7 +153,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if value is not None:
             setattr(loss, name, value)
     vgg = args.vgg_weights or (str(SHARED_VGG) if loss.perceptual > 0 and SHARED_VGG.is_file() else None)
-    iters = args.iters if args.iters is not None else DEFAULT_ITERS
+    budgeted = args.time_budget or args.end_at
+    iters = args.iters if args.iters is not None else (UNCAPPED_ITERS if budgeted else DEFAULT_ITERS)
+    batch = args.batch or probe.PAPER_BATCH  # auto: replaced by the probe's choice in make_trainer
     warmup = args.warmup if args.warmup is not None else (iters // 5 if args.preset == "gan" else 0)
     return TrainConfig(
         data_dirs=data_dirs,
@@ -130,12 +166,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         quality_range=tuple(args.quality_range) if args.quality_range else None,
         patch_size=args.patch,
         patch_stride=args.stride,
-        batch_size=args.batch,
-        patches_per_crop=4 if args.batch % 4 == 0 else 1,
+        batch_size=batch,
+        patches_per_crop=4 if batch % 4 == 0 else 1,
         iterations=iters,
         lr_g=args.lr_g,
         lr_d=args.lr_d,
         lr_halve_every=args.lr_halve_every,
+        time_budget_s=args.time_budget * 60 if args.time_budget else None,
         warmup_iters=warmup,
         loss=loss,
         vgg_weights=vgg,
@@ -172,7 +209,28 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
         return trainer
     if (out / "last.pt").exists():
         raise ResumeError(f"{out}/last.pt exists: pass --resume to continue it, or choose another --out")
-    return Trainer(config_from_args(args), out, device=args.device, quiet=args.quiet)
+    cfg = config_from_args(args)
+    if args.batch == 0:
+        apply_probe(cfg, pick_device(args.device), args.probe_seconds, args.quiet)
+    return Trainer(cfg, out, device=args.device, quiet=args.quiet)
+
+
+def apply_probe(cfg: TrainConfig, device: torch.device, seconds: float, quiet: bool) -> None:
+    """``--batch auto``: measure, then set the batch, memory format and sqrt-scaled learning rates in ``cfg``."""
+    results = probe.probe_training_speed(cfg.generator, cfg.patch_size, device, seconds=seconds, amp=cfg.amp)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()  # hand the probe's activations back before the run allocates its own
+    pick = probe.choose(results)
+    cfg.batch_size, cfg.channels_last = pick.batch, pick.channels_last
+    cfg.patches_per_crop = 4
+    cfg.lr_g, cfg.lr_d = probe.scaled_lr(cfg.lr_g, pick.batch), probe.scaled_lr(cfg.lr_d, pick.batch)
+    cfg.batch_probe = [r.to_dict() for r in results]
+    if not quiet:
+        rows = ", ".join(f"{r.batch}{'cl' if r.channels_last else ''} {r.samples_per_s:.0f}/s" for r in results)
+        print(
+            f"batch probe: {rows} -> batch {pick.batch}, channels_last {pick.channels_last}, lr {cfg.lr_g:.3g}",
+            file=sys.stderr,
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,11 +240,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trainer = make_trainer(args)
         trainer.load_data()
+        cfg = trainer.cfg
+        if args.end_at is not None:
+            cfg.time_budget_s = args.end_at - time.time()
+            if cfg.time_budget_s <= 0:
+                raise ValueError(f"--end-at: that time passed {-cfg.time_budget_s:.0f} s ago, before training began")
         if not args.quiet:
-            cfg = trainer.cfg
+            span = (
+                f"for {cfg.time_budget_s / 60:.1f} min"
+                if cfg.time_budget_s
+                else f"iterations {trainer.iteration}..{cfg.iterations}"
+            )
             print(
                 f"training {cfg.preset} {cfg.channel} on {len(trainer.images)} images, device {trainer.device}, "
-                f"iterations {trainer.iteration}..{cfg.iterations}",
+                f"batch {cfg.batch_size}, {span}",
                 file=sys.stderr,
             )
         reason = trainer.run(time_limit_s=args.time_limit * 60 if args.time_limit else None)

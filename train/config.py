@@ -70,6 +70,7 @@ class TrainConfig:
     lr_g: float = 2e-4
     lr_d: float = 1e-4
     lr_halve_every: int = 20_000
+    time_budget_s: float | None = None  # wall-clock run: cosine lr over it, stop at its end (see train.loop.lr_at)
     betas: tuple[float, float] = (0.5, 0.999)
     warmup_iters: int = 0  # generator-only iterations (L1 only) before the full loss and D start
     loss: LossWeights = field(default_factory=LossWeights)
@@ -85,6 +86,7 @@ class TrainConfig:
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = False
     preset: str = "psnr"
+    batch_probe: list[dict[str, Any]] | None = None  # what `--batch auto` measured (train.probe), for the record
 
     def __post_init__(self) -> None:
         if isinstance(self.loss, dict):
@@ -119,6 +121,8 @@ class TrainConfig:
             raise ValueError("patch size must be >= 8, stride and crop_patches >= 1")
         if self.iterations < 0 or self.warmup_iters < 0:
             raise ValueError("iterations and warm-up must be >= 0")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ValueError(f"time budget must be positive, got {self.time_budget_s} s")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
 

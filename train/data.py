@@ -10,13 +10,15 @@ the image border. The only pixels that could differ from a whole-image JPEG are 
 crop edge (the decoder's "fancy" chroma upsampling reads the neighbouring chroma sample), and the margin
 keeps every patch away from those. ``tests/test_train.py`` checks patches equal whole-image JPEG patches.
 
-Images are decoded once and kept in memory as uint8 (RGB H×W×3, or MATLAB-Y H×W for ``channel="y"``).
+Training sources are folders or shards (:mod:`train.pack`). Images are decoded once and kept in memory as
+uint8 (RGB H×W×3, or MATLAB-Y H×W for ``channel="y"``).
 A sample is fully determined by ``(seed, index)``, so DataLoader workers and resumed runs see the same
 stream as a single-process uninterrupted run.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -30,8 +32,8 @@ from torch.utils.data import Dataset, Sampler
 
 from common.color import rgb_to_y
 from common.jpeg import jpeg_roundtrip
+from train.pack import IMAGE_SUFFIXES, ShardError, is_shard, iter_shard, list_images, read_manifest
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 EVAL_SET_NAMES = ("live1", "classic5")
 
 
@@ -45,33 +47,47 @@ def shared_eval_dir() -> Path:
 
 
 def check_training_dir(path: str | os.PathLike) -> Path:
-    """Resolve a ``--data`` folder; raise DataError if missing or if it is (inside) an evaluation set."""
+    """Resolve a ``--data`` source (folder or shard, :mod:`train.pack`); raise DataError if it is missing or is
+    (inside, or packed from) an evaluation set."""
     p = Path(path).expanduser()
-    if not p.is_dir():
-        raise DataError(f"{path}: no such data folder")
+    if not (p.is_dir() or is_shard(p)):
+        raise DataError(f"{path}: no such data folder or shard")
     p = p.resolve()
-    if any(part.lower() in EVAL_SET_NAMES for part in p.parts):
+    names = [part.lower() for part in p.parts]
+    if is_shard(p):
+        try:
+            names += [s.lower() for s in read_manifest(p)["sources"]]
+        except ShardError as e:
+            raise DataError(str(e)) from None
+    if any(name in EVAL_SET_NAMES for name in names):
         raise DataError(f"{path}: refusing to train on an evaluation set (LIVE1/Classic5)")
     if p.is_relative_to(shared_eval_dir().resolve()):
         raise DataError(f"{path}: refusing to train on shared/data/eval")
     return p
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in ``folder`` (sorted; non-recursive)."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def iter_encoded(source: str | os.PathLike) -> Iterator[tuple[str, bytes]]:
+    """``(name, encoded bytes)`` of each image of a folder (sorted) or shard (stored order)."""
+    if is_shard(source):
+        try:
+            yield from iter_shard(source)
+        except ShardError as e:
+            raise DataError(str(e)) from None
+        return
+    for path in list_images(source):
+        yield str(path), path.read_bytes()
 
 
-def read_image(path: Path, channel: str) -> np.ndarray:
-    """Decode one image to uint8 RGB H×W×3 (``channel="rgb"``) or MATLAB-Y H×W (``"y"``).
+def decode_image(data: bytes, name: str, channel: str) -> np.ndarray:
+    """Decode one encoded image to uint8 RGB H×W×3 (``channel="rgb"``) or MATLAB-Y H×W (``"y"``).
 
     Grayscale files are replicated to RGB in rgb mode and used as Y directly in y mode.
     """
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise DataError(f"{path}: cannot decode image")
+        raise DataError(f"{name}: cannot decode image")
     if img.dtype != np.uint8:
-        raise DataError(f"{path}: only 8-bit images are supported, got {img.dtype}")
+        raise DataError(f"{name}: only 8-bit images are supported, got {img.dtype}")
     if img.ndim == 3 and img.shape[2] == 4:
         img = img[..., :3]
     if img.ndim == 3:
@@ -81,19 +97,24 @@ def read_image(path: Path, channel: str) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img)
 
 
-def load_images(folders: Sequence[str | os.PathLike], channel: str, min_size: int = 0) -> list[np.ndarray]:
-    """Decode every image of ``folders``; raise DataError if a folder is missing or nothing usable is found.
-
-    Images smaller than ``min_size`` on either side are skipped (they cannot hold one patch).
-    """
+def read_images(source: str | os.PathLike, channel: str, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """``(name, image)`` of the first ``limit`` images of a folder or shard; DataError if there are none."""
+    if not (Path(source).is_dir() or is_shard(source)):
+        raise DataError(f"{source}: no such folder or shard")
     images = []
-    for folder in folders:
-        files = list_images(folder)
-        if not files:
-            raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-        images += [img for img in (read_image(f, channel) for f in files) if min(img.shape[:2]) >= min_size]
+    for name, data in itertools.islice(iter_encoded(source), limit):
+        images.append((name, decode_image(data, name, channel)))
     if not images:
-        raise DataError(f"no image of at least {min_size}×{min_size} px in {', '.join(map(str, folders))}")
+        raise DataError(f"{source}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder or shard")
+    return images
+
+
+def load_images(sources: Sequence[str | os.PathLike], channel: str, min_size: int = 0) -> list[np.ndarray]:
+    """Decode every image of ``sources`` (folders or shards); raise DataError if one is missing or empty, or
+    nothing usable is found. Images smaller than ``min_size`` on either side are skipped (no patch fits)."""
+    images = [img for source in sources for _, img in read_images(source, channel) if min(img.shape[:2]) >= min_size]
+    if not images:
+        raise DataError(f"no image of at least {min_size}×{min_size} px in {', '.join(map(str, sources))}")
     return images
 
 
@@ -239,13 +260,8 @@ def center_crop(img: np.ndarray, size: int, multiple: int) -> np.ndarray:
     return img[y0 : y0 + ch, x0 : x0 + cw]
 
 
-def load_validation(folder: str | os.PathLike, channel: str, quality: int, crop: int, max_images: int) -> ValidationSet:
-    """First ``max_images`` images of ``folder``, centre-cropped, compressed once at ``quality``."""
-    p = Path(folder)
-    if not p.is_dir():
-        raise DataError(f"{folder}: no such validation folder")
-    files = list_images(p)[:max_images]
-    if not files:
-        raise DataError(f"{folder}: no images in the validation folder")
-    clean = [np.ascontiguousarray(center_crop(read_image(f, channel), crop, mcu_size(channel))) for f in files]
-    return ValidationSet([f.name for f in files], [jpeg_roundtrip(c, quality) for c in clean], clean)
+def load_validation(source: str | os.PathLike, channel: str, quality: int, crop: int, max_images: int) -> ValidationSet:
+    """First ``max_images`` images of a folder or shard, centre-cropped, compressed once at ``quality``."""
+    images = read_images(source, channel, max_images)
+    clean = [np.ascontiguousarray(center_crop(img, crop, mcu_size(channel))) for _, img in images]
+    return ValidationSet([Path(name).name for name, _ in images], [jpeg_roundtrip(c, quality) for c in clean], clean)

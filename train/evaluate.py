@@ -294,6 +294,8 @@ def _check_device(device: str) -> None:
         raise ValueError(f"--device: {e}") from None
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available to this PyTorch")
+    if kind == "cuda":  # measure the network in full FP32, as on a CPU (PyTorch allows TF32 convolutions)
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def _load_methods(args: argparse.Namespace) -> dict[str, RestoreFn | None]:

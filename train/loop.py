@@ -47,9 +47,25 @@ class ResumeError(ValueError):
     """``--resume`` without a usable ``last.pt``, or a fresh run that would overwrite one."""
 
 
-def lr_at(base: float, iteration: int, halve_every: int) -> float:
-    """Step schedule: ``base`` halved every ``halve_every`` iterations (0 = constant)."""
-    return base * 0.5 ** (iteration // halve_every) if halve_every > 0 else base
+WARMUP_FRACTION = 0.02  # of a time budget: linear lr warm-up (Adam's early steps are noisy at full lr)
+FINAL_LR_FRACTION = 0.01  # of the base lr, at the end of a time budget
+
+
+def lr_at(base: float, iteration: int, cfg: TrainConfig, elapsed_s: float) -> float:
+    """Learning rate of the next step.
+
+    Without a time budget: the paper's step schedule, ``base`` halved every ``cfg.lr_halve_every`` iterations
+    (0 = constant). With ``cfg.time_budget_s`` (speed unknown in advance, e.g. a GPU window): a function of
+    the elapsed training seconds — linear warm-up over the first 2 %, then a cosine from ``base`` down to 1 %
+    of it at the end of the budget.
+    """
+    budget = cfg.time_budget_s
+    if budget is None:
+        halve = cfg.lr_halve_every
+        return base * 0.5 ** (iteration // halve) if halve > 0 else base
+    t = min(max(elapsed_s / budget, 0.0), 1.0)
+    warm = min(1.0, (t + 1e-9) / WARMUP_FRACTION)
+    return base * warm * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -65,6 +81,8 @@ class Trainer:
         self.cfg, self.out, self.quiet = cfg, Path(out_dir), quiet
         self.device = pick_device(device)
         self.amp = cfg.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch shape: pick the fastest conv algorithms once
         torch.manual_seed(cfg.seed)
         self.g = WCDGANGenerator(cfg.generator).to(self.device)
         self.d = None
@@ -132,7 +150,7 @@ class Trainer:
         for opt, base in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
             if opt is not None:
                 for group in opt.param_groups:
-                    group["lr"] = lr_at(base, self.iteration, cfg.lr_halve_every)
+                    group["lr"] = lr_at(base, self.iteration, cfg, self.wall_time)
         x, y = self._to_device(jpeg), self._to_device(clean)
         full = self.iteration >= cfg.warmup_iters  # after warm-up: every term and the discriminator
         self.g.train()
@@ -239,7 +257,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- run
     def run(self, time_limit_s: float | None = None, log_every: int = 50) -> str:
-        """Train until ``cfg.iterations`` or the time limit; save at the end. Returns ``"done"|"time-limit"``."""
+        """Train until ``cfg.iterations``, the end of ``cfg.time_budget_s`` or ``time_limit_s``; save at the end.
+
+        Returns ``"done"`` (iterations or budget reached) or ``"time-limit"``.
+        """
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         if self.images is None:
@@ -249,7 +270,9 @@ class Trainer:
         sums: dict[str, float] = defaultdict(float)
         counts: dict[str, int] = defaultdict(int)  # per term: warm-up iterations lack the GAN terms
         count, reason, shown = 0, "done", {}
-        bar = tqdm(total=cfg.iterations, initial=start, disable=self.quiet, dynamic_ncols=True, unit="it")
+        budget = cfg.time_budget_s
+        total = None if budget is not None else cfg.iterations  # a budgeted run ends by time, not by count
+        bar = tqdm(total=total, initial=start, disable=self.quiet, dynamic_ncols=True, unit="it")
         try:
             for jpeg, clean in self.loader(start, cfg.iterations):
                 terms = self.train_step(jpeg, clean)
@@ -261,7 +284,8 @@ class Trainer:
                 bar.update(1)
                 it = self.iteration
                 stop = time_limit_s is not None and time.monotonic() - t0 > time_limit_s
-                if count == log_every or it == cfg.iterations or stop:
+                spent = budget is not None and self.wall_time >= budget
+                if count == log_every or it == cfg.iterations or stop or spent:
                     means = {k: s / counts[k] for k, s in sums.items()}
                     shown = {k: f"{v:.4g}" for k, v in means.items()}
                     lr = self.opt_g.param_groups[0]["lr"]
@@ -276,6 +300,8 @@ class Trainer:
                     self.save()
                 if stop:
                     reason = "time-limit"
+                    break
+                if spent:
                     break
         finally:
             bar.close()
