@@ -540,7 +540,9 @@ def plot(payload: dict[str, Any], path: Path) -> None:
     from common.files import atomic_path
 
     ok = [r for r in payload["rows"] if r["status"] == "ok" and r["scope"] == "model"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    first = payload["plan"]["sizes"][0]
+    at = [r for r in ok if r["size"] == first]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, max(4.5, 0.22 * len(at) + 1)))
     for backend in dict.fromkeys(r["backend"] for r in ok):
         sweep = [r for r in ok if r["key"] == SWEEP_MODEL and r["backend"] == backend]
         pts = sorted((r["megapixels"], r["mp_per_s"]) for r in sweep)
@@ -549,9 +551,7 @@ def plot(payload: dict[str, Any], path: Path) -> None:
     left.set(xscale="log", xlabel="image size (megapixels)", ylabel="megapixels / s", title=f"{SWEEP_MODEL} size sweep")
     if left.lines:
         left.legend()
-    first = payload["plan"]["sizes"][0]
-    at = [r for r in ok if r["size"] == first]
-    labels = [f"{r['model']}\n{r['backend']}" for r in at]
+    labels = [f"{r['model']} · {r['backend']}" for r in at]
     right.barh(labels, [r["tflops"] for r in at])
     peak = payload["peak_tflops"]["fp32"]
     right.axvline(peak, color="k", linestyle="--", label=f"fp32 matmul peak {peak:.2f}")

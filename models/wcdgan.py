@@ -159,6 +159,21 @@ class Discriminator(nn.Module):
         return self.head(self.features(x))
 
 
+def open_attention_gates(model: WCDGANGenerator, bias: float) -> None:
+    """Set the bias before every attention sigmoid (channel and spatial gate of each WCDB) to ``bias``.
+
+    Why: a WCDB multiplies its whole output, residual included, by both gates. At PyTorch's default init they
+    sit at ≈ 0.5, so a block passes ≈ 0.25 of a local change and the 8 chained blocks of the paper's generator
+    ≈ 0.25⁸ ≈ 1.5e-5: the deep path barely depends on the image and its first blocks barely learn (measured on
+    the window-1 models, see models/pretrained/README.md). With ``bias = 3`` each gate starts at 0.95. An
+    initialisation only: the architecture, parameter count and exported graph are unchanged.
+    """
+    for block in model.blocks:
+        for gate in (block.attention.channel, block.attention.spatial):
+            conv = gate[-2]  # the convolution feeding the Sigmoid
+            nn.init.constant_(conv.bias, bias)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -194,3 +194,23 @@ def test_quality_cli_reports_missing_data(tmp_path, capsys):
 
 def test_markdown_table():
     assert markdown_table(["a", "b"], [[1, None]]) == "| a | b |\n|---|---|\n| 1 | – |\n"
+
+
+def test_runtime_rows_after_the_deadline_are_skipped_with_the_reason():
+    plan = runtime.Plan(["arcnn"], ["torch-fp32"], ["32x32", "64x64"], [], [], warmup=0, repeats=1)
+    rows = runtime.run_plan(plan, progress=False, deadline=time.time() - 1)["rows"]
+    assert [r["status"] for r in rows] == ["skipped", "skipped"] and "deadline" in rows[0]["reason"]
+
+
+def test_gpu_precisions_compare_with_their_own_ceiling():
+    assert [runtime.peak_key(b) for b in ("torch-fp32", "torch-tf32", "torch-bf16", "torch-fp16-graph")] == [
+        "fp32", "tf32", "fp16", "fp16",
+    ]  # fmt: skip
+    for backend in ("torch-tf32", "torch-bf16", "torch-fp16-compile"):
+        assert runtime.unavailable_reason(backend) == (None if runtime.host_kind() == "cuda" else
+                                                       "needs CUDA (no GPU visible to PyTorch)")  # fmt: skip
+    with runtime.tf32(True):
+        import torch
+
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    assert runtime.SIZES["1024x1024"] == (1024, 1024)

@@ -18,6 +18,7 @@ from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr
 from models.checkpoint import load_generator
 from models.wcdgan import GeneratorConfig
+from train import probe
 from train.__main__ import main
 from train.config import LossWeights, TrainConfig
 from train.data import (
@@ -29,7 +30,7 @@ from train.data import (
     load_images,
     shared_eval_dir,
 )
-from train.loop import Trainer
+from train.loop import Trainer, lr_at
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
@@ -260,3 +261,77 @@ def test_cli_entry_point_has_no_traceback(tmp_path):
     )
     assert r.returncode == 2
     assert "no such data folder" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- wall-clock budget, probe, warm start
+
+
+def test_lr_schedules():
+    step = TrainConfig(lr_halve_every=100)
+    assert lr_at(1.0, 0, step, 0) == 1.0 and lr_at(1.0, 250, step, 999) == 0.25
+    timed = TrainConfig(time_budget_s=100.0)
+    assert lr_at(1.0, 0, timed, 0.0) < 1e-6  # warm-up starts at zero
+    assert lr_at(1.0, 5, timed, 1.0) == pytest.approx(0.5, abs=0.01)  # halfway through the 2 % warm-up
+    assert lr_at(1.0, 9, timed, 2.0) == pytest.approx(1.0, abs=0.01)
+    assert lr_at(1.0, 9, timed, 50.0) == pytest.approx(0.505)  # cosine midpoint between 1 and the 1 % floor
+    assert lr_at(1.0, 9, timed, 100.0) == pytest.approx(0.01) == lr_at(1.0, 9, timed, 500.0)
+    with pytest.raises(ValueError, match="time budget"):
+        TrainConfig(time_budget_s=0)
+
+
+def test_time_budget_ends_the_run_and_is_recorded(dirs, tmp_path):
+    t = Trainer(_tiny_cfg(dirs[0], iterations=10**9, time_budget_s=1.5), tmp_path, quiet=True)
+    assert t.run() == "done"
+    assert 1.5 <= t.wall_time < 30 and t.iteration > 1
+    lrs = [r["lr_g"] for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "lr_g" in r]
+    assert lrs[-1] < 0.1 * t.cfg.lr_g  # the cosine has run down by the end
+    assert load_generator(tmp_path / "g.pt")[1]["train_config"]["time_budget_s"] == 1.5
+
+
+def test_probe_measures_and_chooses(monkeypatch):
+    rows = probe.probe_training_speed(GeneratorConfig(**TINY), 16, torch.device("cpu"), (2, 4), (False, True), 0.05)
+    assert [(r.batch, r.channels_last) for r in rows] == [(2, False), (4, False), (2, True), (4, True)]
+    assert all(r.samples_per_s > 0 and r.steps >= 1 for r in rows)
+    fake = [probe.ProbeResult(b, False, s, 0, 1, None) for b, s in ((32, 500), (64, 640), (128, 700))]
+    assert probe.choose(fake).batch == 64  # 640 is within 10 % of 700: the smaller batch wins
+    assert probe.choose(fake, tolerance=0.05).batch == 128
+    assert probe.scaled_lr(2e-4, 64) == pytest.approx(4e-4)
+    with pytest.raises(RuntimeError, match="out of device memory"):
+        probe.choose([probe.ProbeResult(16, False, 0.0, 0, 0, None)])
+
+
+def test_cli_budget_probe_compile_and_warm_start(dirs, tmp_path, capsys):
+    small = ["--features", "16", "--blocks", "1", "--branch", "8", "--patch", "32", "--val-crop", "64"]
+    common = ["--data", str(dirs[0]), "--val", str(dirs[1]), *small, "--probe-seconds", "0.05"]
+    first = tmp_path / "first"
+    assert main([*common, "-o", str(first), "--batch", "auto", "--time-budget", "0.02", "--compile", "eager"]) == 0
+    err = capsys.readouterr().err
+    assert "batch probe: 32" in err and "for 0.0 min" in err
+    _, meta = load_generator(first / "g.pt")
+    cfg = meta["train_config"]
+    assert cfg["batch_size"] in (32, 64, 128) and len(cfg["batch_probe"]) == 3 and cfg["compile"] == "eager"
+    assert cfg["lr_g"] == pytest.approx(probe.scaled_lr(2e-4, cfg["batch_size"]))
+    assert cfg["time_budget_s"] == pytest.approx(1.2)
+    # --init: a fresh run starting from those weights (its architecture, not the size flags)
+    warm = tmp_path / "warm"
+    assert main(["--data", str(dirs[0]), "-o", str(warm), "--init", str(first / "g.pt"), "--iters", "0", "-q"]) == 0
+    a, b = load_generator(first / "g.pt")[0], load_generator(warm / "g.pt")[0]
+    assert a.cfg == b.cfg and all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    assert (
+        main(["--data", str(dirs[0]), "-o", str(tmp_path / "y"), "--init", str(first / "g.pt"), "--channel", "y"]) == 2
+    )
+    assert "cannot" in capsys.readouterr().err
+    assert main([*common, "-o", str(tmp_path / "late"), "--end-at", "1000", "-q"]) == 2
+    assert "that time passed" in capsys.readouterr().err
+
+
+def test_compile_failure_falls_back_to_eager(dirs, tmp_path):
+    t = Trainer(_tiny_cfg(dirs[0], iterations=2), tmp_path, quiet=True)
+
+    def broken(x):
+        raise RuntimeError("no compiler")
+
+    t.g_train, t.cfg.compile = broken, "inductor"
+    with pytest.warns(UserWarning, match="training eagerly"):
+        t.run()
+    assert t.iteration == 2 and t.g_train is t.g and t.cfg.compile is None

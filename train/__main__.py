@@ -12,15 +12,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
+from models.checkpoint import CheckpointError, load_generator
 from models.wcdgan import GeneratorConfig
 from train import probe
 from train.config import PRESETS, TrainConfig, preset_losses
 from train.data import DataError, check_training_dir
-from train.loop import ResumeError, Trainer, load_training_state, pick_device
+from train.loop import ResumeError, Trainer, load_run_data, load_training_state, pick_device
 
 DEFAULT_ITERS = 100_000
 UNCAPPED_ITERS = 10**12  # with --time-budget and no --iters
@@ -73,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch",
         type=_batch,
         default=16,
-        help="patches per step, or 'auto': measure training speed at 16/32/64 patches and both memory formats for "
-        "~8 s and take the smallest batch within 10%% of the fastest, with --lr-g/--lr-d scaled by sqrt(batch/16) "
+        help="patches per step, or 'auto': measure training speed at 32/64/128 patches "
+        "for ~5 s and take the smallest batch within 10%% of the fastest, with --lr-g/--lr-d scaled by sqrt(batch/16) "
         "(train/probe.py)",
     )
     t.add_argument("--patch", type=int, default=80)
@@ -97,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--blocks", type=int, default=8)
     m.add_argument("--branch", type=int, default=32, help="mixed-convolution branch width")
     m.add_argument("--global-residual", action="store_true", help="add the input to the output (not in the paper)")
+    m.add_argument(
+        "--gate-bias",
+        type=float,
+        metavar="B",
+        help="initial bias before every attention sigmoid: 3 starts the gates at 0.95, so that the 8 chained blocks "
+        "pass local detail from the first step (default init: gates 0.5, block 1 gets ~5e-4 of block 8's gradient)",
+    )
+    m.add_argument(
+        "--init",
+        metavar="CKPT",
+        help="start from this generator checkpoint's weights (fresh optimiser and lr schedule); its architecture "
+        "replaces --features/--blocks/--branch/--global-residual",
+    )
     v = p.add_argument_group("validation and checkpoints")
     v.add_argument("--val-quality", type=int, default=10)
     v.add_argument("--val-crop", type=int, default=256, help="centre crop per validation image (0: full image)")
@@ -125,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=-1, help="DataLoader workers (-1: 2 on CUDA, 0 on CPU)")
     r.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     r.add_argument("--channels-last", action="store_true")
+    r.add_argument(
+        "--compile",
+        nargs="?",
+        const="inductor",
+        metavar="BACKEND",
+        help="torch.compile the generator's training step (default backend inductor; compiling takes the first "
+        "step, about a minute; if it fails the run continues eagerly)",
+    )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -177,13 +200,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         loss=loss,
         vgg_weights=vgg,
         seed=args.seed,
-        generator=GeneratorConfig(
-            in_channels=3 if args.channel == "rgb" else 1,
-            features=args.features,
-            num_blocks=args.blocks,
-            branch_channels=args.branch,
-            global_residual=args.global_residual,
-        ),
+        generator=generator_config(args),
         val_quality=args.val_quality,
         val_crop=args.val_crop,
         val_max_images=args.val_images,
@@ -192,8 +209,24 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         num_workers=args.workers,
         amp=not args.no_amp,
         channels_last=args.channels_last,
+        compile=args.compile,
+        init_from=str(Path(args.init).resolve()) if args.init else None,
+        gate_bias=args.gate_bias,
         preset=args.preset,
     )
+
+
+def generator_config(args: argparse.Namespace) -> GeneratorConfig:
+    """The generator of a fresh run: the size flags, or with ``--init`` the checkpoint's own architecture."""
+    channels = 3 if args.channel == "rgb" else 1
+    if not args.init:
+        return GeneratorConfig(channels, args.features, args.blocks, args.branch, global_residual=args.global_residual)
+    cfg = load_generator(args.init)[0].cfg
+    if cfg.in_channels != channels:
+        raise ValueError(
+            f"--init {args.init}: a {cfg.in_channels}-channel model cannot start a --channel {args.channel} run"
+        )
+    return cfg
 
 
 def make_trainer(args: argparse.Namespace) -> Trainer:
@@ -210,9 +243,15 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
     if (out / "last.pt").exists():
         raise ResumeError(f"{out}/last.pt exists: pass --resume to continue it, or choose another --out")
     cfg = config_from_args(args)
-    if args.batch == 0:
-        apply_probe(cfg, pick_device(args.device), args.probe_seconds, args.quiet)
-    return Trainer(cfg, out, device=args.device, quiet=args.quiet)
+    with ThreadPoolExecutor(1) as pool:
+        data = pool.submit(load_run_data, cfg)  # decoding (OpenCV releases the GIL) overlaps the batch probe
+        if args.batch == 0:
+            apply_probe(cfg, pick_device(args.device), args.probe_seconds, args.quiet)
+        trainer = Trainer(cfg, out, device=args.device, quiet=args.quiet)
+        if cfg.init_from:
+            trainer.g.load_state_dict(load_generator(cfg.init_from)[0].state_dict())
+        trainer.images, trainer.val = data.result()
+    return trainer
 
 
 def apply_probe(cfg: TrainConfig, device: torch.device, seconds: float, quiet: bool) -> None:
@@ -239,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         trainer = make_trainer(args)
-        trainer.load_data()
+        if trainer.images is None:  # a resumed run
+            trainer.load_data()
         cfg = trainer.cfg
         if args.end_at is not None:
             cfg.time_budget_s = args.end_at - time.time()
@@ -257,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         reason = trainer.run(time_limit_s=args.time_limit * 60 if args.time_limit else None)
-    except (DataError, ResumeError, FileNotFoundError, ValueError) as e:
+    except (DataError, ResumeError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,8 +15,8 @@ arguments, the test sets to evaluate on, and whether to export. The campaign
    these steps at once;
 4. writes ``campaign.json`` (spec, machine, per-run results) and ``summary.md``, and prints one line per run.
 
-Paths in the spec are relative to ``--data-root``. ``--tiny`` swaps in a tiny generator and 32-px patches: the
-same campaign as a CPU rehearsal that finishes in well under a minute.
+Paths in the spec are relative to ``--data-root``. ``--tiny`` swaps in a tiny generator and 32-px patches (see
+:func:`tiny_args`): the same campaign as a CPU rehearsal that finishes in about a minute.
 
     python -m train.campaign tools/gpu_window.json --data-root .window --budget 7m -o runs/window --mirror $OUT
 """
@@ -80,9 +80,11 @@ class RunSpec:
 
 @dataclass
 class CampaignSpec:
-    """The runs of a campaign; ``workers_per_run`` None: the CPU cores split evenly (at most 8 each)."""
+    """The runs of a campaign; ``common_args`` go before each run's own ``args``; ``workers_per_run`` None: the CPU
+    cores split evenly (at most 8 each)."""
 
     runs: list[RunSpec]
+    common_args: list[str] = field(default_factory=list)
     workers_per_run: int | None = None
 
     def __post_init__(self) -> None:
@@ -133,20 +135,41 @@ def resolve(root: Path, path: str) -> str:
     return str(p)
 
 
-def train_command(run: Run, root: Path, deadline: float, workers: int, device: str, tiny: bool) -> list[str]:
-    s = run.spec
+def train_command(
+    run: Run, common: list[str], root: Path, deadline: float, workers: int, device: str, tiny: bool
+) -> list[str]:
+    s, args = run.spec, [*common, *run.spec.args]
     cmd = [sys.executable, "-m", "train", "--data", *(resolve(root, d) for d in s.data), "-o", str(run.folder)]
     cmd += ["--val", resolve(root, s.val)] if s.val else []
-    cmd += ["--end-at", f"{deadline:.3f}", "--workers", str(workers), "--device", device, *s.args]
-    return cmd + (TINY_ARGS if tiny else [])
+    cmd += ["--end-at", f"{deadline:.3f}", "--workers", str(workers), "--device", device]
+    return cmd + (tiny_args(args) + TINY_ARGS if tiny else args)
 
 
-def start_runs(runs: list[Run], root: Path, deadline: float, workers: int, device: str, tiny: bool) -> None:
+def tiny_args(args: list[str]) -> list[str]:
+    """A run's train arguments for a rehearsal: ``--init CKPT`` dropped (a checkpoint's architecture would replace
+    the tiny one) and ``--compile`` traced by the ``eager`` backend (compiling takes minutes on a CPU)."""
+    out, i = [], 0
+    while i < len(args):
+        if args[i] == "--init":
+            i += 2
+            continue
+        if args[i] == "--compile":
+            out += ["--compile", "eager"]
+            i += 2 if i + 1 < len(args) and not args[i + 1].startswith("--") else 1
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+def start_runs(
+    runs: list[Run], common: list[str], root: Path, deadline: float, workers: int, device: str, tiny: bool
+) -> None:
     """Start every run's training process (output to ``RUN/train.log``; tqdm refreshes at most every 30 s)."""
     env = os.environ | {"PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "30"}
     for run in runs:
         run.folder.mkdir(parents=True, exist_ok=True)
-        cmd = train_command(run, root, deadline, workers, device, tiny)
+        cmd = train_command(run, common, root, deadline, workers, device, tiny)
         with open(run.folder / "train.log", "w", encoding="utf-8") as log:
             log.write(" ".join(cmd) + "\n")
             log.flush()
@@ -354,7 +377,7 @@ def run_campaign(
         print(
             f"campaign: {len(runs)} runs on {device}, {workers} data workers each, budget {budget_s:.0f} s", flush=True
         )
-    start_runs(runs, root, deadline, workers, device, tiny)
+    start_runs(runs, spec.common_args, root, deadline, workers, device, tiny)
     try:
         wait_for_runs(runs, deadline, mirror, quiet)
     except BaseException:

@@ -85,6 +85,9 @@ class TrainConfig:
     num_workers: int = -1  # -1: 2 on CUDA, 0 on CPU
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = False
+    compile: str | None = None  # torch.compile backend for the training forward/backward ("inductor"), None: eager
+    init_from: str | None = None  # generator checkpoint the weights start from (fresh optimiser and schedule)
+    gate_bias: float | None = None  # initial bias before each attention sigmoid (models.wcdgan.open_attention_gates)
     preset: str = "psnr"
     batch_probe: list[dict[str, Any]] | None = None  # what `--batch auto` measured (train.probe), for the record
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from tqdm import tqdm
 from common.files import atomic_path
 from common.metrics import psnr
 from models.checkpoint import load_tagged, save_generator
-from models.wcdgan import Discriminator, DiscriminatorConfig, WCDGANGenerator
+from models.wcdgan import Discriminator, DiscriminatorConfig, WCDGANGenerator, open_attention_gates
 from train.config import TrainConfig
 from train.data import (
     IndexRange,
@@ -84,7 +85,10 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch shape: pick the fastest conv algorithms once
         torch.manual_seed(cfg.seed)
-        self.g = WCDGANGenerator(cfg.generator).to(self.device)
+        self.g = WCDGANGenerator(cfg.generator)
+        if cfg.gate_bias is not None:
+            open_attention_gates(self.g, cfg.gate_bias)
+        self.g = self.g.to(self.device)
         self.d = None
         self.opt_d = None
         if cfg.loss.uses_discriminator:
@@ -96,6 +100,8 @@ class Trainer:
         self.vgg = load_vgg_perceptual(cfg.vgg_weights).to(self.device) if cfg.loss.perceptual > 0 else None
         if cfg.channels_last:
             self.g = self.g.to(memory_format=torch.channels_last)
+        # Training steps may run a compiled view of G (same parameters); validation and export use G itself.
+        self.g_train = torch.compile(self.g, backend=cfg.compile) if cfg.compile else self.g
         self.iteration = 0
         self.wall_time = 0.0
         self.best_val = -math.inf
@@ -106,10 +112,7 @@ class Trainer:
     # ----------------------------------------------------------------- data
     def load_data(self) -> None:
         """Decode the training (and validation) images into memory; raises train.data.DataError."""
-        cfg = self.cfg
-        self.images = load_images(cfg.data_dirs, cfg.channel, min_size=cfg.patch_size)
-        if cfg.val_dir:
-            self.val = load_validation(cfg.val_dir, cfg.channel, cfg.val_quality, cfg.val_crop, cfg.val_max_images)
+        self.images, self.val = load_run_data(self.cfg)
 
     def loader(self, start: int, stop: int) -> DataLoader:
         """Batches for iterations ``start .. stop-1`` (uint8 N×C×P×P pairs)."""
@@ -154,8 +157,7 @@ class Trainer:
         x, y = self._to_device(jpeg), self._to_device(clean)
         full = self.iteration >= cfg.warmup_iters  # after warm-up: every term and the discriminator
         self.g.train()
-        with self._autocast():
-            out = self.g(x).float()
+        out = self._generate(x)
         terms: dict[str, torch.Tensor] = {"l1": l1_loss(out, y)}
         total = w.l1 * terms["l1"]
         if full and self.vgg is not None:
@@ -183,6 +185,21 @@ class Trainer:
             self.opt_d.step()
         self.iteration += 1
         return {"total": float(total.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+
+    def _generate(self, x: torch.Tensor) -> torch.Tensor:
+        """G's training forward (compiled if configured). A compiler failure on the first step falls back to eager
+        with a warning: a run should lose its speed-up, not its time budget."""
+        try:
+            with self._autocast():
+                return self.g_train(x).float()
+        except Exception as e:
+            if self.g_train is self.g or self.iteration > 0:
+                raise
+            warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", stacklevel=2)
+            self.g_train = self.g
+            self.cfg.compile = None
+            with self._autocast():
+                return self.g(x).float()
 
     @torch.no_grad()
     def restore(self, image: np.ndarray) -> np.ndarray:
@@ -320,6 +337,14 @@ class Trainer:
         if v["val_psnr"] > self.best_val:
             self.best_val = v["val_psnr"]
             save_generator(self.out / "best.pt", self.g, self.generator_meta())
+
+
+def load_run_data(cfg: TrainConfig) -> tuple[list[np.ndarray], ValidationSet | None]:
+    """The decoded training images and the validation set (None without ``cfg.val_dir``) of a run."""
+    images = load_images(cfg.data_dirs, cfg.channel, min_size=cfg.patch_size)
+    if not cfg.val_dir:
+        return images, None
+    return images, load_validation(cfg.val_dir, cfg.channel, cfg.val_quality, cfg.val_crop, cfg.val_max_images)
 
 
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
