@@ -20,7 +20,7 @@ WORK=${WINDOW_WORK:-/tmp/wcdgan-window} # the job's folder on the machine (outli
 OUT=${OUT:-$WORK/fetched}               # what comes back (the device tool sets OUT for each call)
 SPEC=${WINDOW_SPEC:-tools/gpu_window.json}
 FETCH_AT=${WINDOW_FETCH_AT:-570}        # call 1 returns by then (its timeout is 600)
-POST_S=${WINDOW_POST_S:-75}             # evaluation + export + packing, after the training deadline
+POST_S=${WINDOW_POST_S:-80}             # evaluation + export + packing, after the training deadline (window 1: 72 s)
 BENCH_S=${WINDOW_BENCH_S:-80}           # timing rows not started by then are skipped
 FINISH_WAIT=${WINDOW_FINISH_WAIT:-110}  # call 2 waits at most this long for the timings
 PAYLOAD_MIB=${WINDOW_PAYLOAD_MIB:-62}   # the device tool carries at most 64 MiB per call
@@ -33,7 +33,7 @@ say() { echo "[window $(elapsed 2>/dev/null || echo 0)s] $*"; }
 prepare() {
     local packed=runs/window-data
     "$PY" -m train.pack "$SHARED"/data/train/CBSD432 "$SHARED"/data/train/SunHays80_HR \
-        "$SHARED"/data/train/Urban100_x2HR -o "$packed/train" --shard-mib 43 --holdout 8
+        "$SHARED"/data/train/Urban100_x2HR -o "$packed/train" --shard-mib 36 --holdout 8
     "$PY" -m train.pack "$SHARED"/data/eval/LIVE1 "$SHARED"/data/eval/Classic5 -o "$packed/eval" --name eval \
         --shard-mib 60
     rm -rf "$DATA" && mkdir -p "$DATA/train" "$DATA/eval" "$DATA/wheels"
@@ -180,7 +180,7 @@ put("src/Classic5", "camera", d.camera()[:128, :128])
 EOF
     "$PY" -m train.pack "$root/src/CleanA" "$root/src/CleanB" -o "$root/data/train" --holdout 1 -q
     "$PY" -m train.pack "$root/src/LIVE1" "$root/src/Classic5" -o "$root/data/eval" --name eval -q
-    WINDOW_DATA="$root/data" WINDOW_TINY=1 WINDOW_FETCH_AT=${WINDOW_FETCH_AT:-75} WINDOW_POST_S=${WINDOW_POST_S:-30} \
+    WINDOW_DATA="$root/data" WINDOW_TINY=1 WINDOW_FETCH_AT=${WINDOW_FETCH_AT:-90} WINDOW_POST_S=${WINDOW_POST_S:-30} \
         WINDOW_BENCH_S=${WINDOW_BENCH_S:-20} bash tools/gpu_window.sh start
     WINDOW_DATA="$root/data" WINDOW_FINISH_WAIT=${WINDOW_FINISH_WAIT:-90} bash tools/gpu_window.sh finish
     rm -rf "$root"
