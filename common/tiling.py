@@ -69,6 +69,22 @@ def axis_tiles(length: int, core: int, overlap: int, align: int) -> list[AxisTil
     return [AxisTile(s, lo, hi) for s, lo, hi in zip(starts, bounds, bounds[1:], strict=False)]
 
 
+DEFAULT_OVERLAP = 32  # context per side for a model whose sidecar recommends none
+
+
+def window_grid(
+    core: int | tuple[int, int], recommended: int | None, requested: int | None = None, align: int = 16
+) -> TileGrid:
+    """The tile geometry a model runs with (an empty grid: read ``.core``, ``.overlap``, ``.window``).
+
+    Overlap: ``requested`` if given, else the model's ``recommended`` overlap, else :data:`DEFAULT_OVERLAP`;
+    core and overlap rounded up to the ``align`` grid. The one definition of the window shape shared by the
+    runtime and the engine prebuild, so that a prebuilt engine is the one the runtime asks for.
+    """
+    overlap = requested if requested is not None else (recommended or DEFAULT_OVERLAP)
+    return TileGrid.create(1, 1, core, overlap, align)
+
+
 @dataclass(frozen=True)
 class TileGrid:
     """The tiling of one ``height × width`` image; ``window`` is the fixed (h, w) shape every tile has."""

@@ -29,6 +29,8 @@ from export.onnx_export import ExportError, export_onnx, graph_opset
 from export.receptive_field import ReceptiveField, measure
 from export.validate import Thresholds, ValidationError
 from models.checkpoint import CheckpointError, load_generator
+from runtime.backends.base import BackendUnavailable
+from runtime.backends.onnxruntime import import_onnxruntime
 from runtime.spec import ModelSpec, sidecar_path
 
 
@@ -226,12 +228,11 @@ def _publish(staged: Path, spec: ModelSpec, opts: BuildOptions, say: Callable[[s
 
 def prebuild_engines(onnx_path: Path, opts: BuildOptions, say: Callable[[str], None]) -> bool:
     """Build TensorRT engines for the runtime's tile windows; False (with the reason said) when impossible."""
-    from common.tiling import TileGrid
-    from runtime.backends.base import BackendUnavailable
+    from common.tiling import window_grid
     from runtime.backends.tensorrt import prebuild
 
     spec = ModelSpec.load(sidecar_path(onnx_path))
-    windows = sorted({TileGrid.create(1, 1, core, spec.recommended_overlap).window for core in opts.tiles})
+    windows = sorted({window_grid(core, spec.recommended_overlap).window for core in opts.tiles})
     try:
         for window in windows:
             prebuild(onnx_path, spec, window, opts.max_batch, cache_dir=opts.cache_dir, progress=not opts.quiet)
@@ -247,6 +248,11 @@ def prebuild_engines(onnx_path: Path, opts: BuildOptions, say: Callable[[str], N
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     try:
+        import_onnxruntime()  # validation and the FP16 converter need it; say so before any work
+    except BackendUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
         paths = build(opts)
     except (CheckpointError, NodePatternError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -258,8 +264,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write the artifacts: {e}", file=sys.stderr)
         return 1
     if opts.engine != "skip":
-        from runtime.backends.base import BackendUnavailable
-
         engine_path = paths[-1]  # the FP16 graph when there is one: what TensorRT should run
         try:
             prebuild_engines(engine_path, opts, _reporter(opts.quiet))

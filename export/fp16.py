@@ -10,7 +10,6 @@ import fnmatch
 import os
 
 import onnx
-from onnxruntime.transformers.float16 import convert_float_to_float16
 
 from common.files import atomic_path
 
@@ -32,6 +31,8 @@ def convert_fp16(
     ``keep_io_types``: graph inputs/outputs stay float32 (a Cast at each end) so callers need not change.
     A pattern that matches no node is an error (a typo would otherwise silently keep everything FP16).
     """
+    from onnxruntime.transformers.float16 import convert_float_to_float16  # either ONNX Runtime wheel has it
+
     patterns = list(fp32_patterns or [])
     blocked = matching_nodes(src, patterns)
     unmatched = [p for p in patterns if not matching_nodes(src, [p])]

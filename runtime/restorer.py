@@ -4,15 +4,16 @@ Memory is bounded by the tile size, not the image: tiles are cut from the input 
 :mod:`common.tiling`), converted to the model's float input a batch at a time, and each result's central
 crop is rounded straight into a preallocated output of the input's dtype. No full-image float copy exists.
 
-When a GPU backend runs out of memory the batch is halved and, at batch 1, the tile core is halved and the
-backend rebuilt for the smaller shape (down to :data:`MIN_CORE`); the run continues and says so in the log.
+When a backend runs out of memory — while running or while being built (TensorRT allocates at build and
+context creation) — it is closed and rebuilt smaller: half the batch, and at batch 1 half the tile core (down
+to :data:`MIN_CORE`); the run continues and says so in the log. Rebuilding is needed for both GPU backends: a
+TensorRT profile and ONNX Runtime's bound device buffers are sized for the maximum batch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from common.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
-from common.tiling import TileGrid, crop_slices, extract_window
-from runtime.backends.base import Backend
+from common.tiling import TileGrid, crop_slices, extract_window, window_grid
+from runtime.backends.base import Backend, BackendUnavailable, is_out_of_memory
 from runtime.backends.select import select_backend
 from runtime.io import ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
@@ -31,19 +32,12 @@ from runtime.models import Model, ModelSet, resolve_models
 log = logging.getLogger(__name__)
 
 DEFAULT_TILE = 256  # core pixels per side; the window adds the overlap on each side
-DEFAULT_OVERLAP = 32  # when the sidecar has no recommended_overlap
 MIN_CORE = 64
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB model output → gray (BT.601, as OpenCV)
-_OOM = re.compile(r"out of memory|failed to allocate|memory allocation|cudaErrorMemoryAllocation|ALLOC_FAILED", re.I)
 
 
 class OutOfMemory(RuntimeError):
     """The backend ran out of memory even with batch 1 and the smallest tile."""
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether a backend error means "not enough (GPU) memory" (MemoryError or an allocator message)."""
-    return isinstance(error, MemoryError) or bool(_OOM.search(str(error)))
 
 
 @dataclass
@@ -77,7 +71,8 @@ class Restorer:
             per-quality models (see :mod:`runtime.models`).
         backend: "auto" (tensorrt > ort-cuda > ort-cpu, the first that loads), or one of those names.
         tile: core tile size, int or (h, w), rounded up to ``align``; the fixed window adds ``overlap`` per side.
-        overlap: context pixels per side; None takes the sidecar's ``recommended_overlap`` (else 32).
+        overlap: context pixels per side; None takes the sidecar's ``recommended_overlap`` (else 32,
+            :data:`common.tiling.DEFAULT_OVERLAP`).
         batch: tiles per backend call (None: 4 on GPU backends, 1 on the CPU).
         device_id: GPU ordinal. threads: ORT CPU intra-op threads (None: ONNX Runtime's default).
         cache_dir: TensorRT engine cache. align: tile grid (16 = JPEG 4:2:0 MCU). progress: tqdm bar over tiles.
@@ -149,24 +144,25 @@ class Restorer:
 
     # -- internals -------------------------------------------------------------------------------------------
 
-    def _engine(self, model: Model, core: tuple[int, int] | None = None) -> _Engine:
-        """The loaded engine for ``model`` (built on first use, or rebuilt for a new ``core``)."""
+    def _engine(self, model: Model, core: tuple[int, int] | None = None, batch: int | None = None) -> _Engine:
+        """The loaded engine for ``model`` (built on first use, or rebuilt for a new ``core`` or ``batch``)."""
         engine = self._engines.get(model.key)
-        if engine is not None and (core is None or core == engine.core):
+        if engine is not None and core in (None, engine.core) and batch in (None, engine.batch):
             return engine
         spec = model.spec
-        overlap = self.overlap if self.overlap is not None else (spec.recommended_overlap or DEFAULT_OVERLAP)
-        probe = TileGrid.create(1, 1, core or self.tile, overlap, self.align)  # rounds core/overlap to the grid
-        batch = engine.batch if engine else self.batch
-        if engine is not None:  # free the old backend (GPU memory) before building a smaller one
+        probe = window_grid(core or self.tile, spec.recommended_overlap, self.overlap, self.align)
+        batch = batch or self.batch
+        if engine is not None:  # free the old backend (GPU memory) before building the next one
             del self._engines[model.key]
-            getattr(engine.backend, "close", lambda: None)()
+            engine.backend.close()
         backend, skipped = select_backend(
             self._backend_kind, model, probe.window, batch, progress=self.progress, **self._backend_options
         )
         if self._backend_kind == "auto":
             self.skipped_backends = skipped
             self._backend_kind = backend.name  # later models use the same backend
+        if backend.note:
+            log.warning("%s: %s", backend.name, backend.note)
         if self.batch is None:
             self.batch = backend.max_batch  # the backend's default, now known
         buffer = np.empty((backend.max_batch, spec.channels, *probe.window), dtype=np.float32)
@@ -182,12 +178,27 @@ class Restorer:
         while True:
             try:
                 return self._run_tiles(image, engine)
-            except OutOfMemory:
-                core = tuple(max(c // 2, MIN_CORE) for c in engine.core)
-                if core == engine.core:
+            except Exception as e:  # backends raise library-specific types; only out-of-memory is handled
+                if not is_out_of_memory(e):
                     raise
-                log.warning("out of memory at batch 1: tile core %s → %s, rebuilding the backend", engine.core, core)
-                engine = self._engine(model, core)
+                engine = self._shrink(model, engine.core, engine.batch, e)
+
+    def _shrink(self, model: Model, core: tuple[int, int], batch: int, error: BaseException) -> _Engine:
+        """Rebuild ``model``'s engine one step smaller (half the batch, then half the core) until one loads."""
+        while True:
+            if batch > 1:
+                batch //= 2
+            elif (smaller := tuple(max(c // 2, MIN_CORE) for c in core)) != core:
+                core = smaller
+            else:
+                raise OutOfMemory(f"out of memory even with one {core[0]}×{core[1]} tile: {error}") from error
+            log.warning("out of memory (%s): retrying with batch %d, tile core %s", _first_line(error), batch, core)
+            try:
+                return self._engine(model, core, batch)
+            except BackendUnavailable as e:  # TensorRT runs out of memory while building or creating a context
+                if not is_out_of_memory(e):
+                    raise
+                error = e
 
     def _run_tiles(self, image: np.ndarray, engine: _Engine) -> np.ndarray:
         grid = self._grid(image, engine)
@@ -195,29 +206,23 @@ class Restorer:
         tiles = list(grid)
         out = np.empty_like(image)
         with tqdm(total=len(tiles), unit="tile", disable=not self.progress, leave=False) as bar:
-            pos = 0
-            while pos < len(tiles):
+            for pos in range(0, len(tiles), engine.batch):
                 chunk = tiles[pos : pos + engine.batch]
                 batch = engine.buffer[: len(chunk)]
                 for i, tile in enumerate(chunk):
                     batch[i] = adapter.to_model(extract_window(image, tile, grid.window))
-                try:
-                    result = engine.backend.run(batch)
-                except Exception as e:  # backends raise library-specific types; only OOM is handled here
-                    if not is_out_of_memory(e):
-                        raise
-                    if engine.batch == 1:
-                        raise OutOfMemory(f"out of memory with one {grid.window} tile: {e}") from e
-                    engine.batch //= 2
-                    log.warning("out of memory: batch reduced to %d", engine.batch)
-                    continue
+                result = engine.backend.run(batch)
                 for i, tile in enumerate(chunk):
                     image_region, window_region = crop_slices(tile)
                     restored = result[i][(slice(None), *window_region)]
                     out[image_region] = adapter.from_model(restored, image[image_region])
-                pos += len(chunk)
                 bar.update(len(chunk))
         return out
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 class _ColorAdapter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ SHARED = Path(os.environ.get("WCDGAN_SHARED", REPO_ROOT.parent / "shared"))
 
 # Two cores are shared by torch, ORT and OpenCV in CI: one thread each avoids oversubscription.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Engines built by a test run (on a GPU machine) go to a throw-away folder, never the user's engine cache.
+os.environ["WCDGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="wcdgan-test-engines-")
 
 
 @pytest.fixture(scope="session")

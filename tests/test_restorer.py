@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -30,7 +32,7 @@ def y_model(tmp_path_factory):
 
 
 def test_shapes_and_dtypes_are_preserved(rgb_model):
-    restorer = Restorer(rgb_model, tile=32, batch=2)
+    restorer = Restorer(rgb_model, backend="ort-cpu", tile=32, batch=2)
     assert restorer.backend_name == "ort-cpu"
     for image in (RGB, GRAY, RGB.astype(np.uint16) * 257, np.zeros((1, 1, 3), np.uint8)):
         out = restorer(image)
@@ -90,7 +92,7 @@ def test_per_quality_choice_and_precision_variants(tmp_path):
     restorer = Restorer(ModelSet([m for m in models.models if m.name != "blind"]), tile=32)
     path = write_jpeg(tmp_path / "in.jpg", RGB, 12)
     result = restorer.restore_file(path, tmp_path / "out.png")
-    assert result.model == "q10" and result.jpeg_quality.quality == 12 and result.backend == "ort-cpu"
+    assert result.model == "q10" and result.jpeg_quality.quality == 12 and result.backend == restorer.backend_name
     assert restorer.restore_file(path, tmp_path / "o2.png", jpeg_quality=45).model == "q40"
     with pytest.raises(ValueError, match="refusing to overwrite"):
         restorer.restore_file(path, path)
@@ -108,42 +110,74 @@ def test_auto_reports_why_gpu_backends_were_skipped(rgb_model):
 
 
 class _FakeBackend:
-    """Identity model that raises out-of-memory above a batch size or window size, like a small GPU."""
+    """Identity model that runs out of memory like a small GPU: above a batch size or window size while running,
+    and above a larger window size already while being built (TensorRT allocates at build and context creation)."""
 
-    name = "fake-gpu"
+    name, note = "fake-gpu", ""
+    live: ClassVar[list] = []  # open backends: the restorer must close one before building the next
 
-    def __init__(self, tile_hw, max_batch, log, max_ok_batch, max_ok_window):
+    def __init__(self, tile_hw, max_batch, log, max_ok_batch, max_ok_window, max_build_window):
+        if tile_hw[0] > max_build_window:
+            raise BackendUnavailable("TensorRT could not create an execution context: out of GPU memory")
+        assert not _FakeBackend.live, "the previous backend was not closed before building a new one"
         self.tile_hw, self.max_batch, self.log = tile_hw, max_batch, log
         self.max_ok_batch, self.max_ok_window = max_ok_batch, max_ok_window
+        _FakeBackend.live.append(self)
 
     def run(self, batch):
+        assert self in _FakeBackend.live
         self.log.append((batch.shape[0], self.tile_hw))
         if batch.shape[0] > self.max_ok_batch:
             raise MemoryError("fake: batch too large")
         if self.tile_hw[0] > self.max_ok_window:
-            raise RuntimeError("CUDA failure 2: out of memory ; GPU=0")
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDNN_STATUS_ALLOC_FAILED")
         return batch.copy()
 
+    def close(self):
+        _FakeBackend.live.remove(self)
 
-def test_out_of_memory_shrinks_batch_then_tile(monkeypatch):
+
+def test_out_of_memory_shrinks_batch_then_tile_rebuilding_the_backend(monkeypatch):
     calls: list = []
     built: list = []
 
     def fake_select(kind, model, tile_hw, max_batch, **kwargs):
         built.append((tile_hw, max_batch))
-        return _FakeBackend(tile_hw, max_batch, calls, max_ok_batch=1, max_ok_window=100), []
+        return _FakeBackend(tile_hw, max_batch, calls, max_ok_batch=1, max_ok_window=100, max_build_window=150), []
 
     monkeypatch.setattr(runtime.restorer, "select_backend", fake_select)
+    monkeypatch.setattr(_FakeBackend, "live", [])
     spec = ModelSpec(name="fake", channels=3, color="rgb", precision="fp32", recommended_overlap=16)
     models = ModelSet([Model("fake", {"fp32": ModelFile(None, spec)})])
-    restorer = Restorer(models, tile=128, batch=4)
+    restorer = Restorer(models, tile=112, batch=4)  # window 112 + 2×16 = 144: builds, but runs out while running
     image = data.astronaut()[:300, :260]
     out = restorer(image)
     np.testing.assert_array_equal(out, image)  # identity model: exact result despite the retries
-    assert built[0] == ((160, 160), 4)  # first engine: core 128 + 2×16, batch 4
-    assert [b for b, _ in calls[:3]] == [4, 2, 1]  # batch halved on MemoryError
-    assert built[-1][0][0] <= 100  # tile core halved until the window fits
-    assert restorer.backend_name == "fake-gpu"
+    assert built[:3] == [((144, 144), 4), ((144, 144), 2), ((144, 144), 1)]  # batch halved, backend rebuilt
+    assert [b for b, _ in calls[:3]] == [4, 2, 1]
+    assert built[-1][0][0] <= 100 and built[-1][1] == 1  # then the tile core, until the window fits
+    assert len(_FakeBackend.live) == 1
+
+    with pytest.raises(BackendUnavailable, match="out of GPU memory"):
+        Restorer(models, tile=256, batch=1)  # the first build itself fails: nothing smaller was asked for
+
+
+def test_out_of_memory_while_building_keeps_shrinking(monkeypatch):
+    built: list = []
+
+    def fake_select(kind, model, tile_hw, max_batch, **kwargs):
+        built.append(tile_hw[0])
+        return _FakeBackend(tile_hw, max_batch, [], max_ok_batch=8, max_ok_window=100, max_build_window=150), []
+
+    monkeypatch.setattr(runtime.restorer, "select_backend", fake_select)
+    monkeypatch.setattr(_FakeBackend, "live", [])
+    spec = ModelSpec(name="fake", channels=3, color="rgb", precision="fp32", recommended_overlap=16)
+    model = Model("fake", {"fp32": ModelFile(None, spec)})
+    restorer = Restorer(ModelSet([model]), tile=64, batch=1)
+    engine = restorer._shrink(model, (256, 256), 1, RuntimeError("CUDA out of memory"))
+    assert built == [96, 160, 96] and engine.core == (64, 64)  # core 128 (window 160) fails to build: next step
+    with pytest.raises(runtime.restorer.OutOfMemory, match="even with one 64×64 tile"):
+        restorer._shrink(model, (64, 64), 1, RuntimeError("CUDA out of memory"))
 
 
 def test_fp16_graph_with_fp16_io_runs_on_cpu(tmp_path):

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 import numpy as np
+
+# Messages of CUDA, cuDNN, ONNX Runtime's CUDA EP and TensorRT that mean "not enough GPU memory".
+_OOM = re.compile(
+    r"out of (?:gpu |device )?memory|failed to allocate|memory allocation|could not be allocated"
+    r"|cudaErrorMemoryAllocation|CUDNN_STATUS_ALLOC_FAILED|ALLOC_FAILED|OUT_OF_MEMORY",
+    re.IGNORECASE,
+)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether a backend error means "not enough (GPU) memory" (MemoryError or an allocator's message)."""
+    return isinstance(error, MemoryError) or bool(_OOM.search(str(error)))
 
 
 class BackendUnavailable(RuntimeError):
@@ -21,5 +34,9 @@ class Backend(Protocol):
 
     name: str  # "tensorrt", "ort-cuda" or "ort-cpu": what actually runs, not what was asked for
     max_batch: int
+    note: str  # how it runs, when the user should know (e.g. nodes that fell back to the CPU); "" otherwise
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def close(self) -> None:
+        """Free device memory now; a restorer closes a backend before building a smaller one after OOM."""

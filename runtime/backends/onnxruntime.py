@@ -1,10 +1,18 @@
 """ONNX Runtime backends: ``ort-cpu`` (CPU EP, FP32 graph) and ``ort-cuda`` (CUDA EP, FP16 graph when exported).
 
-The CUDA EP is configured with ``cudnn_conv_algo_search="HEURISTIC"`` (the default EXHAUSTIVE search re-runs
-for every new input shape; tiles have one shape, but a short last batch is a new shape too) and runs through
-IOBinding with the output left on the GPU until it is copied back once. ONNX Runtime silently falls back to
-the CPU when the CUDA EP cannot load; this backend checks ``session.get_providers()`` and refuses instead,
-so the name it reports is what actually runs.
+ort-cuda, in order:
+
+* ``onnxruntime.preload_dlls()`` first: where CUDA and cuDNN come from pip ``nvidia-*`` wheels (no system CUDA,
+  no torch imported before), the CUDA EP cannot find them otherwise and ONNX Runtime quietly runs on the CPU.
+* A **CUDA-only session with** ``session.disable_cpu_ep_fallback=1``: it loads only if every node runs on the
+  GPU. If ONNX Runtime refuses (a node without a CUDA kernel), the session is made again with the CPU EP as a
+  per-node fallback and :attr:`OrtBackend.note` says which nodes and why — never silently.
+* ``cudnn_conv_algo_search="HEURISTIC"``: the default EXHAUSTIVE search re-runs for every new input shape.
+* The session's providers are checked: a CUDA EP that failed to load makes this backend unavailable instead
+  of running on the CPU under a GPU name.
+* IOBinding with **device buffers allocated once** for the fixed ``max_batch × window`` shape and bound once:
+  a call copies the host batch into the input buffer, runs, and copies the output back — no per-call
+  allocation. A short last batch runs padded to ``max_batch`` (one shape, one cuDNN plan).
 """
 
 from __future__ import annotations
@@ -17,6 +25,16 @@ from runtime.backends.base import BackendUnavailable
 from runtime.spec import ModelSpec
 
 _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
+INSTALL_HINT = "pip install 'wcdgan-toolkit[cpu]' (or '[gpu]' for onnxruntime-gpu; never both)"
+
+
+def import_onnxruntime():
+    """The ``onnxruntime`` module, or :class:`BackendUnavailable` naming the extra to install."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise BackendUnavailable(f"onnxruntime is not installed ({e}): {INSTALL_HINT}") from None
+    return ort
 
 
 class OrtBackend:
@@ -24,7 +42,7 @@ class OrtBackend:
 
     ``device``: "cpu" or "cuda". ``threads``: intra-op threads of the CPU EP (None: ONNX Runtime's default,
     one per physical core). Raises :class:`BackendUnavailable` when ONNX Runtime, the CUDA EP or the model
-    cannot be loaded. Not thread-safe.
+    cannot be loaded. ``note``: what the user should know about how it runs ("" when nothing). Not thread-safe.
     """
 
     def __init__(
@@ -37,34 +55,17 @@ class OrtBackend:
         device_id: int = 0,
         threads: int | None = None,
     ) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise BackendUnavailable(f"onnxruntime is not installed ({e})") from None
+        ort = import_onnxruntime()
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        self.name = f"ort-{device}"
-        self.max_batch = int(max_batch)
-        self.tile_hw = tuple(tile_hw)
+        self.name, self.note = f"ort-{device}", ""
+        self.max_batch, self.tile_hw, self.spec = int(max_batch), tuple(tile_hw), spec
         self.device_id = device_id
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
-        if threads:
-            options.intra_op_num_threads = int(threads)
+        self._binding = None
         if device == "cuda":
-            if _CUDA_EP not in ort.get_available_providers():
-                raise BackendUnavailable("onnxruntime has no CUDA execution provider here (needs onnxruntime-gpu)")
-            cuda_options = {"device_id": device_id, "cudnn_conv_algo_search": "HEURISTIC"}
-            providers: list = [(_CUDA_EP, cuda_options), _CPU_EP]
+            self.session = self._cuda_session(ort, onnx_path, threads)
         else:
-            providers = [_CPU_EP]
-        try:
-            self.session = ort.InferenceSession(os.fspath(onnx_path), options, providers=providers)
-        except Exception as e:  # ORT raises its own exception types for unreadable or invalid models
-            raise BackendUnavailable(f"ONNX Runtime cannot load {onnx_path}: {e}") from None
-        if device == "cuda" and self.session.get_providers()[0] != _CUDA_EP:
-            raise BackendUnavailable("the CUDA execution provider failed to load (ONNX Runtime fell back to CPU)")
+            self.session = self._create(ort, onnx_path, threads, [_CPU_EP])
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         if self.input_name != spec.input_name or self.output_name != spec.output_name:
@@ -73,18 +74,77 @@ class OrtBackend:
                 f"({spec.input_name}, {spec.output_name})"
             )
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
+        self.output_dtype = np.float16 if outputs[0].type == "tensor(float16)" else np.float32
+        if device == "cuda":
+            self._bind_device_buffers(ort, "cuda")
+
+    def _create(self, ort, onnx_path, threads: int | None, providers: list, strict: bool = False):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        if strict:
+            options.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+        return ort.InferenceSession(os.fspath(onnx_path), options, providers=providers)
+
+    def _cuda_session(self, ort, onnx_path, threads: int | None):
+        preload = getattr(ort, "preload_dlls", None)  # ONNX Runtime ≥ 1.21
+        if preload is not None:
+            try:
+                preload(cuda=True, cudnn=True, msvc=False)
+            except Exception as e:  # a missing wheel is not fatal: the system libraries may serve
+                self.note = f"preloading CUDA/cuDNN libraries failed ({e}); "
+        if _CUDA_EP not in ort.get_available_providers():
+            raise BackendUnavailable(f"onnxruntime has no CUDA execution provider here: {INSTALL_HINT}")
+        cuda = (_CUDA_EP, {"device_id": self.device_id, "cudnn_conv_algo_search": "HEURISTIC"})
+        try:
+            session = self._create(ort, onnx_path, threads, [cuda], strict=True)
+        except Exception as strict_error:  # some node has no CUDA kernel (or the EP failed): say which
+            try:
+                session = self._create(ort, onnx_path, threads, [cuda, _CPU_EP])
+            except Exception as e:
+                raise BackendUnavailable(f"ONNX Runtime cannot load {onnx_path} on CUDA: {e}") from None
+            self.note += f"some nodes run on the CPU ({_first_line(strict_error)})"
+        if session.get_providers()[0] != _CUDA_EP:
+            raise BackendUnavailable(
+                "the CUDA execution provider failed to load (ONNX Runtime fell back to CPU); "
+                "check that CUDA 12/13 and cuDNN 9 libraries are installed (pip's nvidia-* wheels are preloaded)"
+            )
+        return session
+
+    def _bind_device_buffers(self, ort, device_type: str) -> None:
+        """Allocate the fixed-shape input/output on ``device_type`` ("cuda") once and bind them for every run."""
+        shape = [self.max_batch, self.spec.channels, *self.tile_hw]
+        make = ort.OrtValue.ortvalue_from_shape_and_type
+        self._d_in = make(shape, self.input_dtype, device_type, self.device_id)
+        self._d_out = make(shape, self.output_dtype, device_type, self.device_id)
+        self._host_in = np.zeros(shape, dtype=self.input_dtype)
+        self._binding = self.session.io_binding()
+        self._binding.bind_ortvalue_input(self.input_name, self._d_in)
+        self._binding.bind_ortvalue_output(self.output_name, self._d_out)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """N×C×H×W float32 in [0, 1] → N×C×H×W float32 (unclipped)."""
-        if batch.shape[0] > self.max_batch or tuple(batch.shape[2:]) != self.tile_hw:
+        if self.session is None:
+            raise RuntimeError("backend is closed")
+        n = batch.shape[0]
+        if n > self.max_batch or tuple(batch.shape[2:]) != self.tile_hw:
             raise ValueError(f"batch {batch.shape} does not fit this backend ({self.max_batch}×C×{self.tile_hw})")
-        batch = np.ascontiguousarray(batch, dtype=self.input_dtype)
-        if self.name == "ort-cpu":
-            out = self.session.run([self.output_name], {self.input_name: batch})[0]
-        else:
-            binding = self.session.io_binding()
-            binding.bind_cpu_input(self.input_name, batch)
-            binding.bind_output(self.output_name, "cuda", self.device_id)
-            self.session.run_with_iobinding(binding)
-            out = binding.copy_outputs_to_cpu()[0]
-        return out.astype(np.float32, copy=False)
+        if self._binding is None:
+            out = self.session.run([self.output_name], {self.input_name: np.asarray(batch, self.input_dtype)})[0]
+            return out.astype(np.float32, copy=False)
+        self._host_in[:n] = batch  # rows ≥ n keep older data: computed and discarded, one shape for the GPU
+        self._d_in.update_inplace(self._host_in)
+        self.session.run_with_iobinding(self._binding)
+        return self._d_out.numpy()[:n].astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        """Release the session and its device buffers now (rather than at garbage collection)."""
+        self._binding = self._d_in = self._d_out = None
+        self.session = None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

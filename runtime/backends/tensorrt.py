@@ -14,6 +14,7 @@ this module imports anywhere, and :class:`BackendUnavailable` says what is missi
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import os
 import sys
@@ -26,7 +27,7 @@ import filelock
 import numpy as np
 
 from common.files import atomic_write_bytes, sha256_file
-from runtime.backends.base import BackendUnavailable
+from runtime.backends.base import BackendUnavailable, is_out_of_memory
 from runtime.engine_cache import EngineCache, EngineKey, default_cache_dir
 from runtime.spec import ModelSpec
 
@@ -215,21 +216,81 @@ def make_build_fn(
     return build
 
 
-def _deserialize(runtime: Any, plan: bytes) -> Any:
-    """The engine, or None for a plan this TensorRT/GPU cannot use (the cache then rebuilds it)."""
+def make_logger(trt: Any) -> Any:
+    """A TensorRT logger that prints warnings and errors to stderr and keeps the errors (``.errors``), so that a
+    failure TensorRT only logs (an engine that did not load for lack of memory) can be told apart."""
+
+    class Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.errors: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            level = int(severity)
+            if level <= int(trt.ILogger.Severity.ERROR):
+                self.errors.append(msg)
+            if level <= int(trt.ILogger.Severity.WARNING):
+                print(f"TensorRT: {msg}", file=sys.stderr)
+
+    return Logger()
+
+
+def deserialize(runtime: Any, logger: Any, plan: bytes) -> Any:
+    """The engine; None for a plan this TensorRT/GPU cannot use (the cache then rebuilds it). Running out of GPU
+    memory raises instead: rebuilding a valid plan for minutes would not help."""
+    logger.errors.clear()
     try:
-        return runtime.deserialize_cuda_engine(plan)
+        engine = runtime.deserialize_cuda_engine(plan)
     except (RuntimeError, TypeError, ValueError):  # some versions raise on garbage instead of returning None
-        return None
+        engine = None
+    if engine is None and any(is_out_of_memory(RuntimeError(m)) for m in logger.errors):
+        raise RuntimeError(f"out of GPU memory while loading the engine ({logger.errors[-1]})")
+    return engine
+
+
+def check_engine_io(trt: Any, engine: Any, spec: ModelSpec, tile_hw: tuple[int, int], max_batch: int) -> None:
+    """Raise :class:`BackendUnavailable` unless the engine's own I/O is what the sidecar promises: one input and one
+    output with the sidecar's names and dtypes, its channel count, the tile window, batch up to ``max_batch``."""
+    dtypes = {"float32": trt.DataType.FLOAT, "float16": trt.DataType.HALF}
+    want = {
+        spec.input_name: (trt.TensorIOMode.INPUT, dtypes.get(spec.input_dtype)),
+        spec.output_name: (trt.TensorIOMode.OUTPUT, dtypes.get(spec.output_dtype)),
+    }
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    problems = [] if sorted(names) == sorted(want) else [f"tensors {names}, sidecar {sorted(want)}"]
+    for name in set(names) & set(want):
+        mode, dtype = want[name]
+        if engine.get_tensor_mode(name) != mode or engine.get_tensor_dtype(name) != dtype:
+            problems.append(f"{name}: {engine.get_tensor_mode(name)} {engine.get_tensor_dtype(name)}")
+        shape = tuple(engine.get_tensor_shape(name))
+        expected = (-1, spec.channels, *tile_hw)
+        if len(shape) != 4 or any(d not in (-1, e) for d, e in zip(shape[1:], expected[1:], strict=True)):
+            problems.append(f"{name}: shape {shape}, expected (N, {spec.channels}, {tile_hw[0]}, {tile_hw[1]})")
+    if spec.input_name in names:
+        hi = tuple(engine.get_tensor_profile_shape(spec.input_name, 0)[2])
+        if hi[0] < max_batch or hi[2:] != tuple(tile_hw):
+            problems.append(f"profile max {hi}, need ({max_batch}, {spec.channels}, {tile_hw[0]}, {tile_hw[1]})")
+    if problems:
+        raise BackendUnavailable(f"the TensorRT engine does not match its model's sidecar: {'; '.join(problems)}")
+
+
+def _host_array(ptr: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """A numpy array over ``shape`` × ``dtype`` of host memory at ``ptr`` (pinned memory from cudaMallocHost)."""
+    nbytes = int(np.prod(shape)) * np.dtype(_NP_DTYPES[dtype]).itemsize
+    return np.frombuffer((ctypes.c_byte * nbytes).from_address(ptr), dtype=_NP_DTYPES[dtype]).reshape(shape)
 
 
 class TensorRTBackend:
     """Runs an ONNX model with TensorRT on fixed-shape tile batches (see :class:`runtime.backends.base.Backend`).
 
-    The engine comes from the engine cache (built on first use, with a progress display when ``progress``).
+    The engine comes from the engine cache (built on first use, with a progress display when ``progress``) and is
+    checked against the sidecar. Device buffers, pinned host staging buffers and the stream are allocated once.
+    Any failure to set up (no GPU, CUDA error, parse or build error, no memory for the execution context) raises
+    :class:`BackendUnavailable` with the reason, so that ``--backend auto`` moves on to the next backend.
     """
 
     name = "tensorrt"
+    note = ""
 
     def __init__(
         self,
@@ -245,62 +306,90 @@ class TensorRTBackend:
         trt, cudart = _import_trt()
         self._trt, self._cudart = trt, cudart
         self.max_batch, self.tile_hw, self.spec = max_batch, tuple(tile_hw), spec
-        options = options or BuilderOptions()
+        self._allocations: list[tuple[Callable, int]] = []  # (free function, pointer), freed by close()
+        self._stream = self._context = self._engine = self._runtime = None
+        try:
+            self._load(Path(onnx_path), options or BuilderOptions(), cache_dir, progress, device)
+        except BackendUnavailable:
+            self.close()
+            raise
+        except Exception as e:  # CUDA errors, TensorRT parse/build/load failures: reasons for auto to move on
+            self.close()
+            raise BackendUnavailable(f"TensorRT cannot run {Path(onnx_path).name}: {e}") from e
+
+    def _load(self, onnx_path: Path, options: BuilderOptions, cache_dir, progress: bool, device: int) -> None:
+        trt, cudart, spec = self._trt, self._cudart, self.spec
+        key = engine_key(trt, cudart, onnx_path, spec, self.tile_hw, self.max_batch, options, device)  # GPU check
         _cuda(cudart.cudaSetDevice(device))
-        key = engine_key(trt, cudart, onnx_path, spec, self.tile_hw, max_batch, options, device)
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        runtime = trt.Runtime(self._logger)
+        self._logger = make_logger(trt)
+        self._runtime = trt.Runtime(self._logger)  # engines must not outlive their runtime
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        cache = EngineCache(
-            make_build_fn(trt, self._logger, root, options, progress), runtime.deserialize_cuda_engine, root
-        )
-        self._runtime = runtime  # engines must not outlive their runtime
+        build = make_build_fn(trt, self._logger, root, options, progress)
+        cache = EngineCache(build, lambda plan: deserialize(self._runtime, self._logger, plan), root)
         self._engine = cache.get(onnx_path, key)
+        check_engine_io(trt, self._engine, spec, self.tile_hw, self.max_batch)
         self._context = self._engine.create_execution_context()
-        self._in_dtype = _NP_DTYPES[spec.input_dtype]
-        self._out_dtype = _NP_DTYPES[spec.output_dtype]
-        c, (h, w) = spec.channels, self.tile_hw
-        nbytes = lambda dt: max_batch * c * h * w * np.dtype(dt).itemsize  # noqa: E731
+        if self._context is None:  # TensorRT's way of saying it could not allocate the context's memory
+            detail = "; ".join(self._logger.errors[-1:]) or "no detail logged"
+            raise BackendUnavailable(f"TensorRT could not create an execution context: out of GPU memory ({detail})")
         self._stream = _cuda(cudart.cudaStreamCreate())
-        self._d_in = _cuda(cudart.cudaMalloc(nbytes(self._in_dtype)))
-        self._d_out = _cuda(cudart.cudaMalloc(nbytes(self._out_dtype)))
-        self._context.set_tensor_address(spec.input_name, int(self._d_in))
-        self._context.set_tensor_address(spec.output_name, int(self._d_out))
+        shape = (self.max_batch, spec.channels, *self.tile_hw)
+        nbytes = {
+            d: int(np.prod(shape)) * np.dtype(_NP_DTYPES[d]).itemsize for d in (spec.input_dtype, spec.output_dtype)
+        }
+        self._d_in = self._alloc(cudart.cudaMalloc, cudart.cudaFree, nbytes[spec.input_dtype])
+        self._d_out = self._alloc(cudart.cudaMalloc, cudart.cudaFree, nbytes[spec.output_dtype])
+        # Pinned host staging buffers: page-locked memory lets the copies run asynchronously on the stream.
+        pinned_in = self._alloc(cudart.cudaMallocHost, cudart.cudaFreeHost, nbytes[spec.input_dtype])
+        pinned_out = self._alloc(cudart.cudaMallocHost, cudart.cudaFreeHost, nbytes[spec.output_dtype])
+        self._h_in = _host_array(pinned_in, shape, spec.input_dtype)
+        self._h_out = _host_array(pinned_out, shape, spec.output_dtype)
+        self._context.set_tensor_address(spec.input_name, self._d_in)
+        self._context.set_tensor_address(spec.output_name, self._d_out)
+
+    def _alloc(self, malloc: Callable, free: Callable, nbytes: int) -> int:
+        """A pointer from ``malloc(nbytes)`` (cuda-python style), remembered for :meth:`close`."""
+        ptr = int(_cuda(malloc(nbytes)))
+        self._allocations.append((free, ptr))
+        return ptr
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """N×C×H×W float32 [0, 1] (N ≤ max_batch, H×W = the tile shape) → same shape float32."""
+        """N×C×H×W float32 [0, 1] (N ≤ max_batch, H×W = the tile shape) → same shape float32 (a new array)."""
+        if self._context is None:
+            raise RuntimeError("backend is closed")
         n, c, h, w = batch.shape
         if n > self.max_batch or (h, w) != self.tile_hw or c != self.spec.channels:
             raise ValueError(
                 f"batch {batch.shape} does not fit the engine (≤{self.max_batch}×{self.spec.channels}×{self.tile_hw})"
             )
         cudart = self._cudart
-        host_in = np.ascontiguousarray(batch, dtype=self._in_dtype)
-        host_out = np.empty(batch.shape, dtype=self._out_dtype)
+        host_in, host_out = self._h_in[:n], self._h_out[:n]
+        host_in[...] = batch  # into pinned memory: the copy to the GPU can then run asynchronously
         if not self._context.set_input_shape(self.spec.input_name, host_in.shape):
             raise RuntimeError(f"TensorRT rejected input shape {host_in.shape}")
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         _cuda(cudart.cudaMemcpyAsync(self._d_in, host_in.ctypes.data, host_in.nbytes, h2d, self._stream))
         if not self._context.execute_async_v3(int(self._stream)):
-            raise RuntimeError("TensorRT execution failed (see its log)")
+            raise RuntimeError(f"TensorRT execution failed ({'; '.join(self._logger.errors[-2:])})")
         _cuda(cudart.cudaMemcpyAsync(host_out.ctypes.data, self._d_out, host_out.nbytes, d2h, self._stream))
         _cuda(cudart.cudaStreamSynchronize(self._stream))
-        return host_out.astype(np.float32, copy=False)
+        return host_out.astype(np.float32)  # a copy: the pinned buffer is reused by the next call
 
     def close(self) -> None:
-        """Free device memory and the stream (also done on garbage collection)."""
+        """Free the execution context, engine, device and pinned buffers and the stream (idempotent; also on
+        garbage collection). A restorer calls it before building a smaller backend after running out of memory."""
         cudart = getattr(self, "_cudart", None)
-        if cudart is None:
-            return
-        for ptr in ("_d_in", "_d_out"):
-            if getattr(self, ptr, None) is not None:
-                with contextlib.suppress(Exception):
-                    cudart.cudaFree(getattr(self, ptr))
-                setattr(self, ptr, None)
-        if getattr(self, "_stream", None) is not None:
+        self._context = self._engine = None  # the context before the engine, the engine before its runtime
+        self._runtime = None
+        self._h_in = self._h_out = None  # views into pinned memory: drop before freeing it
+        for free, ptr in reversed(getattr(self, "_allocations", [])):
+            with contextlib.suppress(Exception):
+                free(ptr)
+        self._allocations = []
+        if cudart is not None and getattr(self, "_stream", None) is not None:
             with contextlib.suppress(Exception):
                 cudart.cudaStreamDestroy(self._stream)
-            self._stream = None
+        self._stream = None
 
     def __del__(self) -> None:
         self.close()
