@@ -4,6 +4,8 @@ left to tools/gpu_check.sh on a GPU machine."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import warnings
@@ -257,3 +259,13 @@ def test_missing_onnxruntime_names_the_extra_to_install(monkeypatch, tmp_path):
     spec = ModelSpec(name="m", channels=3, color="rgb", precision="fp32")
     with pytest.raises(BackendUnavailable, match=r"wcdgan-toolkit\[cpu\]"):
         ort_backend.OrtBackend(tmp_path / "m.onnx", spec, (32, 32), 1)
+
+
+def test_gpu_check_script_rehearses_on_cpu(tmp_path):
+    """tools/gpu_check.sh's `run` step minus the wheel: the check runs and reports the missing CUDA provider."""
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    r = subprocess.run(["bash", "tools/gpu_check.sh", "dry"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "reported the missing CUDA provider" in r.stdout, r.stdout + r.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["checks"]["ort_cuda"]["torch_loaded"] is False
+    assert report["checks"]["restorer"]["auto_backend"] in ("ort-cpu", "ort-cuda", "tensorrt")

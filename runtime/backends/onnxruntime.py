@@ -96,7 +96,10 @@ class OrtBackend:
             except Exception as e:  # a missing wheel is not fatal: the system libraries may serve
                 self.note = f"preloading CUDA/cuDNN libraries failed ({e}); "
         if _CUDA_EP not in ort.get_available_providers():
-            raise BackendUnavailable(f"onnxruntime has no CUDA execution provider here: {INSTALL_HINT}")
+            raise BackendUnavailable(
+                "onnxruntime has no CUDA execution provider here (the CPU wheel is installed): "
+                "pip uninstall onnxruntime && pip install 'wcdgan-toolkit[gpu]'"
+            )
         cuda = (_CUDA_EP, {"device_id": self.device_id, "cudnn_conv_algo_search": "HEURISTIC"})
         try:
             session = self._create(ort, onnx_path, threads, [cuda], strict=True)
