@@ -17,7 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from common.cli import exit_missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
+    exit_missing_extra(e, __name__, "bench")
+
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import (

@@ -27,6 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from common.cli import exit_missing_extra
+
+try:
+    import torch  # noqa: F401 (the peers and train.evaluate, imported where used, need it)
+except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
+    exit_missing_extra(e, __name__, "bench")
+
 from benchmarks.common import RESULTS_DIR, machine_info, markdown_table, print_report, shared_dir, write_results
 from common.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 

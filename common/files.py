@@ -1,12 +1,43 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one."""
+"""Atomic file writes: a reader sees the old file or the complete new one, never a partial one.
+
+A write goes to a hidden temporary beside the target (``.<stem>.<random>.tmp<suffix>``) and is renamed over it
+at the end. A process killed mid-write (SIGKILL, power loss) leaves that temporary behind; the next write to the
+same target removes such leftovers once they are older than :data:`STALE_AFTER_S`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
+
+NAME_MAX = 255  # bytes per file name on Linux, macOS and Windows file systems
+STALE_AFTER_S = 600.0  # a temporary this old belongs to a dead writer (a live one renames within seconds)
+_TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")  # what a temporary name adds around stem and suffix
+
+
+def temp_prefix(path: Path) -> str:
+    """``.<stem>.`` with the stem shortened so that the temporary name fits :data:`NAME_MAX` bytes."""
+    room = NAME_MAX - _TEMP_EXTRA - len(path.suffix.encode())
+    stem = path.stem.encode()[: max(room, 1)].decode(errors="ignore")
+    return f".{stem}."
+
+
+def sweep_stale_temps(path: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove leftover temporaries of earlier writes to ``path`` (see module docstring); returns what was removed."""
+    pattern = re.compile(re.escape(temp_prefix(path)) + r"[A-Za-z0-9_]{8}" + re.escape(f".tmp{path.suffix}"))
+    removed, now = [], time.time()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            if pattern.fullmatch(entry.name) and entry.is_file() and now - entry.stat().st_mtime > older_than_s:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
 
 
 @contextlib.contextmanager
@@ -17,8 +48,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     (``cv2.imwrite``, ``onnx.save``) behave as for the final name. On error the temporary is removed.
     """
     path = Path(path)
+    if len(path.name.encode()) > NAME_MAX:
+        raise OSError(36, "File name too long", str(path))  # before any work, not at the final rename
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    sweep_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
     tmp_path = Path(tmp)

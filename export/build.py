@@ -22,6 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from common.cli import exit_missing_extra
+
+try:
+    import torch  # noqa: F401 (checked here: the export modules need it)
+except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
+    exit_missing_extra(e, __name__, "export")
+
 from common.files import sha256_file
 from export import validate
 from export.fp16 import NodePatternError, convert_fp16

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -156,33 +157,58 @@ class EngineCache:
         return engine, ""
 
 
+def owned_record(sidecar: Path) -> dict[str, Any]:
+    """The engine record in ``sidecar`` if this cache wrote it — readable, tagged with our format, holding a complete
+    key whose slot is the file's own name — else ValueError saying why. Nothing else is ever listed as an entry or
+    deleted."""
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"unreadable ({e})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ValueError("not an engine record")
+    try:
+        key = EngineKey(**record["key"])
+        slot = key.slot()
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise ValueError(f"incomplete engine record ({type(e).__name__}: {e})") from None
+    if slot != sidecar.stem:
+        raise ValueError(f"record of entry {slot}, not of {sidecar.stem}")
+    return record
+
+
 def list_entries(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """Sidecar records of every entry under ``root`` (unreadable sidecars are reported with an ``error``)."""
+    """Records of every entry under ``root``; a sidecar tagged as ours but damaged is listed with an ``error``."""
     root = Path(root) if root is not None else default_cache_dir()
     entries = []
     for sidecar in sorted(root.glob("*.json")):
         try:
-            record = json.loads(sidecar.read_text(encoding="utf-8"))
-            if record.get("format") != FORMAT:
-                continue
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-            if not sidecar.with_suffix(".plan").exists():
+            record = owned_record(sidecar)
+        except ValueError as e:
+            if str(e) == "not an engine record" or not sidecar.with_suffix(".plan").exists():
                 continue  # not ours
             record = {"error": str(e)}
         entries.append({"slot": sidecar.stem, "path": str(sidecar.with_suffix(".plan")), **record})
     return entries
 
 
+_TIMING_CACHE = re.compile(r"trt.+-sm\d+\.\d+\.(cache|lock)")  # runtime.backends.tensorrt._TimingCache names
+
+
 def clear(root: str | os.PathLike | None = None) -> int:
     """Delete every entry (plan, sidecar, lock) and timing cache under ``root``; return the number of files removed.
 
-    Only files this cache writes are touched, so pointing ``root`` at a shared folder is harmless.
+    Only files provably written by this cache are touched (:func:`owned_record`; timing caches by their name), so a
+    user's own ``notes.plan`` or a foreign JSON in the same folder survives.
     """
     root = Path(root) if root is not None else default_cache_dir()
-    victims = [*root.glob("*.plan"), *root.glob("timing/*.cache"), *root.glob("timing/*.lock")]
-    for entry in list_entries(root):
-        if "error" not in entry:
-            victims += [Path(entry["path"]).with_suffix(".json"), Path(entry["path"]).with_suffix(".lock")]
+    victims = [p for p in root.glob("timing/*") if _TIMING_CACHE.fullmatch(p.name)]
+    for sidecar in root.glob("*.json"):
+        try:
+            owned_record(sidecar)
+        except ValueError:
+            continue
+        victims += [sidecar.with_suffix(".plan"), sidecar, sidecar.with_suffix(".lock")]
     removed = 0
     for path in victims:
         if path.is_file():

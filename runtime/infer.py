@@ -1,7 +1,8 @@
 """Command line: restore JPEG-compressed images.  ``python -m runtime.infer INPUT... [-o OUT] [options]``
 
 Exit codes: 0 every input restored (or skipped because its output exists), 1 at least one input failed (the
-others were still processed), 2 usage error (bad option, no inputs, model or backend unavailable).
+others were still processed), 2 usage error (bad option, no inputs, model or backend unavailable), 130/143
+interrupted (Ctrl-C / SIGTERM; nothing partial is left behind).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,17 +19,19 @@ from tqdm import tqdm
 
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import BACKENDS
-from runtime.io import IMAGE_SUFFIXES, ImageError
+from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
 from runtime.models import ModelError
-from runtime.restorer import DEFAULT_TILE, OutOfMemory, Restorer
+from runtime.restorer import DEFAULT_TILE, OutOfMemory, Restorer, check_quality
 
 DESCRIPTION = """\
 Remove JPEG compression artifacts with WCDGAN. Inputs are files, folders (their images, not recursive) or
-glob patterns; any format OpenCV reads (JPEG, PNG, WebP, BMP, TIFF). EXIF orientation is applied, alpha is
-kept, 16-bit images stay 16-bit. Outputs are lossless PNG named <name><suffix>.png next to each input, or in
--o DIR (named <name>.png), or -o FILE for a single input. Inputs are never overwritten; existing outputs are
-skipped unless --overwrite. The estimated JPEG quality of each input is printed and, with a folder of
-per-quality models (--model DIR), picks the model trained on the nearest quality.
+glob patterns; any format OpenCV reads (JPEG, PNG, WebP, BMP, TIFF; a GIF named explicitly: its first frame).
+EXIF orientation is applied, alpha is kept, 16-bit images stay 16-bit. Outputs are lossless PNG named
+<name><suffix>.png next to each input, or in -o DIR (named <name>.png), or -o FILE (.png, .tiff, .webp, .bmp)
+for a single input. Inputs are never overwritten; existing outputs are skipped unless --overwrite; a killed run
+leaves no partial file. Which backend runs is printed; -v also says why the others were skipped. The
+estimated JPEG quality of each input is printed and, with a folder of per-quality models (--model DIR),
+picks the model trained on the nearest quality.
 """
 
 
@@ -67,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for ort-cpu (default: one per core)")
     p.add_argument("--device-id", type=int, default=0, help="GPU ordinal (default 0)")
     p.add_argument("--cache-dir", type=Path, help="TensorRT engine cache folder (default: per-user cache)")
+    p.add_argument("--max-pixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, metavar="MP",
+                   help=f"refuse larger images, checked before decoding (default {DEFAULT_MAX_PIXELS / 1e6:.0f}; "
+                   "input and output are held in memory, ~6 bytes per pixel)")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines; errors only")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also say why backends that are not installed were skipped")  # fmt: skip
     return p
 
 
@@ -99,6 +108,11 @@ def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
     """Where each input's restoration goes (see --help)."""
     ext = "." + args.format
     out = args.output
+    named_file = out is not None and not out.is_dir() and out.suffix.lower() in (*IMAGE_SUFFIXES, ".gif")
+    if named_file and out.suffix.lower() not in LOSSLESS_SUFFIXES:
+        raise UsageError(f"-o {out}: {out.suffix} is lossy; outputs are lossless: {', '.join(LOSSLESS_SUFFIXES)}")
+    if named_file and len(inputs) > 1:
+        raise UsageError(f"-o {out} names one file but there are {len(inputs)} inputs: give a folder")
     if out is not None and len(inputs) == 1 and not out.is_dir() and out.suffix:
         return [out]
     if out is not None and out.exists() and not out.is_dir():
@@ -111,20 +125,29 @@ def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
+    previous = signal.signal(signal.SIGTERM, _interrupted)  # a killed run cleans up like Ctrl-C
     try:
         return run(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("interrupted: outputs written so far are complete; nothing partial was left", file=sys.stderr)
+        return 128 + (e.args[0] if e.args else signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signum)
 
 
 def run(args: argparse.Namespace) -> int:
     say = (lambda msg: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    if (args.batch is not None and args.batch < 1) or (args.overlap is not None and args.overlap < 0):
-        raise UsageError("--batch must be ≥ 1 and --overlap ≥ 0")
+    try:
+        check_quality(args.quality)
+    except ValueError as e:
+        raise UsageError(f"--quality: {e}") from None
     inputs, errors = collect_inputs(args.inputs, args.suffix)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
@@ -134,23 +157,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         restorer = Restorer(
             args.model, args.backend, args.tile, args.overlap, args.batch, args.device_id, args.threads,
-            args.cache_dir, progress=not args.quiet,
+            args.cache_dir, progress=not args.quiet, max_pixels=round(args.max_pixels * 1e6),
         )  # fmt: skip
-    except (ModelError, BackendUnavailable) as e:
-        raise UsageError(str(e)) from None
-    say(f"backend: {restorer.backend_name}" + "".join(f"\n  ({s})" for s in restorer.skipped_backends))
-    resolved_inputs = {p.resolve() for p in inputs}
+    except (ModelError, BackendUnavailable, ValueError, TypeError) as e:
+        raise UsageError(_option_names(str(e))) from None
+    reasons = restorer.skipped_backends if args.verbose else restorer.notable_skips
+    say(f"backend: {restorer.backend_name}" + "".join(f"\n  ({s})" for s in reasons))
+    resolved_inputs = {_resolved(p) for p in inputs}
     failed = len(errors)
     seen: set[Path] = set()
-    for src, dst in tqdm(list(zip(inputs, outputs, strict=True)), unit="file", disable=args.quiet or len(inputs) < 2):
-        target = dst.resolve()
+    files = list(zip(inputs, outputs, strict=True))
+    for src, dst in tqdm(files, unit="file", disable=True if args.quiet or len(files) < 2 else None):
+        target = _resolved(dst)
         if target in resolved_inputs:
             print(f"error: {src}: output {dst} is an input; refusing to overwrite it", file=sys.stderr)
             failed += 1
         elif target in seen:
             print(f"error: {src}: output {dst} is also another input's output (same name)", file=sys.stderr)
             failed += 1
-        elif dst.exists() and not args.overwrite:
+        elif _exists(dst) and not args.overwrite:
             say(f"skipped {src}: {dst} exists (use --overwrite)")
         else:
             failed += not restore_one(restorer, src, dst, args, say)
@@ -160,13 +185,35 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, or its absolute form when the file system refuses the name (too long)."""
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False  # a name the file system refuses: restore_one reports it
+
+
+def _option_names(message: str) -> str:
+    """The Restorer's parameter names in a message, spelled as this CLI's options."""
+    for name in ("tile", "overlap", "batch", "threads", "device_id", "max_pixels"):
+        message = message.replace(f"{name} must", f"--{name.replace('_', '-')} must")
+    return message
+
+
 def restore_one(restorer: Restorer, src: Path, dst: Path, args: argparse.Namespace, say) -> bool:
     """Restore one file; report errors on stderr (no traceback) and return whether it succeeded."""
     start = time.perf_counter()
     try:
         result = restorer.restore_file(src, dst, args.quality)
-    except (ImageError, OutOfMemory) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ImageError, OutOfMemory, ModelError) as e:
+        print(f"error: {src}: {e}" if str(src) not in str(e) else f"error: {e}", file=sys.stderr)
         return False
     except Exception as e:  # a backend failing on one image must not stop a folder run
         print(f"error: {src}: restoration failed ({type(e).__name__}: {e})", file=sys.stderr)

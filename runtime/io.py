@@ -19,8 +19,11 @@ import numpy as np
 from common.files import atomic_path
 from runtime.jpeg_quality import JpegQuality, jpeg_quality
 
-# Formats the CLI collects from folders (OpenCV decodes all of them in its standard wheels).
+# Formats the CLI collects from folders (OpenCV decodes all of them in its standard wheels). A GIF given by name
+# is read too (its first frame).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
+LOSSLESS_SUFFIXES = (".png", ".tiff", ".tif", ".webp", ".bmp")  # what outputs may be written as (WebP: lossless)
+DEFAULT_MAX_PIXELS = 200_000_000  # decoded input and output of this size take ~1.2 GB (8-bit RGB)
 _SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")  # OpenCV silently writes 8 bit for the others
 _EXIF_ORIENTATION_TAG = 0x0112
 
@@ -38,8 +41,12 @@ class LoadedImage:
     jpeg_quality: JpegQuality | None  # estimated IJG quality of a JPEG file, None otherwise
 
 
-def read_image(path: str | os.PathLike) -> LoadedImage:
-    """Decode ``path`` (any format OpenCV reads) into a :class:`LoadedImage`."""
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode ``path`` (any format OpenCV reads) into a :class:`LoadedImage`.
+
+    An image whose header declares more than ``max_pixels`` pixels is refused before decoding (a 2.6 MB PNG can
+    declare 30000×30000 and would need gigabytes).
+    """
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
@@ -52,7 +59,16 @@ def read_image(path: str | os.PathLike) -> LoadedImage:
     is_jpeg = data[:2].tobytes() == b"\xff\xd8"
     if is_jpeg and not _has_end_of_image(data.tobytes()):
         raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
-    image, meta_types, meta = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
+    size = declared_size(data[:65536].tobytes())
+    if size is not None and size[0] * size[1] > max_pixels:
+        raise ImageError(
+            f"{path}: declares {size[0]}×{size[1]} = {size[0] * size[1] / 1e6:.0f} MP, over the limit of "
+            f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels if the machine has the memory)"
+        )
+    try:
+        image, meta_types, meta = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:  # OpenCV asserts on images over its own size limit and on some malformed files
+        raise ImageError(f"{path}: OpenCV cannot decode it ({e.err})") from None
     del data
     if image is None or image.size == 0:
         raise ImageError(f"{path}: not an image OpenCV can decode (corrupt, or an unsupported format)")
@@ -93,6 +109,59 @@ def write_image(
         raise ImageError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
+def declared_size(head: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from the header of a PNG, JPEG, WebP, GIF, BMP or TIFF file's first bytes; None if
+    the format is another or the header is malformed (the decoder then decides)."""
+    try:
+        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+            return struct.unpack(">II", head[16:24])
+        if head.startswith(b"\xff\xd8"):
+            return _jpeg_size(head)
+        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            return _webp_size(head)
+        if head[:4] in (b"GIF8",):
+            return struct.unpack("<HH", head[6:10])
+        if head[:2] == b"BM":
+            w, h = struct.unpack("<ii", head[18:26])
+            return abs(w), abs(h)
+        if head[:4] in (b"II*\x00", b"MM\x00*"):
+            tags = _tiff_tags(head, (256, 257))
+            return (tags[256], tags[257]) if len(tags) == 2 else None
+    except struct.error:
+        pass
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """Width and height from the first start-of-frame marker (SOF0–SOF15 except DHT, JPG, DAC)."""
+    pos = 2
+    while pos + 9 <= len(head) and head[pos] == 0xFF:
+        marker = head[pos + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
+            return w, h
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        (length,) = struct.unpack(">H", head[pos + 2 : pos + 4])
+        pos += 2 + length
+    return None
+
+
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    chunk = head[12:16]
+    if chunk == b"VP8X":
+        w, h = int.from_bytes(head[24:27], "little"), int.from_bytes(head[27:30], "little")
+        return w + 1, h + 1
+    if chunk == b"VP8 ":
+        w, h = struct.unpack("<HH", head[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    if chunk == b"VP8L":
+        b = head[21:25]
+        return 1 + (((b[1] & 0x3F) << 8) | b[0]), 1 + (((b[3] & 0x0F) << 10) | (b[2] << 2) | ((b[1] & 0xC0) >> 6))
+    return None
+
+
 def _has_end_of_image(jpeg: bytes) -> bool:
     """An EOI marker after the first scan (scan data cannot contain one: 0xFF is stuffed there).
 
@@ -112,7 +181,10 @@ def _split_channels(image: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarr
     if channels == 3:
         return cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image), None
     if channels == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB), np.ascontiguousarray(image[..., 3])
+        alpha = np.ascontiguousarray(image[..., 3])
+        if np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 1], image[..., 2]):
+            return np.ascontiguousarray(image[..., 0]), alpha  # gray+alpha, which OpenCV expands to BGRA
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB), alpha
     raise ImageError(f"{path}: unsupported channel count {channels}")
 
 
@@ -130,19 +202,25 @@ def _tiff_orientation(exif: bytes) -> int:
     """Orientation entry of IFD0 in a TIFF-structured EXIF block (with or without the ``Exif\\0\\0`` prefix)."""
     if exif.startswith(b"Exif\x00\x00"):
         exif = exif[6:]
-    order = {b"II": "<", b"MM": ">"}.get(exif[:2])
-    if order is None or len(exif) < 8:
-        return 1
+    return _tiff_tags(exif, (_EXIF_ORIENTATION_TAG,)).get(_EXIF_ORIENTATION_TAG, 1)
+
+
+def _tiff_tags(tiff: bytes, wanted: tuple[int, ...]) -> dict[int, int]:
+    """SHORT or LONG values of the ``wanted`` tags of a TIFF structure's first IFD (absent or malformed: left out)."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    found: dict[int, int] = {}
+    if order is None or len(tiff) < 8:
+        return found
     try:
-        (ifd,) = struct.unpack_from(order + "I", exif, 4)
-        (count,) = struct.unpack_from(order + "H", exif, ifd)
+        (ifd,) = struct.unpack_from(order + "I", tiff, 4)
+        (count,) = struct.unpack_from(order + "H", tiff, ifd)
         for i in range(count):
-            tag, kind, _, value = struct.unpack_from(order + "HHI2s", exif, ifd + 2 + 12 * i)
-            if tag == _EXIF_ORIENTATION_TAG and kind == 3:  # SHORT
-                return struct.unpack(order + "H", value)[0]
+            tag, kind, _, value = struct.unpack_from(order + "HHI4s", tiff, ifd + 2 + 12 * i)
+            if tag in wanted and kind in (3, 4):  # SHORT, LONG
+                found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[: 2 if kind == 3 else 4])[0]
     except struct.error:
         pass
-    return 1
+    return found
 
 
 def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:

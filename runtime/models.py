@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.files import sha256_file
 from runtime.spec import ModelSpec, SpecError, sidecar_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -104,18 +105,34 @@ def resolve_models(model: str | os.PathLike | None = None) -> ModelSet:
         if path.suffix.lower() != ".onnx":
             raise ModelError(f"{path}: expected an .onnx model (with its .json sidecar) or a folder of them")
         chosen = _load(path)
-        siblings = [_load(p) for p in sorted(path.parent.glob("*.onnx")) if p != path and sidecar_path(p).is_file()]
-        files = [chosen] + [f for f in siblings if _key(f) == _key(chosen)]
+        siblings = [_try_load(p) for p in sorted(path.parent.glob("*.onnx")) if p != path]
+        files = [chosen] + [f for f in siblings if f is not None and _key(f) == _key(chosen)]
     else:
         raise ModelError(f"{path}: no such model file or folder")
     return ModelSet(_group(files))
 
 
 def _load(onnx_path: Path) -> ModelFile:
+    """The file and its sidecar; ModelError when the sidecar is unusable or its ``onnx_sha256`` (when recorded)
+    does not match the file: a replaced graph, or a sidecar copied from another model."""
     try:
-        return ModelFile(onnx_path, ModelSpec.load(sidecar_path(onnx_path)))
+        spec = ModelSpec.load(sidecar_path(onnx_path))
     except SpecError as e:
         raise ModelError(str(e)) from None
+    if spec.onnx_sha256 and sha256_file(onnx_path) != spec.onnx_sha256:
+        raise ModelError(
+            f"{onnx_path}: does not match its sidecar's onnx_sha256 (the .onnx was replaced, or the .json belongs "
+            "to another model); re-export it with python -m export.build"
+        )
+    return ModelFile(onnx_path, spec)
+
+
+def _try_load(onnx_path: Path) -> ModelFile | None:
+    """A sibling of the model asked for: one with no usable sidecar is someone else's file, not an error."""
+    try:
+        return _load(onnx_path)
+    except ModelError:
+        return None
 
 
 def _key(f: ModelFile) -> str:

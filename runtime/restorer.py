@@ -18,16 +18,18 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from common.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from common.files import NAME_MAX
 from common.tiling import TileGrid, crop_slices, extract_window, window_grid
 from runtime.backends.base import Backend, BackendUnavailable, is_out_of_memory
 from runtime.backends.select import select_backend
-from runtime.io import ImageError, read_image, write_image
+from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
-from runtime.models import Model, ModelSet, resolve_models
+from runtime.models import Model, ModelError, ModelSet, resolve_models
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,12 @@ class Restorer:
             :data:`common.tiling.DEFAULT_OVERLAP`).
         batch: tiles per backend call (None: 4 on GPU backends, 1 on the CPU).
         device_id: GPU ordinal. threads: ORT CPU intra-op threads (None: ONNX Runtime's default).
-        cache_dir: TensorRT engine cache. align: tile grid (16 = JPEG 4:2:0 MCU). progress: tqdm bar over tiles.
+        cache_dir: TensorRT engine cache. align: tile grid (16 = JPEG 4:2:0 MCU). progress: tqdm bar over tiles
+            (on terminals only). max_pixels: :meth:`restore_file` refuses larger images (checked from the header).
+        verify: run the load-time self-test of each model (:func:`self_test`); off only for timing random weights.
+
+    Invalid settings raise ``ValueError`` (the CLI validates through the same code). A model whose ONNX does not
+    match its sidecar's hash, fails the self-test or produces NaN/Inf raises :class:`ModelError`.
 
     Calling it: ``restorer(image)`` with an H×W (gray) or H×W×3 **RGB** array of uint8 or uint16 returns the
     restored image with the same shape and dtype. 16-bit images are scaled to [0, 1] by 65535 and the output
@@ -99,17 +106,19 @@ class Restorer:
         cache_dir: str | os.PathLike | None = None,
         align: int = 16,
         progress: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        verify: bool = True,
     ) -> None:
-        if batch is not None and batch < 1:
-            raise ValueError(f"batch must be ≥ 1, got {batch}")
+        self.tile = check_settings(tile, overlap, batch, device_id, threads, max_pixels)
         self.models = model if isinstance(model, ModelSet) else resolve_models(model)
-        self.tile = (tile, tile) if isinstance(tile, int) else tuple(tile)
         self.overlap, self.batch, self.align, self.progress = overlap, batch, align, progress
+        self.max_pixels, self.verify = max_pixels, verify
         self._backend_kind = backend
         self._backend_options = {"device_id": device_id, "threads": threads, "cache_dir": cache_dir}
         self._engines: dict[str, _Engine] = {}
         self._lock = threading.Lock()
         self.skipped_backends: list[str] = []  # "name unavailable: reason" for each backend auto skipped
+        self.notable_skips: list[str] = []  # those of them whose library is installed: worth telling the user
         self._engine(self.models.for_quality(None))  # load now: a missing backend or bad model fails here
 
     @property
@@ -120,6 +129,7 @@ class Restorer:
     def __call__(self, image: np.ndarray, jpeg_quality: int | None = None) -> np.ndarray:
         """Restore ``image`` (see class docstring); ``jpeg_quality`` picks among per-quality models."""
         _check_image(image)
+        check_quality(jpeg_quality)
         with self._lock:
             return self._restore(image, self.models.for_quality(jpeg_quality))
 
@@ -129,9 +139,11 @@ class Restorer:
         """Read ``path``, restore it (model chosen by ``jpeg_quality`` or the file's estimated quality) and
         write ``out_path`` atomically (format from its suffix; alpha re-attached). Never writes over ``path``."""
         path, out_path = Path(path), Path(out_path)
+        check_quality(jpeg_quality)
         if out_path.resolve() == path.resolve():
             raise ImageError(f"{out_path}: is the input itself; refusing to overwrite an input")
-        image = read_image(path)
+        check_writable(out_path)  # before minutes of work, not after
+        image = read_image(path, self.max_pixels)
         quality = jpeg_quality if jpeg_quality is not None else (image.jpeg_quality and image.jpeg_quality.quality)
         model = self.models.for_quality(quality)
         with self._lock:
@@ -159,7 +171,8 @@ class Restorer:
             self._backend_kind, model, probe.window, batch, progress=self.progress, **self._backend_options
         )
         if self._backend_kind == "auto":
-            self.skipped_backends = skipped
+            self.skipped_backends = [str(skip) for skip in skipped]
+            self.notable_skips = [str(skip) for skip in skipped if skip.installed]
             self._backend_kind = backend.name  # later models use the same backend
         if backend.note:
             log.warning("%s: %s", backend.name, backend.note)
@@ -167,6 +180,14 @@ class Restorer:
             self.batch = backend.max_batch  # the backend's default, now known
         buffer = np.empty((backend.max_batch, spec.channels, *probe.window), dtype=np.float32)
         engine = _Engine(model, backend, probe.core, probe.overlap, backend.max_batch, buffer)
+        if self.verify:
+            try:
+                self_test(model, backend, probe.window)
+            except Exception as e:
+                backend.close()
+                if is_out_of_memory(e):  # one window does not fit: for _shrink, as if the build had failed
+                    raise BackendUnavailable(f"out of memory running one {probe.window} window: {e}") from e
+                raise
         self._engines[model.key] = engine
         return engine
 
@@ -205,19 +226,99 @@ class Restorer:
         adapter = _ColorAdapter(engine.model.spec.channels, image)
         tiles = list(grid)
         out = np.empty_like(image)
-        with tqdm(total=len(tiles), unit="tile", disable=not self.progress, leave=False) as bar:
+        with tqdm(total=len(tiles), unit="tile", disable=None if self.progress else True, leave=False) as bar:
             for pos in range(0, len(tiles), engine.batch):
                 chunk = tiles[pos : pos + engine.batch]
                 batch = engine.buffer[: len(chunk)]
                 for i, tile in enumerate(chunk):
                     batch[i] = adapter.to_model(extract_window(image, tile, grid.window))
                 result = engine.backend.run(batch)
+                if not np.isfinite(result).all():
+                    raise ModelError(
+                        f"model {engine.model.name} produced NaN/Inf on this image ({engine.backend.name})"
+                    )
                 for i, tile in enumerate(chunk):
                     image_region, window_region = crop_slices(tile)
                     restored = result[i][(slice(None), *window_region)]
                     out[image_region] = adapter.from_model(restored, image[image_region])
                 bar.update(len(chunk))
         return out
+
+
+MAX_TILE, MAX_OVERLAP, MAX_BATCH = 4096, 1024, 256
+MAX_BUFFER_BYTES = 4 << 30  # one batch of float32 windows: beyond this a setting is a typo, not a plan
+
+
+def check_settings(
+    tile: int | tuple[int, int], overlap: int | None, batch: int | None, device_id: int, threads: int | None,
+    max_pixels: int,
+) -> tuple[int, int]:  # fmt: skip
+    """Validate the Restorer's (and the CLI's) settings; return the tile as (h, w). Raises ValueError."""
+    sides = (tile, tile) if isinstance(tile, int | np.integer) else tile
+    if (
+        not isinstance(sides, tuple | list)
+        or len(sides) != 2
+        or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in sides)
+    ):
+        raise ValueError(f"tile must be an int or a pair of ints (height, width), got {tile!r}")
+    for name, value, lo, hi in (
+        ("tile", min(sides), 1, MAX_TILE), ("tile", max(sides), 1, MAX_TILE), ("overlap", overlap, 0, MAX_OVERLAP),
+        ("batch", batch, 1, MAX_BATCH), ("device_id", device_id, 0, 1023), ("threads", threads, 1, 4096),
+        ("max_pixels", max_pixels, 1, 1 << 40),
+    ):  # fmt: skip
+        if value is not None and (not isinstance(value, int | np.integer) or not lo <= value <= hi):
+            raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
+    window = [s + 2 * (overlap or 0) for s in sides]
+    if (batch or 1) * 3 * window[0] * window[1] * 4 > MAX_BUFFER_BYTES:
+        raise ValueError(f"tile {sides} with overlap {overlap} and batch {batch} needs over 4 GiB per batch")
+    return int(sides[0]), int(sides[1])
+
+
+def check_quality(quality: int | None) -> None:
+    if quality is not None and not (isinstance(quality, int | np.integer) and 1 <= quality <= 100):
+        raise ValueError(f"JPEG quality must be an integer in 1..100, got {quality!r}")
+
+
+def check_writable(out_path: Path) -> None:
+    """Raise ImageError unless ``out_path`` can be created: name length, folder writable (or creatable)."""
+    if len(out_path.name.encode()) > NAME_MAX:
+        raise ImageError(f"{out_path.name[:40]}…: output file name longer than {NAME_MAX} bytes")
+    folder = out_path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest existing ancestor must let us create the rest
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ImageError(f"{out_path}: cannot write into {folder} (not a writable folder)")
+
+
+def self_test(model: Model, backend: Backend, window: tuple[int, int]) -> None:
+    """Raise ModelError unless the model behaves like a restorer on a smooth synthetic image: right output shape,
+    finite values, close to its input (PSNR ≥ 20 dB) and not displaced (no one-pixel shift fits better)."""
+    rng = np.random.default_rng(0)
+    c, (h, w) = model.spec.channels, window
+    coarse = rng.random((c, max(h // 16, 2), max(w // 16, 2)))
+    x = np.stack([_resize(p, h, w) for p in coarse]).astype(np.float32)[None] * 0.6 + 0.2
+    out = backend.run(x)
+    problem = None
+    if out.shape != x.shape:
+        problem = f"output shape {out.shape} for input {x.shape}"
+    elif not np.isfinite(out).all():
+        problem = "NaN/Inf output"
+    else:
+        m = 8  # compare away from the borders, where a shift brings in nothing
+        core = out[..., m:-m, m:-m]
+        mse = {d: float(np.mean((core - np.roll(x, d, axis=(2, 3))[..., m:-m, m:-m]) ** 2)) for d in
+               [(0, 0), (0, 1), (1, 0), (0, -1), (-1, 0)]}  # fmt: skip
+        psnr = 10 * np.log10(1 / max(mse[(0, 0)], 1e-12))
+        if psnr < 20:
+            problem = f"output far from its input on a smooth image ({psnr:.1f} dB PSNR)"
+        elif min(mse, key=mse.get) != (0, 0):
+            problem = f"output displaced by {min(mse, key=mse.get)} px"
+    if problem:
+        raise ModelError(f"model {model.name} failed the load-time self-test ({backend.name}): {problem}")
+
+
+def _resize(plane: np.ndarray, h: int, w: int) -> np.ndarray:
+    return cv2.resize(plane.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 def _first_line(error: BaseException) -> str:

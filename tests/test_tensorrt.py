@@ -14,7 +14,10 @@ from runtime.engine_cache import EngineCacheWarning, list_entries
 from runtime.spec import ModelSpec, sidecar_path
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
-TRT_SKIP = "tensorrt not importable (cannot be installed on this machine; see docs/PLATFORM.md)"
+TRT_SKIP = (
+    "tensorrt not importable (not installable on the team's machines, see ../shared/docs/PLATFORM.md; elsewhere: "
+    "pip install 'wcdgan-toolkit[trt]')"
+)
 
 
 def _has_gpu() -> bool:

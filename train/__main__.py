@@ -15,7 +15,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
+from common.cli import DefaultsHelpFormatter, exit_missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
+    exit_missing_extra(e, __name__, "train")
 
 from models.checkpoint import CheckpointError, load_generator
 from models.wcdgan import GeneratorConfig
@@ -35,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train WCDGAN (JPEG artifact removal) on clean images compressed on the fly with libjpeg. "
         "Writes RUN_DIR/last.pt (full state for --resume), RUN_DIR/g.pt (generator checkpoint), "
         "RUN_DIR/best.pt (best validation PSNR) and RUN_DIR/log.jsonl.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     io = p.add_argument_group("data and run folder")
     io.add_argument("--data", nargs="+", metavar="DIR", help="folders of clean training images (PNG/JPEG/BMP/TIFF)")

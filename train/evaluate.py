@@ -26,9 +26,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from common.cli import exit_missing_extra
+
+try:
+    import torch
+except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
+    exit_missing_extra(e, __name__, "train")
+
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from common.color import rgb_to_y

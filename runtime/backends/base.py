@@ -24,6 +24,10 @@ class BackendUnavailable(RuntimeError):
     """This backend cannot run here (library missing, no GPU, provider failed to load); the reason is the message."""
 
 
+class BackendNotInstalled(BackendUnavailable):
+    """The backend's library is not installed: the normal state of a CPU-only install, not worth a warning."""
+
+
 class Backend(Protocol):
     """Runs one model on batches of tiles of one fixed shape.
 

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from runtime.backends.base import BackendUnavailable
+from runtime.backends.base import BackendNotInstalled, BackendUnavailable
 from runtime.spec import ModelSpec
 
 _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -33,7 +33,7 @@ def import_onnxruntime():
     try:
         import onnxruntime as ort
     except ImportError as e:
-        raise BackendUnavailable(f"onnxruntime is not installed ({e}): {INSTALL_HINT}") from None
+        raise BackendNotInstalled(f"onnxruntime is not installed ({e}): {INSTALL_HINT}") from None
     return ort
 
 
@@ -96,7 +96,7 @@ class OrtBackend:
             except Exception as e:  # a missing wheel is not fatal: the system libraries may serve
                 self.note = f"preloading CUDA/cuDNN libraries failed ({e}); "
         if _CUDA_EP not in ort.get_available_providers():
-            raise BackendUnavailable(
+            raise BackendNotInstalled(
                 "onnxruntime has no CUDA execution provider here (the CPU wheel is installed): "
                 "pip uninstall onnxruntime && pip install 'wcdgan-toolkit[gpu]'"
             )

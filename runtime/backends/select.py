@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
-from runtime.backends.base import Backend, BackendUnavailable
+from runtime.backends.base import Backend, BackendNotInstalled, BackendUnavailable
 from runtime.models import Model
 
 BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu")
@@ -39,7 +40,7 @@ def create_backend(
         try:
             from runtime.backends.tensorrt import TensorRTBackend
         except ImportError as e:
-            raise BackendUnavailable(f"TensorRT support cannot be imported ({e})") from None
+            raise BackendNotInstalled(f"TensorRT support cannot be imported ({e})") from None
         return TensorRTBackend(
             file.onnx, file.spec, tile_hw, max_batch, cache_dir=cache_dir, progress=progress, device=device_id
         )
@@ -49,19 +50,31 @@ def create_backend(
     return OrtBackend(file.onnx, file.spec, tile_hw, max_batch, device, device_id, threads)
 
 
+@dataclass(frozen=True)
+class Skip:
+    """A backend that ``auto`` passed over; ``installed``: its library is there, so the failure is news."""
+
+    name: str
+    reason: str
+    installed: bool
+
+    def __str__(self) -> str:
+        return f"{self.name} unavailable: {self.reason}"
+
+
 def select_backend(
     kind: str, model: Model, tile_hw: tuple[int, int], max_batch: int | None, **kwargs
-) -> tuple[Backend, list[str]]:
+) -> tuple[Backend, list[Skip]]:
     """``kind`` or, for "auto", the first of :data:`BACKENDS` that loads.
 
-    Returns the backend and, for "auto", one "name unavailable: reason" line per backend skipped.
+    Returns the backend and, for "auto", one :class:`Skip` per backend passed over.
     Raises :class:`BackendUnavailable` (all reasons in its message) when nothing loads.
     """
     candidates = BACKENDS if kind == "auto" else (kind,)
-    skipped: list[str] = []
+    skipped: list[Skip] = []
     for candidate in candidates:
         try:
             return create_backend(candidate, model, tile_hw, max_batch, **kwargs), skipped
         except BackendUnavailable as e:
-            skipped.append(f"{candidate} unavailable: {e}")
-    raise BackendUnavailable("; ".join(skipped))
+            skipped.append(Skip(candidate, str(e), not isinstance(e, BackendNotInstalled)))
+    raise BackendUnavailable("; ".join(map(str, skipped)))

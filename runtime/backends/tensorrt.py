@@ -27,7 +27,7 @@ import filelock
 import numpy as np
 
 from common.files import atomic_write_bytes, sha256_file
-from runtime.backends.base import BackendUnavailable, is_out_of_memory
+from runtime.backends.base import BackendNotInstalled, BackendUnavailable, is_out_of_memory
 from runtime.engine_cache import EngineCache, EngineKey, default_cache_dir
 from runtime.spec import ModelSpec
 
@@ -48,11 +48,11 @@ def _import_trt() -> tuple[Any, Any]:
     try:
         import tensorrt as trt
     except ImportError as e:
-        raise BackendUnavailable(f"tensorrt is not importable ({e}); install TensorRT 10+ for your CUDA") from None
+        raise BackendNotInstalled(f"tensorrt is not importable ({e}); install TensorRT 10+ for your CUDA") from None
     try:
         from cuda.bindings import runtime as cudart
     except ImportError as e:
-        raise BackendUnavailable(f"cuda-python is not importable ({e}); pip install 'cuda-python>=12.6'") from None
+        raise BackendNotInstalled(f"cuda-python is not importable ({e}); pip install 'wcdgan-toolkit[trt]'") from None
     return trt, cudart
 
 
