@@ -307,3 +307,30 @@ def test_sigterm_leaves_nothing_partial(tmp_path):
     assert proc.returncode == 143, err
     assert "interrupted" in err and "Traceback" not in err
     assert not (out.exists() and any(out.iterdir()))  # no partial output, no temporary
+
+
+def test_cpu_install_output_is_quiet_and_free_of_progress_bars(world, tmp_path):
+    """On a machine without TensorRT or onnxruntime-gpu the skip reasons are noise (shown with -v only), and a log
+    file (not a terminal) gets no progress bars."""
+    cmd = [sys.executable, "-m", "runtime.infer", str(world["jpg"]), str(world["gray_jpg"]), "-o", str(tmp_path),
+           "--model", str(world["model"])]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    quiet = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
+    assert quiet.returncode == 0 and "\r" not in quiet.stderr and "it/s" not in quiet.stderr
+    if "backend: ort-cpu" in quiet.stderr:  # a CPU-only install
+        assert "unavailable" not in quiet.stderr
+        verbose = subprocess.run([*cmd, "-v", "-f"], cwd=REPO, capture_output=True, text=True, env=env)
+        assert "tensorrt unavailable" in verbose.stderr
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"), [("train", "train"), ("export.build", "export"), ("benchmarks.runtime", "bench")]
+)
+def test_missing_extra_is_one_line_not_a_traceback(module, extra):
+    code = (  # torch made unimportable, as on a machine with only the runtime installed
+        "import sys, runpy; sys.modules['torch'] = None; sys.argv = ['x', '--help']; "
+        f"runpy.run_module({module!r}, run_name='__main__')"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"pip install 'wcdgan-toolkit[{extra}]'" in r.stderr
