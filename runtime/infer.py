@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from runtime.backends.base import BackendUnavailable
-from runtime.backends.select import BACKENDS
+from runtime.backends.select import BACKENDS, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
 from runtime.models import ModelError
 from runtime.restorer import DEFAULT_TILE, OutOfMemory, Restorer, check_quality
@@ -61,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="png", choices=["png", "tiff", "webp", "bmp"], help="output format (lossless)")
     p.add_argument("-f", "--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     p.add_argument("--model", help="an .onnx model (with its .json sidecar) or a folder of models; default: bundled")
-    p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS],
-                   help="auto: the fastest that loads, tensorrt > ort-cuda > ort-cpu")  # fmt: skip
+    p.add_argument(
+        "--backend", default="auto", choices=["auto", *BACKENDS, *REMOTE_BACKENDS],
+        help="auto: the fastest that loads, tensorrt > ort-cuda > ort-cpu; triton: a Triton server (--url)",
+    )  # fmt: skip
+    p.add_argument("--url", help="--backend triton: the server, HOST:PORT (HTTP) or grpc://HOST:PORT")
+    p.add_argument("--remote-model", help="--backend triton: the model's name on the server (default: the model's)")
     p.add_argument("--tile", type=tile_arg, default=(DEFAULT_TILE, DEFAULT_TILE),
                    help=f"tile core size N or HxW, rounded up to 16 (default {DEFAULT_TILE})")  # fmt: skip
     p.add_argument("--overlap", type=int, help="context pixels per tile side (default: the model's recommendation)")
@@ -158,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
         restorer = Restorer(
             args.model, args.backend, args.tile, args.overlap, args.batch, args.device_id, args.threads,
             args.cache_dir, progress=not args.quiet, max_pixels=round(args.max_pixels * 1e6),
+            server=args.url, remote_model=args.remote_model,
         )  # fmt: skip
     except (ModelError, BackendUnavailable, ValueError, TypeError) as e:
         raise UsageError(_option_names(str(e))) from None

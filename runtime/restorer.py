@@ -71,7 +71,8 @@ class Restorer:
     Args:
         model: None (the bundled default), an ``.onnx`` file with its ``.json`` sidecar, or a folder of
             per-quality models (see :mod:`runtime.models`).
-        backend: "auto" (tensorrt > ort-cuda > ort-cpu, the first that loads), or one of those names.
+        backend: "auto" (tensorrt > ort-cuda > ort-cpu, the first that loads), one of those names, or "triton" with
+            ``server`` (``HOST:PORT``, ``grpc://HOST:PORT``) serving ``remote_model`` (default: the model's name).
         tile: core tile size, int or (h, w), rounded up to ``align``; the fixed window adds ``overlap`` per side.
         overlap: context pixels per side; None takes the sidecar's ``recommended_overlap`` (else 32,
             :data:`common.tiling.DEFAULT_OVERLAP`).
@@ -108,6 +109,8 @@ class Restorer:
         progress: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         verify: bool = True,
+        server: str | None = None,
+        remote_model: str | None = None,
     ) -> None:
         self.tile = check_settings(tile, overlap, batch, device_id, threads, max_pixels)
         self.models = model if isinstance(model, ModelSet) else resolve_models(model)
@@ -115,6 +118,8 @@ class Restorer:
         self.max_pixels, self.verify = max_pixels, verify
         self._backend_kind = backend
         self._backend_options = {"device_id": device_id, "threads": threads, "cache_dir": cache_dir}
+        if backend == "triton":
+            self._backend_options |= {"server": server, "remote_model": remote_model}
         self._engines: dict[str, _Engine] = {}
         self._lock = threading.Lock()
         self.skipped_backends: list[str] = []  # "name unavailable: reason" for each backend auto skipped

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from runtime.backends.base import Backend, BackendNotInstalled, BackendUnavailable
 from runtime.models import Model
 
-BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu")
+BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu")  # what auto tries, in order
+REMOTE_BACKENDS = ("triton",)  # need a server address; auto never picks them
 GPU_BACKENDS = frozenset({"tensorrt", "ort-cuda"})
 # Tiles per call when none is asked for: batching fills a GPU; on a CPU it saves nothing and each tile in
 # flight costs ONNX Runtime its activations (≈ 0.1 GB for a 320² window of the tiny test model, ~4× that at full width).
-DEFAULT_BATCH = {"tensorrt": 4, "ort-cuda": 4, "ort-cpu": 1}
+DEFAULT_BATCH = {"tensorrt": 4, "ort-cuda": 4, "ort-cpu": 1, "triton": 8}  # triton: windows in flight per call
 
 
 def create_backend(
@@ -25,17 +26,26 @@ def create_backend(
     threads: int | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    server: str | None = None,
+    remote_model: str | None = None,
 ) -> Backend:
-    """Load ``model`` on backend ``kind`` (one of :data:`BACKENDS`); GPU backends take its FP16 file if any.
+    """Load ``model`` on backend ``kind`` (one of :data:`BACKENDS` or :data:`REMOTE_BACKENDS`); GPU backends take its
+    FP16 file if any; ``triton`` sends the tiles to ``server`` (model ``remote_model``, default the model's name).
 
     ``max_batch`` None takes the backend's :data:`DEFAULT_BATCH`.
 
     Raises :class:`BackendUnavailable` with the reason when that backend cannot run here.
     """
-    if kind not in BACKENDS:
-        raise ValueError(f"unknown backend {kind!r} (choose from auto, {', '.join(BACKENDS)})")
+    if kind not in (*BACKENDS, *REMOTE_BACKENDS):
+        raise ValueError(f"unknown backend {kind!r} (choose from auto, {', '.join((*BACKENDS, *REMOTE_BACKENDS))})")
     file = model.file(prefer_fp16=kind in GPU_BACKENDS)
     max_batch = max_batch or DEFAULT_BATCH[kind]
+    if kind == "triton":
+        if not server:
+            raise ValueError("the triton backend needs a server address (--url HOST:PORT)")
+        from runtime.backends.triton import TritonBackend
+
+        return TritonBackend(server, model.spec, tile_hw, max_batch, remote_model)
     if kind == "tensorrt":
         try:
             from runtime.backends.tensorrt import TensorRTBackend
