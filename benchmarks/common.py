@@ -13,15 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.files import atomic_write_text
+from common.files import atomic_write_text, shared_dir  # noqa: F401 (shared_dir: the benchmarks' import point)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
-
-
-def shared_dir() -> Path:
-    """The team's read-only inputs folder, ``<repo root>/../shared`` (may not exist in a user's clone)."""
-    return REPO_ROOT.parent / "shared"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "bench")
 
 from benchmarks.common import RESULTS_DIR, machine_info, markdown_table, print_report, shared_dir, write_results
-from common.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from common.color import rgb_to_y, with_luma
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]
 
@@ -111,9 +111,7 @@ def y_model_on_rgb(restore_y: RestoreFn) -> RestoreFn:
     def restore(rgb: np.ndarray) -> np.ndarray:
         rgb8 = np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
         y = rgb_to_y(rgb8).astype(np.float32)[..., None] / 255.0
-        ycbcr = rgb_to_ycbcr(rgb8)
-        ycbcr[..., 0] = np.clip(np.asarray(restore_y(y), dtype=np.float64)[..., 0], 0, 1) * 255.0
-        return ycbcr_to_rgb(ycbcr).astype(np.float32) / 255.0
+        return with_luma(rgb8, np.asarray(restore_y(y))[..., 0]).astype(np.float32) / 255.0
 
     restore.in_channels = 3  # type: ignore[attr-defined]
     return restore

@@ -24,13 +24,14 @@ import numpy as np
 from tqdm import tqdm
 
 from common.color import rgb_to_y
-from common.files import atomic_write_text
+from common.files import atomic_write_text, shared_dir
 from common.jpeg import jpeg_roundtrip
+from common.metrics import psnr_capped
 from common.tiling import align_up
 from runtime import Restorer
 from runtime.models import ModelError, resolve_models
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = shared_dir()
 
 
 @dataclasses.dataclass
@@ -42,12 +43,6 @@ class Row:
     psnr_gt_tiled: float
     psnr_gt_whole: float
     seconds: float
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """uint8 PSNR (float64 MSE; 100 dB cap for identical images)."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 100.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def load_set(folder: Path, quality: int, y_model: bool, limit: int | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
@@ -86,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     ref_overlap = max(args.overlaps)
 
     def restorer(tile, overlap):
-        return Restorer(models, args.backend, tile, overlap, args.batch)
+        return Restorer(models, backend=args.backend, tile=tile, overlap=overlap, batch=args.batch)
 
     whole = {}
     for name, _, jpeg in tqdm(images, desc="whole images", disable=args.quiet):
@@ -99,9 +94,9 @@ def main(argv: list[str] | None = None) -> int:
             start, vs_whole, gt_tiled, gt_whole = time.perf_counter(), [], [], []
             for name, gt, jpeg in tqdm(images, desc=f"tile {tile} overlap {overlap}", disable=args.quiet):
                 tiled = r(jpeg, args.quality)
-                vs_whole.append(psnr(tiled, whole[name]))
-                gt_tiled.append(psnr(tiled, gt))
-                gt_whole.append(psnr(whole[name], gt))
+                vs_whole.append(psnr_capped(tiled, whole[name]))
+                gt_tiled.append(psnr_capped(tiled, gt))
+                gt_whole.append(psnr_capped(whole[name], gt))
             seconds = time.perf_counter() - start
             rows.append(Row(tile, overlap, float(np.mean(vs_whole)), float(np.min(vs_whole)),
                             float(np.mean(gt_tiled)), float(np.mean(gt_whole)), seconds))  # fmt: skip

@@ -33,6 +33,15 @@ def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
 
 
+def with_luma(rgb: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``rgb`` (H×W×3 uint8) with its MATLAB-Y replaced by ``y`` (H×W float in [0, 1]: a Y-channel model's output)
+    → H×W×3 uint8. The new Y is clipped and rounded to 8 bit, as any Y output is, and Cb/Cr are kept: how a Y model
+    restores a colour image, in the runtime and in the benchmarks alike."""
+    ycbcr = rgb_to_ycbcr(rgb)
+    ycbcr[..., 0] = np.rint(np.clip(y, 0, 1) * 255.0)
+    return ycbcr_to_rgb(ycbcr)
+
+
 def _check_rgb_uint8(rgb: np.ndarray) -> None:
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an H×W×3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")

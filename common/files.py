@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 NAME_MAX = 255  # bytes per file name on Linux, macOS and Windows file systems
+# Image files the project reads from folders (OpenCV decodes them all in its standard wheels).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
 STALE_AFTER_S = 600.0  # a temporary this old belongs to a dead writer (a live one renames within seconds)
 _TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")  # what a temporary name adds around stem and suffix
 
@@ -83,6 +85,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def safe_name(text: str) -> str:
+    """``text`` with every character but letters, digits, ``-``, ``_`` and ``.`` replaced by ``_``: a file name part."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def shared_dir() -> Path:
+    """The team's read-only inputs (data, weights, docs): ``$WCDGAN_SHARED`` or ``<repository>/../shared``. A user's
+    clone has none; everything that reads it takes explicit paths too."""
+    env = os.environ.get("WCDGAN_SHARED")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared"
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -28,6 +28,19 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(_PEAK**2 / mse)
 
 
+PSNR_CAP = 100.0  # dB reported for identical images where a finite number is needed (JSON has no infinity)
+
+
+def psnr_capped(a: np.ndarray, b: np.ndarray) -> float:
+    """:func:`psnr`, at most :data:`PSNR_CAP` (identical images)."""
+    return min(PSNR_CAP, psnr(a, b))
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """A model's [0, 1] float output → uint8 the way every writer does it (clip, round)."""
+    return np.clip(np.round(x.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """Structural similarity with an 11×11 Gaussian window (σ = 1.5), C1 = (0.01·255)², C2 = (0.03·255)².
 

@@ -69,6 +69,7 @@ def axis_tiles(length: int, core: int, overlap: int, align: int) -> list[AxisTil
     return [AxisTile(s, lo, hi) for s, lo, hi in zip(starts, bounds, bounds[1:], strict=False)]
 
 
+DEFAULT_CORE = 256  # tile core per side: the runtime's default --tile, and the window engines are prebuilt for
 DEFAULT_OVERLAP = 32  # context per side for a model whose sidecar recommends none
 
 

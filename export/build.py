@@ -30,6 +30,7 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "export")
 
 from common.files import sha256_file
+from common.tiling import DEFAULT_CORE
 from export import validate
 from export.fp16 import NodePatternError, convert_fp16
 from export.onnx_export import ExportError, export_onnx, graph_opset
@@ -38,6 +39,7 @@ from export.validate import Thresholds, ValidationError
 from models.checkpoint import CheckpointError, load_generator
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.onnxruntime import import_onnxruntime
+from runtime.backends.select import DEFAULT_BATCH
 from runtime.spec import ModelSpec, sidecar_path
 
 
@@ -54,8 +56,8 @@ class BuildOptions:
     fp32_nodes: list[str] = dataclasses.field(default_factory=list)
     thresholds: Thresholds = dataclasses.field(default_factory=Thresholds)
     engine: str = "auto"  # auto | require | skip
-    tiles: list[int] = dataclasses.field(default_factory=lambda: [256])
-    max_batch: int = 4
+    tiles: list[int] = dataclasses.field(default_factory=lambda: [DEFAULT_CORE])
+    max_batch: int = DEFAULT_BATCH["tensorrt"]
     cache_dir: Path | None = None
     quiet: bool = False
 
@@ -103,13 +105,16 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         "--tile",
         type=int,
         nargs="+",
-        default=[256],
+        default=[DEFAULT_CORE],
         metavar="CORE",
         help="tile core sizes the runtime will use, as its --tile (engine shape = core + 2×overlap on the 16-px grid; "
-        "default 256)",
+        f"default {DEFAULT_CORE})",
     )
     p.add_argument(
-        "--max-batch", type=int, default=4, help="tiles per engine call, as the runtime's --batch (default 4)"
+        "--max-batch",
+        type=int,
+        default=DEFAULT_BATCH["tensorrt"],
+        help=f"tiles per engine call, as the runtime's --batch (default {DEFAULT_BATCH['tensorrt']})",
     )
     p.add_argument("--cache-dir", type=Path, help="engine cache folder (default: $WCDGAN_CACHE_DIR or the user cache)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")

@@ -32,7 +32,7 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "triton")
 
 from common.files import atomic_path, atomic_write_text
-from common.tiling import window_grid
+from common.tiling import DEFAULT_CORE, window_grid
 from runtime.models import ModelError, resolve_models
 from runtime.spec import ModelSpec
 
@@ -43,7 +43,7 @@ _TYPES = {"float32": pb.TYPE_FP32, "float16": pb.TYPE_FP16}
 class RepositoryOptions:
     """What the repository entry serves: window geometry, batching and instances (see ``--help``)."""
 
-    tile: int = 256
+    tile: int = DEFAULT_CORE
     overlap: int | None = None
     max_batch: int = 16
     preferred_batches: tuple[int, ...] = (4, 8, 16)
@@ -109,7 +109,12 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RepositoryO
     p.add_argument("--model", type=Path, required=True, help="exported .onnx (with its .json sidecar)")
     p.add_argument("-o", "--output", type=Path, required=True, help="model repository folder (created)")
     p.add_argument("--name", help="model name on the server (default: the sidecar's name)")
-    p.add_argument("--tile", type=int, default=256, help="tile core the clients use, as runtime --tile (default 256)")
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=DEFAULT_CORE,
+        help=f"tile core of the clients, as runtime --tile (default {DEFAULT_CORE})",
+    )
     p.add_argument("--overlap", type=int, help="context per side, as runtime --overlap (default: the sidecar's)")
     p.add_argument("--max-batch", type=int, default=16, help="windows per server batch (default 16)")
     p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batcher wait (default 2000 µs)")

@@ -27,6 +27,7 @@ from torch import nn
 
 from common.color import rgb_to_y
 from common.jpeg import jpeg_roundtrip
+from common.metrics import psnr_capped, to_uint8
 
 # (skimage.data image, crop height, crop width): three sizes, the last one off the 8-pixel grid.
 _VALIDATION_CROPS = (("astronaut", 96, 96), ("coffee", 80, 112), ("chelsea", 72, 60))
@@ -67,20 +68,6 @@ def describe_images() -> str:
     return f"skimage.data centre crops ({crops}), libjpeg quality {VALIDATION_QUALITY}"
 
 
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """[0, 1] float output → uint8 the way every writer does it (clip, round)."""
-    return np.clip(np.round(x.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
-PSNR_CAP = 100.0  # dB reported for identical 8-bit outputs (JSON has no infinity)
-
-
-def psnr_uint8(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between two uint8 arrays, capped at :data:`PSNR_CAP` (identical arrays)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, float(10.0 * np.log10(255.0**2 / mse)))
-
-
 def run_onnx(paths: list[str | os.PathLike], images: list[np.ndarray]) -> list[list[np.ndarray]]:
     """Outputs of each ONNX model (ORT CPU, via Polygraphy's Comparator) on each image; inputs are cast to the
     graph's input dtype, outputs returned as stored (float16 graphs with FP16 I/O give float16)."""
@@ -112,7 +99,7 @@ def compare_fp32(reference: list[np.ndarray], onnx_out: list[np.ndarray]) -> dic
         "max_abs_error": float(max(d.max() for d in diffs)),
         "mean_abs_error": float(np.mean([d.mean() for d in diffs])),
         "min_psnr_uint8_db": min(
-            psnr_uint8(to_uint8(r), to_uint8(o)) for r, o in zip(reference, onnx_out, strict=True)
+            psnr_capped(to_uint8(r), to_uint8(o)) for r, o in zip(reference, onnx_out, strict=True)
         ),
     }
 
@@ -120,7 +107,7 @@ def compare_fp32(reference: list[np.ndarray], onnx_out: list[np.ndarray]) -> dic
 def compare_fp16(fp32_out: list[np.ndarray], fp16_out: list[np.ndarray]) -> dict[str, float]:
     """FP16 vs FP32 graph: 8-bit PSNR (worst and mean image), max abs error, count of non-finite values."""
     nonfinite = int(sum(np.size(o) - np.isfinite(o).sum() for o in fp16_out))
-    psnrs = [psnr_uint8(to_uint8(a), to_uint8(b)) for a, b in zip(fp32_out, fp16_out, strict=True)]
+    psnrs = [psnr_capped(to_uint8(a), to_uint8(b)) for a, b in zip(fp32_out, fp16_out, strict=True)]
     return {
         "min_psnr_uint8_db": min(psnrs),
         "mean_psnr_uint8_db": float(np.mean(psnrs)),

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import filelock
 import platformdirs
 
-from common.files import atomic_write_bytes, atomic_write_text
+from common.files import atomic_write_bytes, atomic_write_text, safe_name
 
 ENV_VAR = "WCDGAN_CACHE_DIR"
 FORMAT = "wcdgan-engine"
@@ -70,8 +70,7 @@ class EngineKey:
         """File stem ``<model>-<16 hex>``: a hash of every field except the TensorRT version (see module doc)."""
         fields = {k: v for k, v in self.to_dict().items() if k != "trt_version"}
         digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.model_name)
-        return f"{safe}-{digest}"
+        return f"{safe_name(self.model_name)}-{digest}"
 
 
 def default_cache_dir() -> Path:

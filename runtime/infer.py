@@ -17,11 +17,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import BACKENDS, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
 from runtime.models import ModelError
-from runtime.restorer import DEFAULT_TILE, OutOfMemory, Restorer, check_quality
+from runtime.restorer import OutOfMemory, Restorer, check_quality
 
 DESCRIPTION = """\
 Remove JPEG compression artifacts with WCDGAN. Inputs are files, folders (their images, not recursive) or
@@ -67,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--url", help="--backend triton: the server, HOST:PORT (HTTP) or grpc://HOST:PORT")
     p.add_argument("--remote-model", help="--backend triton: the model's name on the server (default: the model's)")
-    p.add_argument("--tile", type=tile_arg, default=(DEFAULT_TILE, DEFAULT_TILE),
-                   help=f"tile core size N or HxW, rounded up to 16 (default {DEFAULT_TILE})")  # fmt: skip
+    p.add_argument("--tile", type=tile_arg, default=(DEFAULT_CORE, DEFAULT_CORE),
+                   help=f"tile core size N or HxW, rounded up to 16 (default {DEFAULT_CORE})")  # fmt: skip
     p.add_argument("--overlap", type=int, help="context pixels per tile side (default: the model's recommendation)")
     p.add_argument("--batch", type=int, help="tiles per call (default: 4 on GPU backends, 1 on the CPU)")
     p.add_argument("--quality", type=int, help="JPEG quality to assume for choosing a model (default: estimated)")
@@ -160,9 +161,9 @@ def run(args: argparse.Namespace) -> int:
     outputs = output_paths(inputs, args)
     try:
         restorer = Restorer(
-            args.model, args.backend, args.tile, args.overlap, args.batch, args.device_id, args.threads,
-            args.cache_dir, progress=not args.quiet, max_pixels=round(args.max_pixels * 1e6),
-            server=args.url, remote_model=args.remote_model,
+            args.model, backend=args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch,
+            device_id=args.device_id, threads=args.threads, cache_dir=args.cache_dir, progress=not args.quiet,
+            max_pixels=round(args.max_pixels * 1e6), server=args.url, remote_model=args.remote_model,
         )  # fmt: skip
     except (ModelError, BackendUnavailable, ValueError, TypeError) as e:
         raise UsageError(_option_names(str(e))) from None

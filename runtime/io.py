@@ -16,12 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from common.files import atomic_path
+from common.files import IMAGE_SUFFIXES, atomic_path  # noqa: F401 (re-exported for the CLI)
 from runtime.jpeg_quality import JpegQuality, jpeg_quality
 
-# Formats the CLI collects from folders (OpenCV decodes all of them in its standard wheels). A GIF given by name
-# is read too (its first frame).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# The CLI collects common.files.IMAGE_SUFFIXES from folders; a GIF given by name is read too (its first frame).
 LOSSLESS_SUFFIXES = (".png", ".tiff", ".tif", ".webp", ".bmp")  # what outputs may be written as (WebP: lossless)
 DEFAULT_MAX_PIXELS = 200_000_000  # decoded input and output of this size take ~1.2 GB (8-bit RGB)
 _SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")  # OpenCV silently writes 8 bit for the others

@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from common.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from common.color import rgb_to_y, with_luma
 from common.files import NAME_MAX
-from common.tiling import TileGrid, crop_slices, extract_window, window_grid
+from common.tiling import DEFAULT_CORE, TileGrid, crop_slices, extract_window, window_grid
 from runtime.backends.base import Backend, BackendUnavailable, is_out_of_memory
 from runtime.backends.select import select_backend
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
@@ -33,7 +33,6 @@ from runtime.models import Model, ModelError, ModelSet, resolve_models
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TILE = 256  # core pixels per side; the window adds the overlap on each side
 MIN_CORE = 64
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB model output → gray (BT.601, as OpenCV)
 
@@ -98,8 +97,9 @@ class Restorer:
     def __init__(
         self,
         model: str | os.PathLike | ModelSet | None = None,
+        *,
         backend: str = "auto",
-        tile: int | tuple[int, int] = DEFAULT_TILE,
+        tile: int | tuple[int, int] = DEFAULT_CORE,
         overlap: int | None = None,
         batch: int | None = None,
         device_id: int = 0,
@@ -351,9 +351,7 @@ class _ColorAdapter:
     def from_model(self, out: np.ndarray, source: np.ndarray) -> np.ndarray:
         """``out``: C×h×w model output for the region whose input pixels are ``source``."""
         if self.mode == "rgb_y":
-            ycbcr = rgb_to_ycbcr(source)
-            ycbcr[..., 0] = np.rint(np.clip(out[0], 0, 1) * 255)
-            return ycbcr_to_rgb(ycbcr)
+            return with_luma(source, out[0])
         if self.mode == "gray_rgb":
             out = np.tensordot(_LUMA, out, axes=1)[None]
         quantised = np.rint(np.clip(out, 0, 1) * self.scale).astype(self.dtype)

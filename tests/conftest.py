@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from common.files import shared_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("WCDGAN_SHARED", REPO_ROOT.parent / "shared"))
+SHARED = shared_dir()
 
 # Two cores are shared by torch, ORT and OpenCV in CI: one thread each avoids oversubscription.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

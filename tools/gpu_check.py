@@ -25,15 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from common.metrics import psnr_capped, to_uint8
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "astronaut_q10.jpg"
 FULL_CKPT = REPO / "models" / "pretrained" / "wcdgan_rgb_blind.pt"
-
-
-def psnr8(a: np.ndarray, b: np.ndarray) -> float:
-    a8, b8 = (np.rint(np.clip(x, 0, 1) * 255) for x in (a, b))
-    mse = float(np.mean((a8 - b8) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 def windows(channels: int, size: int, n: int) -> np.ndarray:
@@ -65,7 +61,9 @@ def check_ort_cuda(model_path: Path, report: dict) -> None:
     cpu = OrtBackend(model.file(False).onnx, model.spec, (320, 320), 4, device="cpu")
     x = windows(model.spec.channels, 320, 4)
     got, want = cuda.run(x), cpu.run(x)
-    report["fp16_cuda_vs_fp32_cpu_psnr_db"] = min(psnr8(g, w) for g, w in zip(got, want, strict=True))
+    report["fp16_cuda_vs_fp32_cpu_psnr_db"] = min(
+        psnr_capped(to_uint8(g), to_uint8(w)) for g, w in zip(got, want, strict=True)
+    )
     report["finite"] = bool(np.isfinite(got).all())
     report["short_batch_equal"] = bool(np.allclose(cuda.run(x[:3]), got[:3], atol=1e-3))
     cuda.close()
@@ -80,7 +78,7 @@ def check_restorer(model_path: Path, report: dict) -> None:
     report["auto_backend"] = gpu.backend_name
     report["auto_skipped"] = gpu.skipped_backends
     cpu = Restorer(model_path, backend="ort-cpu")
-    report["restored_cuda_vs_cpu_psnr_db"] = psnr8(gpu(image) / 255, cpu(image) / 255)
+    report["restored_cuda_vs_cpu_psnr_db"] = psnr_capped(gpu(image), cpu(image))
 
 
 def time_batches(model_path: Path, batches: list[int], repeats: int = 20) -> list[dict]:

@@ -22,6 +22,7 @@ try:
 except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "train")
 
+from common.files import shared_dir
 from models.checkpoint import CheckpointError, load_generator
 from models.wcdgan import GeneratorConfig
 from train import probe
@@ -31,7 +32,8 @@ from train.loop import ResumeError, Trainer, load_run_data, load_training_state,
 
 DEFAULT_ITERS = 100_000
 UNCAPPED_ITERS = 10**12  # with --time-budget and no --iters
-SHARED_VGG = Path(__file__).resolve().parents[2] / "shared" / "weights" / "vgg19_features_caffe_rgb_fp16.pth"
+MIN_BUDGET_S = 1.0  # what --end-at leaves a run whose start-up overran the deadline
+SHARED_VGG = shared_dir() / "weights" / "vgg19_features_caffe_rgb_fp16.pth"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,8 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = trainer.cfg
         if args.end_at is not None:
             cfg.time_budget_s = args.end_at - time.time()
-            if cfg.time_budget_s <= 0:
-                raise ValueError(f"--end-at: that time passed {-cfg.time_budget_s:.0f} s ago, before training began")
+            if cfg.time_budget_s < MIN_BUDGET_S:  # start-up ate the budget: still leave a checkpoint to evaluate
+                print(f"warning: --end-at is {-cfg.time_budget_s:.0f} s past as training begins; training for "
+                      f"{MIN_BUDGET_S:.0f} s only", file=sys.stderr)  # fmt: skip
+                cfg.time_budget_s = MIN_BUDGET_S
         if not args.quiet:
             span = (
                 f"for {cfg.time_budget_s / 60:.1f} min"

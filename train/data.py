@@ -31,8 +31,9 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from common.color import rgb_to_y
+from common.files import IMAGE_SUFFIXES, shared_dir
 from common.jpeg import jpeg_roundtrip
-from train.pack import IMAGE_SUFFIXES, ShardError, is_shard, iter_shard, list_images, read_manifest
+from train.pack import ShardError, is_shard, iter_shard, list_images, read_manifest
 
 EVAL_SET_NAMES = ("live1", "classic5")
 
@@ -43,7 +44,7 @@ class DataError(ValueError):
 
 def shared_eval_dir() -> Path:
     """``<repo>/../shared/data/eval``: the paper's test sets, never to be trained on."""
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
+    return shared_dir() / "data" / "eval"
 
 
 def check_training_dir(path: str | os.PathLike) -> Path:

@@ -66,7 +66,7 @@ PROTOCOLS = {
     },
 }
 BASELINE_NAME = "JPEG"
-IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+GROUND_TRUTH_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")  # lossless 8-bit formats only
 TILE_OVERLAP = 32
 """Context in px added around each tile by :func:`generator_restore_fn` (and cropped from its output)."""
 
@@ -77,15 +77,15 @@ def load_eval_images(data_dir: str | os.PathLike, channel: str) -> list[tuple[st
     ``channel="y"``: H×W (luma of colour files, grayscale files unchanged). ``channel="rgb"``: H×W×3 RGB;
     grayscale files raise ``ValueError``. A colour file whose three channels are identical is grayscale
     data and is treated as such (so Classic5 stored as RGB still gives the published numbers). Only
-    lossless 8-bit files (``IMAGE_SUFFIXES``) are read; an opaque alpha channel is dropped.
+    lossless 8-bit files (``GROUND_TRUTH_SUFFIXES``) are read; an opaque alpha channel is dropped.
     """
     _check_channel(channel)
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no such folder")
-    paths = sorted(p for p in data_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = sorted(p for p in data_dir.iterdir() if p.suffix.lower() in GROUND_TRUTH_SUFFIXES and p.is_file())
     if not paths:
-        raise ValueError(f"{data_dir}: no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise ValueError(f"{data_dir}: no images ({', '.join(GROUND_TRUTH_SUFFIXES)})")
     if len({p.stem for p in paths}) != len(paths):
         raise ValueError(f"{data_dir}: several images share a name (stem); results are keyed by name")
     images = []

@@ -34,13 +34,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from common.files import atomic_path
+from common.files import IMAGE_SUFFIXES, atomic_path
 
 FORMAT = "wcdgan-shard"
 VERSION = 1
 MANIFEST = "MANIFEST.json"
 SHARD_SUFFIX = ".tar"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 KEEP_AS_IS = (".jpg", ".jpeg", ".webp")  # already compressed: re-encoding gains nothing losslessly
 MiB = 1 << 20
 

@@ -26,7 +26,7 @@ from typing import Any
 import filelock
 import numpy as np
 
-from common.files import atomic_write_bytes, sha256_file
+from common.files import atomic_write_bytes, safe_name, sha256_file
 from runtime.backends.base import BackendNotInstalled, BackendUnavailable, is_out_of_memory
 from runtime.engine_cache import EngineCache, EngineKey, default_cache_dir
 from runtime.spec import ModelSpec
@@ -36,11 +36,15 @@ _NP_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 @dataclass(frozen=True)
 class BuilderOptions:
-    """TensorRT builder settings that change the engine (part of the cache key)."""
+    """TensorRT builder settings that change the engine, recorded in the cache key. One fixed set (:data:`BUILDER`):
+    an engine prebuilt by ``export.build`` must be the one the runtime later asks the cache for."""
 
     optimization_level: int = 3  # 0..5; higher searches more tactics (slower build, maybe faster engine)
     hardware_compatibility: str = "none"  # "none" or "ampere_plus" (portable across Ampere+ GPUs, slower)
     workspace_mib: int = 0  # 0 = TensorRT's default (all device memory)
+
+
+BUILDER = BuilderOptions()
 
 
 def _import_trt() -> tuple[Any, Any]:
@@ -84,7 +88,6 @@ def engine_key(
     spec: ModelSpec,
     tile_hw: tuple[int, int],
     max_batch: int,
-    options: BuilderOptions,
     device: int = 0,
 ) -> EngineKey:
     """The cache key of an engine for ``onnx_path`` at ``tile_hw`` windows, batch 1..``max_batch``.
@@ -105,7 +108,7 @@ def engine_key(
         trt_version=trt.__version__,
         gpu_name=gpu,
         compute_capability=cc,
-        builder_options=dataclasses.asdict(options),
+        builder_options=dataclasses.asdict(BUILDER),
     )
 
 
@@ -148,11 +151,9 @@ class _TimingCache:
     """A timing cache file per TensorRT version and GPU under ``<cache>/timing/``, updated under a lock."""
 
     def __init__(self, root: Path, key: EngineKey) -> None:
-        safe = "".join(
-            c if c.isalnum() or c in "-_." else "_"
-            for c in f"trt{key.trt_version}-{key.gpu_name}-sm{key.compute_capability}"
+        self.path = (
+            root / "timing" / f"{safe_name(f'trt{key.trt_version}-{key.gpu_name}-sm{key.compute_capability}')}.cache"
         )
-        self.path = root / "timing" / f"{safe}.cache"
 
     def load(self, config: Any) -> None:
         """Attach the stored timing cache (or an empty one) to the builder ``config``."""
@@ -174,9 +175,7 @@ class _TimingCache:
             atomic_write_bytes(self.path, bytes(cache.serialize()))
 
 
-def make_build_fn(
-    trt: Any, logger: Any, root: Path, options: BuilderOptions, progress: bool
-) -> Callable[[Path, EngineKey], bytes]:
+def make_build_fn(trt: Any, logger: Any, root: Path, progress: bool) -> Callable[[Path, EngineKey], bytes]:
     """``build_fn(onnx_path, key) -> bytes`` for :class:`EngineCache`: parse, configure, build, serialize."""
 
     def build(onnx_path: Path, key: EngineKey) -> bytes:
@@ -194,11 +193,11 @@ def make_build_fn(
         fp16_flag = getattr(trt.BuilderFlag, "FP16", None)  # removed in TensorRT 11
         if strongly_typed is None and fp16_flag is not None and key.precision == "fp16":
             config.set_flag(fp16_flag)  # only pre-10 TensorRT without strong typing gets here
-        config.builder_optimization_level = options.optimization_level
-        if options.hardware_compatibility == "ampere_plus":
+        config.builder_optimization_level = BUILDER.optimization_level
+        if BUILDER.hardware_compatibility == "ampere_plus":
             config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-        if options.workspace_mib:
-            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+        if BUILDER.workspace_mib:
+            config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, BUILDER.workspace_mib << 20)
         profile = builder.create_optimization_profile()
         for name, lo, opt, hi in key.profiles:
             profile.set_shape(name, tuple(lo), tuple(opt), tuple(hi))
@@ -300,7 +299,6 @@ class TensorRTBackend:
         max_batch: int,
         cache_dir: str | os.PathLike | None = None,
         progress: bool = True,
-        options: BuilderOptions | None = None,
         device: int = 0,
     ) -> None:
         trt, cudart = _import_trt()
@@ -309,7 +307,7 @@ class TensorRTBackend:
         self._allocations: list[tuple[Callable, int]] = []  # (free function, pointer), freed by close()
         self._stream = self._context = self._engine = self._runtime = None
         try:
-            self._load(Path(onnx_path), options or BuilderOptions(), cache_dir, progress, device)
+            self._load(Path(onnx_path), cache_dir, progress, device)
         except BackendUnavailable:
             self.close()
             raise
@@ -317,14 +315,14 @@ class TensorRTBackend:
             self.close()
             raise BackendUnavailable(f"TensorRT cannot run {Path(onnx_path).name}: {e}") from e
 
-    def _load(self, onnx_path: Path, options: BuilderOptions, cache_dir, progress: bool, device: int) -> None:
+    def _load(self, onnx_path: Path, cache_dir, progress: bool, device: int) -> None:
         trt, cudart, spec = self._trt, self._cudart, self.spec
-        key = engine_key(trt, cudart, onnx_path, spec, self.tile_hw, self.max_batch, options, device)  # GPU check
+        key = engine_key(trt, cudart, onnx_path, spec, self.tile_hw, self.max_batch, device)  # checks the GPU
         _cuda(cudart.cudaSetDevice(device))
         self._logger = make_logger(trt)
         self._runtime = trt.Runtime(self._logger)  # engines must not outlive their runtime
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        build = make_build_fn(trt, self._logger, root, options, progress)
+        build = make_build_fn(trt, self._logger, root, progress)
         cache = EngineCache(build, lambda plan: deserialize(self._runtime, self._logger, plan), root)
         self._engine = cache.get(onnx_path, key)
         check_engine_io(trt, self._engine, spec, self.tile_hw, self.max_batch)
@@ -402,7 +400,6 @@ def prebuild(
     max_batch: int,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    options: BuilderOptions | None = None,
 ) -> None:
     """Make sure the engine for these settings is in the cache (what ``python -m export.build`` calls)."""
-    TensorRTBackend(onnx_path, spec, tile_hw, max_batch, cache_dir, progress, options).close()
+    TensorRTBackend(onnx_path, spec, tile_hw, max_batch, cache_dir, progress).close()
