@@ -24,16 +24,22 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
     Identical images give ``inf``.
     """
-    mse = _mse(*_as_float_pair(a, b))
-    return math.inf if mse == 0 else 10.0 * math.log10(_PEAK**2 / mse)
+    return _psnr_of(*_as_float_pair(a, b))
 
 
 PSNR_CAP = 100.0  # dB reported for identical images where a finite number is needed (JSON has no infinity)
 
 
 def psnr_capped(a: np.ndarray, b: np.ndarray) -> float:
-    """:func:`psnr`, at most :data:`PSNR_CAP` (identical images)."""
-    return min(PSNR_CAP, psnr(a, b))
+    """PSNR of two uint8 arrays of any one shape (images, N×C×H×W batches), at most :data:`PSNR_CAP`."""
+    if a.shape != b.shape or a.dtype != np.uint8 or b.dtype != np.uint8:
+        raise ValueError(f"expected two uint8 arrays of one shape, got {a.dtype} {a.shape} and {b.dtype} {b.shape}")
+    return min(PSNR_CAP, _psnr_of(a.astype(np.float64), b.astype(np.float64)))
+
+
+def _psnr_of(x: np.ndarray, y: np.ndarray) -> float:
+    mse = _mse(x, y)
+    return math.inf if mse == 0 else 10.0 * math.log10(_PEAK**2 / mse)
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
