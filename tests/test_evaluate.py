@@ -117,7 +117,7 @@ def test_outputs_are_clipped_rounded_and_shape_checked(colour_dir):
         return x + 10.0  # far above 1: clips to white
 
     res = evaluate_methods({"white": record}, colour_dir, [10], channel="y", progress=False)
-    assert all(s[0][2] == 1 and s[1] == np.float32 and 0 <= s[2] <= s[3] <= 1 for s in seen)
+    assert seen and all(s[0][2] == 1 and s[1] == np.float32 and 0 <= s[2] <= s[3] <= 1 for s in seen)
     gt = dict(load_eval_images(colour_dir, "y"))["astronaut"]
     white = np.full_like(gt, 255)
     assert res["methods"]["white"]["10"]["per_image"]["astronaut"]["psnr"] == psnr(white, gt)
