@@ -306,7 +306,7 @@ def _onnx_backend_runner(folder: Path, x: torch.Tensor, backend: str) -> tuple[C
     """Run through the runtime's own backend (``runtime.backends.select.create_backend``) on one fixed tile shape."""
     from runtime.backends.base import BackendUnavailable
     from runtime.backends.select import create_backend
-    from runtime.models import resolve_models
+    from runtime.model_files import resolve_models
 
     batch = x.numpy()
     try:

@@ -29,7 +29,7 @@ from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr_capped
 from common.tiling import align_up
 from runtime import Restorer
-from runtime.models import ModelError, resolve_models
+from runtime.model_files import ModelError, resolve_models
 
 SHARED = shared_dir()
 

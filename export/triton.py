@@ -33,7 +33,7 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
 
 from common.files import atomic_path, atomic_write_text
 from common.tiling import DEFAULT_CORE, window_grid
-from runtime.models import ModelError, resolve_models
+from runtime.model_files import ModelError, resolve_models
 from runtime.spec import ModelSpec
 
 _TYPES = {"float32": pb.TYPE_FP32, "float16": pb.TYPE_FP16}

@@ -13,7 +13,6 @@ axes are exercised too.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -135,7 +134,3 @@ def check(name: str, numbers: dict[str, float], thresholds: Thresholds) -> None:
 
 def format_numbers(numbers: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in numbers.items())
-
-
-def thresholds_dict(thresholds: Thresholds) -> dict[str, float]:
-    return dataclasses.asdict(thresholds)

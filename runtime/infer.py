@@ -21,7 +21,7 @@ from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import BACKENDS, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
-from runtime.models import ModelError
+from runtime.model_files import ModelError
 from runtime.restorer import OutOfMemory, Restorer, check_quality
 
 DESCRIPTION = """\

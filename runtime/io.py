@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from common.files import IMAGE_SUFFIXES, atomic_path  # noqa: F401 (re-exported for the CLI)
-from runtime.jpeg_quality import JpegQuality, jpeg_quality
+from runtime.jpeg_quality import JpegQuality, read_jpeg_quality
 
 # The CLI collects common.files.IMAGE_SUFFIXES from folders; a GIF given by name is read too (its first frame).
 LOSSLESS_SUFFIXES = (".png", ".tiff", ".tif", ".webp", ".bmp")  # what outputs may be written as (WebP: lossless)
@@ -76,7 +76,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     orientation = _exif_orientation(meta_types, meta)
     pixels = _apply_orientation(pixels, orientation)
     alpha = None if alpha is None else _apply_orientation(alpha, orientation)
-    return LoadedImage(pixels, alpha, jpeg_quality(path) if is_jpeg else None)
+    return LoadedImage(pixels, alpha, read_jpeg_quality(path) if is_jpeg else None)
 
 
 def write_image(

@@ -123,7 +123,7 @@ def estimate_quality(tables: dict[int, np.ndarray]) -> JpegQuality | None:
     return JpegQuality(best_q, best_err == 0)
 
 
-def jpeg_quality(path: str | os.PathLike) -> JpegQuality | None:
+def read_jpeg_quality(path: str | os.PathLike) -> JpegQuality | None:
     """Estimated IJG quality of the JPEG file at ``path``; None for non-JPEG or unreadable headers."""
     try:
         with open(path, "rb") as f:

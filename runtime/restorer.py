@@ -29,7 +29,7 @@ from runtime.backends.base import Backend, BackendUnavailable, is_out_of_memory
 from runtime.backends.select import select_backend
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
-from runtime.models import Model, ModelError, ModelSet, resolve_models
+from runtime.model_files import Model, ModelError, ModelSet, resolve_models
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class Restorer:
 
     Args:
         model: None (the bundled default), an ``.onnx`` file with its ``.json`` sidecar, or a folder of
-            per-quality models (see :mod:`runtime.models`).
+            per-quality models (see :mod:`runtime.model_files`).
         backend: "auto" (tensorrt > ort-cuda > ort-cpu, the first that loads), one of those names, or "triton" with
             ``server`` (``HOST:PORT``, ``grpc://HOST:PORT``) serving ``remote_model`` (default: the model's name).
         tile: core tile size, int or (h, w), rounded up to ``align``; the fixed window adds ``overlap`` per side.
@@ -131,25 +131,26 @@ class Restorer:
         """The backend that actually runs ("tensorrt", "ort-cuda" or "ort-cpu")."""
         return self._backend_kind
 
-    def __call__(self, image: np.ndarray, jpeg_quality: int | None = None) -> np.ndarray:
-        """Restore ``image`` (see class docstring); ``jpeg_quality`` picks among per-quality models."""
+    def __call__(self, image: np.ndarray, quality: int | None = None) -> np.ndarray:
+        """Restore ``image`` (see class docstring); ``quality`` (its JPEG quality) picks among per-quality models."""
         _check_image(image)
-        check_quality(jpeg_quality)
+        check_quality(quality)
         with self._lock:
-            return self._restore(image, self.models.for_quality(jpeg_quality))
+            return self._restore(image, self.models.for_quality(quality))
 
     def restore_file(
-        self, path: str | os.PathLike, out_path: str | os.PathLike, jpeg_quality: int | None = None
+        self, path: str | os.PathLike, out_path: str | os.PathLike, quality: int | None = None
     ) -> FileResult:
-        """Read ``path``, restore it (model chosen by ``jpeg_quality`` or the file's estimated quality) and
+        """Read ``path``, restore it (model chosen by ``quality`` or the file's estimated JPEG quality) and
         write ``out_path`` atomically (format from its suffix; alpha re-attached). Never writes over ``path``."""
         path, out_path = Path(path), Path(out_path)
-        check_quality(jpeg_quality)
+        check_quality(quality)
         if out_path.resolve() == path.resolve():
             raise ImageError(f"{out_path}: is the input itself; refusing to overwrite an input")
         check_writable(out_path)  # before minutes of work, not after
         image = read_image(path, self.max_pixels)
-        quality = jpeg_quality if jpeg_quality is not None else (image.jpeg_quality and image.jpeg_quality.quality)
+        if quality is None and image.jpeg_quality is not None:
+            quality = image.jpeg_quality.quality
         model = self.models.for_quality(quality)
         with self._lock:
             restored = self._restore(image.pixels, model)

@@ -18,7 +18,7 @@ from runtime.backends import onnxruntime as ort_backend
 from runtime.backends.base import BackendUnavailable, is_out_of_memory
 from runtime.backends.select import select_backend
 from runtime.engine_cache import EngineCacheWarning, list_entries
-from runtime.models import resolve_models
+from runtime.model_files import resolve_models
 from runtime.spec import ModelSpec, sidecar_path
 from tests import gpu_stubs
 from tests.runtime_fixtures import tiny_wcdgan

@@ -27,7 +27,7 @@ from runtime import Restorer
 from runtime.cache import main as cache_main
 from runtime.infer import main as infer_main
 from runtime.io import read_image
-from runtime.models import ModelError
+from runtime.model_files import ModelError
 from tests.runtime_fixtures import export_onnx, local_net, write_jpeg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -253,7 +253,7 @@ def test_api_validates_like_the_cli(world):
             Restorer(world["model"], **kwargs)
     restorer = Restorer(world["model"], tile=32)
     with pytest.raises(ValueError, match=r"1\.\.100"):
-        restorer(RGB, jpeg_quality=1000)
+        restorer(RGB, quality=1000)
     with pytest.raises(ModelError, match="displaced"):
         Restorer(world["shifted"])
     with pytest.raises(ValueError, match="over the limit"):

@@ -56,7 +56,7 @@ class _Recorder:
 
 
 def test_restorer_default_grid_is_the_mcu_grid(monkeypatch, tmp_path):
-    from runtime.models import Model, ModelFile, ModelSet
+    from runtime.model_files import Model, ModelFile, ModelSet
     from runtime.spec import ModelSpec
 
     seen = []
@@ -192,7 +192,7 @@ def test_ycbcr_round_trip_is_exact_on_8_bit_rgb():
 
 
 def test_self_test_rejects_a_model_that_ignores_its_input(tmp_path):
-    from runtime.models import ModelError
+    from runtime.model_files import ModelError
 
     model = export_onnx(_ChannelConstants(), tmp_path / "const.onnx", 3)
     with pytest.raises(ModelError, match="far from its input"):

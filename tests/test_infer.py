@@ -126,7 +126,7 @@ def test_runtime_imports_without_torch():
                 if name.split(".")[0] in ("torch", "models", "train", "export"):
                     raise ImportError(f"blocked: {name}")
         sys.meta_path.insert(0, Block())
-        import runtime, runtime.infer, runtime.restorer, common.tiling, runtime.io, runtime.models
+        import runtime, runtime.infer, runtime.restorer, common.tiling, runtime.io, runtime.model_files
         import runtime.jpeg_quality, runtime.backends.select, runtime.backends.onnxruntime
         from runtime import Restorer
         assert "torch" not in sys.modules

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from runtime.jpeg_quality import estimate_quality, ijg_table, jpeg_quality, read_quant_tables
+from runtime.jpeg_quality import estimate_quality, ijg_table, read_jpeg_quality, read_quant_tables
 from tests.runtime_fixtures import write_jpeg
 
 
@@ -17,7 +17,7 @@ from tests.runtime_fixtures import write_jpeg
 @pytest.mark.parametrize("gray", [False, True])
 def test_opencv_jpegs_recover_quality_exactly(tmp_path, quality, gray):
     image = data.camera()[:64, :80] if gray else data.astronaut()[:64, :80]
-    q = jpeg_quality(write_jpeg(tmp_path / "x.jpg", image, quality))
+    q = read_jpeg_quality(write_jpeg(tmp_path / "x.jpg", image, quality))
     assert q is not None and q.quality == quality and q.exact
 
 
@@ -28,14 +28,14 @@ def test_pillow_jpeg_and_tables_in_natural_order(tmp_path):
         tables = read_quant_tables(f)
     np.testing.assert_array_equal(tables[0], ijg_table(37))  # zigzag → natural order is undone correctly
     np.testing.assert_array_equal(tables[1], ijg_table(37, chroma=True))
-    assert jpeg_quality(path).quality == 37
+    assert read_jpeg_quality(path).quality == 37
 
 
 def test_non_ijg_tables_give_nearest_inexact(tmp_path):
     table = (ijg_table(30) + 1).tolist()  # close to q30, but not libjpeg's
     path = tmp_path / "custom.jpg"
     Image.fromarray(data.camera()[:64, :64]).save(path, qtables=[table])
-    q = jpeg_quality(path)
+    q = read_jpeg_quality(path)
     assert q is not None and not q.exact and abs(q.quality - 30) <= 2
     assert "≈" in str(q)
 
@@ -50,6 +50,6 @@ def test_non_jpeg_and_broken_headers_give_none(tmp_path):
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     for path in (png, text, truncated, empty, tmp_path / "missing.jpg"):
-        assert jpeg_quality(path) is None
+        assert read_jpeg_quality(path) is None
     assert estimate_quality({}) is None
     assert read_quant_tables(io.BytesIO(b"GIF89a")) is None

@@ -9,11 +9,11 @@ import onnxruntime as ort
 import pytest
 from skimage import data
 
-import runtime.models
+import runtime.model_files
 import runtime.restorer
 from runtime import Restorer
 from runtime.backends.base import BackendUnavailable
-from runtime.models import Model, ModelError, ModelFile, ModelSet, resolve_models
+from runtime.model_files import Model, ModelError, ModelFile, ModelSet, resolve_models
 from runtime.spec import ModelSpec
 from tests.runtime_fixtures import local_net, tiny_wcdgan, write_jpeg
 
@@ -63,7 +63,7 @@ def test_rgb_image_with_y_model_keeps_chroma(y_model):
 
 
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(runtime.models, "DEFAULT_MODEL", tmp_path / "weights" / "default.onnx")
+    monkeypatch.setattr(runtime.model_files, "DEFAULT_MODEL", tmp_path / "weights" / "default.onnx")
     with pytest.raises(ModelError, match="bundled default model is missing"):
         Restorer()
     with pytest.raises(ModelError, match="no such model"):
@@ -93,7 +93,7 @@ def test_per_quality_choice_and_precision_variants(tmp_path):
     path = write_jpeg(tmp_path / "in.jpg", RGB, 12)
     result = restorer.restore_file(path, tmp_path / "out.png")
     assert result.model == "q10" and result.jpeg_quality.quality == 12 and result.backend == restorer.backend_name
-    assert restorer.restore_file(path, tmp_path / "o2.png", jpeg_quality=45).model == "q40"
+    assert restorer.restore_file(path, tmp_path / "o2.png", quality=45).model == "q40"
     with pytest.raises(ValueError, match="refusing to overwrite"):
         restorer.restore_file(path, path)
 

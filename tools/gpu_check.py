@@ -48,7 +48,7 @@ def check_ort_cuda(model_path: Path, report: dict) -> None:
     import onnxruntime as ort
 
     from runtime.backends.onnxruntime import OrtBackend
-    from runtime.models import resolve_models
+    from runtime.model_files import resolve_models
 
     report["onnxruntime"] = {"version": ort.__version__, "providers": ort.get_available_providers()}
     report["torch_loaded"] = "torch" in sys.modules  # must stay False: the libraries come from preload_dlls
@@ -84,7 +84,7 @@ def check_restorer(model_path: Path, report: dict) -> None:
 def time_batches(model_path: Path, batches: list[int], repeats: int = 20) -> list[dict]:
     """Median ms per call and tiles/s of ort-cuda for each batch size (320² windows), after 3 warm-up calls."""
     from runtime.backends.onnxruntime import OrtBackend
-    from runtime.models import resolve_models
+    from runtime.model_files import resolve_models
 
     model = resolve_models(model_path).for_quality(None)
     rows = []

@@ -68,7 +68,7 @@ MUTANTS = [
     Mutant("restorer: NaN output accepted", "runtime/restorer.py", "if not np.isfinite(result).all():",
            "if False:", RUNTIME),
     Mutant("restorer: OOM shrinks batch by one", "runtime/restorer.py", "batch //= 2", "batch -= 1", RUNTIME),
-    Mutant("models: sidecar hash not checked", "runtime/models.py",
+    Mutant("models: sidecar hash not checked", "runtime/model_files.py",
            "if spec.onnx_sha256 and sha256_file(onnx_path) != spec.onnx_sha256:", "if False:", RUNTIME),
     Mutant("select: auto tries the CPU first", "runtime/backends/select.py",
            'BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu")', 'BACKENDS = ("ort-cpu", "tensorrt", "ort-cuda")',

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 
 from runtime.backends.base import Backend, BackendNotInstalled, BackendUnavailable
-from runtime.models import Model
+from runtime.model_files import Model
 
 BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu")  # what auto tries, in order
 REMOTE_BACKENDS = ("triton",)  # need a server address; auto never picks them
