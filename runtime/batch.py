@@ -178,14 +178,13 @@ def last_line(error: BaseException) -> str:
 
 
 def check_batch_options(args: argparse.Namespace) -> None:
-    """Raise UsageError for invalid options (those shared with runtime.infer are checked by :func:`check_options`)."""
+    """Raise UsageError for invalid options (those shared with runtime.infer, --threads included, by
+    :func:`check_options`)."""
     check_options(args)
     if args.actors is not None and args.actors < 1:
         raise UsageError(f"--actors must be at least 1, got {args.actors}")
-    if args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, got {args.threads}")
-    if not (0 <= args.gpus_per_actor <= 1 or args.gpus_per_actor == int(args.gpus_per_actor)):
-        raise UsageError(f"--gpus-per-actor must be a fraction up to 1 or a whole number, got {args.gpus_per_actor}")
+    if not 0 <= args.gpus_per_actor <= 1:  # a Restorer uses one GPU
+        raise UsageError(f"--gpus-per-actor must be in 0..1, got {args.gpus_per_actor:g}")
 
 
 def list_inputs(sources: list[str]) -> tuple[list[Path], list[str]]:

@@ -1,5 +1,5 @@
 """``python -m runtime.batch`` on a local Ray (2 CPUs): same outputs as runtime.infer, error rows, resume after
-SIGTERM and SIGKILL, usage errors without tracebacks. Each Ray start costs several seconds: runs are few."""
+SIGTERM and SIGKILL, usage errors without tracebacks. A Ray start costs 5-10 s here: one test holds the three runs."""
 
 from __future__ import annotations
 
@@ -55,55 +55,24 @@ def model(tmp_path_factory) -> Path:
     return local_net(tmp_path_factory.mktemp("model") / "local.onnx")
 
 
-def test_same_outputs_as_infer_error_rows_and_skips(tmp_path, model):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i, quality in enumerate((10, 20, 30, 40, 50)):
-        write_jpeg(src / f"p{i}.jpg", data.astronaut()[i * 40 : i * 40 + 64, :96], quality)
-    full = (src / "p0.jpg").read_bytes()
-    (src / "truncated.jpg").write_bytes(full[: len(full) // 2])
-    (src / "text.jpg").write_text("not a JPEG")
-    out, reference = tmp_path / "out", tmp_path / "reference"
-    code, err = finish(batch(src, out, "--model", model, "--tile", "32", "--actors", "2"))
-    assert code == 1 and "2 input(s) failed" in err
-    assert "5 restored, 0 skipped, 2 failed" in err and "files/s" in err and "(backend: ort-cpu)" in err
-    assert infer_main([str(src), "-o", str(reference), "--model", str(model), "--tile", "32", "-q"]) == 1
-    names = sorted(p.name for p in reference.iterdir())
-    assert names == [f"p{i}.png" for i in range(5)] == sorted(p.name for p in out.glob("*.png"))
-    for name in names:
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
-    results = {Path(r["input"]).name: r for r in rows(out / MANIFEST_NAME)}
-    assert {n: r["status"] for n, r in results.items()} == {
-        **{f"p{i}.jpg": "ok" for i in range(5)}, "truncated.jpg": "error", "text.jpg": "error"
-    }  # fmt: skip
-    assert [results[f"p{i}.jpg"]["jpeg_quality"] for i in range(5)] == [10, 20, 30, 40, 50]
-    first = results["p0.jpg"]
-    assert first["model"] == "local" and first["backend"] == "ort-cpu" and first["error"] is None
-    assert first["seconds"] > 0 and first["megapixels"] == pytest.approx(64 * 96 / 1e6)
-    assert "truncated JPEG" in results["truncated.jpg"]["error"] and "text.jpg" in results["text.jpg"]["error"]
-    assert not leftovers(out)
-
-    listing = tmp_path / "good.txt"  # a manifest of the good files: all done, so Ray is not even started
-    listing.write_text("# done already\n" + "".join(f"in/p{i}.jpg\n" for i in range(5)))
-    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    code, err = finish(batch(listing, out, "--model", model))
-    assert code == 0 and "0 restored, 5 skipped, 0 failed" in err and "Ray on" not in err
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == {n: before[n] for n in names}
-    assert [r["status"] for r in rows(out / MANIFEST_NAME)[-5:]] == ["skipped"] * 5
-
-
-def test_killed_jobs_resume_without_partial_files(tmp_path, model):
+def test_killed_jobs_resume_to_the_outputs_of_infer(tmp_path, model):
+    """SIGTERM, then SIGKILL of the whole job half way, then a run to the end: the outputs are those of
+    runtime.infer, bad files are error rows, nothing partial is left; a rerun of finished work starts no Ray."""
     src = tmp_path / "in"
     src.mkdir()
     image = cv2.resize(data.astronaut(), (384, 384))
-    for i in range(12):
-        write_jpeg(src / f"f{i:02d}.jpg", image, 10 + 5 * i)
+    qualities = {f"f{i:02d}.jpg": 10 + 5 * i for i in range(12)}
+    for name, quality in qualities.items():
+        write_jpeg(src / name, image, quality)
+    full = (src / "f00.jpg").read_bytes()
+    (src / "truncated.jpg").write_bytes(full[: len(full) // 2])
+    (src / "text.jpg").write_text("not a JPEG")
     out = tmp_path / "out"
     manifest = out / MANIFEST_NAME
-    args = (src, out, "--model", model, "--tile", "32", "--actors", "1", "-q")
+    args = (src, out, "--model", model, "--tile", "32")
 
     def run_until_rows(count: int) -> subprocess.Popen:
-        proc = batch(*args, start_new_session=True)  # its own process group: Ray's processes included
+        proc = batch(*args, "--actors", "1", "-q", start_new_session=True)  # own process group: Ray's included
         while not (manifest.exists() and manifest.read_text().count('"ok"') >= count):
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.02)
@@ -114,22 +83,38 @@ def test_killed_jobs_resume_without_partial_files(tmp_path, model):
     code, err = finish(proc)
     assert code == 143 and "interrupted" in err
     assert not leftovers(out)
-    done_after_term = len(list(out.glob("*.png")))
-
-    proc = run_until_rows(done_after_term + 1)
+    proc = run_until_rows(len(list(out.glob("*.png"))) + 1)
     os.killpg(proc.pid, signal.SIGKILL)  # the whole job at once: driver, raylet, workers
     proc.communicate(timeout=60)
     assert len(list(out.glob("*.png"))) < 12  # killed half way
 
-    code, err = finish(batch(*args))
-    assert code == 0, err
-    assert not leftovers(out) and len(list(out.glob("*.png"))) == 12
+    code, err = finish(batch(*args, "--actors", "2"))
+    assert code == 1 and "2 input(s) failed" in err, err
+    assert "files/s" in err and "(backend: ort-cpu)" in err
+    assert not leftovers(out)
     reference = tmp_path / "reference"
-    assert infer_main([str(src), "-o", str(reference), "--model", str(model), "--tile", "32", "-q"]) == 0
+    assert infer_main([str(src), "-o", str(reference), "--model", str(model), "--tile", "32", "-q"]) == 1
+    assert sorted(p.name for p in reference.iterdir()) == sorted(p.name for p in out.glob("*.png"))
     for path in reference.iterdir():
         assert (out / path.name).read_bytes() == path.read_bytes(), path.name  # nothing partial was kept
-    last_run = {Path(r["input"]).name: r["status"] for r in rows(manifest)[-12:]}  # outputs of killed runs: skipped
-    assert sorted(last_run) == sorted(p.name for p in src.iterdir()) and set(last_run.values()) <= {"ok", "skipped"}
+    last_run = {Path(r["input"]).name: r for r in rows(manifest)[-14:]}
+    assert sorted(last_run) == sorted(p.name for p in src.iterdir())
+    assert all(last_run[name]["status"] in ("ok", "skipped") for name in qualities)  # skipped: done when killed
+    assert last_run["truncated.jpg"]["status"] == last_run["text.jpg"]["status"] == "error"
+    assert "truncated JPEG" in last_run["truncated.jpg"]["error"] and "text.jpg" in last_run["text.jpg"]["error"]
+    for result in rows(manifest):
+        if result["status"] == "ok":
+            assert result["jpeg_quality"] == qualities[Path(result["input"]).name]
+            assert result["model"] == "local" and result["backend"] == "ort-cpu" and result["error"] is None
+            assert result["seconds"] > 0 and result["megapixels"] == pytest.approx(384 * 384 / 1e6)
+
+    listing = tmp_path / "good.txt"  # a manifest of the good files: all done, so Ray is not even started
+    listing.write_text("# done already\n" + "".join(f"in/{name}\n" for name in qualities))
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    code, err = finish(batch(listing, out, "--model", model))
+    assert code == 0 and "0 restored, 12 skipped, 0 failed" in err and "Ray on" not in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before
+    assert [r["status"] for r in rows(manifest)[-12:]] == ["skipped"] * 12
 
 
 def test_usage_errors_are_one_line(tmp_path, model, capsys):
