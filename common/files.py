@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 NAME_MAX = 255  # bytes per file name on Linux, macOS and Windows file systems
@@ -29,17 +29,40 @@ def temp_prefix(path: Path) -> str:
     return f".{stem}."
 
 
-def sweep_stale_temps(path: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
-    """Remove leftover temporaries of earlier writes to ``path`` (see module docstring); returns what was removed."""
-    pattern = re.compile(re.escape(temp_prefix(path)) + r"[A-Za-z0-9_]{8}" + re.escape(f".tmp{path.suffix}"))
+def sweep_stale_temps(targets: Iterable[Path], older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove leftover temporaries of earlier writes to any of ``targets`` (see module docstring) that are older than
+    ``older_than_s``; each folder is listed once. Returns what was removed."""
+    by_folder: dict[Path, set[tuple[str, str]]] = {}
+    for target in targets:
+        by_folder.setdefault(target.parent, set()).add((temp_prefix(target), target.suffix))
     removed, now = [], time.time()
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(path.parent):
-            if pattern.fullmatch(entry.name) and entry.is_file() and now - entry.stat().st_mtime > older_than_s:
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-                    removed.append(Path(entry.path))
+    for folder, names in by_folder.items():
+        suffixes = {suffix for _, suffix in names}
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                if (
+                    _temp_of(entry.name, names, suffixes)
+                    and entry.is_file()
+                    and now - entry.stat().st_mtime > older_than_s
+                ):
+                    with contextlib.suppress(OSError):
+                        os.unlink(entry.path)
+                        removed.append(Path(entry.path))
     return removed
+
+
+def _temp_of(name: str, names: set[tuple[str, str]], suffixes: set[str]) -> bool:
+    """Whether ``name`` is ``<prefix><8 random characters>.tmp<suffix>`` for a (prefix, suffix) in ``names``."""
+    for suffix in suffixes:
+        tail = f".tmp{suffix}"
+        if name.endswith(tail):
+            stem = name[: -len(tail)]
+            if _RANDOM.fullmatch(stem[-8:]) and (stem[:-8], suffix) in names:
+                return True
+    return False
+
+
+_RANDOM = re.compile(r"[A-Za-z0-9_]{8}")  # what tempfile.mkstemp puts between prefix and suffix
 
 
 @contextlib.contextmanager
@@ -53,7 +76,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if len(path.name.encode()) > NAME_MAX:
         raise OSError(36, "File name too long", str(path))  # before any work, not at the final rename
     path.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(path)
+    sweep_stale_temps([path])
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would

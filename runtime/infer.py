@@ -13,7 +13,9 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -22,7 +24,7 @@ from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import BACKENDS, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
 from runtime.model_files import ModelError
-from runtime.restorer import OutOfMemory, Restorer, check_quality
+from runtime.restorer import OutOfMemory, Restorer, check_quality, check_settings
 
 DESCRIPTION = """\
 Remove JPEG compression artifacts with WCDGAN. Inputs are files, folders (their images, not recursive) or
@@ -34,6 +36,9 @@ leaves no partial file. Which backend runs is printed; -v also says why the othe
 estimated JPEG quality of each input is printed and, with a folder of per-quality models (--model DIR),
 picks the model trained on the nearest quality.
 """
+
+
+DEFAULT_SUFFIX = "_wcdgan"
 
 
 class UsageError(Exception):
@@ -56,9 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("-o", "--output", type=Path, help="output folder, or output file for a single input")
-    p.add_argument("--suffix", default="_wcdgan",
+    p.add_argument("--suffix", default=DEFAULT_SUFFIX,
                    help="added to the names of outputs written next to inputs; folder images ending with it "
-                   "are skipped as earlier outputs (default _wcdgan)")  # fmt: skip
+                   f"are skipped as earlier outputs (default {DEFAULT_SUFFIX})")  # fmt: skip
+    add_restore_options(p)
+    p.add_argument("--threads", type=int, help="CPU threads for ort-cpu (default: one per core)")
+    p.add_argument("--device-id", type=int, default=0, help="GPU ordinal (default 0)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also say why backends that are not installed were skipped")  # fmt: skip
+    return p
+
+
+def add_restore_options(p: argparse.ArgumentParser) -> None:
+    """The options that ``runtime.infer`` and ``runtime.batch`` share: output format, overwriting, model, backend,
+    tiling, quality, engine cache, size limit and -q. Read back by :func:`restorer_options`."""
     p.add_argument("--format", default="png", choices=["png", "tiff", "webp", "bmp"], help="output format (lossless)")
     p.add_argument("-f", "--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     p.add_argument("--model", help="an .onnx model (with its .json sidecar) or a folder of models; default: bundled")
@@ -73,16 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, help="context pixels per tile side (default: the model's recommendation)")
     p.add_argument("--batch", type=int, help="tiles per call (default: 4 on GPU backends, 1 on the CPU)")
     p.add_argument("--quality", type=int, help="JPEG quality to assume for choosing a model (default: estimated)")
-    p.add_argument("--threads", type=int, help="CPU threads for ort-cpu (default: one per core)")
-    p.add_argument("--device-id", type=int, default=0, help="GPU ordinal (default 0)")
     p.add_argument("--cache-dir", type=Path, help="TensorRT engine cache folder (default: per-user cache)")
     p.add_argument("--max-pixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, metavar="MP",
                    help=f"refuse larger images, checked before decoding (default {DEFAULT_MAX_PIXELS / 1e6:.0f}; "
                    "input and output are held in memory, ~6 bytes per pixel)")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-file lines; errors only")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="also say why backends that are not installed were skipped")  # fmt: skip
-    return p
+
+
+def restorer_options(args: argparse.Namespace) -> dict[str, Any]:
+    """:class:`Restorer` keyword arguments from the options of :func:`add_restore_options` and ``--threads``."""
+    return {
+        "model": args.model, "backend": args.backend, "tile": args.tile, "overlap": args.overlap,
+        "batch": args.batch, "threads": args.threads, "cache_dir": args.cache_dir,
+        "max_pixels": round(args.max_pixels * 1e6), "server": args.url, "remote_model": args.remote_model,
+    }  # fmt: skip
 
 
 def collect_inputs(patterns: list[str], skip_suffix: str = "") -> tuple[list[Path], list[str]]:
@@ -90,7 +110,7 @@ def collect_inputs(patterns: list[str], skip_suffix: str = "") -> tuple[list[Pat
 
     Folder images whose name ends with ``skip_suffix`` are earlier outputs and are left out.
     """
-    found: list[Path] = []
+    found: dict[Path, None] = {}  # ordered, and a set: folders of a million files stay linear
     errors: list[str] = []
     for pattern in patterns:
         path = Path(pattern)
@@ -105,8 +125,8 @@ def collect_inputs(patterns: list[str], skip_suffix: str = "") -> tuple[list[Pat
             matches = [Path(m) for m in sorted(glob.glob(pattern)) if Path(m).is_file()]
             if not matches:
                 errors.append(f"{pattern}: no such file, folder or matching files")
-        found += [m for m in matches if m not in found]
-    return found, errors
+        found.update(dict.fromkeys(matches))
+    return list(found), errors
 
 
 def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
@@ -149,46 +169,74 @@ def _interrupted(signum: int, frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     say = (lambda msg: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
-    try:
-        check_quality(args.quality)
-    except ValueError as e:
-        raise UsageError(f"--quality: {e}") from None
+    check_options(args)
     inputs, errors = collect_inputs(args.inputs, args.suffix)
     for message in errors:
         print(f"error: {message}", file=sys.stderr)
     if not inputs:
         raise UsageError("no input images")
-    outputs = output_paths(inputs, args)
+    plans = plan_files(inputs, output_paths(inputs, args), args.overwrite)
     try:
-        restorer = Restorer(
-            args.model, backend=args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch,
-            device_id=args.device_id, threads=args.threads, cache_dir=args.cache_dir, progress=not args.quiet,
-            max_pixels=round(args.max_pixels * 1e6), server=args.url, remote_model=args.remote_model,
-        )  # fmt: skip
+        restorer = Restorer(**restorer_options(args), device_id=args.device_id, progress=not args.quiet)
     except (ModelError, BackendUnavailable, ValueError, TypeError) as e:
         raise UsageError(_option_names(str(e))) from None
     reasons = restorer.skipped_backends if args.verbose else restorer.notable_skips
     say(f"backend: {restorer.backend_name}" + "".join(f"\n  ({s})" for s in reasons))
-    resolved_inputs = {_resolved(p) for p in inputs}
     failed = len(errors)
-    seen: set[Path] = set()
-    files = list(zip(inputs, outputs, strict=True))
-    for src, dst in tqdm(files, unit="file", disable=True if args.quiet or len(files) < 2 else None):
-        target = _resolved(dst)
-        if target in resolved_inputs:
-            print(f"error: {src}: output {dst} is an input; refusing to overwrite it", file=sys.stderr)
+    for plan in tqdm(plans, unit="file", disable=True if args.quiet or len(plans) < 2 else None):
+        if plan.error:
+            print(f"error: {plan.src}: {plan.error}", file=sys.stderr)
             failed += 1
-        elif target in seen:
-            print(f"error: {src}: output {dst} is also another input's output (same name)", file=sys.stderr)
-            failed += 1
-        elif _exists(dst) and not args.overwrite:
-            say(f"skipped {src}: {dst} exists (use --overwrite)")
+        elif plan.skip:
+            say(f"skipped {plan.src}: {plan.skip}")
         else:
-            failed += not restore_one(restorer, src, dst, args, say)
-        seen.add(target)
+            failed += not restore_one(restorer, plan.src, plan.dst, args, say)
     if failed:
         print(f"{failed} input(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Raise UsageError for an invalid --quality or Restorer setting, before any model is loaded."""
+    try:
+        check_quality(args.quality)
+    except ValueError as e:
+        raise UsageError(f"--quality: {e}") from None
+    o = restorer_options(args)
+    try:  # device 0: --device-id is checked by the Restorer
+        check_settings(o["tile"], o["overlap"], o["batch"], 0, o["threads"], o["max_pixels"])
+    except ValueError as e:
+        raise UsageError(_option_names(str(e))) from None
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """One input and its output; ``error`` (it cannot be restored) or ``skip`` (its output exists) say why not."""
+
+    src: Path
+    dst: Path
+    error: str | None = None
+    skip: str | None = None
+
+
+def plan_files(inputs: list[Path], outputs: list[Path], overwrite: bool) -> list[FilePlan]:
+    """Pair inputs with outputs, refusing outputs that are inputs or another input's output, and skipping existing
+    outputs unless ``overwrite``."""
+    resolved_inputs = {_resolved(p) for p in inputs}
+    seen: set[Path] = set()
+    plans = []
+    for src, dst in zip(inputs, outputs, strict=True):
+        target = _resolved(dst)
+        if target in resolved_inputs:
+            plans.append(FilePlan(src, dst, error=f"output {dst} is an input; refusing to overwrite it"))
+        elif target in seen:
+            plans.append(FilePlan(src, dst, error=f"output {dst} is also another input's output (same name)"))
+        elif _exists(dst) and not overwrite:
+            plans.append(FilePlan(src, dst, skip=f"{dst} exists (use --overwrite)"))
+        else:
+            plans.append(FilePlan(src, dst))
+        seen.add(target)
+    return plans
 
 
 def _resolved(path: Path) -> Path:
@@ -207,7 +255,7 @@ def _exists(path: Path) -> bool:
 
 
 def _option_names(message: str) -> str:
-    """The Restorer's parameter names in a message, spelled as this CLI's options."""
+    """The Restorer's parameter names in a message, spelled as the CLI's options."""
     for name in ("tile", "overlap", "batch", "threads", "device_id", "max_pixels"):
         message = message.replace(f"{name} must", f"--{name.replace('_', '-')} must")
     return message
@@ -218,15 +266,20 @@ def restore_one(restorer: Restorer, src: Path, dst: Path, args: argparse.Namespa
     start = time.perf_counter()
     try:
         result = restorer.restore_file(src, dst, args.quality)
-    except (ImageError, OutOfMemory, ModelError) as e:
-        print(f"error: {src}: {e}" if str(src) not in str(e) else f"error: {e}", file=sys.stderr)
-        return False
-    except Exception as e:  # a backend failing on one image must not stop a folder run
-        print(f"error: {src}: restoration failed ({type(e).__name__}: {e})", file=sys.stderr)
+    except Exception as e:  # a bad file or a backend failing on one image must not stop a folder run
+        print(f"error: {failure_message(src, e)}", file=sys.stderr)
         return False
     quality = f"JPEG {result.jpeg_quality}" if result.jpeg_quality else "not a JPEG"
     say(f"{src} ({quality}) → {dst}  [{result.model}, {result.tiles} tiles, {time.perf_counter() - start:.1f} s]")
     return True
+
+
+def failure_message(src: Path, error: Exception) -> str:
+    """One line naming ``src`` and why restoring it failed: the message of the runtime's own errors (bad image,
+    out of memory, bad model), else the exception's type and message."""
+    if isinstance(error, ImageError | OutOfMemory | ModelError):
+        return str(error) if str(src) in str(error) else f"{src}: {error}"
+    return f"{src}: restoration failed ({type(error).__name__}: {error})"
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class FileResult:
     model: str
     backend: str
     tiles: int
+    size: tuple[int, int]  # height, width
 
 
 @dataclass
@@ -158,7 +159,7 @@ class Restorer:
         alpha, quality_found = image.alpha, image.jpeg_quality
         del image  # drop the input pixels: the encoder needs a full-size buffer of its own
         write_image(out_path, restored, alpha, in_place=True)
-        return FileResult(out_path, quality_found, model.name, self.backend_name, tiles)
+        return FileResult(out_path, quality_found, model.name, self.backend_name, tiles, restored.shape[:2])
 
     # -- internals -------------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from common.files import sweep_stale_temps
 from runtime.io import ImageError, read_image, write_image
 from tests.runtime_fixtures import write_jpeg
 
@@ -93,3 +94,20 @@ def test_data_after_end_of_image_is_not_truncation(tmp_path):
     path = tmp_path / "motion.jpg"
     path.write_bytes(write_jpeg(tmp_path / "still.jpg", RGB, 80).read_bytes() + bytes(200_000))
     np.testing.assert_array_equal(read_image(path).pixels, read_image(tmp_path / "still.jpg").pixels)
+
+
+def test_sweep_removes_stale_temporaries_of_many_targets(tmp_path):
+    targets = [tmp_path / "a.png", tmp_path / "b.png", tmp_path / "sub" / "c.tiff"]
+    (tmp_path / "sub").mkdir()
+    temps = [
+        tmp_path / ".a.abcd1234.tmp.png",
+        tmp_path / ".b.x_Y9z8w7.tmp.png",
+        tmp_path / "sub" / ".c.12345678.tmp.tiff",
+    ]
+    keep = [tmp_path / ".other.abcd1234.tmp.png", tmp_path / ".a.short.tmp.png", tmp_path / "a.png"]
+    for path in temps + keep:
+        path.write_bytes(b"x")
+    assert sorted(sweep_stale_temps(targets, older_than_s=0)) == sorted(temps)
+    assert all(path.exists() for path in keep)
+    temps[0].write_bytes(b"a live writer's")
+    assert sweep_stale_temps(targets) == [] and temps[0].exists()  # fresh: not stale by default

@@ -1,0 +1,381 @@
+"""Bulk restoration on Ray Data: ``python -m runtime.batch SRC... DST [options]`` (needs the ``[ray]`` extra).
+
+Inputs are listed on the driver with the rules of ``runtime.infer`` (plus manifests of paths), paired with outputs
+named as ``runtime.infer -o DST`` names them, and restored by a fixed pool of Ray actors that each hold one
+:class:`Restorer`, built once. Each actor reads its inputs and writes its outputs itself (atomically, through
+:meth:`Restorer.restore_file`), so SRC and DST must be visible at the same paths on every node of a cluster.
+
+Exit codes: 0 every input restored or skipped (its output exists), 1 at least one input failed (the others were
+still processed), 2 usage error (bad option, no inputs, bad model, Ray missing, another job on DST), 130/143
+interrupted (Ctrl-C / SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import filelock
+import numpy as np
+
+from common.cli import exit_missing_extra
+from common.files import sweep_stale_temps
+from runtime.backends.base import BackendUnavailable
+from runtime.infer import (
+    DEFAULT_SUFFIX,
+    FilePlan,
+    UsageError,
+    add_restore_options,
+    check_options,
+    collect_inputs,
+    failure_message,
+    output_paths,
+    plan_files,
+    restorer_options,
+)
+from runtime.model_files import ModelError, resolve_models
+from runtime.restorer import Restorer
+
+try:
+    import ray
+    import ray.data
+except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
+    exit_missing_extra(e, __name__, "ray")
+
+DESCRIPTION = f"""\
+Restore many JPEG-compressed images with a pool of Ray actors, on this machine or on a Ray cluster.
+
+SRC: image files, folders (their images, not recursive; images named *{DEFAULT_SUFFIX}.* are left out as earlier
+outputs), glob patterns, or manifests: a .txt file of paths (one a line, # comments; relative paths are relative to
+the manifest's folder) or a .parquet file with a "path" column. DST: the output folder (outputs are <name>.png),
+or an output file for a single input. Naming, skipping and refusals are those of python -m runtime.infer -o DST:
+existing outputs are skipped unless --overwrite, so a rerun resumes; inputs are never overwritten.
+
+Each actor builds one Restorer (the model is loaded once per actor) and restores one file at a time; outputs are
+written atomically, and temporaries left by killed workers are removed when the next job on DST starts (one job
+per DST at a time: a lock file in DST). A bad file is an error row in the manifest and never stops the job.
+
+The manifest (JSON lines, appended, one row per input of each run): input, output, status (ok, skipped or error),
+jpeg_quality (estimated; null if not a JPEG), model, backend, seconds, megapixels, error.
+
+Without --address Ray starts on this machine (all its cores; --actors x --threads CPUs are reserved). With
+--address auto (a cluster started by `ray start` on this node) or ray://HEAD:10001 the job runs on the cluster:
+every node needs this toolkit installed and SRC/DST at the same paths. GPU actors: --gpus-per-actor 1 (one actor
+per GPU) or 0.5 (two per GPU); auto picks the GPU backends where a GPU is assigned.
+"""
+MANIFEST_NAME = "wcdgan-manifest.jsonl"
+LOCK_NAME = ".wcdgan-batch.lock"
+MAX_BLOCKS = 10_000  # rows are spread over this many blocks at most: small enough for the driver to track
+SETUP_FAILED = "setup-failed"  # an actor's status for every row when its Restorer could not be built
+FIELDS = ("input", "output", "status", "jpeg_quality", "model", "backend", "seconds", "megapixels", "error")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m runtime.batch", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("sources", nargs="+", metavar="SRC", help="image files, folders, glob patterns or manifests")
+    p.add_argument("output", type=Path, metavar="DST", help="output folder (or output file for a single input)")
+    p.add_argument("--manifest", type=Path, help=f"per-file results, appended (default: DST/{MANIFEST_NAME})")
+    add_restore_options(p)
+    p.add_argument("--actors", type=int, help="actors in the pool (default: all that fit the CPUs or GPUs)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads per actor for ort-cpu, and the CPUs each actor reserves (default 1)")  # fmt: skip
+    p.add_argument("--gpus-per-actor", type=float, default=0.0, metavar="F",
+                   help="GPUs each actor reserves: 1, or a fraction to share one (default 0: CPU actors)")  # fmt: skip
+    p.add_argument("--address", help="Ray cluster to join: auto, or ray://HEAD:10001 (default: start Ray here)")
+    p.set_defaults(suffix=DEFAULT_SUFFIX)  # output_paths' rule for outputs next to inputs; DST is always given
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
+    previous = signal.signal(signal.SIGTERM, _interrupted)  # a killed job cleans up like Ctrl-C
+    try:
+        return run(args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print("interrupted: outputs written so far are complete; nothing partial was left", file=sys.stderr)
+        return 128 + (e.args[0] if e.args else signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan on the driver, restore the remaining files on Ray, append the manifest and print the summary."""
+    check_batch_options(args)
+    inputs, errors = list_inputs(args.sources)
+    for message in errors:
+        print(f"error: {message}", file=sys.stderr)
+    if not inputs:
+        raise UsageError("no input images")
+    outputs = output_paths(inputs, args)
+    try:
+        resolve_models(args.model)  # a missing or malformed model is a usage error here, not in every actor
+    except ModelError as e:
+        raise UsageError(str(e)) from None
+    folder = outputs[0].parent
+    tally = Tally(failed=len(errors))
+    with job_lock(folder), Manifest(args.manifest or folder / MANIFEST_NAME) as manifest:
+        plans = plan_files(inputs, outputs, args.overwrite)
+        for plan in plans:
+            if plan.error or plan.skip:
+                error = plan.error and f"{plan.src}: {plan.error}"
+                tally.add(manifest.write(row(plan, "error" if error else "skipped", error=error)))
+        todo = [plan for plan in plans if not (plan.error or plan.skip)]
+        targets = [plan.dst for plan in todo]
+        sweep_stale_temps(targets, older_than_s=0)  # left by killed workers: no writer is alive, the lock is ours
+        done = 0
+        try:
+            if todo:
+                with ray_session(args) as actors:
+                    for result in restore_on_ray(todo, args, actors):
+                        tally.add(manifest.write(result))
+                        done += 1
+        except ray.exceptions.RayError as e:  # the pool could not start, or Ray itself failed
+            tally.failed += len(todo) - done
+            print(f"error: the Ray job failed, rerun to resume ({last_line(e)})", file=sys.stderr)
+        finally:  # interrupted: workers killed mid-write leave temporaries
+            sweep_stale_temps(targets, older_than_s=0)
+    if not args.quiet:
+        print(tally.summary(), file=sys.stderr)
+    if tally.failed:
+        print(f"{tally.failed} input(s) failed", file=sys.stderr)
+    return 1 if tally.failed else 0
+
+
+@contextlib.contextmanager
+def job_lock(folder: Path) -> Iterator[None]:
+    """Hold DST's lock file (created with the folder if needed); raise UsageError if another job holds it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(folder / LOCK_NAME), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise UsageError(f"another runtime.batch job is writing to {folder} (lock {folder / LOCK_NAME})") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def last_line(error: BaseException) -> str:
+    """The last line of a Ray error: the original exception's type and message."""
+    lines = str(error).strip().splitlines()
+    return lines[-1] if lines else type(error).__name__
+
+
+def check_batch_options(args: argparse.Namespace) -> None:
+    """Raise UsageError for invalid options (those shared with runtime.infer, --threads included, by
+    :func:`check_options`)."""
+    check_options(args)
+    if args.actors is not None and args.actors < 1:
+        raise UsageError(f"--actors must be at least 1, got {args.actors}")
+    if not 0 <= args.gpus_per_actor <= 1:  # a Restorer uses one GPU
+        raise UsageError(f"--gpus-per-actor must be in 0..1, got {args.gpus_per_actor:g}")
+
+
+def list_inputs(sources: list[str]) -> tuple[list[Path], list[str]]:
+    """Expand sources like :func:`runtime.infer.collect_inputs`, reading ``.txt``/``.parquet`` manifests of paths;
+    returns (paths in order without duplicates, error messages). Paths in manifests are not checked here: a
+    missing one is an error row of the job."""
+    found: dict[Path, None] = {}
+    errors: list[str] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_file() and path.suffix.lower() in (".txt", ".parquet"):
+            try:
+                found.update(dict.fromkeys(read_manifest(path)))
+            except (OSError, ValueError, KeyError) as e:
+                errors.append(f"{path}: cannot read the manifest ({e})")
+        else:
+            paths, problems = collect_inputs([source], DEFAULT_SUFFIX)
+            found.update(dict.fromkeys(paths))
+            errors += problems
+    return list(found), errors
+
+
+def read_manifest(path: Path) -> list[Path]:
+    """The paths listed in a ``.txt`` (one a line, ``#`` comments) or ``.parquet`` (column ``path``) manifest,
+    relative ones taken from the manifest's folder."""
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq  # comes with ray[data]
+
+        names = [str(name) for name in pq.read_table(path, columns=["path"]).column("path").to_pylist()]
+    else:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        names = [name for name in names if name and not name.startswith("#")]
+    return [path.parent / name for name in names]  # an absolute name replaces the folder
+
+
+def row(plan: FilePlan, status: str, **fields: Any) -> dict[str, Any]:
+    """A manifest row (all of :data:`FIELDS`; those not given are null)."""
+    return {**dict.fromkeys(FIELDS), "input": str(plan.src), "output": str(plan.dst), "status": status, **fields}
+
+
+class RestoreActor:
+    """The Ray Data callable class: one :class:`Restorer` per actor, built once; each call restores a batch of
+    ``input``/``output`` rows and returns their manifest rows as JSON strings (column ``result``).
+
+    An actor whose Restorer cannot be built (backend missing on that node, bad model) answers every row with status
+    :data:`SETUP_FAILED` and the reason, rather than dying: the driver stops the job with one line, not Ray's
+    tracebacks of actor restarts.
+    """
+
+    def __init__(self, options: dict[str, Any], quality: int | None) -> None:
+        self.quality = quality
+        self.restorer: Restorer | None = None
+        try:
+            self.restorer = Restorer(**options)
+        except (ModelError, BackendUnavailable, ValueError, TypeError) as e:
+            self.setup_error = str(e)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        plans = [FilePlan(Path(src), Path(dst)) for src, dst in zip(batch["input"], batch["output"], strict=True)]
+        return {"result": [json.dumps(self.restore(plan)) for plan in plans]}
+
+    def restore(self, plan: FilePlan) -> dict[str, Any]:
+        if self.restorer is None:
+            return row(plan, SETUP_FAILED, error=self.setup_error)
+        start = time.perf_counter()
+        try:
+            result = self.restorer.restore_file(plan.src, plan.dst, self.quality)
+        except Exception as e:  # a bad file, or a backend failing on one image, is one error row
+            seconds = time.perf_counter() - start
+            return row(plan, "error", backend=self.restorer.backend_name, seconds=seconds,
+                       error=failure_message(plan.src, e))  # fmt: skip
+        return row(
+            plan, "ok", jpeg_quality=result.jpeg_quality and result.jpeg_quality.quality, model=result.model,
+            backend=result.backend, seconds=time.perf_counter() - start, megapixels=math.prod(result.size) / 1e6,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def ray_session(args: argparse.Namespace) -> Iterator[int]:
+    """``ray.init`` here (``address="local"``, never a cluster named by RAY_ADDRESS) or on ``--address``, yield the
+    pool size (--actors, or all that fit), and shut Ray down. Raises UsageError when Ray runs here and cannot hold
+    the pool."""
+    start = time.perf_counter()
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False} if args.quiet else {}
+    if args.quiet:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+    if args.address:
+        ray.init(address=args.address, **quiet)
+    else:
+        repo = str(Path(__file__).resolve().parents[1])  # workers import this checkout, installed or not
+        path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
+        cpus = max(os.cpu_count() or 1, (args.actors or 1) * args.threads)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)  # fmt: skip
+    signal.signal(signal.SIGTERM, _interrupted)  # again: ray.init installs its own handler
+    try:
+        actors = pool_size(args, ray.cluster_resources())
+        if not args.quiet:
+            gpus = f", {args.gpus_per_actor:g} GPU each" if args.gpus_per_actor else ""
+            print(f"Ray on {args.address or 'this machine'}, started in {time.perf_counter() - start:.1f} s: "
+                  f"{actors} actor(s) × {args.threads} thread(s){gpus}", file=sys.stderr)  # fmt: skip
+        yield actors
+    finally:
+        ray.shutdown()
+
+
+def pool_size(args: argparse.Namespace, resources: dict[str, float]) -> int:
+    """--actors, or as many as the cluster's CPUs (and GPUs) hold; UsageError if Ray runs here and cannot hold them
+    (a cluster may scale up: a warning)."""
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    fit = int(min(cpus // args.threads, gpus // args.gpus_per_actor if args.gpus_per_actor else math.inf))
+    if args.actors is None:
+        return max(fit, 1)
+    if args.actors > fit:
+        message = (f"{args.actors} actor(s) need {args.actors * args.threads} CPUs and "
+                   f"{args.actors * args.gpus_per_actor:g} GPUs; Ray has {cpus:g} and {gpus:g}")  # fmt: skip
+        if not args.address:
+            raise UsageError(message)
+        logging.warning("%s: waiting for the cluster to scale up", message)
+    return args.actors
+
+
+def restore_on_ray(todo: list[FilePlan], args: argparse.Namespace, actors: int) -> Iterator[dict[str, Any]]:
+    """Restore ``todo`` on a fixed pool of ``actors`` :class:`RestoreActor` and yield each file's manifest row as
+    it ends (in completion order)."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = not args.quiet
+    items = [{"input": str(plan.src), "output": str(plan.dst)} for plan in todo]
+    dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS)).map_batches(
+        RestoreActor,
+        fn_constructor_kwargs={"options": restorer_options(args), "quality": args.quality},
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=args.threads,
+        num_gpus=args.gpus_per_actor or None,
+    )
+    for result in dataset.iter_rows():
+        result = json.loads(result["result"])
+        if result["status"] == SETUP_FAILED:
+            raise UsageError(result["error"])
+        yield result
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signum)
+
+
+class Manifest:
+    """Appends rows as JSON lines, one ``write`` call per row, so a killed job leaves whole rows."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> Manifest:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+    def write(self, result: dict[str, Any]) -> dict[str, Any]:
+        os.write(self.fd, (json.dumps(result, ensure_ascii=False) + "\n").encode())
+        return result
+
+
+class Tally:
+    """Counts of a run (printing each error as it comes), and its summary line."""
+
+    def __init__(self, failed: int = 0) -> None:
+        self.start = time.perf_counter()
+        self.counts = {"ok": 0, "skipped": 0, "error": 0}
+        self.failed, self.megapixels, self.backends = failed, 0.0, set()
+
+    def add(self, result: dict[str, Any]) -> None:
+        self.counts[result["status"]] += 1
+        self.megapixels += result["megapixels"] or 0.0
+        self.backends.add(result["backend"])
+        if result["status"] == "error":
+            self.failed += 1
+            print(f"error: {result['error']}", file=sys.stderr)
+
+    def summary(self) -> str:
+        seconds = time.perf_counter() - self.start
+        ok, skipped, errors = self.counts.values()
+        backends = ", ".join(sorted(filter(None, self.backends))) or "none"
+        return (f"{ok} restored, {skipped} skipped, {errors} failed in {seconds:.1f} s, Ray start included: "
+                f"{ok / seconds:.2f} files/s, {self.megapixels / seconds:.2f} MP/s (backend: {backends})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    from runtime.batch import main as batch_main  # the module's own name, so that Ray ships RestoreActor by name
+
+    sys.exit(batch_main())

@@ -1,0 +1,190 @@
+"""``python -m runtime.batch`` on a local Ray (2 CPUs): same outputs as runtime.infer, error rows, resume after
+SIGTERM and SIGKILL, usage errors without tracebacks. A Ray start costs 5-10 s here: one test holds the three runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from argparse import Namespace
+from pathlib import Path
+
+import cv2
+import filelock
+import numpy as np
+import pytest
+from skimage import data
+
+from runtime.infer import main as infer_main
+from tests.conftest import REPO_ROOT
+from tests.runtime_fixtures import local_net, write_jpeg
+
+pytest.importorskip("ray.data", reason="runtime.batch needs Ray Data: pip install 'wcdgan-toolkit[ray]'")
+
+from runtime.batch import LOCK_NAME, MANIFEST_NAME, SETUP_FAILED, RestoreActor, UsageError, list_inputs, pool_size
+from runtime.batch import main as batch_main
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def batch(*args, **popen) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "runtime.batch", *map(str, args)]
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, env=ENV, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=180)
+    assert "Traceback" not in err, err
+    return proc.returncode, err
+
+
+def rows(manifest: Path) -> list[dict]:
+    return [json.loads(line) for line in manifest.read_text().splitlines()]
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return list(folder.glob(".*.tmp*"))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return local_net(tmp_path_factory.mktemp("model") / "local.onnx")
+
+
+def test_killed_jobs_resume_to_the_outputs_of_infer(tmp_path, model):
+    """SIGTERM, then SIGKILL of the whole job half way, then a run to the end: the outputs are those of
+    runtime.infer, bad files are error rows, nothing partial is left; a rerun of finished work starts no Ray."""
+    src = tmp_path / "in"
+    src.mkdir()
+    image = cv2.resize(data.astronaut(), (384, 384))
+    qualities = {f"f{i:02d}.jpg": 10 + 5 * i for i in range(12)}
+    for name, quality in qualities.items():
+        write_jpeg(src / name, image, quality)
+    full = (src / "f00.jpg").read_bytes()
+    (src / "truncated.jpg").write_bytes(full[: len(full) // 2])
+    (src / "text.jpg").write_text("not a JPEG")
+    out = tmp_path / "out"
+    manifest = out / MANIFEST_NAME
+    args = (src, out, "--model", model, "--tile", "32")
+
+    def run_until_rows(count: int) -> subprocess.Popen:
+        proc = batch(*args, "--actors", "1", "-q", start_new_session=True)  # own process group: Ray's included
+        while not (manifest.exists() and manifest.read_text().count('"ok"') >= count):
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        return proc
+
+    proc = run_until_rows(1)
+    proc.send_signal(signal.SIGTERM)
+    code, err = finish(proc)
+    assert code == 143 and "interrupted" in err
+    assert not leftovers(out)
+    proc = run_until_rows(len(list(out.glob("*.png"))) + 1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job at once: driver, raylet, workers
+    proc.communicate(timeout=60)
+    assert len(list(out.glob("*.png"))) < 12  # killed half way
+
+    code, err = finish(batch(*args, "--actors", "2"))
+    assert code == 1 and "2 input(s) failed" in err, err
+    assert "files/s" in err and "(backend: ort-cpu)" in err
+    assert not leftovers(out)
+    reference = tmp_path / "reference"
+    assert infer_main([str(src), "-o", str(reference), "--model", str(model), "--tile", "32", "-q"]) == 1
+    assert sorted(p.name for p in reference.iterdir()) == sorted(p.name for p in out.glob("*.png"))
+    for path in reference.iterdir():
+        assert (out / path.name).read_bytes() == path.read_bytes(), path.name  # nothing partial was kept
+    last_run = {Path(r["input"]).name: r for r in rows(manifest)[-14:]}
+    assert sorted(last_run) == sorted(p.name for p in src.iterdir())
+    assert all(last_run[name]["status"] in ("ok", "skipped") for name in qualities)  # skipped: done when killed
+    assert last_run["truncated.jpg"]["status"] == last_run["text.jpg"]["status"] == "error"
+    assert "truncated JPEG" in last_run["truncated.jpg"]["error"] and "text.jpg" in last_run["text.jpg"]["error"]
+    for result in rows(manifest):
+        if result["status"] == "ok":
+            assert result["jpeg_quality"] == qualities[Path(result["input"]).name]
+            assert result["model"] == "local" and result["backend"] == "ort-cpu" and result["error"] is None
+            assert result["seconds"] > 0 and result["megapixels"] == pytest.approx(384 * 384 / 1e6)
+
+    listing = tmp_path / "good.txt"  # a manifest of the good files: all done, so Ray is not even started
+    listing.write_text("# done already\n" + "".join(f"in/{name}\n" for name in qualities))
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    code, err = finish(batch(listing, out, "--model", model))
+    assert code == 0 and "0 restored, 12 skipped, 0 failed" in err and "Ray on" not in err
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before
+    assert [r["status"] for r in rows(manifest)[-12:]] == ["skipped"] * 12
+
+
+def test_usage_errors_are_one_line(tmp_path, model, capsys):
+    write_jpeg(tmp_path / "a.jpg", data.astronaut()[:32, :32], 10)
+    out = tmp_path / "out"
+    cases = [
+        ([str(tmp_path / "missing"), str(out)], "no such file"),
+        ([str(tmp_path / "a.jpg"), str(out), "--actors", "0"], "--actors must be at least 1"),
+        ([str(tmp_path / "a.jpg"), str(out), "--overlap", "-1"], "--overlap must be"),
+        ([str(tmp_path / "a.jpg"), str(out), "--gpus-per-actor", "1.5"], "--gpus-per-actor must be"),
+        ([str(tmp_path / "a.jpg"), str(out), "--model", str(tmp_path / "nope.onnx")], "no such model"),
+    ]
+    for argv, message in cases:
+        assert batch_main(argv) == 2, argv
+        assert message in capsys.readouterr().err
+    out.mkdir()
+    with filelock.FileLock(str(out / LOCK_NAME), timeout=0):
+        assert batch_main([str(tmp_path / "a.jpg"), str(out), "--model", str(model)]) == 2
+    assert "another runtime.batch job" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="need 2 CPUs and 2 GPUs; Ray has 2 and 0"):
+        pool_size(Namespace(actors=2, threads=1, gpus_per_actor=1.0, address=None), {"CPU": 2.0})
+    assert pool_size(Namespace(actors=None, threads=1, gpus_per_actor=0.5, address=None), {"CPU": 8, "GPU": 2}) == 4
+
+
+def test_inputs_from_manifests_folders_and_globs(tmp_path):
+    for name in ("a.jpg", "b.png", "b_wcdgan.png", "notes.md"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "list.txt").write_text("a.jpg\n\n# comment\n/elsewhere/c.jpg\na.jpg\n")
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    pq.write_table(pa.table({"path": ["b.png", "d.jpg"]}), tmp_path / "list.parquet")
+    found, errors = list_inputs([str(tmp_path / "list.txt"), str(tmp_path), str(tmp_path / "list.parquet")])
+    assert found == [tmp_path / "a.jpg", Path("/elsewhere/c.jpg"), tmp_path / "b.png", tmp_path / "d.jpg"]
+    assert errors == []
+    found, errors = list_inputs([str(tmp_path / "*.webp")])
+    assert found == [] and "no such file" in errors[0]
+
+
+def test_missing_ray_and_torch_free_imports():
+    missing = "import sys, runpy; sys.modules['ray'] = None; sys.argv = ['x', '--help']; " + (
+        "runpy.run_module('runtime.batch', run_name='__main__')"
+    )
+    r = subprocess.run([sys.executable, "-c", missing], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "pip install 'wcdgan-toolkit[ray]'" in r.stderr
+    blocked = textwrap.dedent(
+        """
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "models", "train", "export"):
+                    raise ImportError(f"blocked: {name}")
+        sys.meta_path.insert(0, Block())
+        import runtime.batch
+        assert "torch" not in sys.modules
+        print("ok")
+        """
+    )
+    r = subprocess.run([sys.executable, "-c", blocked], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_actor_rows_and_setup_failure_without_ray(tmp_path, model):
+    good = write_jpeg(tmp_path / "g.jpg", data.astronaut()[:48, :48], 25)
+    batch_rows = {"input": np.array([str(good), str(tmp_path / "gone.jpg")]),
+                  "output": np.array([str(tmp_path / "g.png"), str(tmp_path / "gone.png")])}  # fmt: skip
+    actor = RestoreActor({"model": str(model), "tile": 32, "threads": 1}, None)
+    ok, gone = (json.loads(r) for r in actor(batch_rows)["result"])
+    assert ok["status"] == "ok" and ok["jpeg_quality"] == 25 and (tmp_path / "g.png").is_file()
+    assert gone["status"] == "error" and "no such file" in gone["error"]
+    broken = RestoreActor({"model": str(model), "tile": 0}, None)  # answers instead of dying
+    assert {json.loads(r)["status"] for r in broken(batch_rows)["result"]} == {SETUP_FAILED}
