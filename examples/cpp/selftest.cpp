@@ -1,12 +1,16 @@
 // selftest OPENCV_MODEL.onnx IMAGE: the libraries' contracts that the command-line samples cannot reach.
 // Bad Mats and bad models must come back as exceptions (never a crash), and the embedded route must give the
 // same pixels from several threads, from ROIs and into an aliased output. Prints one line per check.
+// selftest --tiles CORE OVERLAP ALIGN LENGTH...: prints axis_tiles and reflect() for each length, for
+// tests/test_cpp.py to compare with common/tiling.py.
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <thread>
 
 #include "native.hpp"
 #include "sample_common.hpp"
+#include "tiling.hpp"
 #ifdef WCDGAN_WITH_EMBEDDED
 #include "embedded.hpp"
 #endif
@@ -48,8 +52,24 @@ const std::vector<std::pair<std::string, cv::Mat>> kBadMats = {
 
 }  // namespace
 
+// One line per length: "length: start crop_start crop_end; ... | reflect(-length-3 .. 2*length+2)".
+int print_tiles(int argc, char** argv) {
+    const int core = std::atoi(argv[2]), overlap = std::atoi(argv[3]), align = std::atoi(argv[4]);
+    for (int i = 5; i < argc; ++i) {
+        const int length = std::atoi(argv[i]);
+        std::printf("%d:", length);
+        for (const auto& t : wcdgan::axis_tiles(length, core, overlap, align))
+            std::printf(" %d %d %d;", t.start, t.crop_start, t.crop_end);
+        std::printf(" |");
+        for (int x = -length - 3; x <= 2 * length + 2; ++x) std::printf(" %d", wcdgan::reflect(x, length));
+        std::printf("\n");
+    }
+    return 0;
+}
+
 int main(int argc, char** argv) {
     using namespace wcdgan;
+    if (argc >= 5 && std::string(argv[1]) == "--tiles") return print_tiles(argc, argv);
     if (argc != 3) {
         std::fprintf(stderr, "usage: %s OPENCV_MODEL.onnx IMAGE\n", argv[0]);
         return 2;
