@@ -29,14 +29,6 @@ PythonError to_cpp(const py::error_already_set& e) {
     return PythonError(py::str(e.type().attr("__name__")), py::str(e.value()));
 }
 
-void check_image(const cv::Mat& image) {
-    if (image.empty()) throw Error("restore: empty image");
-    if (image.dims != 2 || (image.depth() != CV_8U && image.depth() != CV_16U) ||
-        (image.channels() != 1 && image.channels() != 3))
-        throw Error("restore: expected an 8- or 16-bit BGR or gray image (CV_8UC3, CV_16UC3, CV_8UC1, CV_16UC1), got " +
-                    cv::typeToString(image.type()));
-}
-
 // A numpy view of the Mat's pixels, no copy: a memoryview over its bytes shaped by numpy.ndarray with the Mat's
 // strides (ROIs work), then for colour the channel axis reversed, still a view: OpenCV's BGR buffer is read and
 // written as the RGB image the runtime expects. Only numpy's Python API is used, so any numpy version serves.

@@ -126,11 +126,7 @@ NativeRestorer::NativeRestorer(const std::string& onnx_path, const NativeOptions
 }
 
 cv::Mat NativeRestorer::restore(const cv::Mat& image) {
-    if (image.empty()) throw Error("restore: empty image");
-    if (image.dims != 2 || (image.depth() != CV_8U && image.depth() != CV_16U) ||
-        (image.channels() != 1 && image.channels() != 3))
-        throw Error("restore: expected an 8- or 16-bit BGR or gray image (CV_8UC3, CV_16UC3, CV_8UC1, CV_16UC1), got " +
-                    cv::typeToString(image.type()));
+    check_image(image);
     if (spec_.channels == 1 && image.channels() == 3)
         throw Error("restore: model " + spec_.name + " restores Y (gray) images; convert colour images in Python");
 

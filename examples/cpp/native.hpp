@@ -7,7 +7,7 @@
 #include <opencv2/dnn.hpp>
 #include <string>
 
-#include "error.hpp"
+#include "common.hpp"
 
 namespace wcdgan {
 

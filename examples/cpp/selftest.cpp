@@ -75,7 +75,13 @@ int main(int argc, char** argv) {
         return 2;
     }
     const std::string model = argv[1];
-    const cv::Mat image = sample::read(argv[2]);
+    cv::Mat image;
+    try {
+        image = sample::read(argv[2]);
+    } catch (const Error& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 2;
+    }
 
     // Native route.
     expect_error("native: missing model", [] { NativeRestorer("/nonexistent/m.onnx"); }, "sidecar not found");
