@@ -8,13 +8,14 @@ one JPEG-q10 photo (2 MP by default) with the same tiles (core ``--tile``, the s
 * ``native``: OpenCV's DNN module on the OpenCV variant, no Python (``restore_native``): PSNR vs ``python``.
 
 Speed is seconds per megapixel of the restore call alone (decoding, encoding and model loading excluded), the
-best of ``--repeat`` runs in one process; every route gets ``--threads`` CPU threads. ``tests/test_cpp.py`` uses
-the build and image helpers here.
+best and median of ``--repeat`` rounds (each round runs every route once); every route gets ``--threads`` CPU
+threads. ``tests/test_cpp.py`` uses the build and image helpers here.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image", type=Path, help="image to restore (default: a 1917×1083 JPEG-q10 photo)")
     p.add_argument("--tile", type=int, default=256, help="tile core (default 256, the runtime's)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for every route (default 2)")
-    p.add_argument("--repeat", type=int, default=3, help="runs per route; the best counts (default 3)")
+    p.add_argument("--repeat", type=int, default=3, help="rounds over the routes; the best counts (default 3)")
     a = p.parse_args(argv)
 
     from export.opencv_compat import write_opencv_variant
@@ -118,28 +119,30 @@ def main(argv: list[str] | None = None) -> int:
     megapixels = image.shape[0] * image.shape[1] / 1e6
 
     restorer = Restorer(backend="ort-cpu", tile=a.tile, threads=a.threads)
-    seconds = {"python": []}
-    for _ in range(a.repeat):
+    common = ["--tile", str(a.tile), "--threads", str(a.threads)]
+    samples = {
+        "embedded": [str(a.build / "restore_embedded"), "--backend", "ort-cpu", *common],
+        "native": [str(a.build / "restore_native"), str(model), *common],
+    }
+    seconds: dict[str, list[float]] = {"python": [], **{route: [] for route in samples}}
+    agreement = {}
+    for _ in range(a.repeat):  # routes interleaved: a busy shared machine slows them alike
         t0 = time.perf_counter()
         reference = restorer(image)
         seconds["python"].append(time.perf_counter() - t0)
-
-    pairs = [str(x) for i in range(a.repeat) for x in (source, work / f"out{i}.png")]
-    common = ["--tile", str(a.tile), "--threads", str(a.threads)]
-    agreement = {}
-    for route, args in (
-        ("embedded", [str(a.build / "restore_embedded"), "--backend", "ort-cpu", *common, *pairs]),
-        ("native", [str(a.build / "restore_native"), str(model), *common, *pairs]),
-    ):
-        seconds[route] = sample_seconds(run_sample(args).stderr)
-        out = read_rgb(work / "out0.png")
-        agreement[route] = "bit-identical" if np.array_equal(out, reference) else f"{psnr(out, reference):.2f} dB PSNR"
+        for route, args in samples.items():
+            out = work / f"{route}.png"
+            seconds[route] += sample_seconds(run_sample([*args, str(source), str(out)]).stderr)
+            same = np.array_equal(restored := read_rgb(out), reference)
+            agreement[route] = "bit-identical" if same else f"{psnr(restored, reference):.2f} dB PSNR"
 
     print(f"{source.name}: {image.shape[1]}×{image.shape[0]} ({megapixels:.2f} MP), tile {a.tile}, {a.threads} threads")
-    print(f"| route | s/MP (best of {a.repeat}) | vs Python |")
-    print("|---|---|---|")
+    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"| route | s/MP best of {a.repeat} | median | vs Python |")
+    print("|---|---|---|---|")
     for route, runs in seconds.items():
-        print(f"| {route} | {min(runs) / megapixels:.3f} | {agreement.get(route, 'reference')} |")
+        best, median = min(runs) / megapixels, float(np.median(runs)) / megapixels
+        print(f"| {route} | {best:.3f} | {median:.3f} | {agreement.get(route, 'reference')} |")
     return 0
 
 
