@@ -2,7 +2,8 @@
 
 Steps: load the checkpoint; export FP32 ONNX with dynamic batch/height/width; check it against PyTorch on real
 JPEG images; optionally convert to FP16 and check it against FP32; measure the receptive field; write each
-``NAME[_fp16].onnx`` with its ``.json`` sidecar (:class:`runtime.spec.ModelSpec`); prebuild TensorRT engines
+``NAME[_fp16].onnx`` with its ``.json`` sidecar (:class:`runtime.spec.ModelSpec`); with ``--opencv`` also
+``NAME_opencv.onnx`` for OpenCV's DNN module (:mod:`export.opencv_compat`); prebuild TensorRT engines
 into the engine cache when TensorRT and a GPU are present. Graphs are staged in a temporary folder and moved
 into place only after they pass validation, so a failed build leaves no half-valid model behind.
 
@@ -34,6 +35,7 @@ from common.tiling import DEFAULT_CORE
 from export import validate
 from export.fp16 import NodePatternError, convert_fp16
 from export.onnx_export import ExportError, export_onnx, graph_opset
+from export.opencv_compat import CompatError, write_opencv_variant
 from export.receptive_field import ReceptiveField, measure
 from export.validate import Thresholds, ValidationError
 from models.checkpoint import CheckpointError, load_generator
@@ -60,6 +62,7 @@ class BuildOptions:
     max_batch: int = DEFAULT_BATCH["tensorrt"]
     cache_dir: Path | None = None
     quiet: bool = False
+    opencv: bool = False
 
 
 def parse_args(argv: list[str] | None = None) -> BuildOptions:
@@ -116,6 +119,12 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         default=DEFAULT_BATCH["tensorrt"],
         help=f"tiles per engine call, as the runtime's --batch (default {DEFAULT_BATCH['tensorrt']})",
     )
+    p.add_argument(
+        "--opencv",
+        action="store_true",
+        help="also write NAME_opencv.onnx: the FP32 graph without the broadcasts OpenCV 4.6's DNN importer rejects "
+        "(for examples/cpp; checked equal with ONNX Runtime)",
+    )
     p.add_argument("--cache-dir", type=Path, help="engine cache folder (default: $WCDGAN_CACHE_DIR or the user cache)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     a = p.parse_args(argv)
@@ -141,6 +150,7 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         max_batch=a.max_batch,
         cache_dir=a.cache_dir,
         quiet=a.quiet,
+        opencv=a.opencv,
     )
 
 
@@ -150,7 +160,9 @@ def _reporter(quiet: bool) -> Callable[[str], None]:
 
 
 def build(opts: BuildOptions) -> list[Path]:
-    """Run the whole build; return the written ONNX paths. Raises CheckpointError/ExportError/ValidationError."""
+    """Run the whole build; return the written ONNX paths (FP32, [FP16], [OpenCV variant]).
+
+    Raises CheckpointError/ExportError/ValidationError/CompatError."""
     say = _reporter(opts.quiet)
     model, meta = load_generator(opts.ckpt)
     cfg = model.cfg
@@ -200,7 +212,11 @@ def build(opts: BuildOptions) -> list[Path]:
             )
             spec16.validation = {**spec16.validation, "fp16_vs_fp32": fp16_numbers}
             staged.append((fp16_path, spec16))
-        return [_publish(path, spec, opts, say) for path, spec in staged]
+        published = [_publish(path, spec, opts, say) for path, spec in staged]
+    if opts.opencv:  # from the published FP32 graph: its sidecar now holds the final hash
+        published.append(write_opencv_variant(published[0]))
+        say(f"wrote {published[-1]} (OpenCV DNN variant) and {sidecar_path(published[-1]).name}")
+    return published
 
 
 def _common_fields(
@@ -269,14 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, NodePatternError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ExportError, ValidationError) as e:
+    except (ExportError, ValidationError, CompatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # unwritable output folder, full disk
         print(f"error: cannot write the artifacts: {e}", file=sys.stderr)
         return 1
     if opts.engine != "skip":
-        engine_path = paths[-1]  # the FP16 graph when there is one: what TensorRT should run
+        engine_path = paths[1] if opts.fp16 else paths[0]  # the FP16 graph when there is one: what TensorRT runs
         try:
             prebuild_engines(engine_path, opts, _reporter(opts.quiet))
         except BackendUnavailable as e:

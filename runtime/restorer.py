@@ -132,12 +132,17 @@ class Restorer:
         """The backend that actually runs ("tensorrt", "ort-cuda" or "ort-cpu")."""
         return self._backend_kind
 
-    def __call__(self, image: np.ndarray, quality: int | None = None) -> np.ndarray:
-        """Restore ``image`` (see class docstring); ``quality`` (its JPEG quality) picks among per-quality models."""
+    def __call__(self, image: np.ndarray, quality: int | None = None, out: np.ndarray | None = None) -> np.ndarray:
+        """Restore ``image`` (see class docstring); ``quality`` (its JPEG quality) picks among per-quality models.
+
+        ``out``: a writable array of the image's shape and dtype to restore into (any strides, e.g. a view of a
+        caller's buffer, as the C++ embedding passes); it must not overlap ``image``. Returns ``out`` or a new array.
+        """
         _check_image(image)
+        _check_out(out, image)
         check_quality(quality)
         with self._lock:
-            return self._restore(image, self.models.for_quality(quality))
+            return self._restore(image, self.models.for_quality(quality), out)
 
     def restore_file(
         self, path: str | os.PathLike, out_path: str | os.PathLike, quality: int | None = None
@@ -201,11 +206,12 @@ class Restorer:
     def _grid(self, image: np.ndarray, engine: _Engine) -> TileGrid:
         return TileGrid(image.shape[0], image.shape[1], engine.core, engine.overlap, self.align)
 
-    def _restore(self, image: np.ndarray, model: Model) -> np.ndarray:
+    def _restore(self, image: np.ndarray, model: Model, out: np.ndarray | None = None) -> np.ndarray:
         engine = self._engine(model)
+        out = np.empty_like(image) if out is None else out
         while True:
             try:
-                return self._run_tiles(image, engine)
+                return self._run_tiles(image, engine, out)
             except Exception as e:  # backends raise library-specific types; only out-of-memory is handled
                 if not is_out_of_memory(e):
                     raise
@@ -228,11 +234,10 @@ class Restorer:
                     raise
                 error = e
 
-    def _run_tiles(self, image: np.ndarray, engine: _Engine) -> np.ndarray:
+    def _run_tiles(self, image: np.ndarray, engine: _Engine, out: np.ndarray) -> np.ndarray:
         grid = self._grid(image, engine)
         adapter = _ColorAdapter(engine.model.spec.channels, image)
         tiles = list(grid)
-        out = np.empty_like(image)
         with tqdm(total=len(tiles), unit="tile", disable=None if self.progress else True, leave=False) as bar:
             for pos in range(0, len(tiles), engine.batch):
                 chunk = tiles[pos : pos + engine.batch]
@@ -358,6 +363,20 @@ class _ColorAdapter:
             out = np.tensordot(_LUMA, out, axes=1)[None]
         quantised = np.rint(np.clip(out, 0, 1) * self.scale).astype(self.dtype)
         return quantised[0] if source.ndim == 2 else quantised.transpose(1, 2, 0)
+
+
+def _check_out(out: np.ndarray | None, image: np.ndarray) -> None:
+    if out is None:
+        return
+    if not isinstance(out, np.ndarray) or out.shape != image.shape or out.dtype != image.dtype:
+        raise ValueError(
+            f"out must be an array of the image's shape {image.shape} and dtype {image.dtype}, got "
+            f"{getattr(out, 'shape', type(out))} {getattr(out, 'dtype', '')}".rstrip()
+        )
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if np.may_share_memory(out, image):  # tiles read context that earlier tiles would already have overwritten
+        raise ValueError("out must not overlap the image (restoring in place is not possible)")
 
 
 def _check_image(image: np.ndarray) -> None:

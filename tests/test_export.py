@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from common.files import sha256_file
-from export import build, validate
+from export import build, opencv_compat, validate
 from export.onnx_export import export_onnx
 from export.receptive_field import measure, theoretical_radius
 from models import GeneratorConfig, WCDGANGenerator, load_generator, save_generator
@@ -114,6 +114,27 @@ def test_grey_checkpoint_gives_y_model(tmp_path: Path) -> None:
     assert (spec.channels, spec.color, spec.jpeg_qualities) == (1, "y", [])
     out = _session(tmp_path / "grey.onnx").run(None, {"input": np.zeros((1, 1, 24, 40), np.float32)})[0]
     assert out.shape == (1, 1, 24, 40)
+
+
+def test_opencv_variant_is_exact_and_has_no_channel_broadcast(tmp_path: Path, capsys) -> None:
+    ckpt = _checkpoint(tmp_path / "g.pt", num_blocks=2)
+    assert build.main(["--ckpt", str(ckpt), "--fp16", "--opencv", "--engine", "skip", "-q"]) == 0
+    spec = ModelSpec.load(tmp_path / "g_opencv.json")
+    check = spec.validation["opencv_compat"]
+    assert check["expanded_nodes"] == [f"/blocks/blocks.{i}/attention/Mul_1" for i in range(2)]
+    assert check["max_abs_error_vs_source"] == 0.0  # a 1×1 convolution of ones copies exactly
+    assert check["source_onnx_sha256"] == ModelSpec.load(tmp_path / "g.json").onnx_sha256
+    assert (spec.name, spec.precision) == ("g_opencv", "fp32")
+    assert spec.onnx_sha256 == sha256_file(tmp_path / "g_opencv.onnx")
+    assert opencv_compat.expand_channel_broadcasts(onnx.load(str(tmp_path / "g_opencv.onnx")))[1] == []
+    x = np.random.default_rng(1).random((3, 3, 40, 56), dtype=np.float32)
+    a, b = (_session(tmp_path / name).run(None, {"input": x})[0] for name in ("g.onnx", "g_opencv.onnx"))
+    assert np.array_equal(a, b)
+    # The CLI: the bundled default, and an FP16 graph (OpenCV's DNN module gets FP32) refused with exit 1.
+    assert opencv_compat.main([str(ROOT / "runtime/weights/default.onnx"), "-o", str(tmp_path / "cv")]) == 0
+    assert "2 broadcast(s) expanded, max |difference| vs default.onnx 0" in capsys.readouterr().err
+    assert opencv_compat.main([str(tmp_path / "g_fp16.onnx")]) == 1
+    assert "needs an FP32 graph" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

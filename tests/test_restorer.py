@@ -43,6 +43,23 @@ def test_shapes_and_dtypes_are_preserved(rgb_model):
         restorer(np.zeros((4, 4), np.float32))
 
 
+def test_out_views_of_a_bgr_buffer_give_the_same_pixels(rgb_model):
+    """What the C++ embedding does: RGB views of BGR buffers in and out, no copies."""
+    restorer = Restorer(rgb_model, tile=32)
+    bgr_in, bgr_out = np.ascontiguousarray(RGB[..., ::-1]), np.zeros_like(RGB)
+    assert restorer(bgr_in[..., ::-1], out=bgr_out[..., ::-1]).base is bgr_out
+    assert np.array_equal(bgr_out[..., ::-1], restorer(RGB))
+    for bad in (np.zeros((70, 90), np.uint8), np.zeros_like(RGB, np.uint16), np.zeros_like(RGB)[::-1].copy()[::2]):
+        with pytest.raises(ValueError, match="out must be"):
+            restorer(RGB, out=bad)
+    with pytest.raises(ValueError, match="overlap"):
+        restorer(bgr_in, out=bgr_in)
+    readonly = np.zeros_like(RGB)
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        restorer(RGB, out=readonly)
+
+
 def test_gray_image_with_rgb_model_equals_luma_of_rgb_result(rgb_model):
     restorer = Restorer(rgb_model, tile=32)
     gray_out = restorer(GRAY).astype(np.float64)

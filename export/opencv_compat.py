@@ -1,0 +1,141 @@
+"""``python -m export.opencv_compat MODEL.onnx``: an exactly equivalent graph that OpenCV's DNN importer accepts.
+
+OpenCV 4.6's ONNX importer (Debian bookworm's ``libopencv-dev``) rejects an element-wise node that broadcasts an
+N×1×H×W map against N×C×H×W (``findBroadAxis`` assertion; WCDGAN's spatial-attention ``Mul``). The rewrite
+expands the one-channel operand to C channels first with a 1×1 convolution whose C weights are 1.0 and which has
+no bias: each output channel is ``1.0 * x``, exactly ``x``, so the graph computes bit for bit what the original
+does (checked with ONNX Runtime at every rewrite). N×C×1×1 channel scaling is left alone (OpenCV handles it).
+
+Writes ``NAME_opencv.onnx`` and its sidecar (the source's, with this file's hash and the check recorded under
+``validation.opencv_compat``). Torch-free: needs onnx, onnxruntime, numpy. ``export.build --opencv`` calls
+:func:`write_opencv_variant` on the FP32 graph it has just validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from common.files import atomic_path, sha256_file
+from runtime.spec import ModelSpec, SpecError, sidecar_path
+
+_ELEMENTWISE = {"Mul", "Add", "Sub", "Div"}
+MAX_ABS_ERROR = 1e-6  # the rewrite is exact; anything above this is a bug
+
+
+class CompatError(RuntimeError):
+    """The rewritten graph is not equivalent to its source, or the source is not a usable model."""
+
+
+def _channels(info: dict[str, onnx.ValueInfoProto], name: str) -> int | None:
+    """The static channel count of a rank-4 tensor, or None (unknown rank, symbolic channel, initializer)."""
+    value = info.get(name)
+    dims = value.type.tensor_type.shape.dim if value is not None else []
+    return dims[1].dim_value or None if len(dims) == 4 else None
+
+
+def expand_channel_broadcasts(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of ``model`` where each element-wise node broadcasting a 1-channel map against C channels gets an
+    explicit 1→C expansion of that map; also returns the rewritten nodes' names."""
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    graph = model.graph
+    info = {v.name: v for v in [*graph.value_info, *graph.input, *graph.output]}
+    nodes, rewritten = [], []
+    for node in graph.node:
+        channels = [_channels(info, name) for name in node.input]
+        if node.op_type in _ELEMENTWISE and len(channels) == 2 and None not in channels and 1 in channels:
+            wide = max(channels)
+            if wide > 1:
+                narrow = channels.index(1)
+                ones = f"{node.name}/expand_ones"
+                expanded = f"{node.name}/expand_output_0"
+                graph.initializer.append(numpy_helper.from_array(np.ones((wide, 1, 1, 1), np.float32), ones))
+                conv = helper.make_node("Conv", [node.input[narrow], ones], [expanded], f"{node.name}/expand")
+                conv.attribute.append(helper.make_attribute("kernel_shape", [1, 1]))  # OpenCV requires it
+                nodes.append(conv)
+                node.input[narrow] = expanded
+                rewritten.append(node.name)
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.value_info[:]  # stale for the rewritten nodes; readers infer shapes again
+    onnx.checker.check_model(model, full_check=True)
+    return model, rewritten
+
+
+def max_abs_difference(a: str | os.PathLike, b: str | os.PathLike, channels: int) -> float:
+    """Largest |a − b| of two ONNX graphs' outputs (ONNX Runtime CPU) on a random 2×C×67×45 batch: an odd size
+    and a batch of two exercise the broadcast shapes the rewrite touches."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).random((2, channels, 67, 45), dtype=np.float32)
+    outs = [ort.InferenceSession(os.fspath(p), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+            for p in (a, b)]  # fmt: skip
+    return float(np.max(np.abs(outs[0] - outs[1])))
+
+
+def write_opencv_variant(onnx_path: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> Path:
+    """Write ``NAME_opencv.onnx`` + sidecar for ``onnx_path`` (an FP32 model with its sidecar) into
+    ``output_dir`` (default: beside it); return the new ONNX path. Raises :class:`CompatError`."""
+    src = Path(onnx_path)
+    try:
+        spec = ModelSpec.load(sidecar_path(src))
+    except SpecError as e:
+        raise CompatError(str(e)) from None
+    if spec.precision != "fp32" or spec.input_dtype != "float32":
+        raise CompatError(f"{src}: OpenCV's DNN module needs an FP32 graph with float32 I/O (this is {spec.precision})")
+    try:
+        model, rewritten = expand_channel_broadcasts(onnx.load(os.fspath(src)))
+    except (OSError, ValueError, onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise CompatError(f"{src}: cannot rewrite ({e})") from None
+    out_dir = Path(output_dir) if output_dir is not None else src.parent
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dst = out_dir / f"{spec.name}_opencv.onnx"
+    with atomic_path(dst) as tmp:
+        onnx.save(model, os.fspath(tmp))
+        error = max_abs_difference(src, tmp, spec.channels)
+        if not error <= MAX_ABS_ERROR:
+            raise CompatError(f"{dst.name}: differs from {src.name} by {error:g} (> {MAX_ABS_ERROR:g})")
+    variant = dataclasses.replace(spec, name=f"{spec.name}_opencv", onnx_sha256=sha256_file(dst))
+    variant.validation = {
+        **spec.validation,
+        "opencv_compat": {"source_onnx_sha256": spec.onnx_sha256, "expanded_nodes": rewritten,
+                          "max_abs_error_vs_source": error},
+    }  # fmt: skip
+    variant.save(sidecar_path(dst))
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m export.opencv_compat",
+        description="Write NAME_opencv.onnx: the same network without the broadcasts OpenCV 4.6's DNN importer "
+        "rejects (checked equal with ONNX Runtime), with its sidecar.",
+    )
+    p.add_argument("model", type=Path, help="an FP32 .onnx with its .json sidecar (e.g. runtime/weights/default.onnx)")
+    p.add_argument("-o", "--output", type=Path, help="output folder (default: beside the model)")
+    a = p.parse_args(argv)
+    try:
+        dst = write_opencv_variant(a.model, a.output)
+    except (CompatError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    spec = ModelSpec.load(sidecar_path(dst))
+    check = spec.validation["opencv_compat"]
+    print(
+        f"wrote {dst}: {len(check['expanded_nodes'])} broadcast(s) expanded, "
+        f"max |difference| vs {a.model.name} {check['max_abs_error_vs_source']:g} (ONNX Runtime)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
