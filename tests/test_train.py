@@ -14,6 +14,7 @@ import skimage.data
 import torch
 
 from common.color import rgb_to_y
+from common.datasets import shared_eval_dir
 from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr
 from models.checkpoint import load_generator
@@ -28,7 +29,6 @@ from train.data import (
     center_crop,
     check_training_dir,
     load_images,
-    shared_eval_dir,
 )
 from train.loop import Trainer, lr_at
 

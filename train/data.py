@@ -31,39 +31,31 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from common.color import rgb_to_y
-from common.files import IMAGE_SUFFIXES, shared_dir
+from common.datasets import is_eval_set
+from common.files import IMAGE_SUFFIXES
 from common.jpeg import jpeg_roundtrip
 from train.pack import ShardError, is_shard, iter_shard, list_images, read_manifest
-
-EVAL_SET_NAMES = ("live1", "classic5")
 
 
 class DataError(ValueError):
     """A data folder is missing, empty, unreadable or forbidden (evaluation sets)."""
 
 
-def shared_eval_dir() -> Path:
-    """``<repo>/../shared/data/eval``: the paper's test sets, never to be trained on."""
-    return shared_dir() / "data" / "eval"
-
-
 def check_training_dir(path: str | os.PathLike) -> Path:
     """Resolve a ``--data`` source (folder or shard, :mod:`train.pack`); raise DataError if it is missing or is
-    (inside, or packed from) an evaluation set."""
+    (inside, or packed from) an evaluation set (:func:`common.datasets.is_eval_set`)."""
     p = Path(path).expanduser()
     if not (p.is_dir() or is_shard(p)):
         raise DataError(f"{path}: no such data folder or shard")
     p = p.resolve()
-    names = [part.lower() for part in p.parts]
+    sources: list[str] = []
     if is_shard(p):
         try:
-            names += [s.lower() for s in read_manifest(p)["sources"]]
+            sources = list(read_manifest(p)["sources"])
         except ShardError as e:
             raise DataError(str(e)) from None
-    if any(name in EVAL_SET_NAMES for name in names):
-        raise DataError(f"{path}: refusing to train on an evaluation set (LIVE1/Classic5)")
-    if p.is_relative_to(shared_eval_dir().resolve()):
-        raise DataError(f"{path}: refusing to train on shared/data/eval")
+    if is_eval_set(p, sources):
+        raise DataError(f"{path}: refusing to train on an evaluation set (LIVE1/Classic5, shared/data/eval)")
     return p
 
 
