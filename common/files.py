@@ -115,6 +115,11 @@ def safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files (by :data:`IMAGE_SUFFIXES`) directly in ``folder``, sorted."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def shared_dir() -> Path:
     """The team's read-only inputs (data, weights, docs): ``$WCDGAN_SHARED`` or ``<repository>/../shared``. A user's
     clone has none; everything that reads it takes explicit paths too."""

@@ -15,6 +15,11 @@ cuDNN plan built for that shape serves every tile of every image. Along each axi
   overlap gives exactly its whole-image result. Blending would only average two already-converged values.
 
 ``core`` and ``overlap`` are rounded up to multiples of ``align``; ``core`` is at least ``2 * align``.
+
+Backends that accept any window size (ONNX Runtime and OpenVINO on the CPU) tile each image with a **fitted**
+core (:meth:`TileGrid.fitted`): as few tiles per axis as the largest allowed core needs, each as small as covers
+the image on the grid. A 1920×1080 image with cores up to 512 computes 3×4 windows of 432×544 (1.36× its
+pixels at overlap 32) instead of 5×8 windows of 320×320 (1.98×) at a fixed 256 core.
 """
 
 from __future__ import annotations
@@ -69,6 +74,13 @@ def axis_tiles(length: int, core: int, overlap: int, align: int) -> list[AxisTil
     return [AxisTile(s, lo, hi) for s, lo, hi in zip(starts, bounds, bounds[1:], strict=False)]
 
 
+def fitted_core(length: int, core_max: int, align: int) -> int:
+    """The smallest core on the ``align`` grid covering ``length`` in ``ceil(length / core_max)`` tiles
+    (``core_max`` a multiple of ``align``); never above ``core_max``, at least ``2 * align``."""
+    n = max(1, math.ceil(length / core_max))
+    return max(align_up(math.ceil(length / n), align), 2 * align)
+
+
 DEFAULT_CORE = 256  # tile core per side: the runtime's default --tile, and the window engines are prebuilt for
 DEFAULT_OVERLAP = 32  # context per side for a model whose sidecar recommends none
 
@@ -102,6 +114,12 @@ class TileGrid:
         ch, cw = (core, core) if isinstance(core, int) else core
         ch, cw = (max(align_up(c, align), 2 * align) for c in (ch, cw))
         return cls(height, width, (ch, cw), align_up(max(overlap, 0), align), align)
+
+    @classmethod
+    def fitted(cls, height: int, width: int, core_max: tuple[int, int], overlap: int, align: int = 16) -> TileGrid:
+        """The tiling with per-axis :func:`fitted_core` cores ≤ ``core_max`` (multiples of ``align``)."""
+        core = (fitted_core(height, core_max[0], align), fitted_core(width, core_max[1], align))
+        return cls(height, width, core, overlap, align)
 
     @property
     def window(self) -> tuple[int, int]:

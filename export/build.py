@@ -1,8 +1,9 @@
 """``python -m export.build``: checkpoint → validated ONNX (FP32, optionally FP16) + JSON sidecars (+ TensorRT engines).
 
 Steps: load the checkpoint; export FP32 ONNX with dynamic batch/height/width; check it against PyTorch on real
-JPEG images; optionally convert to FP16 and check it against FP32; measure the receptive field; write each
-``NAME[_fp16].onnx`` with its ``.json`` sidecar (:class:`runtime.spec.ModelSpec`); with ``--opencv`` also
+JPEG images; optionally convert to FP16 and check it against FP32; optionally quantise to INT8 for CPUs and
+gate it on its quality loss (:mod:`export.int8`); measure the receptive field; write each
+``NAME[_fp16|_int8].onnx`` with its ``.json`` sidecar (:class:`runtime.spec.ModelSpec`); with ``--opencv`` also
 ``NAME_opencv.onnx`` for OpenCV's DNN module (:mod:`export.opencv_compat`); prebuild TensorRT engines
 into the engine cache when TensorRT and a GPU are present. Graphs are staged in a temporary folder and moved
 into place only after they pass validation, so a failed build leaves no half-valid model behind.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from common.cli import exit_missing_extra
+from common.datasets import shared_eval_dir, shared_train_dirs
 
 try:
     import torch  # noqa: F401 (checked here: the export modules need it)
@@ -32,8 +34,9 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
 
 from common.files import sha256_file
 from common.tiling import DEFAULT_CORE
-from export import validate
+from export import int8, validate
 from export.fp16 import NodePatternError, convert_fp16
+from export.int8 import CalibrationError, Int8Options
 from export.onnx_export import ExportError, export_onnx, graph_opset
 from export.opencv_compat import CompatError, write_opencv_variant
 from export.receptive_field import ReceptiveField, measure
@@ -63,6 +66,7 @@ class BuildOptions:
     cache_dir: Path | None = None
     quiet: bool = False
     opencv: bool = False
+    int8: Int8Options | None = None  # None: no INT8 graph
 
 
 def parse_args(argv: list[str] | None = None) -> BuildOptions:
@@ -97,6 +101,35 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         type=float,
         default=t.fp16_min_psnr,
         help=f"validation: smallest allowed 8-bit PSNR, FP16 vs FP32 (default {t.fp16_min_psnr:g} dB)",
+    )
+    i = Int8Options()
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write NAME_int8.onnx for CPUs (U8S8 per-channel QDQ), calibrated on training JPEGs and gated: "
+        "the build fails if it loses more than --max-int8-loss dB against FP32 on --gate-data",
+    )
+    p.add_argument(
+        "--calib",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="INT8 calibration image folders, never evaluation sets (default: ../shared/data/train/*)",
+    )
+    p.add_argument(
+        "--calib-windows", type=int, default=i.windows, help=f"INT8 calibration windows (default {i.windows})"
+    )
+    p.add_argument(
+        "--gate-data",
+        type=Path,
+        metavar="DIR",
+        help="INT8 gate: ground-truth images restored from JPEG quality 10 (default: ../shared/data/eval/LIVE1)",
+    )
+    p.add_argument(
+        "--max-int8-loss",
+        type=float,
+        default=i.max_loss_db,
+        help=f"INT8 gate: largest allowed mean PSNR loss vs FP32 (default {i.max_loss_db:g} dB)",
     )
     p.add_argument(
         "--engine",
@@ -136,6 +169,17 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         p.error("--fp16-io and --fp32-nodes need --fp16")
     if a.output is not None and a.output.exists() and not a.output.is_dir():
         p.error(f"-o {a.output}: exists and is not a folder")
+    if (a.calib or a.gate_data) and not a.int8:
+        p.error("--calib and --gate-data need --int8")
+    if a.calib_windows < 1 or a.max_int8_loss < 0:
+        p.error("--calib-windows must be ≥ 1 and --max-int8-loss ≥ 0")
+    int8_options = None
+    if a.int8:
+        calib = a.calib or shared_train_dirs()
+        gate_data = a.gate_data or shared_eval_dir() / "LIVE1"
+        if not calib or not gate_data.is_dir():
+            p.error("--int8 needs training images (--calib DIR...) and ground-truth gate images (--gate-data DIR)")
+        int8_options = Int8Options(calib, a.calib_windows, gate_data=gate_data, max_loss_db=a.max_int8_loss)
     return BuildOptions(
         ckpt=a.ckpt,
         output=a.output or a.ckpt.parent,
@@ -151,6 +195,7 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         cache_dir=a.cache_dir,
         quiet=a.quiet,
         opencv=a.opencv,
+        int8=int8_options,
     )
 
 
@@ -160,7 +205,7 @@ def _reporter(quiet: bool) -> Callable[[str], None]:
 
 
 def build(opts: BuildOptions) -> list[Path]:
-    """Run the whole build; return the written ONNX paths (FP32, [FP16], [OpenCV variant]).
+    """Run the whole build; return the written ONNX paths (FP32, [FP16], [INT8], [OpenCV variant]).
 
     Raises CheckpointError/ExportError/ValidationError/CompatError."""
     say = _reporter(opts.quiet)
@@ -212,11 +257,45 @@ def build(opts: BuildOptions) -> list[Path]:
             )
             spec16.validation = {**spec16.validation, "fp16_vs_fp32": fp16_numbers}
             staged.append((fp16_path, spec16))
+        if opts.int8:
+            staged.append(_int8_graph(fp32_path, opts, common, say))
         published = [_publish(path, spec, opts, say) for path, spec in staged]
     if opts.opencv:  # from the published FP32 graph: its sidecar now holds the final hash
         published.append(write_opencv_variant(published[0]))
         say(f"wrote {published[-1]} (OpenCV DNN variant) and {sidecar_path(published[-1]).name}")
     return published
+
+
+def _int8_graph(
+    fp32_path: Path, opts: BuildOptions, common: dict[str, Any], say: Callable[[str], None]
+) -> tuple[Path, ModelSpec]:
+    """Quantise the validated FP32 graph and gate it (:mod:`export.int8`); the staged file and its sidecar."""
+    i8 = opts.int8
+    channels = common["channels"]
+    t0 = time.perf_counter()
+    windows = int8.calibration_windows(i8, channels)
+    int8_path = fp32_path.with_name(f"{opts.name}_int8.onnx")
+    kept = int8.quantize(fp32_path, int8_path, windows)
+    say(f"quantised {int8_path.name}: {len(windows)} calibration windows, FP32 kept for {', '.join(kept)}")
+    pairs = int8.gate_pairs(i8.gate_data, channels, i8.gate_quality)
+    numbers = int8.gate(fp32_path, int8_path, pairs, i8)
+    say(
+        f"INT8 gate on {len(pairs)} images of {i8.gate_data} at q{i8.gate_quality}: {numbers['int8_psnr_db']:.3f} dB "
+        f"vs FP32 {numbers['fp32_psnr_db']:.3f} dB ({numbers['delta_db']:+.4f} dB, allowed −{i8.max_loss_db:g}); "
+        f"INT8 vs FP32 output ≥ {numbers['int8_vs_fp32_min_psnr_uint8_db']:.1f} dB ({time.perf_counter() - t0:.1f} s)"
+    )
+    int8.check_gate(int8_path.name, numbers)
+    spec = ModelSpec(name=f"{opts.name}_int8", precision="int8", fp32_nodes=kept, **common)
+    calibration = {
+        "folders": [str(f) for f in i8.calibration],
+        "windows": i8.windows,
+        "window": i8.window,
+        "qualities": list(i8.qualities),
+        "seed": i8.seed,
+        "recipe": "QDQ, QUInt8 activations (MinMax), QInt8 per-channel weights; ends kept FP32",
+    }
+    spec.validation = {**spec.validation, "int8": {**numbers, "calibration": calibration}}
+    return int8_path, spec
 
 
 def _common_fields(
@@ -282,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         paths = build(opts)
-    except (CheckpointError, NodePatternError) as e:
+    except (CheckpointError, NodePatternError, CalibrationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (ExportError, ValidationError, CompatError) as e:
@@ -292,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot write the artifacts: {e}", file=sys.stderr)
         return 1
     if opts.engine != "skip":
-        engine_path = paths[1] if opts.fp16 else paths[0]  # the FP16 graph when there is one: what TensorRT runs
+        fp16_path = opts.output / f"{opts.name}_fp16.onnx"
+        engine_path = (
+            fp16_path if fp16_path in paths else paths[0]
+        )  # the FP16 graph when there is one: what TensorRT runs
         try:
             prebuild_engines(engine_path, opts, _reporter(opts.quiet))
         except BackendUnavailable as e:

@@ -83,7 +83,7 @@ def model_config(spec: ModelSpec, name: str, window: tuple[int, int], opts: Repo
 def write_repository(onnx_path: Path, repo: Path, name: str | None, opts: RepositoryOptions) -> Path:
     """Write the repository entry for the model at ``onnx_path``; returns ``repo/NAME``. Raises ModelError."""
     model = resolve_models(onnx_path).models[0]
-    file = model.file(prefer_fp16=opts.gpu)  # the FP16 graph for a GPU server when it exists
+    file = model.file("auto", "gpu" if opts.gpu else "cpu")  # FP16 for a GPU server, INT8 for a CPU one, if exported
     spec = file.spec
     name = name or model.name  # the model's name, whichever precision is served
     window = window_grid(opts.tile, spec.recommended_overlap, opts.overlap).window

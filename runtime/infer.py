@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
-from runtime.backends.select import BACKENDS, REMOTE_BACKENDS
+from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
-from runtime.model_files import ModelError
+from runtime.model_files import PRECISIONS, ModelError
 from runtime.restorer import OutOfMemory, Restorer, check_quality, check_settings
 
 DESCRIPTION = """\
@@ -84,8 +84,11 @@ def add_restore_options(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--url", help="--backend triton: the server, HOST:PORT (HTTP) or grpc://HOST:PORT")
     p.add_argument("--remote-model", help="--backend triton: the model's name on the server (default: the model's)")
-    p.add_argument("--tile", type=tile_arg, default=(DEFAULT_CORE, DEFAULT_CORE),
-                   help=f"tile core size N or HxW, rounded up to 16 (default {DEFAULT_CORE})")  # fmt: skip
+    p.add_argument("--tile", type=tile_arg,
+                   help=f"tile core size N or HxW, rounded up to 16; on the CPU the largest, fitted to each image "
+                   f"(default {CPU_CORE} on the CPU, {DEFAULT_CORE} on GPU backends and Triton)")  # fmt: skip
+    p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
+                   help="which exported graph runs: auto = INT8 > FP32 on the CPU, FP16 > FP32 on GPUs")  # fmt: skip
     p.add_argument("--overlap", type=int, help="context pixels per tile side (default: the model's recommendation)")
     p.add_argument("--batch", type=int, help="tiles per call (default: 4 on GPU backends, 1 on the CPU)")
     p.add_argument("--quality", type=int, help="JPEG quality to assume for choosing a model (default: estimated)")
@@ -100,7 +103,7 @@ def restorer_options(args: argparse.Namespace) -> dict[str, Any]:
     """:class:`Restorer` keyword arguments from the options of :func:`add_restore_options` and ``--threads``."""
     return {
         "model": args.model, "backend": args.backend, "tile": args.tile, "overlap": args.overlap,
-        "batch": args.batch, "threads": args.threads, "cache_dir": args.cache_dir,
+        "batch": args.batch, "precision": args.precision, "threads": args.threads, "cache_dir": args.cache_dir,
         "max_pixels": round(args.max_pixels * 1e6), "server": args.url, "remote_model": args.remote_model,
     }  # fmt: skip
 
@@ -204,7 +207,7 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"--quality: {e}") from None
     o = restorer_options(args)
     try:  # device 0: --device-id is checked by the Restorer
-        check_settings(o["tile"], o["overlap"], o["batch"], 0, o["threads"], o["max_pixels"])
+        check_settings(o["tile"], o["overlap"], o["batch"], 0, o["threads"], o["max_pixels"], o["precision"])
     except ValueError as e:
         raise UsageError(_option_names(str(e))) from None
 

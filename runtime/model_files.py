@@ -1,9 +1,10 @@
 """Which ONNX model restores an image: the bundled default, ``--model FILE|DIR``, per-quality choice.
 
-A *model* is one trained network; it may be exported at several precisions (an FP32 and an FP16 ONNX,
+A *model* is one trained network; it may be exported at several precisions (FP32, FP16 and INT8 ONNX files,
 each with its :class:`~runtime.spec.ModelSpec` sidecar). Files belong to the same model when their sidecars
-carry the same ``checkpoint_sha256`` (or, without one, the same name once a ``_fp16``/``-fp16`` suffix is
-dropped). GPU backends take the FP16 file when there is one, CPU backends the FP32 file.
+carry the same ``checkpoint_sha256`` (or, without one, the same name once a ``_fp16``/``_int8`` suffix is
+dropped). Unless a precision is asked for, GPU backends take FP16 > FP32, CPU backends INT8 > FP32 (the
+INT8 graph passed its quality gate at export, :mod:`export.int8`; FP16 is slower than FP32 on CPUs).
 
 With several models (a directory), the one whose trained ``jpeg_qualities`` include the quality nearest to
 the input's estimated quality is used (ties: the model trained on fewer qualities, the specialist); for
@@ -23,7 +24,9 @@ from runtime.spec import ModelSpec, SpecError, sidecar_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "default.onnx"
-_PRECISION_SUFFIX = re.compile(r"[_-]fp(16|32)$")
+_PRECISION_SUFFIX = re.compile(r"[_-](fp16|fp32|int8)$")
+PRECISIONS = ("fp32", "fp16", "int8")
+PREFERENCE = {"gpu": ("fp16", "fp32", "int8"), "cpu": ("int8", "fp32", "fp16")}  # precision "auto", by device
 
 
 class ModelError(ValueError):
@@ -40,7 +43,7 @@ class ModelFile:
 
 @dataclass
 class Model:
-    """One trained network and its exported precisions (``{"fp32": ModelFile, "fp16": ModelFile}``)."""
+    """One trained network and its exported precisions (``{"fp32": ModelFile, "int8": ModelFile, ...}``)."""
 
     key: str
     files: dict[str, ModelFile] = field(default_factory=dict)
@@ -48,7 +51,7 @@ class Model:
     @property
     def spec(self) -> ModelSpec:
         """The sidecar describing the network (FP32's when present; fields other than precision agree)."""
-        return self.file(prefer_fp16=False).spec
+        return self.file("fp32" if "fp32" in self.files else "auto").spec
 
     @property
     def name(self) -> str:
@@ -58,13 +61,17 @@ class Model:
     def qualities(self) -> list[int]:
         return sorted(self.spec.jpeg_qualities)
 
-    def file(self, prefer_fp16: bool) -> ModelFile:
-        """The FP16 file if preferred and present, else FP32, else whatever exists."""
-        order = ("fp16", "fp32") if prefer_fp16 else ("fp32", "fp16")
-        for precision in order:
-            if precision in self.files:
-                return self.files[precision]
-        return next(iter(self.files.values()))
+    def file(self, precision: str = "auto", device: str = "cpu") -> ModelFile:
+        """The file of ``precision`` ("fp32", "fp16", "int8"), or for "auto" the first present in
+        :data:`PREFERENCE` [``device``] ("cpu" or "gpu"). Raises :class:`ModelError` for a precision not exported."""
+        if precision == "auto":
+            precision = next(p for p in PREFERENCE[device] if p in self.files)
+        if precision not in self.files:
+            raise ModelError(
+                f"model {self.name} has no {precision} file (exported: {', '.join(sorted(self.files))}); "
+                "export it with python -m export.build (--fp16 / --int8)"
+            )
+        return self.files[precision]
 
 
 @dataclass
@@ -142,7 +149,7 @@ def _key(f: ModelFile) -> str:
 def _group(files: list[ModelFile]) -> list[Model]:
     models: dict[str, Model] = {}
     for f in files:
-        if f.spec.precision not in ("fp32", "fp16"):
+        if f.spec.precision not in PRECISIONS:
             raise ModelError(f"{f.onnx}: unknown precision '{f.spec.precision}' in its sidecar")
         if f.spec.channels not in (1, 3) or f.spec.layout != "NCHW" or tuple(f.spec.value_range) != (0.0, 1.0):
             raise ModelError(

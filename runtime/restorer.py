@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 from common.color import rgb_to_y, with_luma
 from common.files import NAME_MAX
-from common.tiling import DEFAULT_CORE, TileGrid, crop_slices, extract_window, window_grid
+from common.tiling import TileGrid, crop_slices, extract_window, window_grid
 from runtime.backends.base import Backend, BackendUnavailable, is_out_of_memory
-from runtime.backends.select import select_backend
+from runtime.backends.select import DEFAULT_TILE, select_backend
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
-from runtime.model_files import Model, ModelError, ModelSet, resolve_models
+from runtime.model_files import PRECISIONS, Model, ModelError, ModelSet, resolve_models
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,13 @@ class FileResult:
 
 @dataclass
 class _Engine:
-    """A backend loaded for one model and one window shape, with its input buffer."""
+    """A backend loaded for one model and one (largest) window shape."""
 
     model: Model
     backend: Backend
-    core: tuple[int, int]
+    core: tuple[int, int]  # the core (any_window backends: the largest core) it was built for
     overlap: int
     batch: int
-    buffer: np.ndarray  # max_batch × C × window_h × window_w float32
 
 
 class Restorer:
@@ -73,10 +72,15 @@ class Restorer:
             per-quality models (see :mod:`runtime.model_files`).
         backend: "auto" (tensorrt > ort-cuda > ort-cpu, the first that loads), one of those names, or "triton" with
             ``server`` (``HOST:PORT``, ``grpc://HOST:PORT``) serving ``remote_model`` (default: the model's name).
-        tile: core tile size, int or (h, w), rounded up to ``align``; the fixed window adds ``overlap`` per side.
+        tile: core tile size, int or (h, w), rounded up to ``align``; the window adds ``overlap`` per side. On
+            backends that take any window (the CPU ones) it is the largest core: each image gets the core that
+            covers it in the fewest tiles (:meth:`common.tiling.TileGrid.fitted`). None: the backend's
+            :data:`~runtime.backends.select.DEFAULT_TILE` (256 on GPU backends and Triton, 512 on the CPU).
         overlap: context pixels per side; None takes the sidecar's ``recommended_overlap`` (else 32,
             :data:`common.tiling.DEFAULT_OVERLAP`).
         batch: tiles per backend call (None: 4 on GPU backends, 1 on the CPU).
+        precision: "auto" (GPU backends FP16 > FP32, CPU backends INT8 > FP32, among the exported files) or
+            "fp32", "fp16", "int8" (:meth:`runtime.model_files.Model.file`).
         device_id: GPU ordinal. threads: ORT CPU intra-op threads (None: ONNX Runtime's default).
         cache_dir: TensorRT engine cache. align: tile grid (16 = JPEG 4:2:0 MCU). progress: tqdm bar over tiles
             (on terminals only). max_pixels: :meth:`restore_file` refuses larger images (checked from the header).
@@ -100,9 +104,10 @@ class Restorer:
         model: str | os.PathLike | ModelSet | None = None,
         *,
         backend: str = "auto",
-        tile: int | tuple[int, int] = DEFAULT_CORE,
+        tile: int | tuple[int, int] | None = None,
         overlap: int | None = None,
         batch: int | None = None,
+        precision: str = "auto",
         device_id: int = 0,
         threads: int | None = None,
         cache_dir: str | os.PathLike | None = None,
@@ -113,12 +118,14 @@ class Restorer:
         server: str | None = None,
         remote_model: str | None = None,
     ) -> None:
-        self.tile = check_settings(tile, overlap, batch, device_id, threads, max_pixels)
+        self.tile = check_settings(tile, overlap, batch, device_id, threads, max_pixels, precision)
         self.models = model if isinstance(model, ModelSet) else resolve_models(model)
         self.overlap, self.batch, self.align, self.progress = overlap, batch, align, progress
         self.max_pixels, self.verify = max_pixels, verify
         self._backend_kind = backend
-        self._backend_options = {"device_id": device_id, "threads": threads, "cache_dir": cache_dir}
+        self._backend_options = {
+            "device_id": device_id, "threads": threads, "cache_dir": cache_dir, "precision": precision
+        }  # fmt: skip
         if backend == "triton":
             self._backend_options |= {"server": server, "remote_model": remote_model}
         self._engines: dict[str, _Engine] = {}
@@ -174,14 +181,21 @@ class Restorer:
         if engine is not None and core in (None, engine.core) and batch in (None, engine.batch):
             return engine
         spec = model.spec
-        probe = window_grid(core or self.tile, spec.recommended_overlap, self.overlap, self.align)
+
+        def grid_for(kind: str) -> TileGrid:
+            return window_grid(
+                core or self.tile or DEFAULT_TILE[kind], spec.recommended_overlap, self.overlap, self.align
+            )
+
         batch = batch or self.batch
         if engine is not None:  # free the old backend (GPU memory) before building the next one
             del self._engines[model.key]
             engine.backend.close()
         backend, skipped = select_backend(
-            self._backend_kind, model, probe.window, batch, progress=self.progress, **self._backend_options
-        )
+            self._backend_kind, model, lambda kind: grid_for(kind).window, batch, progress=self.progress,
+            **self._backend_options,
+        )  # fmt: skip
+        probe = grid_for(backend.name)
         if self._backend_kind == "auto":
             self.skipped_backends = [str(skip) for skip in skipped]
             self.notable_skips = [str(skip) for skip in skipped if skip.installed]
@@ -190,8 +204,7 @@ class Restorer:
             log.warning("%s: %s", backend.name, backend.note)
         if self.batch is None:
             self.batch = backend.max_batch  # the backend's default, now known
-        buffer = np.empty((backend.max_batch, spec.channels, *probe.window), dtype=np.float32)
-        engine = _Engine(model, backend, probe.core, probe.overlap, backend.max_batch, buffer)
+        engine = _Engine(model, backend, probe.core, probe.overlap, backend.max_batch)
         if self.verify:
             try:
                 self_test(model, backend, probe.window)
@@ -204,7 +217,10 @@ class Restorer:
         return engine
 
     def _grid(self, image: np.ndarray, engine: _Engine) -> TileGrid:
-        return TileGrid(image.shape[0], image.shape[1], engine.core, engine.overlap, self.align)
+        h, w = image.shape[:2]
+        if engine.backend.any_window:
+            return TileGrid.fitted(h, w, engine.core, engine.overlap, self.align)
+        return TileGrid(h, w, engine.core, engine.overlap, self.align)
 
     def _restore(self, image: np.ndarray, model: Model, out: np.ndarray | None = None) -> np.ndarray:
         engine = self._engine(model)
@@ -238,10 +254,11 @@ class Restorer:
         grid = self._grid(image, engine)
         adapter = _ColorAdapter(engine.model.spec.channels, image)
         tiles = list(grid)
+        buffer = np.empty((engine.batch, engine.model.spec.channels, *grid.window), dtype=np.float32)
         with tqdm(total=len(tiles), unit="tile", disable=None if self.progress else True, leave=False) as bar:
             for pos in range(0, len(tiles), engine.batch):
                 chunk = tiles[pos : pos + engine.batch]
-                batch = engine.buffer[: len(chunk)]
+                batch = buffer[: len(chunk)]
                 for i, tile in enumerate(chunk):
                     batch[i] = adapter.to_model(extract_window(image, tile, grid.window))
                 result = engine.backend.run(batch)
@@ -262,10 +279,16 @@ MAX_BUFFER_BYTES = 4 << 30  # one batch of float32 windows: beyond this a settin
 
 
 def check_settings(
-    tile: int | tuple[int, int], overlap: int | None, batch: int | None, device_id: int, threads: int | None,
-    max_pixels: int,
-) -> tuple[int, int]:  # fmt: skip
-    """Validate the Restorer's (and the CLI's) settings; return the tile as (h, w). Raises ValueError."""
+    tile: int | tuple[int, int] | None, overlap: int | None, batch: int | None, device_id: int, threads: int | None,
+    max_pixels: int, precision: str = "auto",
+) -> tuple[int, int] | None:  # fmt: skip
+    """Validate the Restorer's (and the CLI's) settings; return the tile as (h, w) (None: the backend's default).
+    Raises ValueError."""
+    if precision not in ("auto", *PRECISIONS):
+        raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    default = tile is None
+    if default:
+        tile = max(DEFAULT_TILE.values())  # the buffer check below, at the largest default
     sides = (tile, tile) if isinstance(tile, int | np.integer) else tile
     if (
         not isinstance(sides, tuple | list)
@@ -283,7 +306,7 @@ def check_settings(
     window = [s + 2 * (overlap or 0) for s in sides]
     if (batch or 1) * 3 * window[0] * window[1] * 4 > MAX_BUFFER_BYTES:
         raise ValueError(f"tile {sides} with overlap {overlap} and batch {batch} needs over 4 GiB per batch")
-    return int(sides[0]), int(sides[1])
+    return None if default else (int(sides[0]), int(sides[1]))
 
 
 def check_quality(quality: int | None) -> None:

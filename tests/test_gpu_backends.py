@@ -123,7 +123,7 @@ def test_a_foreign_plan_is_rebuilt_with_a_warning(stubs, fp16_model, tmp_path):
 
 def test_auto_moves_on_to_onnx_runtime_with_the_reason(stubs, fp16_model, tmp_path):
     stubs.FAULTS["device_count_error"] = 100
-    backend, skipped = select_backend("auto", resolve_models(fp16_model).for_quality(None), (64, 64), 2,
+    backend, skipped = select_backend("auto", resolve_models(fp16_model).for_quality(None), lambda _: (64, 64), 2,
                                       cache_dir=tmp_path, progress=False)  # fmt: skip
     assert backend.name == "ort-cpu"
     assert str(skipped[0]).startswith("tensorrt unavailable: no CUDA GPU") and skipped[0].installed  # news: said
@@ -172,8 +172,8 @@ def test_bound_device_buffers_give_the_plain_results(tmp_path):
     import onnxruntime as ort
 
     model = resolve_models(tiny_wcdgan(tmp_path / "m.onnx")).for_quality(None)
-    plain = ort_backend.OrtBackend(model.file(False).onnx, model.spec, (32, 32), 3)
-    bound = ort_backend.OrtBackend(model.file(False).onnx, model.spec, (32, 32), 3)
+    plain = ort_backend.OrtBackend(model.file("fp32").onnx, model.spec, (32, 32), 3)
+    bound = ort_backend.OrtBackend(model.file("fp32").onnx, model.spec, (32, 32), 3)
     bound._bind_device_buffers(ort, "cpu")
     x = np.random.default_rng(1).random((3, 3, 32, 32), dtype=np.float32)
     for batch in (x, x[:2], x[:1], x):
@@ -226,7 +226,7 @@ def _cuda_backend(monkeypatch, tmp_path, fake):
     monkeypatch.setattr(ort_backend, "import_onnxruntime", lambda: fake)
     monkeypatch.setattr(ort_backend.OrtBackend, "_bind_device_buffers", lambda self, ort, device: None)
     model = resolve_models(tiny_wcdgan(tmp_path / "m.onnx")).for_quality(None)
-    return ort_backend.OrtBackend(model.file(True).onnx, model.spec, (32, 32), 2, device="cuda")
+    return ort_backend.OrtBackend(model.file("auto", "gpu").onnx, model.spec, (32, 32), 2, device="cuda")
 
 
 def test_ort_cuda_preloads_libraries_and_proves_every_node_on_the_gpu(monkeypatch, tmp_path):

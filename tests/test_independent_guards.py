@@ -43,7 +43,7 @@ def test_tile_windows_start_on_the_jpeg_mcu_grid_by_default():
 
 
 class _Recorder:
-    name, note, max_batch = "recorder", "", 1
+    name, note, max_batch, any_window = "recorder", "", 1, False
 
     def __init__(self, tile_hw):
         self.tile_hw = tile_hw
@@ -61,7 +61,9 @@ def test_restorer_default_grid_is_the_mcu_grid(monkeypatch, tmp_path):
 
     seen = []
     monkeypatch.setattr(
-        runtime.restorer, "select_backend", lambda kind, m, hw, b, **kw: (seen.append(hw) or _Recorder(hw), [])
+        runtime.restorer,
+        "select_backend",
+        lambda kind, m, hw, b, **kw: (seen.append(hw(kind)) or _Recorder(hw(kind)), []),
     )
     spec = ModelSpec(name="m", channels=3, color="rgb", precision="fp32", recommended_overlap=10)
     Restorer(ModelSet([Model("m", {"fp32": ModelFile(None, spec)})]), tile=40, verify=False)

@@ -96,15 +96,19 @@ def test_per_quality_choice_and_precision_variants(tmp_path):
     local_net(tmp_path / "blind.onnx", seed=3, jpeg_qualities=[10, 20, 30, 40, 50], checkpoint_sha256="abc")
     blind = {"jpeg_qualities": [10, 20, 30, 40, 50], "checkpoint_sha256": "abc"}
     local_net(tmp_path / "blind_fp16.onnx", precision="fp16", **blind)
+    local_net(tmp_path / "blind_int8.onnx", precision="int8", **blind)
     models = resolve_models(tmp_path)
     assert sorted(m.name for m in models.models) == ["blind", "q10", "q40"]
     assert models.for_quality(12).name == "q10"  # tie with the blind model's 10: the specialist wins
     assert models.for_quality(33).name == "blind" and models.for_quality(41).name == "q40"
     assert models.for_quality(None).name == "blind"  # unknown quality: the blind model
     blind = models.for_quality(None)
-    assert blind.file(prefer_fp16=True).onnx.name == "blind_fp16.onnx"
-    assert blind.file(prefer_fp16=False).onnx.name == "blind.onnx"
-    assert len(resolve_models(tmp_path / "blind.onnx").models[0].files) == 2  # sibling precision found
+    assert blind.file("auto", "gpu").onnx.name == "blind_fp16.onnx"
+    assert blind.file("auto", "cpu").onnx.name == "blind_int8.onnx"
+    assert blind.file("fp32").onnx.name == "blind.onnx" and blind.name == "blind"
+    with pytest.raises(ModelError, match="no int8 file"):
+        models.for_quality(12).file("int8")
+    assert len(resolve_models(tmp_path / "blind.onnx").models[0].files) == 3  # sibling precisions found
 
     restorer = Restorer(ModelSet([m for m in models.models if m.name != "blind"]), tile=32)
     path = write_jpeg(tmp_path / "in.jpg", RGB, 12)
@@ -130,7 +134,7 @@ class _FakeBackend:
     """Identity model that runs out of memory like a small GPU: above a batch size or window size while running,
     and above a larger window size already while being built (TensorRT allocates at build and context creation)."""
 
-    name, note = "fake-gpu", ""
+    name, note, any_window = "fake-gpu", "", False
     live: ClassVar[list] = []  # open backends: the restorer must close one before building the next
 
     def __init__(self, tile_hw, max_batch, log, max_ok_batch, max_ok_window, max_build_window):
@@ -158,7 +162,8 @@ def test_out_of_memory_shrinks_batch_then_tile_rebuilding_the_backend(monkeypatc
     calls: list = []
     built: list = []
 
-    def fake_select(kind, model, tile_hw, max_batch, **kwargs):
+    def fake_select(kind, model, window_for, max_batch, **kwargs):
+        tile_hw = window_for(kind)
         built.append((tile_hw, max_batch))
         return _FakeBackend(tile_hw, max_batch, calls, max_ok_batch=1, max_ok_window=100, max_build_window=150), []
 
@@ -182,7 +187,8 @@ def test_out_of_memory_shrinks_batch_then_tile_rebuilding_the_backend(monkeypatc
 def test_out_of_memory_while_building_keeps_shrinking(monkeypatch):
     built: list = []
 
-    def fake_select(kind, model, tile_hw, max_batch, **kwargs):
+    def fake_select(kind, model, window_for, max_batch, **kwargs):
+        tile_hw = window_for(kind)
         built.append(tile_hw[0])
         return _FakeBackend(tile_hw, max_batch, [], max_ok_batch=8, max_ok_window=100, max_build_window=150), []
 

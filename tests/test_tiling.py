@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from skimage import data
 
-from common.tiling import TileGrid, axis_tiles, crop_slices, extract_window, reflect_indices
+from common.tiling import TileGrid, axis_tiles, crop_slices, extract_window, fitted_core, reflect_indices
 from runtime import Restorer
 from tests.runtime_fixtures import local_net, tiny_wcdgan
 
@@ -50,6 +50,26 @@ def test_huge_width_grid_math_only():
     assert len(grid) == 79 and grid.window == (320, 320)
     assert len(grid.rows) == 1 and grid.rows[0].start == -32
     assert sum(t.crop_end - t.crop_start for t in grid.cols) == 20000
+
+
+@pytest.mark.parametrize("core_max", [32, 64, 256, 512])
+@pytest.mark.parametrize("length", LENGTHS)
+def test_fitted_core_keeps_the_tile_count_with_the_least_padding(length, core_max):
+    core = fitted_core(length, core_max, 16)
+    n = math.ceil(length / core_max)
+    assert core % 16 == 0 and 32 <= core <= core_max
+    assert math.ceil(length / core) == n  # no extra tile
+    assert core == 32 or (core - 16) * n < length  # one grid step less would not cover the image
+
+
+def test_fitted_grid_shrinks_windows_to_the_image():
+    grid = TileGrid.fitted(1080, 1920, (512, 512), 32)
+    assert grid.core == (368, 480) and len(grid) == 3 * 4
+    assert len(grid) * grid.window[0] * grid.window[1] / (1080 * 1920) < 1.37  # vs 1.98 at a fixed 256 core
+    count = np.zeros((1080, 1920), dtype=np.int32)
+    for tile in grid:
+        count[crop_slices(tile)[0]] += 1
+    assert (count == 1).all()
 
 
 def test_core_is_at_least_two_grid_cells():
@@ -93,6 +113,21 @@ def test_tiled_equals_whole_image_for_a_local_model(tmp_path):
     whole = np.clip(_whole_image_reference(onnx_path, image, 16), 0, 1)
     assert len(TileGrid.create(157, 203, 48, 8)) > 9  # really tiled
     assert np.abs(tiled - whole).max() <= 0.5 / 65535 + 1e-6  # equal up to the final rounding
+
+
+def test_cpu_backend_runs_windows_fitted_to_each_image(tmp_path):
+    onnx_path = local_net(tmp_path / "local.onnx")
+    restorer = Restorer(onnx_path, backend="ort-cpu", tile=256, overlap=16)
+    backend = restorer._engines[next(iter(restorer._engines))].backend
+    shapes, run = [], backend.run
+    backend.run = lambda batch: shapes.append(batch.shape[2:]) or run(batch)
+    image = data.astronaut()[:100, :300]
+    out = restorer(image)
+    assert set(shapes) == {(112 + 32, 160 + 32)} and len(shapes) == 2  # 1×2 tiles of 112×160, not 288² windows
+    fixed = Restorer(onnx_path, backend="ort-cpu", tile=(112, 160), overlap=16)(image)
+    np.testing.assert_array_equal(out, fixed)
+    with pytest.raises(ValueError, match="does not fit"):
+        backend.run(np.zeros((1, 3, 304, 288), np.float32))  # beyond the window it was built for
 
 
 def test_tiled_close_to_whole_for_tiny_wcdgan(tmp_path):

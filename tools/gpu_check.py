@@ -54,11 +54,11 @@ def check_ort_cuda(model_path: Path, report: dict) -> None:
     report["torch_loaded"] = "torch" in sys.modules  # must stay False: the libraries come from preload_dlls
     model = resolve_models(model_path).for_quality(None)
     t0 = time.perf_counter()
-    cuda = OrtBackend(model.file(True).onnx, model.spec, (320, 320), 4, device="cuda")
+    cuda = OrtBackend(model.file("auto", "gpu").onnx, model.spec, (320, 320), 4, device="cuda")
     report["session_s"] = time.perf_counter() - t0
     report["strict_all_nodes_on_cuda"] = cuda.note == ""
     report["note"] = cuda.note
-    cpu = OrtBackend(model.file(False).onnx, model.spec, (320, 320), 4, device="cpu")
+    cpu = OrtBackend(model.file("fp32").onnx, model.spec, (320, 320), 4, device="cpu")
     x = windows(model.spec.channels, 320, 4)
     got, want = cuda.run(x), cpu.run(x)
     report["fp16_cuda_vs_fp32_cpu_psnr_db"] = min(
@@ -89,7 +89,7 @@ def time_batches(model_path: Path, batches: list[int], repeats: int = 20) -> lis
     model = resolve_models(model_path).for_quality(None)
     rows = []
     for batch in batches:
-        backend = OrtBackend(model.file(True).onnx, model.spec, (320, 320), batch, device="cuda")
+        backend = OrtBackend(model.file("auto", "gpu").onnx, model.spec, (320, 320), batch, device="cuda")
         x = np.repeat(windows(model.spec.channels, 320, 1), batch, axis=0)
         for _ in range(3):
             backend.run(x)

@@ -32,9 +32,9 @@ from torch.utils.data import Dataset, Sampler
 
 from common.color import rgb_to_y
 from common.datasets import is_eval_set
-from common.files import IMAGE_SUFFIXES
+from common.files import IMAGE_SUFFIXES, list_images
 from common.jpeg import jpeg_roundtrip
-from train.pack import ShardError, is_shard, iter_shard, list_images, read_manifest
+from train.pack import ShardError, is_shard, iter_shard, read_manifest
 
 
 class DataError(ValueError):

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from common.files import IMAGE_SUFFIXES, atomic_path
+from common.files import atomic_path, list_images
 
 FORMAT = "wcdgan-shard"
 VERSION = 1
@@ -64,11 +64,6 @@ class PackedImage:
 def is_shard(path: str | Path) -> bool:
     """True for a ``.tar`` file (the loaders then read it as a shard instead of a folder)."""
     return Path(path).suffix == SHARD_SUFFIX and Path(path).is_file()
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder``, sorted."""
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def encode_lossless(path: Path) -> tuple[bytes, str, tuple[int, int, int]]:

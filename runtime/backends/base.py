@@ -33,11 +33,13 @@ class Backend(Protocol):
 
     Constructed once per (model, tile shape, max batch); ``run`` may then be called many times.
     Input and output: N×C×H×W float32 in [0, 1] with N ≤ ``max_batch`` and (H, W) the tile shape the backend
-    was built for. Implementations convert to the graph's I/O dtype themselves. Not thread-safe.
+    was built for — or, when ``any_window``, any (H, W) up to it. Implementations convert to the graph's I/O
+    dtype themselves. Not thread-safe.
     """
 
     name: str  # "tensorrt", "ort-cuda" or "ort-cpu": what actually runs, not what was asked for
     max_batch: int
+    any_window: bool  # run() takes windows smaller than the built shape (the CPU backends): tiles fit each image
     note: str  # how it runs, when the user should know (e.g. nodes that fell back to the CPU); "" otherwise
 
     def run(self, batch: np.ndarray) -> np.ndarray: ...

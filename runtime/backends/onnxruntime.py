@@ -59,6 +59,7 @@ class OrtBackend:
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
         self.name, self.note = f"ort-{device}", ""
+        self.any_window = device == "cpu"  # the CUDA EP runs on buffers bound for one shape
         self.max_batch, self.tile_hw, self.spec = int(max_batch), tuple(tile_hw), spec
         self.device_id = device_id
         self._binding = None
@@ -131,8 +132,9 @@ class OrtBackend:
         """N×C×H×W float32 in [0, 1] → N×C×H×W float32 (unclipped)."""
         if self.session is None:
             raise RuntimeError("backend is closed")
-        n = batch.shape[0]
-        if n > self.max_batch or tuple(batch.shape[2:]) != self.tile_hw:
+        n, (h, w) = batch.shape[0], batch.shape[2:]
+        fits = h <= self.tile_hw[0] and w <= self.tile_hw[1] if self.any_window else (h, w) == self.tile_hw
+        if n > self.max_batch or not fits:
             raise ValueError(f"batch {batch.shape} does not fit this backend ({self.max_batch}×C×{self.tile_hw})")
         if self._binding is None:
             out = self.session.run([self.output_name], {self.input_name: np.asarray(batch, self.input_dtype)})[0]

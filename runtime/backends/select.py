@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from common.tiling import DEFAULT_CORE
 from runtime.backends.base import Backend, BackendNotInstalled, BackendUnavailable
 from runtime.model_files import Model
 
@@ -14,6 +16,11 @@ GPU_BACKENDS = frozenset({"tensorrt", "ort-cuda"})
 # Tiles per call when none is asked for: batching fills a GPU; on a CPU it saves nothing and each tile in
 # flight costs ONNX Runtime its activations (≈ 0.1 GB for a 320² window of the tiny test model, ~4× that at full width).
 DEFAULT_BATCH = {"tensorrt": 4, "ort-cuda": 4, "ort-cpu": 1, "triton": 8}  # triton: windows in flight per call
+# Largest tile core when none is asked for. Fixed-window backends (engines, bound GPU buffers, a server's
+# configured shape) use the engines' prebuilt 256; CPU backends fit a core ≤ CPU_CORE to each image
+# (common.tiling.TileGrid.fitted), trading peak memory for less overlap recomputation (measured: README).
+CPU_CORE = 512
+DEFAULT_TILE = {"tensorrt": DEFAULT_CORE, "ort-cuda": DEFAULT_CORE, "ort-cpu": CPU_CORE, "triton": DEFAULT_CORE}
 
 
 def create_backend(
@@ -28,9 +35,11 @@ def create_backend(
     progress: bool = True,
     server: str | None = None,
     remote_model: str | None = None,
+    precision: str = "auto",
 ) -> Backend:
-    """Load ``model`` on backend ``kind`` (one of :data:`BACKENDS` or :data:`REMOTE_BACKENDS`); GPU backends take its
-    FP16 file if any; ``triton`` sends the tiles to ``server`` (model ``remote_model``, default the model's name).
+    """Load ``model`` on backend ``kind`` (one of :data:`BACKENDS` or :data:`REMOTE_BACKENDS`) from its file of
+    ``precision`` ("auto": GPU backends FP16 > FP32, CPU backends INT8 > FP32, :meth:`Model.file`); ``triton`` sends
+    the tiles to ``server`` (model ``remote_model``, default the model's name).
 
     ``max_batch`` None takes the backend's :data:`DEFAULT_BATCH`.
 
@@ -38,7 +47,7 @@ def create_backend(
     """
     if kind not in (*BACKENDS, *REMOTE_BACKENDS):
         raise ValueError(f"unknown backend {kind!r} (choose from auto, {', '.join((*BACKENDS, *REMOTE_BACKENDS))})")
-    file = model.file(prefer_fp16=kind in GPU_BACKENDS)
+    file = model.file(precision, "gpu" if kind in GPU_BACKENDS else "cpu")
     max_batch = max_batch or DEFAULT_BATCH[kind]
     if kind == "triton":
         if not server:
@@ -73,9 +82,10 @@ class Skip:
 
 
 def select_backend(
-    kind: str, model: Model, tile_hw: tuple[int, int], max_batch: int | None, **kwargs
+    kind: str, model: Model, window_for: Callable[[str], tuple[int, int]], max_batch: int | None, **kwargs
 ) -> tuple[Backend, list[Skip]]:
-    """``kind`` or, for "auto", the first of :data:`BACKENDS` that loads.
+    """``kind`` or, for "auto", the first of :data:`BACKENDS` that loads, built for the (largest) window
+    ``window_for(candidate)``.
 
     Returns the backend and, for "auto", one :class:`Skip` per backend passed over.
     Raises :class:`BackendUnavailable` (all reasons in its message) when nothing loads.
@@ -84,7 +94,7 @@ def select_backend(
     skipped: list[Skip] = []
     for candidate in candidates:
         try:
-            return create_backend(candidate, model, tile_hw, max_batch, **kwargs), skipped
+            return create_backend(candidate, model, window_for(candidate), max_batch, **kwargs), skipped
         except BackendUnavailable as e:
             skipped.append(Skip(candidate, str(e), not isinstance(e, BackendNotInstalled)))
     raise BackendUnavailable("; ".join(map(str, skipped)))

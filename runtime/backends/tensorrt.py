@@ -290,6 +290,7 @@ class TensorRTBackend:
 
     name = "tensorrt"
     note = ""
+    any_window = False  # the engine profile fixes the window
 
     def __init__(
         self,

@@ -47,6 +47,7 @@ class TritonBackend:
 
     name = "triton"
     note = ""
+    any_window = False  # the server's model configuration fixes the window
 
     def __init__(
         self,

@@ -1,0 +1,195 @@
+"""INT8 export for CPUs: static QDQ quantisation calibrated on training JPEGs, with a quality gate.
+
+Recipe (measured on the bundled model, 2-core CPU, ONNX Runtime 1.32; numbers in the README):
+
+* QDQ format, **unsigned 8-bit activations, signed 8-bit per-channel weights** (U8S8: the x86 VNNI/AVX2 path of
+  ONNX Runtime's QLinearConv; S8S8 and dynamic quantisation ran at 0.55–0.6× FP32 speed).
+* Calibration: MinMax ranges over random windows of libjpeg round trips (quality 5–30) of **training** images.
+  Evaluation sets are refused (:func:`common.datasets.is_eval_set`).
+* The network's ends stay FP32: the nodes reading the graph input and the node writing the output (with the
+  convolution feeding it). Quantising them cost 0.07–0.09 dB on LIVE1 q10; keeping them costs < 5 % of the
+  speed-up (the first conv has 3 input channels, the last 3 outputs) and brings the loss to < 0.01 dB.
+
+Gate: the INT8 graph and the FP32 graph restore the gate images (ground truth + its libjpeg round trip at
+``gate_quality``); the mean PSNR change against the ground truth and the PSNR of the INT8 output against the FP32
+output (8-bit) are recorded in the sidecar, and the build fails when the loss exceeds ``max_loss_db``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+
+from common.color import rgb_to_y
+from common.datasets import is_eval_set
+from common.files import list_images
+from common.jpeg import jpeg_roundtrip
+from common.metrics import psnr_capped, to_uint8
+from export.validate import ValidationError
+
+
+class CalibrationError(ValueError):
+    """The calibration or gate images cannot be used (missing, empty, an evaluation set); the message says why."""
+
+
+@dataclass
+class Int8Options:
+    """How the INT8 graph is calibrated and gated (recorded in its sidecar)."""
+
+    calibration: list[Path] = field(default_factory=list)  # training image folders
+    windows: int = 24  # calibration windows
+    window: int = 160  # their side, pixels
+    qualities: tuple[int, ...] = (5, 10, 20, 30)  # libjpeg qualities of the calibration windows
+    seed: int = 0
+    gate_data: Path | None = None  # ground-truth images (LIVE1 by default)
+    gate_quality: int = 10
+    max_loss_db: float = 0.05  # largest allowed drop of mean PSNR vs ground truth, INT8 vs FP32
+
+
+def calibration_windows(opts: Int8Options, channels: int) -> list[np.ndarray]:
+    """``opts.windows`` random 1×C×S×S float32 windows in [0, 1] of JPEG round trips of the calibration images.
+
+    Raises :class:`CalibrationError` for a missing/empty folder or an evaluation set."""
+    files = []
+    for folder in opts.calibration:
+        if not Path(folder).is_dir():
+            raise CalibrationError(f"{folder}: no such calibration folder")
+        if is_eval_set(folder):
+            raise CalibrationError(f"{folder}: refusing to calibrate on an evaluation set (LIVE1/Classic5)")
+        files += list_images(folder)
+    if not files:
+        raise CalibrationError(f"no images in the calibration folders {[str(f) for f in opts.calibration]}")
+    rng = np.random.default_rng(opts.seed)
+    windows = []
+    for index in rng.choice(len(files), opts.windows, replace=len(files) < opts.windows):
+        image = _read(files[index], channels)
+        crop = _random_crop(image, opts.window, rng)
+        jpeg = jpeg_roundtrip(crop, int(rng.choice(opts.qualities)))
+        windows.append(_to_nchw(jpeg))
+    return windows
+
+
+def gate_pairs(folder: Path, channels: int, quality: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(ground truth uint8, its JPEG round trip)`` for each image of ``folder`` (Y models: MATLAB-Y planes)."""
+    if not folder.is_dir() or not (files := list_images(folder)):
+        raise CalibrationError(f"{folder}: no gate images (a folder of ground-truth images, e.g. LIVE1)")
+    pairs = []
+    for path in files:
+        truth = _read(path, channels)
+        pairs.append((truth, jpeg_roundtrip(truth, quality)))
+    return pairs
+
+
+def excluded_nodes(model: onnx.ModelProto) -> list[str]:
+    """The nodes kept in FP32: those reading the graph input, the one writing the output, and convolutions
+    feeding that one (see module docstring)."""
+    graph = model.graph
+    inputs = {i.name for i in graph.input}
+    outputs = {o.name for o in graph.output}
+    producer = {out: node for node in graph.node for out in node.output}
+    last = [producer[name] for name in outputs if name in producer]
+    feeding = [producer[i] for node in last for i in node.input if i in producer and producer[i].op_type == "Conv"]
+    reading = [node for node in graph.node if inputs.intersection(node.input)]
+    return sorted({node.name for node in reading + last + feeding})
+
+
+def quantize(fp32_path: Path, int8_path: Path, windows: list[np.ndarray]) -> list[str]:
+    """Write the U8S8 per-channel QDQ graph of ``fp32_path`` to ``int8_path``; return the nodes kept FP32."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
+
+    class Windows(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter({input_name: w} for w in windows)
+
+        def get_next(self) -> dict | None:
+            return next(self._feeds, None)
+
+    with tempfile.TemporaryDirectory(dir=int8_path.parent) as tmp:
+        prepared = Path(tmp) / "prepared.onnx"  # shapes inferred, folded: what the quantiser expects
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        keep = excluded_nodes(onnx.load(str(prepared)))
+        quantize_static(
+            str(prepared),
+            str(int8_path),
+            Windows(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=keep,
+        )
+    return keep
+
+
+def gate(fp32_path: Path, int8_path: Path, pairs: list[tuple[np.ndarray, np.ndarray]], opts: Int8Options) -> dict:
+    """Restore the gate pairs with both graphs (ONNX Runtime CPU, whole images); the numbers for the sidecar."""
+    from runtime.backends.onnxruntime import import_onnxruntime
+
+    ort = import_onnxruntime()
+    fp32, int8 = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_path, int8_path))
+    name = fp32.get_inputs()[0].name
+    fp32_db, int8_db, vs_fp32 = [], [], []
+    for truth, jpeg in pairs:
+        x = _to_nchw(jpeg)
+        a, b = (_to_image(s.run(None, {name: x})[0], truth.ndim) for s in (fp32, int8))
+        fp32_db.append(psnr_capped(truth, a))
+        int8_db.append(psnr_capped(truth, b))
+        vs_fp32.append(psnr_capped(a, b))
+    return {
+        "gate_data": str(opts.gate_data),
+        "gate_images": len(pairs),
+        "gate_quality": opts.gate_quality,
+        "fp32_psnr_db": float(np.mean(fp32_db)),
+        "int8_psnr_db": float(np.mean(int8_db)),
+        "delta_db": float(np.mean(int8_db) - np.mean(fp32_db)),
+        "worst_image_delta_db": float(min(np.subtract(int8_db, fp32_db))),
+        "int8_vs_fp32_min_psnr_uint8_db": float(min(vs_fp32)),
+        "int8_vs_fp32_mean_psnr_uint8_db": float(np.mean(vs_fp32)),
+        "max_loss_db": opts.max_loss_db,
+    }
+
+
+def check_gate(name: str, numbers: dict) -> None:
+    """Raise :class:`ValidationError` when the INT8 graph lost more than ``max_loss_db`` against FP32."""
+    if not numbers["delta_db"] >= -numbers["max_loss_db"]:
+        raise ValidationError(
+            f"{name} failed the INT8 quality gate: mean PSNR {numbers['int8_psnr_db']:.3f} dB vs FP32 "
+            f"{numbers['fp32_psnr_db']:.3f} dB ({numbers['delta_db']:+.3f} dB; allowed −{numbers['max_loss_db']:g} dB) "
+            f"on {numbers['gate_images']} images of {numbers['gate_data']} at JPEG quality {numbers['gate_quality']}"
+        )
+
+
+def _read(path: Path, channels: int) -> np.ndarray:
+    bgr = cv2.imread(os.fspath(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise CalibrationError(f"{path}: cannot be decoded as an image")
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return rgb_to_y(rgb) if channels == 1 else rgb
+
+
+def _random_crop(image: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
+    """A ``side``-square crop (the whole image when smaller) whose origin is on the 16-px JPEG MCU grid."""
+    h, w = image.shape[:2]
+    top = 16 * int(rng.integers(0, max(h - side, 0) // 16 + 1))
+    left = 16 * int(rng.integers(0, max(w - side, 0) // 16 + 1))
+    return np.ascontiguousarray(image[top : top + side, left : left + side])
+
+
+def _to_nchw(image: np.ndarray) -> np.ndarray:
+    chw = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+    return np.ascontiguousarray(chw[None], dtype=np.float32) / np.float32(255)
+
+
+def _to_image(output: np.ndarray, ndim: int) -> np.ndarray:
+    """1×C×H×W model output → uint8 H×W (ndim 2) or H×W×C, rounded as the runtime does."""
+    out = to_uint8(output[0])
+    return out[0] if ndim == 2 else out.transpose(1, 2, 0)

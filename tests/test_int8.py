@@ -1,0 +1,111 @@
+"""``export.build --int8``: calibration on training images only, FP32 ends, the quality gate and its sidecar record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import skimage.data
+import torch
+
+from export import build
+from export.int8 import Int8Options, calibration_windows, check_gate, excluded_nodes
+from export.validate import ValidationError
+from models import GeneratorConfig, WCDGANGenerator, save_generator
+from runtime.spec import ModelSpec
+
+TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
+
+
+def _write_pngs(folder: Path, images: dict[str, np.ndarray]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rgb in images.items():
+        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> dict[str, Path]:
+    """A tiny trained-looking checkpoint, calibration photos, gate photos and a flat-black 'calibration' folder."""
+    tmp = tmp_path_factory.mktemp("int8")
+    torch.manual_seed(0)
+    ckpt = tmp / "g.pt"
+    save_generator(ckpt, WCDGANGenerator(GeneratorConfig(**TINY)), {"qualities": [10]})
+    calib = _write_pngs(tmp / "train", {"rocket": skimage.data.rocket()[:192, :256], "coffee": skimage.data.coffee()})
+    gate = _write_pngs(tmp / "gate", {"astronaut": skimage.data.astronaut()[64:192, 96:256]})
+    black = _write_pngs(tmp / "black", {f"b{i}": np.zeros((96, 96, 3), np.uint8) for i in range(2)})
+    return {"tmp": tmp, "ckpt": ckpt, "calib": calib, "gate": gate, "black": black}
+
+
+def _build(setup, out: Path, calib: Path, *extra: str) -> int:
+    argv = ["--ckpt", str(setup["ckpt"]), "-o", str(out), "--name", "m", "--engine", "skip", "-q", "--int8"]
+    return build.main([*argv, "--calib", str(calib), "--gate-data", str(setup["gate"]), *extra])
+
+
+def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup) -> None:
+    out = setup["tmp"] / "ok"
+    assert _build(setup, out, setup["calib"], "--calib-windows", "6") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["m.json", "m.onnx", "m_int8.json", "m_int8.onnx"]
+    spec = ModelSpec.load(out / "m_int8.json")
+    assert spec.precision == "int8" and spec.name == "m_int8" and spec.channels == 3
+    numbers = spec.validation["int8"]
+    assert numbers["gate_images"] == 1 and numbers["max_loss_db"] == 0.05
+    assert numbers["delta_db"] >= -0.05 and numbers["int8_vs_fp32_min_psnr_uint8_db"] > 40
+    assert numbers["calibration"]["windows"] == 6
+    graph = onnx.load(str(out / "m_int8.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    weights = {t.name: t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4}
+    scales = {t.name: t for t in graph.initializer}
+    assert weights and all(  # signed 8-bit, one scale per output channel
+        list(scales[name.replace("_quantized", "_scale")].dims) == [w.dims[0]] for name, w in weights.items()
+    )
+    # the ends stay FP32: the first conv reads the float input, the output comes from a float Add
+    assert set(spec.fp32_nodes) == set(excluded_nodes(onnx.load(str(out / "m.onnx"))))
+    producer = {o: n for n in graph.node for o in n.output}
+    assert producer["output"].name in spec.fp32_nodes and producer["output"].op_type != "DequantizeLinear"
+    assert not [n for n in graph.node if n.op_type == "QuantizeLinear" and "input" in n.input]
+
+
+def test_broken_calibration_fails_the_gate_and_writes_nothing(setup, capsys) -> None:
+    """Ranges calibrated on flat black images clip every real activation: the gate must catch it."""
+    out = setup["tmp"] / "broken"
+    assert _build(setup, out, setup["black"], "--calib-windows", "2") == 1
+    err = capsys.readouterr().err
+    assert "failed the INT8 quality gate" in err and "allowed −0.05 dB" in err
+    assert not out.exists() or not any(out.glob("*.onnx"))  # staged graphs are never published
+
+
+def test_gate_threshold_boundary() -> None:
+    numbers = {"fp32_psnr_db": 26.58, "gate_images": 29, "gate_data": "LIVE1", "gate_quality": 10, "max_loss_db": 0.05}
+    check_gate("m_int8.onnx", {**numbers, "int8_psnr_db": 26.54, "delta_db": -0.04})
+    check_gate("m_int8.onnx", {**numbers, "int8_psnr_db": 26.63, "delta_db": +0.05})
+    for bad in (-0.06, float("nan")):
+        with pytest.raises(ValidationError, match="failed the INT8 quality gate"):
+            check_gate("m_int8.onnx", {**numbers, "int8_psnr_db": 26.52, "delta_db": bad})
+
+
+def test_evaluation_sets_are_refused_for_calibration(setup, capsys) -> None:
+    live1 = _write_pngs(setup["tmp"] / "LIVE1", {"x": skimage.data.astronaut()[:64, :64]})
+    assert _build(setup, setup["tmp"] / "refused", live1) == 2
+    assert "refusing to calibrate on an evaluation set" in capsys.readouterr().err
+
+
+def test_calibration_windows_are_jpeg_windows_on_the_mcu_grid(setup) -> None:
+    opts = Int8Options([setup["calib"]], windows=5, window=64, qualities=(10,))
+    windows = calibration_windows(opts, channels=3)
+    assert len(windows) == 5 and all(w.shape == (1, 3, 64, 64) and w.dtype == np.float32 for w in windows)
+    assert all(w.min() >= 0 and w.max() <= 1 for w in windows)
+    again = calibration_windows(opts, channels=3)
+    assert all(np.array_equal(a, b) for a, b in zip(windows, again, strict=True))  # seeded: reproducible builds
+    y = calibration_windows(opts, channels=1)
+    assert y[0].shape == (1, 1, 64, 64)
+
+
+def test_int8_options_need_int8(setup, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        build.parse_args(["--ckpt", str(setup["ckpt"]), "--calib", str(setup["calib"])])
+    assert e.value.code == 2 and "need --int8" in capsys.readouterr().err
