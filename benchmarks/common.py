@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,63 @@ def machine_info() -> dict[str, Any]:
         "gpu": gpu_name(),
         "libraries": library_versions(),
     }
+
+
+BUSY_FOREIGN_CORES = 0.25  # other processes' CPU use during a timed row above this: the row is flagged busy
+
+
+class Contention:
+    """What the rest of the machine did while a block ran: a context manager for timed rows (Linux).
+
+    ``foreign_cores``: CPU-seconds spent by every other process (kernel included) per wall second — read from
+    ``/proc/stat`` minus this process's own time, so the benchmark's own threads never count against it; a load
+    average cannot tell them apart. ``steal_cores``: time the hypervisor gave to other guests. ``load_before`` /
+    ``load_after``: 1-minute load averages, for the record. :meth:`as_dict` holds them and ``busy``.
+    """
+
+    def __enter__(self) -> Contention:
+        self.load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        self._start = (_proc_stat(), _own_cpu_s(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        (busy0, steal0), own0, t0 = self._start
+        (busy1, steal1), own1 = _proc_stat(), _own_cpu_s()
+        wall = max(time.perf_counter() - t0, 1e-9)
+        known = busy0 is not None and busy1 is not None
+        self.foreign_cores = max((busy1 - busy0) - (own1 - own0), 0.0) / wall if known else None
+        self.steal_cores = (steal1 - steal0) / wall if known else None
+        self.load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.foreign_cores and self.foreign_cores > BUSY_FOREIGN_CORES)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "foreign_cores": self.foreign_cores,
+            "steal_cores": self.steal_cores,
+            "load_before": self.load_before,
+            "load_after": self.load_after,
+            "busy": self.busy,
+        }
+
+
+def _proc_stat() -> tuple[float | None, float | None]:
+    """(busy CPU-seconds of the whole machine, stolen CPU-seconds) since boot; (None, None) off Linux."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None, None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def _own_cpu_s() -> float:
+    """CPU-seconds of this process and its finished children (threads included)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -11,8 +11,14 @@ Backends: ``torch-fp32`` (eager, CPU or CUDA; on CUDA true FP32: TF32 off), on C
 and matmul TF32 on, PyTorch's default for convolutions), ``torch-bf16`` / ``torch-fp16`` (weights and activations
 cast), ``torch-fp16-cl`` (channels_last), ``torch-fp16-graph`` (CUDA graph replay) and ``torch-fp16-compile``
 (``torch.compile``, default mode; compilation happens before the warm-up and is not timed); ``ort-cpu`` /
-``ort-cuda`` (ONNX Runtime through ``runtime.backends.onnxruntime``) and ``tensorrt-fp16``
+``ort-cuda`` (ONNX Runtime through ``runtime.backends.onnxruntime``), ``ort-cpu-int8`` (the INT8 QDQ graph of
+:mod:`export.int8`, calibrated here on windows of the sample image: speed does not depend on the values),
+``openvino`` / ``openvino-int8`` (``runtime.backends.openvino``) and ``tensorrt-fp16``
 (``runtime.backends.tensorrt``). A backend that is not usable here is listed as a skipped row with the reason.
+
+Every timed row records what the rest of the machine did meanwhile (:class:`benchmarks.common.Contention`):
+other processes' CPU use and the load average before and after; rows where others used more than a quarter
+core are flagged busy in the table, and a warning heads it.
 
     python -m benchmarks.runtime                 # the default plan for this host → benchmarks/results/
     python -m benchmarks.runtime --tiny -o /tmp/rt --models arcnn --backends torch-fp32
@@ -45,7 +51,9 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.common import (
+    BUSY_FOREIGN_CORES,
     RESULTS_DIR,
+    Contention,
     ModelEntry,
     host_kind,
     machine_info,
@@ -71,7 +79,7 @@ SIZES = {  # label (W×H, as typed on the command line) → (height, width)
 TINY_SIZES = {"32x32": (32, 32), "64x64": (64, 64)}
 BACKENDS = (
     "torch-fp32", "torch-tf32", "torch-bf16", "torch-fp16", "torch-fp16-cl", "torch-fp16-graph", "torch-fp16-compile",
-    "ort-cpu", "ort-cuda", "ort-cuda-fp16", "tensorrt-fp16",
+    "ort-cpu", "ort-cpu-int8", "openvino", "openvino-int8", "ort-cuda", "ort-cuda-fp16", "tensorrt-fp16",
 )  # fmt: skip
 TORCH_DTYPES = {
     "torch-fp32": torch.float32, "torch-tf32": torch.float32, "torch-bf16": torch.bfloat16,
@@ -80,6 +88,9 @@ TORCH_DTYPES = {
 }  # fmt: skip
 RUNTIME_BACKEND = {
     "ort-cpu": "ort-cpu",
+    "ort-cpu-int8": "ort-cpu",
+    "openvino": "openvino",
+    "openvino-int8": "openvino",
     "ort-cuda": "ort-cuda",
     "ort-cuda-fp16": "ort-cuda",
     "tensorrt-fp16": "tensorrt",
@@ -266,7 +277,14 @@ def unavailable_reason(backend: str) -> str | None:
             return "this onnxruntime build has no CUDA execution provider (install onnxruntime-gpu)"
     if backend.startswith("tensorrt") and importlib.util.find_spec("tensorrt") is None:
         return "TensorRT (the tensorrt Python package) is not installed"
+    if backend.startswith("openvino") and importlib.util.find_spec("openvino") is None:
+        return "OpenVINO is not installed (pip install 'wcdgan-toolkit[openvino]')"
     return None
+
+
+def precision_of(backend: str) -> str:
+    """The exported graph a backend row runs: "fp16", "int8" or "fp32"."""
+    return "fp16" if backend.endswith("fp16") else "int8" if backend.endswith("int8") else "fp32"
 
 
 def _torch_runner(model: torch.nn.Module, x: torch.Tensor, backend: str) -> tuple[Callable[[], Any], Callable]:
@@ -316,12 +334,13 @@ def _onnx_backend_runner(folder: Path, x: torch.Tensor, backend: str) -> tuple[C
     return (lambda: runner.run(batch)), _no_sync
 
 
-def _export(entry: ModelEntry, model: torch.nn.Module, root: Path, fp16: bool) -> Path:
-    """A folder holding the model as ONNX + sidecar (FP32, or FP16 with FP32 I/O); cached per model and precision."""
+def _export(entry: ModelEntry, model: torch.nn.Module, root: Path, precision: str) -> Path:
+    """A folder holding the model as ONNX + sidecar at ``precision`` (FP16 with FP32 I/O; INT8 calibrated on
+    windows of the sample image); cached per model and precision."""
     from export.onnx_export import export_onnx
     from runtime.spec import ModelSpec
 
-    folder = root / entry.key / ("fp16" if fp16 else "fp32")
+    folder = root / entry.key / precision
     path = folder / "model.onnx"
     if path.exists():
         return folder
@@ -329,13 +348,21 @@ def _export(entry: ModelEntry, model: torch.nn.Module, root: Path, fp16: bool) -
     with warnings.catch_warnings():  # tracer chatter about shape-dependent Python branches (MWCNN's size check)
         warnings.simplefilter("ignore")
         proto = export_onnx(model, path, entry.channels)
-    if fp16:
+    if precision == "fp16":
         from export.fp16 import convert_fp16
 
         convert_fp16(proto, path)
+    elif precision == "int8":
+        from export.int8 import quantize
+
+        fp32_path = folder / "fp32.onnx"
+        path.rename(fp32_path)
+        windows = [sample_tensor(128, 128, entry.channels).numpy()]
+        quantize(fp32_path, path, windows)
+        fp32_path.unlink()
     ModelSpec(
         name=entry.key, channels=entry.channels, color="rgb" if entry.channels == 3 else "y",
-        precision="fp16" if fp16 else "fp32", recommended_overlap=32,
+        precision=precision, recommended_overlap=32,
     ).save(folder / "model.json")  # fmt: skip
     return folder
 
@@ -359,9 +386,11 @@ def model_row(entry: ModelEntry, backend: str, label: str, plan: Plan, ctx: dict
             if backend.startswith("torch"):
                 fn, sync = _torch_runner(model, x, backend)
             else:
-                folder = _export(entry, model, ctx["onnx_dir"], fp16=backend.endswith("fp16"))
+                folder = _export(entry, model, ctx["onnx_dir"], precision_of(backend))
                 fn, sync = _onnx_backend_runner(folder, x, backend)
-            row.update(time_runs(fn, sync, plan.warmup, plan.repeats, plan.budget_s))
+            with Contention() as machine:
+                row.update(time_runs(fn, sync, plan.warmup, plan.repeats, plan.budget_s))
+            row.update(machine.as_dict())
     except Skip as e:
         return row | {"status": "skipped", "reason": str(e)}
     except torch.OutOfMemoryError:
@@ -383,10 +412,11 @@ def end_to_end_row(entry: ModelEntry, backend: str, label: str, plan: Plan, ctx:
             from runtime import Restorer
         except ImportError as e:
             raise Skip(f"runtime.Restorer not importable ({e})") from None
-        folder = _export(entry, entry.build().eval(), ctx["onnx_dir"], fp16=backend.endswith("fp16"))
+        folder = _export(entry, entry.build().eval(), ctx["onnx_dir"], precision_of(backend))
         tile = {} if plan.e2e_tile is None else {"tile": plan.e2e_tile}
         restorer = Restorer(folder, backend=RUNTIME_BACKEND[backend], verify=False, **tile)  # random weights
-        row.update({"tile": list(restorer.tile), "batch": restorer.batch, "runtime_backend": restorer.backend_name})
+        tile = list(restorer.tile) if restorer.tile else "backend default"
+        row.update({"tile": tile, "batch": restorer.batch, "runtime_backend": restorer.backend_name})
         image = sample_image(height, width, 3)
         _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 10])
 
@@ -395,7 +425,9 @@ def end_to_end_row(entry: ModelEntry, backend: str, label: str, plan: Plan, ctx:
             restored = restorer(decoded)
             return cv2.imencode(".png", cv2.cvtColor(restored, cv2.COLOR_RGB2BGR))[1].tobytes()
 
-        row.update(time_runs(run, _no_sync, plan.warmup, plan.repeats, plan.budget_s))
+        with Contention() as machine:
+            row.update(time_runs(run, _no_sync, plan.warmup, plan.repeats, plan.budget_s))
+        row.update(machine.as_dict())
     except Skip as e:
         return row | {"status": "skipped", "reason": str(e)}
     except Exception as e:  # the runtime is another team's moving target: report, don't abort the benchmark
@@ -516,15 +548,17 @@ def to_markdown(payload: dict[str, Any]) -> str:
         f"within {payload['plan']['budget_s']} s per row (a warm-up run of ≥ {LONG_RUN_S:.0f} s counts as the "
         "first timed run); median and IQR [q1–q3] in ms; TFLOP/s from conv/matmul FLOPs (1 MAC = 2 FLOPs).\n\n"
         + "".join(f"Note: {n}\n\n" for n in payload["plan"]["notes"])
+        + busy_warning(ok)
     )
     table = markdown_table(
-        ["model", "backend", "scope", "size", "median ms", "IQR ms", "min–max ms", "n", "MP/s", "TFLOP/s", "% peak"],
+        ["model", "backend", "scope", "size", "median ms", "IQR ms", "min–max ms", "n", "MP/s", "TFLOP/s", "% peak",
+         "others' CPU"],
         [
             [
                 r["model"], r["backend"], r["scope"], r["size"], f"{r['median_ms']:.1f}",
                 f"{r['q1_ms']:.1f}–{r['q3_ms']:.1f}", f"{r['min_ms']:.1f}–{r['max_ms']:.1f}", r["n"],
                 f"{r['mp_per_s']:.3f}", f"{r['tflops']:.3f}",
-                None if r["pct_of_peak"] is None else f"{r['pct_of_peak']:.0f}",
+                None if r["pct_of_peak"] is None else f"{r['pct_of_peak']:.0f}", contention_cell(r),
             ]
             for r in ok
         ],
@@ -534,6 +568,24 @@ def to_markdown(payload: dict[str, Any]) -> str:
         [[r["model"], r["backend"], r["scope"], r["size"], r["reason"]] for r in skipped],
     )
     return head + table + (f"\n## Skipped ({len(skipped)})\n\n" + skip_table if skipped else "")
+
+
+def contention_cell(row: dict[str, Any]) -> str | None:
+    """Other processes' CPU use during a row, in cores; "BUSY" marks a row that the machine's load distorted."""
+    cores = row.get("foreign_cores")
+    return None if cores is None else f"{'**BUSY** ' if row.get('busy') else ''}{cores:.2f}"
+
+
+def busy_warning(rows: Sequence[dict[str, Any]]) -> str:
+    """A loud paragraph when any row ran while other processes used the CPU (empty otherwise)."""
+    busy = [r for r in rows if r.get("busy")]
+    if not busy:
+        return ""
+    return (
+        f"**Warning: {len(busy)} of {len(rows)} rows ran while other processes used more than "
+        f"{BUSY_FOREIGN_CORES} core(s) (column 'others' CPU'); their times are too slow. Rerun them on a quiet "
+        "machine before comparing.**\n\n"
+    )
 
 
 def plot(payload: dict[str, Any], path: Path) -> None:

@@ -287,7 +287,7 @@ def _int8_graph(
     int8.check_gate(int8_path.name, numbers)
     spec = ModelSpec(name=f"{opts.name}_int8", precision="int8", fp32_nodes=kept, **common)
     calibration = {
-        "folders": [str(f) for f in i8.calibration],
+        "folders": [Path(f).name for f in i8.calibration],
         "windows": i8.windows,
         "window": i8.window,
         "qualities": list(i8.qualities),

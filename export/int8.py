@@ -145,7 +145,7 @@ def gate(fp32_path: Path, int8_path: Path, pairs: list[tuple[np.ndarray, np.ndar
         int8_db.append(psnr_capped(truth, b))
         vs_fp32.append(psnr_capped(a, b))
     return {
-        "gate_data": str(opts.gate_data),
+        "gate_data": Path(opts.gate_data).name,  # the folder's name: sidecars travel, absolute paths don't
         "gate_images": len(pairs),
         "gate_quality": opts.gate_quality,
         "fp32_psnr_db": float(np.mean(fp32_db)),

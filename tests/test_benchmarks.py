@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from skimage import data
 
 from benchmarks import model_size, quality, runtime
-from benchmarks.common import markdown_table, model_entries
+from benchmarks.common import Contention, markdown_table, model_entries
 from common.color import rgb_to_y
 from models.wcdgan import count_parameters
 
@@ -78,6 +80,7 @@ def test_runtime_cli_tiny(tmp_path):
         "--backends",
         "torch-fp32",
         "ort-cpu",
+        "ort-cpu-int8",
         "torch-fp16",
     ]
     assert runtime.main(argv) == 0
@@ -85,8 +88,9 @@ def test_runtime_cli_tiny(tmp_path):
     payload = json.loads((tmp_path / f"runtime_{kind}_tiny.json").read_text())
     rows = payload["rows"]
     ok = [r for r in rows if r["status"] == "ok"]
-    assert {r["backend"] for r in ok} >= {"torch-fp32", "ort-cpu"}
+    assert {r["backend"] for r in ok} >= {"torch-fp32", "ort-cpu", "ort-cpu-int8"}
     for r in ok:
+        assert r["foreign_cores"] is not None and r["load_before"] is not None and isinstance(r["busy"], bool)
         assert r["median_ms"] > 0 and r["mp_per_s"] == pytest.approx(r["megapixels"] / (r["median_ms"] / 1e3))
         assert r["tflops"] == pytest.approx(payload["gflop_per_mp"]["arcnn"] / 1e3 * r["mp_per_s"])
     if kind == "cpu":
@@ -95,6 +99,20 @@ def test_runtime_cli_tiny(tmp_path):
     assert payload["machine"]["cpu"] and payload["peak_tflops"]["fp32"] > 0
     assert (tmp_path / f"runtime_{kind}_tiny.png").stat().st_size > 1000
     assert "| AR-CNN | ort-cpu | model | 64x64 |" in (tmp_path / f"runtime_{kind}_tiny.md").read_text()
+
+
+def test_contention_counts_other_processes_not_our_own_work():
+    busy_loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)  # let it start
+        with Contention() as machine:
+            time.sleep(1.0)
+    finally:
+        busy_loop.kill()
+        busy_loop.wait()
+    assert machine.foreign_cores > 0.5 and machine.busy
+    assert "BUSY" in runtime.contention_cell(machine.as_dict() | {"status": "ok"})
+    assert "Warning: 1 of 2 rows" in runtime.busy_warning([machine.as_dict(), {"busy": False}])
 
 
 def test_runtime_end_to_end_through_the_tiled_runtime(tmp_path):

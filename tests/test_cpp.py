@@ -24,7 +24,7 @@ from benchmarks.cpp_routes import (
     sample_seconds,
 )
 from common.metrics import psnr
-from common.tiling import axis_tiles, reflect_indices
+from common.tiling import axis_tiles, fitted_core, reflect_indices
 from export.opencv_compat import write_opencv_variant
 from runtime import Restorer
 from runtime.model_files import DEFAULT_MODEL
@@ -73,6 +73,14 @@ def reference(tmp_path_factory):
     return tmp, {path: restorer(read_rgb(path)) for path in (EXAMPLE, photo)}
 
 
+@pytest.fixture(scope="module")
+def reference_fp32(reference):
+    """The FP32 graph's output (what the native route runs: OpenCV DNN has no INT8 QDQ path here)."""
+    tmp, outputs = reference
+    restorer = Restorer(backend="ort-cpu", precision="fp32", threads=int(THREADS))
+    return tmp, {path: restorer(read_rgb(path)) for path in outputs}
+
+
 def _run(args: list, timeout: float = 900) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
     assert proc.returncode >= 0, f"{args[0]} crashed (signal {-proc.returncode}):\n{proc.stderr}"
@@ -93,8 +101,8 @@ def test_embedded_route_is_bit_identical_to_python(embedded, reference):
 
 
 @pytest.mark.slow
-def test_native_route_matches_python_within_50db(build, opencv_model, reference):
-    tmp, reference = reference
+def test_native_route_matches_python_within_50db(build, opencv_model, reference_fp32):
+    tmp, reference = reference_fp32
     outs = {path: tmp / f"native_{path.stem}.png" for path in reference}
     pairs = [x for path, out in outs.items() for x in (path, out)]
     proc = _run([build[0] / "restore_native", opencv_model, "--threads", "2", *pairs])
@@ -108,14 +116,14 @@ def test_native_route_matches_python_within_50db(build, opencv_model, reference)
 
 @pytest.mark.parametrize(("core", "overlap", "align"), [(256, 32, 16), (64, 16, 16), (48, 0, 8), (32, 48, 16)])
 def test_cpp_tiling_is_common_tiling(build, core, overlap, align):
-    """The C++ windows, crops and reflection equal common/tiling.py's, edge cases included (length 1, < core)."""
+    """The C++ windows, crops, reflection and fitted cores equal common/tiling.py's, edge cases included."""
     lengths = [1, 2, 3, 7, 16, 17, core - 1, core, core + 1, 2 * core + 5, 1000, 1083, 1917, 4099]
     proc = _run([build[0] / "selftest", "--tiles", core, overlap, align, *lengths])
     assert proc.returncode == 0, proc.stderr
     for length, line in zip(lengths, proc.stdout.splitlines(), strict=True):
         tiles = "".join(f" {t.start} {t.crop_start} {t.crop_end};" for t in axis_tiles(length, core, overlap, align))
         reflected = " ".join(map(str, reflect_indices(-length - 3, 3 * length + 6, length)))
-        assert line == f"{length}:{tiles} | {reflected}"
+        assert line == f"{length}:{tiles} | {reflected} | {fitted_core(length, core, align)}"
 
 
 def test_library_contracts(build, opencv_model, tmp_path):

@@ -130,9 +130,10 @@ cv::Mat NativeRestorer::restore(const cv::Mat& image) {
     if (spec_.channels == 1 && image.channels() == 3)
         throw Error("restore: model " + spec_.name + " restores Y (gray) images; convert colour images in Python");
 
-    const auto rows = axis_tiles(image.rows, core_, overlap_, align_);
-    const auto cols = axis_tiles(image.cols, core_, overlap_, align_);
-    const cv::Size win = window();
+    const int core_h = fitted_core(image.rows, core_, align_), core_w = fitted_core(image.cols, core_, align_);
+    const auto rows = axis_tiles(image.rows, core_h, overlap_, align_);
+    const auto cols = axis_tiles(image.cols, core_w, overlap_, align_);
+    const cv::Size win(core_w + 2 * overlap_, core_h + 2 * overlap_);
     const int planes = spec_.channels, ncols = static_cast<int>(cols.size()), n = static_cast<int>(rows.size()) * ncols;
     const int shape[] = {batch_, planes, win.height, win.width};
     cv::Mat blob(4, shape, CV_32F, cv::Scalar(0));  // slots past a short last batch keep old windows

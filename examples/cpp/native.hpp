@@ -22,7 +22,8 @@ struct ModelSpec {
 };
 
 struct NativeOptions {
-    int tile = 256;     // core pixels per side, rounded up to `align` (as the Python Restorer's `tile`)
+    int tile = 512;     // largest core per side, rounded up to `align`; each image gets the core that covers it in
+                        // the fewest tiles (as the Python Restorer's CPU backends: common.tiling.TileGrid.fitted)
     int overlap = -1;   // context per side; -1: the sidecar's recommended_overlap (else 32), as in Python
     int batch = 1;      // windows per forward pass; a short last batch is padded so the shape never changes
     int align = 16;     // window-start grid
@@ -37,7 +38,7 @@ public:
     cv::Mat restore(const cv::Mat& image);
 
     const ModelSpec& spec() const { return spec_; }
-    cv::Size window() const { return {core_ + 2 * overlap_, core_ + 2 * overlap_}; }
+    cv::Size window() const { return {core_ + 2 * overlap_, core_ + 2 * overlap_}; }  // the largest window
 
 private:
     ModelSpec spec_;

@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     const cv::Size window = restorer->window();
-    std::fprintf(stderr, "model %s, window %dx%d, OpenCV %s DNN\n", restorer->spec().name.c_str(), window.width,
+    std::fprintf(stderr, "model %s, largest window %dx%d, OpenCV %s DNN\n", restorer->spec().name.c_str(), window.width,
                  window.height, CV_VERSION);
     int failed = 0;
     for (const auto& [in, out] : args.files) {

@@ -52,7 +52,7 @@ const std::vector<std::pair<std::string, cv::Mat>> kBadMats = {
 
 }  // namespace
 
-// One line per length: "length: start crop_start crop_end; ... | reflect(-length-3 .. 2*length+2)".
+// One line per length: "length: start crop_start crop_end; ... | reflect(-length-3 .. 2*length+2) | fitted core".
 int print_tiles(int argc, char** argv) {
     const int core = std::atoi(argv[2]), overlap = std::atoi(argv[3]), align = std::atoi(argv[4]);
     for (int i = 5; i < argc; ++i) {
@@ -62,7 +62,7 @@ int print_tiles(int argc, char** argv) {
             std::printf(" %d %d %d;", t.start, t.crop_start, t.crop_end);
         std::printf(" |");
         for (int x = -length - 3; x <= 2 * length + 2; ++x) std::printf(" %d", wcdgan::reflect(x, length));
-        std::printf("\n");
+        std::printf(" | %d\n", wcdgan::fitted_core(length, core, align));
     }
     return 0;
 }

@@ -16,6 +16,12 @@ struct AxisTile {
 
 inline int align_up(int value, int align) { return (value + align - 1) / align * align; }  // value >= 0
 
+// common.tiling.fitted_core: the smallest core on the grid covering length in ceil(length / core_max) tiles.
+inline int fitted_core(int length, int core_max, int align) {
+    const int n = std::max(1, (length + core_max - 1) / core_max);
+    return std::max(align_up((length + n - 1) / n, align), 2 * align);
+}
+
 // Windows of size core + 2 * overlap covering [0, length); core and overlap are multiples of align, core >= 2 align.
 inline std::vector<AxisTile> axis_tiles(int length, int core, int overlap, int align) {
     if (length < 1 || core % align || overlap % align || core < 2 * align || overlap < 0)
