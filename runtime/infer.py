@@ -91,6 +91,9 @@ def add_restore_options(p: argparse.ArgumentParser) -> None:
                    help="which exported graph runs: auto = INT8 > FP32 on the CPU, FP16 > FP32 on GPUs")  # fmt: skip
     p.add_argument("--overlap", type=int, help="context pixels per tile side (default: the model's recommendation)")
     p.add_argument("--batch", type=int, help="tiles per call (default: 4 on GPU backends, 1 on the CPU)")
+    p.add_argument("--spin", choices=["auto", "on", "off"], default="auto",
+                   help="ONNX Runtime CPU threads busy-wait between tasks: faster on a quiet machine, slower on a busy "
+                   "one (auto: on unless the load average at start is above half the CPUs)")  # fmt: skip
     p.add_argument("--quality", type=int, help="JPEG quality to assume for choosing a model (default: estimated)")
     p.add_argument("--cache-dir", type=Path, help="TensorRT engine cache folder (default: per-user cache)")
     p.add_argument("--max-pixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, metavar="MP",
@@ -104,6 +107,7 @@ def restorer_options(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "model": args.model, "backend": args.backend, "tile": args.tile, "overlap": args.overlap,
         "batch": args.batch, "precision": args.precision, "threads": args.threads, "cache_dir": args.cache_dir,
+        "spin": {"auto": None, "on": True, "off": False}[args.spin],
         "max_pixels": round(args.max_pixels * 1e6), "server": args.url, "remote_model": args.remote_model,
     }  # fmt: skip
 

@@ -81,7 +81,9 @@ class Restorer:
         batch: tiles per backend call (None: 4 on GPU backends, 1 on the CPU).
         precision: "auto" (GPU backends FP16 > FP32, CPU backends INT8 > FP32, among the exported files) or
             "fp32", "fp16", "int8" (:meth:`runtime.model_files.Model.file`).
-        device_id: GPU ordinal. threads: ORT CPU intra-op threads (None: ONNX Runtime's default).
+        device_id: GPU ordinal. threads: ORT CPU intra-op threads (None: ONNX Runtime's default). spin: whether
+            idle ORT CPU threads busy-wait (None: unless the machine is busy at start,
+            :func:`runtime.backends.onnxruntime.spin_default`).
         cache_dir: TensorRT engine cache. align: tile grid (16 = JPEG 4:2:0 MCU). progress: tqdm bar over tiles
             (on terminals only). max_pixels: :meth:`restore_file` refuses larger images (checked from the header).
         verify: run the load-time self-test of each model (:func:`self_test`); off only for timing random weights.
@@ -110,6 +112,7 @@ class Restorer:
         precision: str = "auto",
         device_id: int = 0,
         threads: int | None = None,
+        spin: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         align: int = 16,
         progress: bool = False,
@@ -118,13 +121,13 @@ class Restorer:
         server: str | None = None,
         remote_model: str | None = None,
     ) -> None:
-        self.tile = check_settings(tile, overlap, batch, device_id, threads, max_pixels, precision)
+        self.tile = check_settings(tile, overlap, batch, device_id, threads, max_pixels, precision, spin)
         self.models = model if isinstance(model, ModelSet) else resolve_models(model)
         self.overlap, self.batch, self.align, self.progress = overlap, batch, align, progress
         self.max_pixels, self.verify = max_pixels, verify
         self._backend_kind = backend
         self._backend_options = {
-            "device_id": device_id, "threads": threads, "cache_dir": cache_dir, "precision": precision
+            "device_id": device_id, "threads": threads, "spin": spin, "cache_dir": cache_dir, "precision": precision
         }  # fmt: skip
         if backend == "triton":
             self._backend_options |= {"server": server, "remote_model": remote_model}
@@ -280,12 +283,14 @@ MAX_BUFFER_BYTES = 4 << 30  # one batch of float32 windows: beyond this a settin
 
 def check_settings(
     tile: int | tuple[int, int] | None, overlap: int | None, batch: int | None, device_id: int, threads: int | None,
-    max_pixels: int, precision: str = "auto",
+    max_pixels: int, precision: str = "auto", spin: bool | None = None,
 ) -> tuple[int, int] | None:  # fmt: skip
     """Validate the Restorer's (and the CLI's) settings; return the tile as (h, w) (None: the backend's default).
     Raises ValueError."""
     if precision not in ("auto", *PRECISIONS):
         raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
+    if spin not in (None, True, False):
+        raise ValueError(f"spin must be True, False or None, got {spin!r}")
     default = tile is None
     if default:
         tile = max(DEFAULT_TILE.values())  # the buffer check below, at the largest default

@@ -217,3 +217,20 @@ def test_fp16_graph_with_fp16_io_runs_on_cpu(tmp_path):
     out32 = Restorer(fp32, tile=32)(RGB).astype(int)  # the fp16 sibling exists; CPU still takes FP32
     assert Restorer(fp32, tile=32).models.models[0].files.keys() == {"fp32", "fp16"}
     assert np.abs(out16 - out32).max() <= 2 and np.abs(out16 - RGB).max() > 0
+
+
+def test_spinning_follows_the_option_and_the_machine_load(rgb_model, monkeypatch):
+    from runtime.backends import onnxruntime as ort_backend
+
+    def spins(restorer: Restorer) -> bool:
+        options = next(iter(restorer._engines.values())).backend.session.get_session_options()
+        return options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+    assert not spins(Restorer(rgb_model, backend="ort-cpu", spin=False))
+    monkeypatch.setattr(ort_backend.os, "getloadavg", lambda: (64.0, 1.0, 1.0))  # a busy machine
+    assert not ort_backend.spin_default() and not spins(Restorer(rgb_model, backend="ort-cpu"))
+    assert spins(Restorer(rgb_model, backend="ort-cpu", spin=True))
+    monkeypatch.setattr(ort_backend.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert ort_backend.spin_default() and spins(Restorer(rgb_model, backend="ort-cpu"))
+    with pytest.raises(ValueError, match="spin must be"):
+        Restorer(rgb_model, spin="yes")

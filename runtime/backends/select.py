@@ -31,6 +31,7 @@ def create_backend(
     *,
     device_id: int = 0,
     threads: int | None = None,
+    spin: bool | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
     server: str | None = None,
@@ -66,7 +67,7 @@ def create_backend(
     from runtime.backends.onnxruntime import OrtBackend
 
     device = "cuda" if kind == "ort-cuda" else "cpu"
-    return OrtBackend(file.onnx, file.spec, tile_hw, max_batch, device, device_id, threads)
+    return OrtBackend(file.onnx, file.spec, tile_hw, max_batch, device, device_id, threads, spin)
 
 
 @dataclass(frozen=True)
