@@ -81,12 +81,13 @@ def fitted_core(length: int, core_max: int, align: int) -> int:
     return max(align_up(math.ceil(length / n), align), 2 * align)
 
 
+ALIGN = 16  # window-start grid: JPEG 8×8 blocks and 4:2:0 16×16 colour MCUs keep their phase in every tile
 DEFAULT_CORE = 256  # tile core per side: the runtime's default --tile, and the window engines are prebuilt for
 DEFAULT_OVERLAP = 32  # context per side for a model whose sidecar recommends none
 
 
 def window_grid(
-    core: int | tuple[int, int], recommended: int | None, requested: int | None = None, align: int = 16
+    core: int | tuple[int, int], recommended: int | None, requested: int | None = None, align: int = ALIGN
 ) -> TileGrid:
     """The tile geometry a model runs with (an empty grid: read ``.core``, ``.overlap``, ``.window``).
 
@@ -106,17 +107,17 @@ class TileGrid:
     width: int
     core: tuple[int, int]
     overlap: int
-    align: int = 16
+    align: int = ALIGN
 
     @classmethod
-    def create(cls, height: int, width: int, core: int | tuple[int, int], overlap: int, align: int = 16) -> TileGrid:
+    def create(cls, height: int, width: int, core: int | tuple[int, int], overlap: int, align: int = ALIGN) -> TileGrid:
         """Round ``core`` (int or (h, w)) and ``overlap`` up to the grid and build the tiling."""
         ch, cw = (core, core) if isinstance(core, int) else core
         ch, cw = (max(align_up(c, align), 2 * align) for c in (ch, cw))
         return cls(height, width, (ch, cw), align_up(max(overlap, 0), align), align)
 
     @classmethod
-    def fitted(cls, height: int, width: int, core_max: tuple[int, int], overlap: int, align: int = 16) -> TileGrid:
+    def fitted(cls, height: int, width: int, core_max: tuple[int, int], overlap: int, align: int = ALIGN) -> TileGrid:
         """The tiling with per-axis :func:`fitted_core` cores ≤ ``core_max`` (multiples of ``align``)."""
         core = (fitted_core(height, core_max[0], align), fitted_core(width, core_max[1], align))
         return cls(height, width, core, overlap, align)

@@ -10,24 +10,23 @@ distances from the centre:
 * ``mass_radius``: the smallest r such that all of g outside the (2r+1)² window sums to ≤ half an 8-bit step,
   i.e. to first order, nothing outside can move the centre output by 0.5/255 even if it changed by the full range.
 
-The recommended tile overlap covers both (the 1e-3 radius and the mass radius), rounded up to a multiple of 8 so
-that tile origins stay on the 8×8 JPEG block grid.
+The recommended tile overlap covers both (the 1e-3 radius and the mass radius), rounded up to the runtime's
+window grid (:data:`common.tiling.ALIGN`, 16: JPEG blocks and 4:2:0 MCUs) — the overlap that actually runs.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from common.tiling import ALIGN, align_up
 from models.wcdgan import GeneratorConfig, WCDGANGenerator
 
 RELATIVE_THRESHOLDS = (1e-2, 1e-3, 1e-4)
 OVERLAP_THRESHOLD = 1e-3  # the recommended overlap covers influence down to 0.1 % of the peak ...
 MASS_TOLERANCE = 0.5 / 255  # ... and leaves outside at most half an 8-bit step of total influence
-JPEG_BLOCK = 8
 
 
 @dataclass
@@ -36,7 +35,7 @@ class ReceptiveField:
     radius: dict[str, int]  # relative threshold ("1e-03") → measured radius, pixels
     mass_radius: int  # influence outside sums to ≤ MASS_TOLERANCE
     effective_radius: int  # max(radius at OVERLAP_THRESHOLD, mass_radius): what the overlap must cover
-    recommended_overlap: int  # effective_radius rounded up to a multiple of 8
+    recommended_overlap: int  # effective_radius rounded up to the tile grid (common.tiling.ALIGN)
     input_size: int
 
 
@@ -68,7 +67,7 @@ def measure(model: WCDGANGenerator, image: np.ndarray | None = None) -> Receptiv
     outside = g.sum() - np.cumsum(np.bincount(dist.ravel(), weights=g.ravel()))  # mass beyond radius r, r = index
     mass_radius = int(np.argmax(outside <= MASS_TOLERANCE)) if (outside <= MASS_TOLERANCE).any() else c
     effective = max(radius[f"{OVERLAP_THRESHOLD:.0e}"], mass_radius)
-    overlap = math.ceil(effective / JPEG_BLOCK) * JPEG_BLOCK
+    overlap = align_up(effective, ALIGN)
     return ReceptiveField(r_max, radius, mass_radius, effective, overlap, size)
 
 

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from common.color import rgb_to_y, with_luma
 from common.files import NAME_MAX
-from common.tiling import TileGrid, crop_slices, extract_window, window_grid
+from common.tiling import ALIGN, TileGrid, crop_slices, extract_window, window_grid
 from runtime.backends.base import Backend, BackendUnavailable, is_out_of_memory
 from runtime.backends.select import DEFAULT_TILE, select_backend
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
@@ -114,7 +114,7 @@ class Restorer:
         threads: int | None = None,
         spin: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
-        align: int = 16,
+        align: int = ALIGN,
         progress: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         verify: bool = True,

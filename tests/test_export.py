@@ -61,7 +61,7 @@ def test_build_writes_checked_graphs_and_sidecars(built) -> None:
         assert spec.onnx_sha256 == sha256_file(onnx_path) and spec.checkpoint_sha256 == sha256_file(ckpt)
         assert spec.opset == 17 and spec.model_config["features"] == 16 and spec.jpeg_qualities == [10, 20, 30]
         assert spec.training == {"iterations": 7}
-        assert 0 < spec.receptive_field_radius <= spec.recommended_overlap and spec.recommended_overlap % 8 == 0
+        assert 0 < spec.receptive_field_radius <= spec.recommended_overlap and spec.recommended_overlap % 16 == 0
         fp32 = spec.validation["onnx_fp32_vs_torch"]
         assert fp32["max_abs_error"] <= spec.validation["thresholds"]["fp32_max_abs"]
     fp16 = ModelSpec.load(out / "tiny_fp16.json").validation["fp16_vs_fp32"]
@@ -208,7 +208,7 @@ def test_receptive_field_of_tiny_model() -> None:
     assert r[0] <= rf.theoretical_radius  # beyond the convolutions only the weak GAP path reaches
     assert 2 <= rf.mass_radius <= rf.input_size // 2 and rf.effective_radius == max(r[1], rf.mass_radius)
     assert (
-        rf.recommended_overlap % 8 == 0 and rf.recommended_overlap - 8 < rf.effective_radius <= rf.recommended_overlap
+        rf.recommended_overlap % 16 == 0 and rf.recommended_overlap - 16 < rf.effective_radius <= rf.recommended_overlap
     )
 
 
