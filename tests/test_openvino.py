@@ -96,6 +96,15 @@ def test_the_cache_folder_gets_the_compiled_model(tmp_path, monkeypatch):
     assert list((tmp_path / "mine" / "openvino").iterdir())
 
 
+def test_a_cache_folder_that_cannot_be_made_only_disables_caching(tmp_path, image):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    b = OpenVinoBackend(ONNX, SPEC, (32, 32), 1, threads=1, cache_dir=blocker)
+    assert "cache disabled" in b.note
+    assert b.run(_crop(image, 0, 0, 32, 32)).shape == (1, 3, 32, 32)
+    b.close()
+
+
 @pytest.mark.parametrize("field", ["input_name", "output_name"])
 def test_io_names_that_differ_from_the_sidecar_make_it_unavailable(field):
     spec = dataclasses.replace(SPEC, **{field: "renamed"})
