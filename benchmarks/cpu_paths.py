@@ -2,8 +2,10 @@
 
 Each setting restores the same JPEGs (q10 photos at 1080p and 4 MP) with ``runtime.Restorer.restore_file``
 (decode → tiles → model → PNG) in a **fresh child process**, so that its peak RSS is its own and nothing is
-cached between settings. Per setting: one untimed warm-up pass, then ``repeats`` timed passes over all images;
-seconds per output megapixel (min/median/max over the passes), model load time, peak RSS, the pixels the
+cached between settings: one untimed warm-up pass, then ``repeats`` timed passes over all images. Settings run
+**interleaved** over ``rounds`` rounds (order rotated each round), so that a shared host's slow drifts of speed
+(measured here: 25 % between runs minutes apart) fall on every setting alike. Per setting:
+seconds per output megapixel (min/median/max over all timed passes), model load time, peak RSS, the pixels the
 network computed per output pixel (overlap and padding), and what the rest of the machine did meanwhile
 (:class:`benchmarks.common.Contention`). Rows run while other processes used more than a quarter core are
 flagged BUSY, and the run refuses to start on a busy machine unless ``--allow-busy``.
@@ -12,7 +14,7 @@ The first setting reproduces the runtime before per-image core fitting and INT8 
 spinning on): the baseline of the speed-up column.
 
     python -m benchmarks.cpu_paths                         # → benchmarks/results/cpu_paths.{json,md}
-    python -m benchmarks.cpu_paths --sizes 1080p --repeats 1 --settings fp32-fixed256 int8-fit512 -o /tmp/cpu
+    python -m benchmarks.cpu_paths --sizes 1080p --rounds 1 --settings fp32-fixed256 int8-fit512 -o /tmp/cpu
 """
 
 from __future__ import annotations
@@ -60,10 +62,7 @@ class Setting:
 
 SETTINGS = [
     Setting("fp32-fixed256", tile=256, fixed_grid=True, spin=True),
-    Setting("fp32-fit256", tile=256),
     Setting("fp32-fit512", tile=512),
-    Setting("fp32-fit768", tile=768),
-    Setting("int8-fit256", "int8", tile=256),
     Setting("int8-fit384", "int8", tile=384),
     Setting("int8-fit512", "int8", tile=512),
     Setting("int8-fit768", "int8", tile=768),
@@ -130,23 +129,32 @@ def run_child(setting: Setting, images: list[Path], repeats: int, threads: int, 
     }
 
 
-def measure(setting: Setting, images: list[Path], repeats: int, threads: int, model: str | None) -> dict[str, Any]:
-    """Run ``setting`` in a child process; the row (or a skipped row with the child's error)."""
-    row: dict[str, Any] = {**asdict(setting), "threads": setting.threads or threads, "status": "ok", "reason": ""}
+def run_once(setting: Setting, images: list[Path], repeats: int, threads: int, model: str | None) -> dict[str, Any]:
+    """One child process for ``setting``: its result (or ``error``) and what the machine did meanwhile."""
     child = ["--child", json.dumps(asdict(setting)), "--repeats", str(repeats), "--threads", str(threads)]
     args = [sys.executable, "-m", "benchmarks.cpu_paths", *child, *(["--model", model] if model else []), *images]
     with Contention() as machine:
         proc = subprocess.run(list(map(str, args)), capture_output=True, text=True)
-    row.update(machine.as_dict())
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines()
-        return row | {"status": "skipped", "reason": lines[-1] if lines else f"exit {proc.returncode}"}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    passes = result["passes_s"]
-    mp = result["megapixels"]
-    row.update(result)
-    row.update(s_per_mp_min=min(passes) / mp, s_per_mp_median=statistics.median(passes) / mp,
-               s_per_mp_max=max(passes) / mp)  # fmt: skip
+        return {"error": lines[-1] if lines else f"exit {proc.returncode}", **machine.as_dict()}
+    return json.loads(proc.stdout.strip().splitlines()[-1]) | machine.as_dict()
+
+
+def summarise(setting: Setting, runs: list[dict[str, Any]], threads: int) -> dict[str, Any]:
+    """One table row from a setting's child runs (all rounds): s/MP over every timed pass, the worst contention."""
+    row: dict[str, Any] = {**asdict(setting), "threads": setting.threads or threads, "status": "ok", "reason": ""}
+    if errors := [r["error"] for r in runs if "error" in r]:
+        return row | {"status": "skipped", "reason": errors[0]}
+    passes, mp = [p for r in runs for p in r["passes_s"]], runs[0]["megapixels"]
+    foreign = [r["foreign_cores"] for r in runs if r["foreign_cores"] is not None]
+    row.update({k: runs[0][k] for k in ("megapixels", "computed_per_output_pixel", "window", "file")})
+    row.update(
+        passes_s=passes, rounds=len(runs), load_s=statistics.median(r["load_s"] for r in runs),
+        peak_rss_mb=max(r["peak_rss_mb"] for r in runs), foreign_cores=max(foreign) if foreign else None,
+        busy=any(r["busy"] for r in runs), load_before=runs[0]["load_before"], load_after=runs[-1]["load_after"],
+        s_per_mp_min=min(passes) / mp, s_per_mp_median=statistics.median(passes) / mp, s_per_mp_max=max(passes) / mp,
+    )  # fmt: skip
     return row
 
 
@@ -159,9 +167,10 @@ def to_markdown(payload: dict[str, Any]) -> str:
         f"# CPU paths, end to end ({m['date_utc']})\n\n"
         f"Machine: {m['cpu']}, {m['cpu_count']} logical CPUs; onnxruntime {m['libraries']['onnxruntime']}, "
         f"openvino {m['libraries'].get('openvino') or 'absent'}. Model: {payload['model']}. Images: "
-        f"{', '.join(payload['sizes'])} JPEG q10 ({payload['megapixels']:.2f} MP per pass); {payload['repeats']} timed "
-        "passes after one warm-up, each setting in a fresh process. s/MP = seconds per output megapixel "
-        "(decode, tiles, model, PNG encode); computed = network pixels per output pixel.\n\n"
+        f"{', '.join(payload['sizes'])} JPEG q10 ({payload['megapixels']:.2f} MP per pass); {payload['rounds']} "
+        "rounds over all settings, interleaved; per round and setting a fresh process, one warm-up pass, "
+        f"{payload['repeats']} timed. s/MP = seconds per output megapixel (decode, tiles, model, PNG encode); "
+        "computed = network pixels per output pixel.\n\n"
     )
     if busy:
         head += (
@@ -193,15 +202,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES | TINY),
                    help=f"image sizes (default: {' '.join(SIZES)})")  # fmt: skip
     p.add_argument("--settings", nargs="+", choices=[s.name for s in SETTINGS], help="settings (default all)")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes per setting (default 3)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds over all settings, interleaved (default 3)")
+    p.add_argument("--repeats", type=int, default=1, help="timed passes per setting and round (default 1)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="ORT/OpenVINO threads (default: all)")
     p.add_argument("--model", help="an .onnx model with its siblings (default: the bundled one)")
     p.add_argument("--allow-busy", action="store_true", help="run even when other processes keep the CPU busy")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true", help="no table on stdout")
     a = p.parse_args(argv)
-    if a.repeats < 1 or a.threads < 1:
-        p.error("--repeats and --threads must be at least 1")
+    if a.repeats < 1 or a.threads < 1 or a.rounds < 1:
+        p.error("--rounds, --repeats and --threads must be at least 1")
     return a
 
 
@@ -220,19 +230,23 @@ def main(argv: list[str] | None = None) -> int:
     settings = [s for s in SETTINGS if not args.settings or s.name in args.settings]
     with tempfile.TemporaryDirectory(prefix="wcdgan-cpu-") as tmp:
         images = write_images(Path(tmp), args.sizes)
-        rows = []
-        for setting in settings:
-            rows.append(measure(setting, images, args.repeats, args.threads, args.model))
-            if not args.quiet:
-                r = rows[-1]
-                said = f"{r['s_per_mp_median']:.2f} s/MP" if r["status"] == "ok" else f"skipped: {r['reason']}"
-                print(f"{setting.name}: {said}", file=sys.stderr)
+        runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in settings}
+        for round_ in range(args.rounds):  # interleaved, order rotated: slow drifts of a shared host hit all alike
+            order = settings[round_ % len(settings) :] + settings[: round_ % len(settings)]
+            for setting in order:
+                runs[setting.name].append(run_once(setting, images, args.repeats, args.threads, args.model))
+                if not args.quiet:
+                    r = runs[setting.name][-1]
+                    said = r.get("error") or f"{statistics.median(r['passes_s']) / r['megapixels']:.2f} s/MP"
+                    print(f"round {round_ + 1}/{args.rounds} {setting.name}: {said}", file=sys.stderr)
+        rows = [summarise(s, runs[s.name], args.threads) for s in settings]
     megapixels = sum(h * w for h, w in ((SIZES | TINY)[s] for s in args.sizes)) / 1e6
     payload = {
         "machine": machine_info() | {"cpu": cpu_model(), "libraries": library_versions(("onnxruntime", "openvino"))},
         "model": args.model or "bundled default",
         "sizes": args.sizes,
         "megapixels": megapixels,
+        "rounds": args.rounds,
         "repeats": args.repeats,
         "rows": rows,
     }

@@ -80,7 +80,7 @@ def add_restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="an .onnx model (with its .json sidecar) or a folder of models; default: bundled")
     p.add_argument(
         "--backend", default="auto", choices=["auto", *BACKENDS, *REMOTE_BACKENDS],
-        help="auto: the fastest that loads, tensorrt > ort-cuda > ort-cpu; triton: a Triton server (--url)",
+        help="auto: the fastest that loads, tensorrt > ort-cuda > ort-cpu > openvino; triton: a Triton server (--url)",
     )  # fmt: skip
     p.add_argument("--url", help="--backend triton: the server, HOST:PORT (HTTP) or grpc://HOST:PORT")
     p.add_argument("--remote-model", help="--backend triton: the model's name on the server (default: the model's)")

@@ -70,8 +70,9 @@ class Restorer:
     Args:
         model: None (the bundled default), an ``.onnx`` file with its ``.json`` sidecar, or a folder of
             per-quality models (see :mod:`runtime.model_files`).
-        backend: "auto" (tensorrt > ort-cuda > ort-cpu, the first that loads), one of those names, or "triton" with
-            ``server`` (``HOST:PORT``, ``grpc://HOST:PORT``) serving ``remote_model`` (default: the model's name).
+        backend: "auto" (tensorrt > ort-cuda > ort-cpu > openvino, the first that loads), one of those names, or
+            "triton" with ``server`` (``HOST:PORT``, ``grpc://HOST:PORT``) serving ``remote_model`` (default: the
+            model's name).
         tile: core tile size, int or (h, w), rounded up to ``align``; the window adds ``overlap`` per side. On
             backends that take any window (the CPU ones) it is the largest core: each image gets the core that
             covers it in the fewest tiles (:meth:`common.tiling.TileGrid.fitted`). None: the backend's
@@ -139,7 +140,7 @@ class Restorer:
 
     @property
     def backend_name(self) -> str:
-        """The backend that actually runs ("tensorrt", "ort-cuda" or "ort-cpu")."""
+        """The backend that actually runs ("tensorrt", "ort-cuda", "ort-cpu", "openvino" or "triton")."""
         return self._backend_kind
 
     def __call__(self, image: np.ndarray, quality: int | None = None, out: np.ndarray | None = None) -> np.ndarray:

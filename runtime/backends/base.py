@@ -37,7 +37,7 @@ class Backend(Protocol):
     dtype themselves. Not thread-safe.
     """
 
-    name: str  # "tensorrt", "ort-cuda" or "ort-cpu": what actually runs, not what was asked for
+    name: str  # "tensorrt", "ort-cuda", "ort-cpu", "openvino", "triton": what actually runs, not what was asked for
     max_batch: int
     any_window: bool  # run() takes windows smaller than the built shape (the CPU backends): tiles fit each image
     note: str  # how it runs, when the user should know (e.g. nodes that fell back to the CPU); "" otherwise

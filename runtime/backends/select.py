@@ -1,4 +1,9 @@
-"""Backend choice: ``auto`` takes the fastest backend that actually loads (tensorrt > ort-cuda > ort-cpu)."""
+"""Backend choice: ``auto`` takes the fastest backend that actually loads (tensorrt > ort-cuda > ort-cpu > openvino).
+
+OpenVINO comes after ONNX Runtime's CPU backend because it was slower end to end on the team's CPU with the
+model's INT8 graph (AMD EPYC, AVX2 without VNNI; ``benchmarks/results/cpu_paths.md``): ``auto`` reaches it only
+where ONNX Runtime is not installed; ``--backend openvino`` asks for it.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +15,19 @@ from common.tiling import DEFAULT_CORE
 from runtime.backends.base import Backend, BackendNotInstalled, BackendUnavailable
 from runtime.model_files import Model
 
-BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu")  # what auto tries, in order
+BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu", "openvino")  # what auto tries, in order (see module docstring)
 REMOTE_BACKENDS = ("triton",)  # need a server address; auto never picks them
 GPU_BACKENDS = frozenset({"tensorrt", "ort-cuda"})
 # Tiles per call when none is asked for: batching fills a GPU; on a CPU it saves nothing and each tile in
 # flight costs ONNX Runtime its activations (≈ 0.1 GB for a 320² window of the tiny test model, ~4× that at full width).
-DEFAULT_BATCH = {"tensorrt": 4, "ort-cuda": 4, "ort-cpu": 1, "triton": 8}  # triton: windows in flight per call
+# triton: windows in flight per call.
+DEFAULT_BATCH = {"tensorrt": 4, "ort-cuda": 4, "ort-cpu": 1, "openvino": 1, "triton": 8}
 # Largest tile core when none is asked for. Fixed-window backends (engines, bound GPU buffers, a server's
 # configured shape) use the engines' prebuilt 256; CPU backends fit a core ≤ CPU_CORE to each image
 # (common.tiling.TileGrid.fitted), trading peak memory for less overlap recomputation (measured: README).
 CPU_CORE = 512
-DEFAULT_TILE = {"tensorrt": DEFAULT_CORE, "ort-cuda": DEFAULT_CORE, "ort-cpu": CPU_CORE, "triton": DEFAULT_CORE}
+DEFAULT_TILE = {"tensorrt": DEFAULT_CORE, "ort-cuda": DEFAULT_CORE, "triton": DEFAULT_CORE}
+DEFAULT_TILE |= {"ort-cpu": CPU_CORE, "openvino": CPU_CORE}
 
 
 def create_backend(
@@ -64,6 +71,10 @@ def create_backend(
         return TensorRTBackend(
             file.onnx, file.spec, tile_hw, max_batch, cache_dir=cache_dir, progress=progress, device=device_id
         )
+    if kind == "openvino":
+        from runtime.backends.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(file.onnx, file.spec, tile_hw, max_batch, threads, cache_dir)
     from runtime.backends.onnxruntime import OrtBackend
 
     device = "cuda" if kind == "ort-cuda" else "cpu"
