@@ -1,4 +1,5 @@
-"""``python -m runtime.cache list|clear``: inspect or empty the TensorRT engine cache."""
+"""``python -m runtime.cache list|clear``: inspect the TensorRT engine cache, or empty it (OpenVINO's compiled models
+in its ``openvino`` folder included)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,10 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m runtime.cache",
-        description="List or clear cached TensorRT engines. Engines are rebuilt automatically when missing, "
-        "stale (other TensorRT version, GPU or builder options) or corrupt.",
+        description="List cached TensorRT engines, or clear them together with OpenVINO's compiled models. Engines "
+        "are rebuilt automatically when missing, stale (other TensorRT version, GPU or builder options) or corrupt.",
     )
-    p.add_argument("action", choices=("list", "clear"), help="list: show entries; clear: delete them all")
+    p.add_argument("action", choices=("list", "clear"), help="list: show engines; clear: delete every cached file")
     p.add_argument("--cache-dir", type=Path, help=f"cache folder (default: ${ENV_VAR} or {default_cache_dir()})")
     p.add_argument("-q", "--quiet", action="store_true", help="clear: print nothing")
     a = p.parse_args(argv)

@@ -73,6 +73,9 @@ class EngineKey:
         return f"{safe_name(self.model_name)}-{digest}"
 
 
+OPENVINO_SUBDIR = "openvino"  # OpenVINO's own compiled-model cache (runtime.backends.openvino) lives here
+
+
 def default_cache_dir() -> Path:
     """``$WCDGAN_CACHE_DIR`` if set, else the user cache folder (e.g. ``~/.cache/wcdgan/engines``)."""
     env = os.environ.get(ENV_VAR)
@@ -195,13 +198,15 @@ _TIMING_CACHE = re.compile(r"trt.+-sm\d+\.\d+\.(cache|lock)")  # runtime.backend
 
 
 def clear(root: str | os.PathLike | None = None) -> int:
-    """Delete every entry (plan, sidecar, lock) and timing cache under ``root``; return the number of files removed.
+    """Delete every entry (plan, sidecar, lock), timing cache and OpenVINO compiled model (``OPENVINO_SUBDIR/*.blob``)
+    under ``root``; return the number of files removed.
 
-    Only files provably written by this cache are touched (:func:`owned_record`; timing caches by their name), so a
-    user's own ``notes.plan`` or a foreign JSON in the same folder survives.
+    Only files provably written by this cache are touched (:func:`owned_record`; timing caches and OpenVINO blobs by
+    their name and folder), so a user's own ``notes.plan`` or a foreign JSON in the same folder survives.
     """
     root = Path(root) if root is not None else default_cache_dir()
     victims = [p for p in root.glob("timing/*") if _TIMING_CACHE.fullmatch(p.name)]
+    victims += [p for p in root.glob(f"{OPENVINO_SUBDIR}/*.blob") if p.stem.isdigit()]
     for sidecar in root.glob("*.json"):
         try:
             owned_record(sidecar)

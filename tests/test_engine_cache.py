@@ -179,13 +179,17 @@ def test_cli_list_and_clear(cache: EngineCache, capsys) -> None:
     cache.get("m.onnx", KEY)
     bystander = cache.root / "notes.json"
     bystander.write_text('{"mine": true}')
+    (cache.root / "openvino").mkdir()
+    (cache.root / "openvino" / "4190718664103519242.blob").write_bytes(b"compiled")  # OpenVINO's own naming
+    (cache.root / "openvino" / "mine.blob").write_bytes(b"a user's file")
     assert cache_cli.main(["list", "--cache-dir", str(cache.root)]) == 0
     out = capsys.readouterr().out
     for text in (KEY.slot(), "tiny_fp16", "fp16", "4×3×288×288", "10.13.0", "H100", "MiB"):
         assert text in out
     assert cache_cli.main(["clear", "--cache-dir", str(cache.root)]) == 0
-    assert "removed 3 file(s)" in capsys.readouterr().out  # plan, sidecar, lock
+    assert "removed 4 file(s)" in capsys.readouterr().out  # plan, sidecar, lock, OpenVINO blob
     assert bystander.exists() and not list(cache.root.glob("*.plan"))
+    assert [p.name for p in (cache.root / "openvino").iterdir()] == ["mine.blob"]
     cache_cli.main(["list", "--cache-dir", str(cache.root)])
     assert "no cached engines" in capsys.readouterr().out
 

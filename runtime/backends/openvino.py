@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.base import BackendNotInstalled, BackendUnavailable
-from runtime.engine_cache import default_cache_dir
+from runtime.engine_cache import OPENVINO_SUBDIR, default_cache_dir
 from runtime.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'wcdgan-toolkit[openvino]'"
-CACHE_SUBDIR = "openvino"
 
 
 def import_openvino():
@@ -43,7 +42,7 @@ def import_openvino():
 def openvino_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where compiled models are cached: ``<cache_dir or the toolkit's default cache folder>/openvino``."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return root / CACHE_SUBDIR
+    return root / OPENVINO_SUBDIR
 
 
 class OpenVinoBackend:
