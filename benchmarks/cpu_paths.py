@@ -106,10 +106,8 @@ def run_child(setting: Setting, images: list[Path], repeats: int, threads: int, 
         engine.backend.any_window = False  # the pre-fitting runtime: one core × core window for every image
     pixels = computed = 0
     for path in images:
-        h, w = read_image(path).pixels.shape[:2]
-        make = TileGrid.create if setting.fixed_grid else TileGrid.fitted
-        grid = make(h, w, engine.core, engine.overlap)
-        pixels, computed = pixels + h * w, computed + len(grid) * grid.window[0] * grid.window[1]
+        grid = restorer._grid(read_image(path).pixels, engine)  # the tiling restore_file will use
+        pixels, computed = pixels + grid.height * grid.width, computed + len(grid) * grid.window[0] * grid.window[1]
     passes = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(repeats + 1):

@@ -31,7 +31,7 @@ from common.datasets import is_eval_set
 from common.files import list_images
 from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr_capped, to_uint8
-from export.validate import ValidationError
+from export.validate import ValidationError, to_nchw
 
 
 class CalibrationError(ValueError):
@@ -71,7 +71,7 @@ def calibration_windows(opts: Int8Options, channels: int) -> list[np.ndarray]:
         image = _read(files[index], channels)
         crop = _random_crop(image, opts.window, rng)
         jpeg = jpeg_roundtrip(crop, int(rng.choice(opts.qualities)))
-        windows.append(_to_nchw(jpeg))
+        windows.append(to_nchw(jpeg))
     return windows
 
 
@@ -139,7 +139,7 @@ def gate(fp32_path: Path, int8_path: Path, pairs: list[tuple[np.ndarray, np.ndar
     name = fp32.get_inputs()[0].name
     fp32_db, int8_db, vs_fp32 = [], [], []
     for truth, jpeg in pairs:
-        x = _to_nchw(jpeg)
+        x = to_nchw(jpeg)
         a, b = (_to_image(s.run(None, {name: x})[0], truth.ndim) for s in (fp32, int8))
         fp32_db.append(psnr_capped(truth, a))
         int8_db.append(psnr_capped(truth, b))
@@ -182,11 +182,6 @@ def _random_crop(image: np.ndarray, side: int, rng: np.random.Generator) -> np.n
     top = 16 * int(rng.integers(0, max(h - side, 0) // 16 + 1))
     left = 16 * int(rng.integers(0, max(w - side, 0) // 16 + 1))
     return np.ascontiguousarray(image[top : top + side, left : left + side])
-
-
-def _to_nchw(image: np.ndarray) -> np.ndarray:
-    chw = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
-    return np.ascontiguousarray(chw[None], dtype=np.float32) / np.float32(255)
 
 
 def _to_image(output: np.ndarray, ndim: int) -> np.ndarray:

@@ -55,10 +55,14 @@ def validation_images(channels: int, quality: int = VALIDATION_QUALITY) -> list[
         top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
         crop = np.ascontiguousarray(rgb[top : top + h, left : left + w])
         img = rgb_to_y(crop) if channels == 1 else crop
-        jpeg = jpeg_roundtrip(img, quality)
-        chw = jpeg[None] if jpeg.ndim == 2 else jpeg.transpose(2, 0, 1)
-        images.append((chw[None].astype(np.float32) / 255.0).copy())
+        images.append(to_nchw(jpeg_roundtrip(img, quality)))
     return images
+
+
+def to_nchw(image: np.ndarray) -> np.ndarray:
+    """H×W or H×W×C uint8 → 1×C×H×W float32 in [0, 1] (contiguous), the graphs' input."""
+    chw = image[None] if image.ndim == 2 else image.transpose(2, 0, 1)
+    return np.ascontiguousarray(chw[None], dtype=np.float32) / np.float32(255)
 
 
 def describe_images() -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+from types import ModuleType
 from typing import Protocol
 
 import numpy as np
@@ -26,6 +28,21 @@ class BackendUnavailable(RuntimeError):
 
 class BackendNotInstalled(BackendUnavailable):
     """The backend's library is not installed: the normal state of a CPU-only install, not worth a warning."""
+
+
+def import_library(module: str, install_hint: str) -> ModuleType:
+    """``module`` imported, or :class:`BackendNotInstalled` saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise BackendNotInstalled(f"{module} is not installed ({e}): {install_hint}") from None
+
+
+def io_mismatch(onnx_path: object, found: tuple[str, str], expected: tuple[str, str]) -> BackendUnavailable:
+    """The error for a graph whose (input, output) names differ from its sidecar's."""
+    return BackendUnavailable(
+        f"{onnx_path}: graph I/O ({found[0]}, {found[1]}) does not match its sidecar ({expected[0]}, {expected[1]})"
+    )
 
 
 class Backend(Protocol):

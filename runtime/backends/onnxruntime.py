@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from runtime.backends.base import BackendNotInstalled, BackendUnavailable
+from runtime.backends.base import BackendNotInstalled, BackendUnavailable, import_library, io_mismatch
 from runtime.spec import ModelSpec
 
 _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -29,12 +29,8 @@ INSTALL_HINT = "pip install 'wcdgan-toolkit[cpu]' (or '[gpu]' for onnxruntime-gp
 
 
 def import_onnxruntime():
-    """The ``onnxruntime`` module, or :class:`BackendUnavailable` naming the extra to install."""
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        raise BackendNotInstalled(f"onnxruntime is not installed ({e}): {INSTALL_HINT}") from None
-    return ort
+    """The ``onnxruntime`` module, or :class:`BackendNotInstalled` naming the extra to install."""
+    return import_library("onnxruntime", INSTALL_HINT)
 
 
 class OrtBackend:
@@ -74,10 +70,7 @@ class OrtBackend:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         if self.input_name != spec.input_name or self.output_name != spec.output_name:
-            raise BackendUnavailable(
-                f"{onnx_path}: graph I/O ({self.input_name}, {self.output_name}) does not match its sidecar "
-                f"({spec.input_name}, {spec.output_name})"
-            )
+            raise io_mismatch(onnx_path, (self.input_name, self.output_name), (spec.input_name, spec.output_name))
         self.input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         self.output_dtype = np.float16 if outputs[0].type == "tensor(float16)" else np.float32
         if device == "cuda":

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends.base import BackendNotInstalled, BackendUnavailable
+from runtime.backends.base import BackendUnavailable, import_library, io_mismatch
 from runtime.engine_cache import OPENVINO_SUBDIR, default_cache_dir
 from runtime.spec import ModelSpec
 
@@ -32,11 +32,7 @@ INSTALL_HINT = "pip install 'wcdgan-toolkit[openvino]'"
 
 def import_openvino():
     """The ``openvino`` module, or :class:`BackendNotInstalled` naming the extra to install."""
-    try:
-        import openvino as ov
-    except ImportError as e:
-        raise BackendNotInstalled(f"openvino is not installed ({e}): {INSTALL_HINT}") from None
-    return ov
+    return import_library("openvino", INSTALL_HINT)
 
 
 def openvino_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -88,10 +84,8 @@ class OpenVinoBackend:
             )
         input_names, output_names = model.input(0).get_names(), model.output(0).get_names()
         if spec.input_name not in input_names or spec.output_name not in output_names:
-            raise BackendUnavailable(
-                f"{onnx_path}: graph I/O ({model.input(0).any_name}, {model.output(0).any_name}) does not match its "
-                f"sidecar ({spec.input_name}, {spec.output_name})"
-            )
+            found = (model.input(0).any_name, model.output(0).any_name)
+            raise io_mismatch(onnx_path, found, (spec.input_name, spec.output_name))
         self._input_name = spec.input_name
         config = {
             hints.performance_mode: hints.PerformanceMode.LATENCY,

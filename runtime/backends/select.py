@@ -26,8 +26,10 @@ DEFAULT_BATCH = {"tensorrt": 4, "ort-cuda": 4, "ort-cpu": 1, "openvino": 1, "tri
 # configured shape) use the engines' prebuilt 256; CPU backends fit a core ≤ CPU_CORE to each image
 # (common.tiling.TileGrid.fitted), trading peak memory for less overlap recomputation (measured: README).
 CPU_CORE = 512
-DEFAULT_TILE = {"tensorrt": DEFAULT_CORE, "ort-cuda": DEFAULT_CORE, "triton": DEFAULT_CORE}
-DEFAULT_TILE |= {"ort-cpu": CPU_CORE, "openvino": CPU_CORE}
+DEFAULT_TILE = {
+    "tensorrt": DEFAULT_CORE, "ort-cuda": DEFAULT_CORE, "triton": DEFAULT_CORE,  # fixed windows
+    "ort-cpu": CPU_CORE, "openvino": CPU_CORE,  # the largest core, fitted to each image
+}  # fmt: skip
 
 
 def create_backend(
