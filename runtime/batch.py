@@ -39,9 +39,11 @@ from runtime.infer import (
     check_options,
     collect_inputs,
     failure_message,
+    interrupt_on_signal,
     output_paths,
     plan_files,
     restorer_options,
+    run_cli,
 )
 from runtime.model_files import ModelError, resolve_models
 from runtime.restorer import Restorer
@@ -98,19 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
-    previous = signal.signal(signal.SIGTERM, _interrupted)  # a killed job cleans up like Ctrl-C
-    try:
-        return run(args)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:
-        print("interrupted: outputs written so far are complete; nothing partial was left", file=sys.stderr)
-        return 128 + (e.args[0] if e.args else signal.SIGINT)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return run_cli(run, build_parser().parse_args(argv))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -279,7 +269,7 @@ def ray_session(args: argparse.Namespace) -> Iterator[int]:
         cpus = max(os.cpu_count() or 1, (args.actors or 1) * args.threads)
         ray.init(address="local", num_cpus=cpus, include_dashboard=False,
                  runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)  # fmt: skip
-    signal.signal(signal.SIGTERM, _interrupted)  # again: ray.init installs its own handler
+    signal.signal(signal.SIGTERM, interrupt_on_signal)  # again: ray.init installs its own handler
     try:
         actors = pool_size(args, ray.cluster_resources())
         if not args.quiet:
@@ -326,10 +316,6 @@ def restore_on_ray(todo: list[FilePlan], args: argparse.Namespace, actors: int) 
         if result["status"] == SETUP_FAILED:
             raise UsageError(result["error"])
         yield result
-
-
-def _interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signum)
 
 
 class Manifest:

@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,11 +156,16 @@ def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_cli(run, build_parser().parse_args(argv))
+
+
+def run_cli(run_fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """A CLI's ``run_fn(args)`` as the toolkit's commands behave: logging by ``-q``, SIGTERM handled like Ctrl-C
+    (outputs are atomic, so nothing partial remains), UsageError → exit 2, interruption → 128 + signal."""
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
-    previous = signal.signal(signal.SIGTERM, _interrupted)  # a killed run cleans up like Ctrl-C
+    previous = signal.signal(signal.SIGTERM, interrupt_on_signal)
     try:
-        return run(args)
+        return run_fn(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -170,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _interrupted(signum: int, frame: object) -> None:
+def interrupt_on_signal(signum: int, frame: object) -> None:
+    """A signal handler that turns SIGTERM into KeyboardInterrupt(signum): cleaned up like Ctrl-C."""
     raise KeyboardInterrupt(signum)
 
 
