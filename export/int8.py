@@ -9,6 +9,10 @@ Recipe (measured on the bundled model, 2-core CPU, ONNX Runtime 1.32; numbers in
 * The network's ends stay FP32: the nodes reading the graph input and the node writing the output (with the
   convolution feeding it). Quantising them cost 0.07–0.09 dB on LIVE1 q10; keeping them costs < 5 % of the
   speed-up (the first conv has 3 input channels, the last 3 outputs) and brings the loss to < 0.01 dB.
+* Each Concat's inputs and output share one range (the union of their calibrated ranges,
+  :func:`concat_groups`): ONNX Runtime then copies bytes instead of requantising every input. Measured on the
+  bundled model (576² window): Concat 216 → 116 ms of 845 → 739 ms, the whole window 1.50× → 1.68× FP32's speed;
+  LIVE1 q10 −0.017 → −0.015 dB.
 
 Gate: the INT8 graph and the FP32 graph restore the gate images (ground truth + its libjpeg round trip at
 ``gate_quality``); the mean PSNR change against the ground truth and the PSNR of the INT8 output against the FP32
@@ -99,9 +103,36 @@ def excluded_nodes(model: onnx.ModelProto) -> list[str]:
     return sorted({node.name for node in reading + last + feeding})
 
 
+def concat_groups(model: onnx.ModelProto) -> list[set[str]]:
+    """Sets of tensors that must share one quantisation: every Concat's inputs with its output (sets that share a
+    tensor merged). With one scale and zero point on both sides, ONNX Runtime's QLinearConcat copies bytes instead
+    of requantising each input through a lookup table (measured: half the Concat time, see module docstring)."""
+    groups: list[set[str]] = []
+    for node in model.graph.node:
+        if node.op_type != "Concat":
+            continue
+        group = {*node.input, *node.output}
+        for other in [g for g in groups if g & group]:
+            groups.remove(other)
+            group |= other
+        groups.append(group)
+    return groups
+
+
+def shared_ranges(groups: list[set[str]], ranges: dict[str, tuple[float, float]]) -> dict[str, list[dict]]:
+    """``TensorQuantOverrides`` giving every tensor of a group the union of the group's calibrated ranges."""
+    overrides = {}
+    for group in groups:
+        lo = min(ranges[t][0] for t in group)
+        hi = max(ranges[t][1] for t in group)
+        overrides.update({t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for t in group})
+    return overrides
+
+
 def quantize(fp32_path: Path, int8_path: Path, windows: list[np.ndarray]) -> list[str]:
     """Write the U8S8 per-channel QDQ graph of ``fp32_path`` to ``int8_path``; return the nodes kept FP32."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import create_calibrator
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     input_name = onnx.load(str(fp32_path), load_external_data=False).graph.input[0].name
@@ -116,7 +147,14 @@ def quantize(fp32_path: Path, int8_path: Path, windows: list[np.ndarray]) -> lis
     with tempfile.TemporaryDirectory(dir=int8_path.parent) as tmp:
         prepared = Path(tmp) / "prepared.onnx"  # shapes inferred, folded: what the quantiser expects
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        keep = excluded_nodes(onnx.load(str(prepared)))
+        model = onnx.load(str(prepared))
+        keep = excluded_nodes(model)
+        # MinMax ranges first (quantize_static's own calibration gives the same), so that Concat sides can share one
+        calibrator = create_calibrator(str(prepared), augmented_model_path=str(Path(tmp) / "augmented.onnx"))
+        calibrator.collect_data(Windows())
+        ranges = {
+            name: tuple(float(np.ravel(v)[0]) for v in t.range_value) for name, t in calibrator.compute_data().items()
+        }
         quantize_static(
             str(prepared),
             str(int8_path),
@@ -126,6 +164,7 @@ def quantize(fp32_path: Path, int8_path: Path, windows: list[np.ndarray]) -> lis
             weight_type=QuantType.QInt8,
             per_channel=True,
             nodes_to_exclude=keep,
+            extra_options={"TensorQuantOverrides": shared_ranges(concat_groups(model), ranges)},
         )
     return keep
 

@@ -12,7 +12,7 @@ import skimage.data
 import torch
 
 from export import build
-from export.int8 import Int8Options, calibration_windows, check_gate, excluded_nodes
+from export.int8 import Int8Options, calibration_windows, check_gate, concat_groups, excluded_nodes, shared_ranges
 from export.validate import ValidationError
 from models import GeneratorConfig, WCDGANGenerator, save_generator
 from runtime.spec import ModelSpec
@@ -68,6 +68,35 @@ def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup) -> None:
     producer = {o: n for n in graph.node for o in n.output}
     assert producer["output"].name in spec.fp32_nodes and producer["output"].op_type != "DequantizeLinear"
     assert not [n for n in graph.node if n.op_type == "QuantizeLinear" and "input" in n.input]
+    # every Concat reads and writes one quantisation, so ONNX Runtime copies instead of requantising
+    values = {t.name: onnx.numpy_helper.to_array(t).item() for t in graph.initializer if not t.dims}
+    readers = {i: n for n in graph.node for i in n.input}
+    concats = [n for n in graph.node if n.op_type == "Concat"]
+    assert concats
+    for concat in concats:
+        sides = [producer[i] for i in concat.input] + [readers[concat.output[0]]]
+        assert {n.op_type for n in sides} == {"DequantizeLinear", "QuantizeLinear"}
+        assert len({(values[n.input[1]], values[n.input[2]]) for n in sides}) == 1, concat.name
+
+
+def test_concat_groups_merge_chained_concats_and_share_the_union_range() -> None:
+    """a‖b → c, c‖d → e, f‖g → h: {a,b,c,d,e} share one range (c is in both), {f,g,h} another."""
+    nodes = [
+        onnx.helper.make_node("Concat", ["a", "b"], ["c"], axis=1),
+        onnx.helper.make_node("Relu", ["c"], ["r"]),
+        onnx.helper.make_node("Concat", ["c", "d"], ["e"], axis=1),
+        onnx.helper.make_node("Concat", ["f", "g"], ["h"], axis=1),
+    ]
+    model = onnx.helper.make_model(onnx.helper.make_graph(nodes, "g", [], []))
+    groups = concat_groups(model)
+    assert sorted(map(sorted, groups)) == [["a", "b", "c", "d", "e"], ["f", "g", "h"]]
+    ranges = dict(
+        a=(-1.0, 1.0), b=(0.0, 3.0), c=(-1.0, 3.0), d=(-2.0, 0.5), e=(-2.0, 3.0), f=(0, 1), g=(0, 2), h=(0, 2)
+    )
+    overrides = shared_ranges(groups, ranges)
+    assert {(o[0]["rmin"], o[0]["rmax"]) for t, o in overrides.items() if t in "abcde"} == {(-2.0, 3.0)}
+    assert {(o[0]["rmin"], o[0]["rmax"]) for t, o in overrides.items() if t in "fgh"} == {(0.0, 2.0)}
+    assert "r" not in overrides
 
 
 def test_broken_calibration_fails_the_gate_and_writes_nothing(setup, capsys) -> None:
