@@ -16,16 +16,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from common.cli import exit_missing_extra
 from common.datasets import shared_eval_dir, shared_train_dirs
+from common.log import cli_logging
 
 try:
     import torch  # noqa: F401 (checked here: the export modules need it)
@@ -46,6 +47,8 @@ from runtime.backends.base import BackendUnavailable
 from runtime.backends.onnxruntime import import_onnxruntime
 from runtime.backends.select import DEFAULT_BATCH
 from runtime.spec import ModelSpec, sidecar_path
+
+log = logging.getLogger(__spec__.name)  # "export.build" also under python -m (where __name__ is "__main__")
 
 
 @dataclasses.dataclass
@@ -199,16 +202,10 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
     )
 
 
-def _reporter(quiet: bool) -> Callable[[str], None]:
-    """Progress messages go to stderr (stdout stays clean for scripts); nothing when quiet."""
-    return (lambda _msg: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
-
-
 def build(opts: BuildOptions) -> list[Path]:
     """Run the whole build; return the written ONNX paths (FP32, [FP16], [INT8], [OpenCV variant]).
 
     Raises CheckpointError/ExportError/ValidationError/CompatError."""
-    say = _reporter(opts.quiet)
     model, meta = load_generator(opts.ckpt)
     cfg = model.cfg
     opts.output.mkdir(parents=True, exist_ok=True)
@@ -218,7 +215,7 @@ def build(opts: BuildOptions) -> list[Path]:
         t0 = time.perf_counter()
         fp32_path = Path(tmp) / f"{opts.name}.onnx"
         proto = export_onnx(model, fp32_path, cfg.in_channels, opts.opset)
-        say(f"exported {fp32_path.name} ({len(proto.graph.node)} nodes, {time.perf_counter() - t0:.1f} s)")
+        log.info(f"exported {fp32_path.name} ({len(proto.graph.node)} nodes, {time.perf_counter() - t0:.1f} s)")
 
         reference = validate.torch_outputs(model, images)
         paths = [fp32_path]
@@ -228,17 +225,17 @@ def build(opts: BuildOptions) -> list[Path]:
             paths.append(fp16_path)
         outputs = validate.run_onnx(paths, images)
         fp32_numbers = validate.compare_fp32(reference, outputs[0])
-        say(f"validate FP32 ONNX vs PyTorch: {validate.format_numbers(fp32_numbers)}")
+        log.info(f"validate FP32 ONNX vs PyTorch: {validate.format_numbers(fp32_numbers)}")
         fp16_numbers = validate.compare_fp16(outputs[0], outputs[1]) if opts.fp16 else {}
         if opts.fp16:
-            say(f"validate FP16 ONNX vs FP32 ONNX: {validate.format_numbers(fp16_numbers)}")
+            log.info(f"validate FP16 ONNX vs FP32 ONNX: {validate.format_numbers(fp16_numbers)}")
         validate.check(fp32_path.name, fp32_numbers, opts.thresholds)
         if opts.fp16:
             validate.check(fp16_path.name, fp16_numbers, opts.thresholds)
 
         t0 = time.perf_counter()
         rf = measure(model)
-        say(
+        log.info(
             f"receptive field: radius {rf.radius} px by relative threshold, {rf.mass_radius} px by influence mass "
             f"(hard bound {rf.theoretical_radius}); recommended overlap {rf.recommended_overlap} px "
             f"({time.perf_counter() - t0:.1f} s)"
@@ -258,17 +255,15 @@ def build(opts: BuildOptions) -> list[Path]:
             spec16.validation = {**spec16.validation, "fp16_vs_fp32": fp16_numbers}
             staged.append((fp16_path, spec16))
         if opts.int8:
-            staged.append(_int8_graph(fp32_path, opts, common, say))
-        published = [_publish(path, spec, opts, say) for path, spec in staged]
+            staged.append(_int8_graph(fp32_path, opts, common))
+        published = [_publish(path, spec, opts) for path, spec in staged]
     if opts.opencv:  # from the published FP32 graph: its sidecar now holds the final hash
         published.append(write_opencv_variant(published[0]))
-        say(f"wrote {published[-1]} (OpenCV DNN variant) and {sidecar_path(published[-1]).name}")
+        log.info(f"wrote {published[-1]} (OpenCV DNN variant) and {sidecar_path(published[-1]).name}")
     return published
 
 
-def _int8_graph(
-    fp32_path: Path, opts: BuildOptions, common: dict[str, Any], say: Callable[[str], None]
-) -> tuple[Path, ModelSpec]:
+def _int8_graph(fp32_path: Path, opts: BuildOptions, common: dict[str, Any]) -> tuple[Path, ModelSpec]:
     """Quantise the validated FP32 graph and gate it (:mod:`export.int8`); the staged file and its sidecar."""
     i8 = opts.int8
     channels = common["channels"]
@@ -276,10 +271,10 @@ def _int8_graph(
     windows = int8.calibration_windows(i8, channels)
     int8_path = fp32_path.with_name(f"{opts.name}_int8.onnx")
     kept = int8.quantize(fp32_path, int8_path, windows)
-    say(f"quantised {int8_path.name}: {len(windows)} calibration windows, FP32 kept for {', '.join(kept)}")
+    log.info(f"quantised {int8_path.name}: {len(windows)} calibration windows, FP32 kept for {', '.join(kept)}")
     pairs = int8.gate_pairs(i8.gate_data, channels, i8.gate_quality)
     numbers = int8.gate(fp32_path, int8_path, pairs, i8)
-    say(
+    log.info(
         f"INT8 gate on {len(pairs)} images of {i8.gate_data} at q{i8.gate_quality}: {numbers['int8_psnr_db']:.3f} dB "
         f"vs FP32 {numbers['fp32_psnr_db']:.3f} dB ({numbers['delta_db']:+.4f} dB, allowed −{i8.max_loss_db:g}); "
         f"INT8 vs FP32 output ≥ {numbers['int8_vs_fp32_min_psnr_uint8_db']:.1f} dB ({time.perf_counter() - t0:.1f} s)"
@@ -292,7 +287,7 @@ def _int8_graph(
         "window": i8.window,
         "qualities": list(i8.qualities),
         "seed": i8.seed,
-        "recipe": "QDQ, QUInt8 activations (MinMax), QInt8 per-channel weights; ends kept FP32",
+        "recipe": "QDQ, QUInt8 activations (MinMax, one range per Concat), QInt8 per-channel weights; ends kept FP32",
     }
     spec.validation = {**spec.validation, "int8": {**numbers, "calibration": calibration}}
     return int8_path, spec
@@ -323,17 +318,17 @@ def _common_fields(
     }
 
 
-def _publish(staged: Path, spec: ModelSpec, opts: BuildOptions, say: Callable[[str], None]) -> Path:
+def _publish(staged: Path, spec: ModelSpec, opts: BuildOptions) -> Path:
     """Move a validated graph into the output folder and write its sidecar (each step atomic)."""
     final = opts.output / staged.name
     spec.onnx_sha256 = sha256_file(staged)
     os.replace(staged, final)  # same folder tree → atomic rename
     spec.save(sidecar_path(final))
-    say(f"wrote {final} ({final.stat().st_size / 2**20:.2f} MiB) and {sidecar_path(final).name}")
+    log.info(f"wrote {final} ({final.stat().st_size / 2**20:.2f} MiB) and {sidecar_path(final).name}")
     return final
 
 
-def prebuild_engines(onnx_path: Path, opts: BuildOptions, say: Callable[[str], None]) -> bool:
+def prebuild_engines(onnx_path: Path, opts: BuildOptions) -> bool:
     """Build TensorRT engines for the runtime's tile windows; False (with the reason said) when impossible."""
     from common.tiling import window_grid
     from runtime.backends.tensorrt import prebuild
@@ -343,17 +338,25 @@ def prebuild_engines(onnx_path: Path, opts: BuildOptions, say: Callable[[str], N
     try:
         for window in windows:
             prebuild(onnx_path, spec, window, opts.max_batch, cache_dir=opts.cache_dir, progress=not opts.quiet)
-            say(f"TensorRT engine for {onnx_path.name} at {window[0]}×{window[1]} (batch ≤ {opts.max_batch}) is cached")
+            log.info(
+                f"TensorRT engine for {onnx_path.name} at {window[0]}×{window[1]} (batch ≤ {opts.max_batch}) is cached"
+            )
     except BackendUnavailable as e:
         if opts.engine == "require":
             raise
-        say(f"ONNX artifacts are ready; no TensorRT engine was built: {e}")
+        log.info(f"ONNX artifacts are ready; no TensorRT engine was built: {e}")
         return False
     return True
 
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    with cli_logging(opts.quiet):
+        return run(opts)
+
+
+def run(opts: BuildOptions) -> int:
+    """The build as a command: messages logged, errors as one line and an exit code (2: bad input, 1: failed)."""
     try:
         import_onnxruntime()  # validation and the FP16 converter need it; say so before any work
     except BackendUnavailable as e:
@@ -376,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
             fp16_path if fp16_path in paths else paths[0]
         )  # the FP16 graph when there is one: what TensorRT runs
         try:
-            prebuild_engines(engine_path, opts, _reporter(opts.quiet))
+            prebuild_engines(engine_path, opts)
         except BackendUnavailable as e:
             print(f"error: --engine require, but no TensorRT engine can be built: {e}", file=sys.stderr)
             return 1

@@ -48,6 +48,8 @@ from runtime.infer import (
 from runtime.model_files import ModelError, resolve_models
 from runtime.restorer import Restorer
 
+log = logging.getLogger(__spec__.name)  # "runtime.batch" also under python -m (where __name__ is "__main__")
+
 try:
     import ray
     import ray.data
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     check_batch_options(args)
     inputs, errors = list_inputs(args.sources)
     for message in errors:
-        print(f"error: {message}", file=sys.stderr)
+        log.error("error: %s", message)
     if not inputs:
         raise UsageError("no input images")
     outputs = output_paths(inputs, args)
@@ -136,11 +138,10 @@ def run(args: argparse.Namespace) -> int:
                         done += 1
         except ray.exceptions.RayError as e:  # the pool could not start, or Ray itself failed
             tally.failed += len(todo) - done
-            print(f"error: the Ray job failed, rerun to resume ({last_line(e)})", file=sys.stderr)
+            log.error("error: the Ray job failed, rerun to resume (%s)", last_line(e))
         finally:  # interrupted: workers killed mid-write leave temporaries
             sweep_stale_temps(targets, older_than_s=0)
-    if not args.quiet:
-        print(tally.summary(), file=sys.stderr)
+    log.info("%s", tally.summary())
     if tally.failed:
         print(f"{tally.failed} input(s) failed", file=sys.stderr)
     return 1 if tally.failed else 0
@@ -272,10 +273,9 @@ def ray_session(args: argparse.Namespace) -> Iterator[int]:
     signal.signal(signal.SIGTERM, interrupt_on_signal)  # again: ray.init installs its own handler
     try:
         actors = pool_size(args, ray.cluster_resources())
-        if not args.quiet:
-            gpus = f", {args.gpus_per_actor:g} GPU each" if args.gpus_per_actor else ""
-            print(f"Ray on {args.address or 'this machine'}, started in {time.perf_counter() - start:.1f} s: "
-                  f"{actors} actor(s) × {args.threads} thread(s){gpus}", file=sys.stderr)  # fmt: skip
+        gpus = f", {args.gpus_per_actor:g} GPU each" if args.gpus_per_actor else ""
+        log.info("Ray on %s, started in %.1f s: %d actor(s) × %d thread(s)%s",
+                 args.address or "this machine", time.perf_counter() - start, actors, args.threads, gpus)  # fmt: skip
         yield actors
     finally:
         ray.shutdown()
@@ -293,7 +293,7 @@ def pool_size(args: argparse.Namespace, resources: dict[str, float]) -> int:
                    f"{args.actors * args.gpus_per_actor:g} GPUs; Ray has {cpus:g} and {gpus:g}")  # fmt: skip
         if not args.address:
             raise UsageError(message)
-        logging.warning("%s: waiting for the cluster to scale up", message)
+        log.warning("%s: waiting for the cluster to scale up", message)
     return args.actors
 
 
@@ -338,7 +338,7 @@ class Manifest:
 
 
 class Tally:
-    """Counts of a run (printing each error as it comes), and its summary line."""
+    """Counts of a run (logging each error as it comes), and its summary line."""
 
     def __init__(self, failed: int = 0) -> None:
         self.start = time.perf_counter()
@@ -351,7 +351,7 @@ class Tally:
         self.backends.add(result["backend"])
         if result["status"] == "error":
             self.failed += 1
-            print(f"error: {result['error']}", file=sys.stderr)
+            log.error("error: %s", result["error"])
 
     def summary(self) -> str:
         seconds = time.perf_counter() - self.start

@@ -20,10 +20,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,10 +37,7 @@ from common.files import atomic_write_bytes, atomic_write_text, safe_name
 ENV_VAR = "WCDGAN_CACHE_DIR"
 FORMAT = "wcdgan-engine"
 T = TypeVar("T")
-
-
-class EngineCacheWarning(UserWarning):
-    """A cache entry was unusable (corrupt, stale or incompatible) and is being rebuilt."""
+log = logging.getLogger(__name__)
 
 
 class EngineBuildError(RuntimeError):
@@ -116,9 +113,7 @@ class EngineCache:
             if engine is not None:
                 return engine
             if problem != "missing":
-                warnings.warn(
-                    f"engine cache entry {plan_path.name}: {problem}; rebuilding", EngineCacheWarning, stacklevel=2
-                )
+                log.warning("engine cache entry %s: %s; rebuilding", plan_path.name, problem)
             plan = self.build_fn(Path(onnx_path), key)
             atomic_write_bytes(plan_path, plan)
             record = {

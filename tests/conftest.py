@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +29,19 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} not found: the team's shared data/weights are not beside this checkout")
     return SHARED
+
+
+@pytest.fixture
+def expect_warning(caplog) -> Callable[[str], contextlib.AbstractContextManager[None]]:
+    """``with expect_warning(pattern):`` fails unless the block logs a WARNING (or worse) matching ``pattern``
+    (the toolkit reports through logging, :mod:`common.log`)."""
+
+    @contextlib.contextmanager
+    def expect(pattern: str) -> Iterator[None]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            yield
+        messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any(re.search(pattern, m) for m in messages), f"no warning matching {pattern!r} in {messages}"
+
+    return expect

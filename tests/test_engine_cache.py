@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import multiprocessing as mp
 import os
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from runtime import cache as cache_cli
-from runtime.engine_cache import EngineBuildError, EngineCache, EngineCacheWarning, EngineKey, default_cache_dir
+from runtime.engine_cache import EngineBuildError, EngineCache, EngineKey, default_cache_dir
 
 KEY = EngineKey(
     model_name="tiny_fp16",
@@ -69,21 +70,21 @@ def cache(tmp_path: Path, recorder: Recorder) -> EngineCache:
     return EngineCache(recorder, _load, tmp_path / "engines")
 
 
-def test_builds_once_then_reuses(cache: EngineCache, recorder: Recorder, recwarn) -> None:
+def test_builds_once_then_reuses(cache: EngineCache, recorder: Recorder, caplog) -> None:
     engine = cache.get("model.onnx", KEY)
     assert engine == KEY.to_dict() and recorder.builds == 1
     assert cache.get("model.onnx", KEY) == engine and recorder.builds == 1
     plan, sidecar, _ = cache.paths(KEY)
     record = json.loads(sidecar.read_text())
     assert record["key"] == KEY.to_dict() and record["size"] == plan.stat().st_size
-    assert not [w for w in recwarn if issubclass(w.category, EngineCacheWarning)]  # a first build is no warning
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # a first build is no warning
 
 
-def test_truncated_plan_is_detected_and_rebuilt(cache: EngineCache, recorder: Recorder) -> None:
+def test_truncated_plan_is_detected_and_rebuilt(cache: EngineCache, recorder: Recorder, expect_warning) -> None:
     cache.get("model.onnx", KEY)
     plan, _, _ = cache.paths(KEY)
     plan.write_bytes(plan.read_bytes()[:100])
-    with pytest.warns(EngineCacheWarning, match="corrupt"):
+    with expect_warning("corrupt"):
         assert cache.get("model.onnx", KEY) == KEY.to_dict()
     assert recorder.builds == 2 and plan.read_bytes() == _plan_for(KEY)
 
@@ -91,22 +92,24 @@ def test_truncated_plan_is_detected_and_rebuilt(cache: EngineCache, recorder: Re
 @pytest.mark.parametrize(
     ("field", "value"), [("trt_version", "10.3.0"), ("gpu_name", "NVIDIA A100-SXM4-80GB"), ("onnx_sha256", "cd" * 32)]
 )
-def test_stale_sidecar_is_rebuilt(cache: EngineCache, recorder: Recorder, field: str, value: str) -> None:
+def test_stale_sidecar_is_rebuilt(
+    cache: EngineCache, recorder: Recorder, field: str, value: str, expect_warning
+) -> None:
     cache.get("model.onnx", KEY)
     _, sidecar, _ = cache.paths(KEY)
     record = json.loads(sidecar.read_text())
     record["key"][field] = value
     sidecar.write_text(json.dumps(record))
-    with pytest.warns(EngineCacheWarning, match=f"stale .*{field}"):
+    with expect_warning(f"stale .*{field}"):
         cache.get("model.onnx", KEY)
     assert recorder.builds == 2 and json.loads(sidecar.read_text())["key"] == KEY.to_dict()
 
 
-def test_tensorrt_upgrade_replaces_the_entry(cache: EngineCache, recorder: Recorder) -> None:
+def test_tensorrt_upgrade_replaces_the_entry(cache: EngineCache, recorder: Recorder, expect_warning) -> None:
     old = dataclasses.replace(KEY, trt_version="10.3.0")
     cache.get("model.onnx", old)
     assert cache.paths(old) == cache.paths(KEY)  # same slot: the upgrade replaces, not accumulates
-    with pytest.warns(EngineCacheWarning, match=r"stale .*trt_version: '10\.3\.0' → '10\.13\.0'"):
+    with expect_warning(r"stale .*trt_version: '10\.3\.0' → '10\.13\.0'"):
         cache.get("model.onnx", KEY)
     assert recorder.builds == 2 and len(list(cache.root.glob("*.plan"))) == 1
 
@@ -119,7 +122,7 @@ def test_different_shapes_and_models_get_their_own_entries(cache: EngineCache, r
     assert recorder.builds == 3 and len({cache.paths(k)[0] for k in (KEY, other_shape, other_model)}) == 3
 
 
-def test_undeserializable_plan_is_rebuilt(tmp_path: Path, recorder: Recorder) -> None:
+def test_undeserializable_plan_is_rebuilt(tmp_path: Path, recorder: Recorder, expect_warning) -> None:
     EngineCache(recorder, _load, tmp_path / "engines").get("m.onnx", KEY)
     fresh: set[bytes] = set()
 
@@ -130,7 +133,7 @@ def test_undeserializable_plan_is_rebuilt(tmp_path: Path, recorder: Recorder) ->
     def picky_load(plan: bytes) -> dict | None:  # like another TensorRT build: only its own plans deserialize
         return _load(plan) if plan in fresh else None
 
-    with pytest.warns(EngineCacheWarning, match="incompatible"):
+    with expect_warning("incompatible"):
         EngineCache(build, picky_load, tmp_path / "engines").get("m.onnx", KEY)
     assert recorder.builds == 2
 
@@ -140,11 +143,11 @@ def test_unloadable_fresh_build_raises(tmp_path: Path, recorder: Recorder) -> No
         EngineCache(recorder, lambda plan: None, tmp_path / "engines").get("m.onnx", KEY)
 
 
-def test_plan_without_sidecar_is_rebuilt(cache: EngineCache, recorder: Recorder) -> None:
+def test_plan_without_sidecar_is_rebuilt(cache: EngineCache, recorder: Recorder, expect_warning) -> None:
     plan, _, _ = cache.paths(KEY)
     plan.parent.mkdir(parents=True)
     plan.write_bytes(_plan_for(KEY))  # e.g. a build killed between writing the plan and its sidecar
-    with pytest.warns(EngineCacheWarning, match="unreadable"):
+    with expect_warning("unreadable"):
         cache.get("m.onnx", KEY)
     assert recorder.builds == 1
 

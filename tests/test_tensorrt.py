@@ -10,7 +10,7 @@ import pytest
 
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.tensorrt import TensorRTBackend
-from runtime.engine_cache import EngineCacheWarning, list_entries
+from runtime.engine_cache import list_entries
 from runtime.spec import ModelSpec, sidecar_path
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -57,7 +57,7 @@ def fp16_model(tmp_path_factory) -> Path:
 
 
 @needs_trt_gpu
-def test_engine_matches_onnxruntime_and_is_cached(fp16_model: Path, tmp_path: Path) -> None:
+def test_engine_matches_onnxruntime_and_is_cached(fp16_model: Path, tmp_path: Path, expect_warning) -> None:
     import onnxruntime as ort
 
     from common.metrics import psnr_capped, to_uint8
@@ -80,6 +80,6 @@ def test_engine_matches_onnxruntime_and_is_cached(fp16_model: Path, tmp_path: Pa
 
     plan = Path(entry["path"])
     plan.write_bytes(plan.read_bytes()[: plan.stat().st_size // 2])
-    with pytest.warns(EngineCacheWarning, match="corrupt"):
+    with expect_warning("corrupt"):
         again = TensorRTBackend(fp16_model, spec, (64, 64), 2, cache_dir=tmp_path, progress=False)
     assert np.allclose(again.run(batch), got, atol=1e-3)

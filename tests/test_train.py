@@ -326,13 +326,13 @@ def test_cli_budget_probe_compile_and_warm_start(dirs, tmp_path, capsys):
     assert load_generator(tmp_path / "late" / "g.pt")[1]["train_config"]["time_budget_s"] == 1.0
 
 
-def test_compile_failure_falls_back_to_eager(dirs, tmp_path):
+def test_compile_failure_falls_back_to_eager(dirs, tmp_path, expect_warning):
     t = Trainer(_tiny_cfg(dirs[0], iterations=2), tmp_path, quiet=True)
 
     def broken(x):
         raise RuntimeError("no compiler")
 
     t.g_train, t.cfg.compile = broken, "inductor"
-    with pytest.warns(UserWarning, match="training eagerly"):
+    with expect_warning("training eagerly"):
         t.run()
     assert t.iteration == 2 and t.g_train is t.g and t.cfg.compile is None

@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +24,15 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "train")
 
 from common.files import shared_dir
+from common.log import cli_logging
 from models.checkpoint import CheckpointError, load_generator
 from models.wcdgan import GeneratorConfig
 from train import probe
 from train.config import PRESETS, TrainConfig, preset_losses
 from train.data import DataError, check_training_dir
 from train.loop import ResumeError, Trainer, load_run_data, load_training_state, pick_device
+
+log = logging.getLogger(__spec__.name)  # "train.__main__" also under python -m (where __name__ is "__main__")
 
 DEFAULT_ITERS = 100_000
 UNCAPPED_ITERS = 10**12  # with --time-budget and no --iters
@@ -155,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch.compile the generator's training step (default backend inductor; compiling takes the first "
         "step, about a minute; if it fails the run continues eagerly)",
     )
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar or messages, only errors")
     return p
 
 
@@ -253,7 +257,7 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
     with ThreadPoolExecutor(1) as pool:
         data = pool.submit(load_run_data, cfg)  # decoding (OpenCV releases the GIL) overlaps the batch probe
         if args.batch == 0:
-            apply_probe(cfg, pick_device(args.device), args.probe_seconds, args.quiet)
+            apply_probe(cfg, pick_device(args.device), args.probe_seconds)
         trainer = Trainer(cfg, out, device=args.device, quiet=args.quiet)
         if cfg.init_from:
             trainer.g.load_state_dict(load_generator(cfg.init_from)[0].state_dict())
@@ -261,7 +265,7 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
     return trainer
 
 
-def apply_probe(cfg: TrainConfig, device: torch.device, seconds: float, quiet: bool) -> None:
+def apply_probe(cfg: TrainConfig, device: torch.device, seconds: float) -> None:
     """``--batch auto``: measure, then set the batch, memory format and sqrt-scaled learning rates in ``cfg``."""
     results = probe.probe_training_speed(cfg.generator, cfg.patch_size, device, seconds=seconds, amp=cfg.amp)
     if device.type == "cuda":
@@ -271,16 +275,18 @@ def apply_probe(cfg: TrainConfig, device: torch.device, seconds: float, quiet: b
     cfg.patches_per_crop = 4
     cfg.lr_g, cfg.lr_d = probe.scaled_lr(cfg.lr_g, pick.batch), probe.scaled_lr(cfg.lr_d, pick.batch)
     cfg.batch_probe = [r.to_dict() for r in results]
-    if not quiet:
-        rows = ", ".join(f"{r.batch}{'cl' if r.channels_last else ''} {r.samples_per_s:.0f}/s" for r in results)
-        print(
-            f"batch probe: {rows} -> batch {pick.batch}, channels_last {pick.channels_last}, lr {cfg.lr_g:.3g}",
-            file=sys.stderr,
-        )
+    rows = ", ".join(f"{r.batch}{'cl' if r.channels_last else ''} {r.samples_per_s:.0f}/s" for r in results)
+    log.info("batch probe: %s -> batch %d, channels_last %s, lr %.3g", rows, pick.batch, pick.channels_last, cfg.lr_g)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    with cli_logging(args.quiet):
+        return train(args)
+
+
+def train(args: argparse.Namespace) -> int:
+    """Training as a command: messages logged, errors as one line and an exit code (2: bad input, 130: interrupted)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -291,20 +297,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.end_at is not None:
             cfg.time_budget_s = args.end_at - time.time()
             if cfg.time_budget_s < MIN_BUDGET_S:  # start-up ate the budget: still leave a checkpoint to evaluate
-                print(f"warning: --end-at is {-cfg.time_budget_s:.0f} s past as training begins; training for "
-                      f"{MIN_BUDGET_S:.0f} s only", file=sys.stderr)  # fmt: skip
+                log.warning("warning: --end-at is %.0f s past as training begins; training for %.0f s only",
+                            -cfg.time_budget_s, MIN_BUDGET_S)  # fmt: skip
                 cfg.time_budget_s = MIN_BUDGET_S
-        if not args.quiet:
-            span = (
-                f"for {cfg.time_budget_s / 60:.1f} min"
-                if cfg.time_budget_s
-                else f"iterations {trainer.iteration}..{cfg.iterations}"
-            )
-            print(
-                f"training {cfg.preset} {cfg.channel} on {len(trainer.images)} images, device {trainer.device}, "
-                f"batch {cfg.batch_size}, {span}",
-                file=sys.stderr,
-            )
+        span = (
+            f"for {cfg.time_budget_s / 60:.1f} min"
+            if cfg.time_budget_s
+            else f"iterations {trainer.iteration}..{cfg.iterations}"
+        )
+        log.info(
+            "training %s %s on %d images, device %s, batch %d, %s",
+            cfg.preset, cfg.channel, len(trainer.images), trainer.device, cfg.batch_size, span,
+        )  # fmt: skip
         reason = trainer.run(time_limit_s=args.time_limit * 60 if args.time_limit else None)
     except (DataError, ResumeError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -312,10 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the last periodic checkpoint in the run folder is kept", file=sys.stderr)
         return 130
-    if not args.quiet:
-        val = trainer.last_val
-        extra = f", val PSNR {val['val_psnr']:.2f} dB (JPEG {val['val_psnr_jpeg']:.2f})" if val else ""
-        print(f"{reason}: iteration {trainer.iteration}{extra}; wrote {Path(args.out) / 'g.pt'}", file=sys.stderr)
+    val = trainer.last_val
+    extra = f", val PSNR {val['val_psnr']:.2f} dB (JPEG {val['val_psnr_jpeg']:.2f})" if val else ""
+    log.info("%s: iteration %d%s; wrote %s", reason, trainer.iteration, extra, Path(args.out) / "g.pt")
     return 0
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import platform
 import re
@@ -40,6 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from common.files import atomic_path, atomic_write_text
+from common.log import cli_logging
+
+log = logging.getLogger(__spec__.name)  # "train.campaign" also under python -m (where __name__ is "__main__")
 
 GRACE_S = 60.0  # after the deadline: time for a run to finish its step, validate and save
 STATUS_EVERY_S = 30.0
@@ -220,21 +224,21 @@ def mirror_checkpoints(runs: list[Run], mirror: Path | None) -> None:
             run.mirrored_mtime = mtime
 
 
-def wait_for_runs(runs: list[Run], deadline: float, mirror: Path | None, quiet: bool) -> None:
+def wait_for_runs(runs: list[Run], deadline: float, mirror: Path | None) -> None:
     """Poll until every process ends (status lines, mirroring); interrupt, then kill, runs that overstay."""
     next_status, interrupted = time.time() + STATUS_EVERY_S, False
     while any(r.process.poll() is None for r in runs):
         time.sleep(POLL_S)
         mirror_checkpoints(runs, mirror)
         now = time.time()
-        if not quiet and now >= next_status:
+        if now >= next_status:
             left = f"{deadline - now:.0f} s left" if now < deadline else "finishing"
-            print(f"[{left}] " + " | ".join(status_line(r) for r in runs), flush=True)
+            log.info("[%s] %s", left, " | ".join(status_line(r) for r in runs))
             next_status = now + STATUS_EVERY_S
         late = [r for r in runs if r.process.poll() is None and now > deadline + GRACE_S]
         for run in late:
             if not interrupted:
-                print(f"{run.spec.name}: still running {GRACE_S:.0f} s after the deadline, interrupting", flush=True)
+                log.warning("%s: still running %.0f s after the deadline, interrupting", run.spec.name, GRACE_S)
                 run.process.send_signal(signal.SIGINT)
             elif now > deadline + GRACE_S + 20:
                 run.process.kill()
@@ -373,13 +377,10 @@ def run_campaign(
     started = time.time()
     deadline = started + budget_s
     workers = spec.workers()
-    if not quiet:
-        print(
-            f"campaign: {len(runs)} runs on {device}, {workers} data workers each, budget {budget_s:.0f} s", flush=True
-        )
+    log.info("campaign: %d runs on %s, %d data workers each, budget %.0f s", len(runs), device, workers, budget_s)
     start_runs(runs, spec.common_args, root, deadline, workers, device, tiny)
     try:
-        wait_for_runs(runs, deadline, mirror, quiet)
+        wait_for_runs(runs, deadline, mirror)
     except BaseException:
         for r in runs:
             if r.process.poll() is None:
@@ -428,9 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
         spec = CampaignSpec.load(args.spec)
-        runs = run_campaign(
-            spec, args.output, args.budget, args.data_root, args.device, args.mirror, args.tiny, args.quiet
-        )
+        with cli_logging(args.quiet):
+            runs = run_campaign(
+                spec, args.output, args.budget, args.data_root, args.device, args.mirror, args.tiny, args.quiet
+            )
     except CampaignError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,10 +11,10 @@ Run folder layout (all files written atomically except the append-only log):
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
-import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,8 @@ from train.data import (
     load_validation,
 )
 from train.losses import l1_loss, load_vgg_perceptual, lsgan_d_loss, lsgan_g_loss, tv_loss
+
+log = logging.getLogger(__name__)
 
 STATE_FORMAT = "wcdgan-train-state"
 STATE_VERSION = 1
@@ -195,7 +197,7 @@ class Trainer:
         except Exception as e:
             if self.g_train is self.g or self.iteration > 0:
                 raise
-            warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); training eagerly", stacklevel=2)
+            log.warning("torch.compile failed (%s: %s); training eagerly", type(e).__name__, e)
             self.g_train = self.g
             self.cfg.compile = None
             with self._autocast():

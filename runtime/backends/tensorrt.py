@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from common.files import atomic_write_bytes, safe_name, sha256_file
 from runtime.backends.base import BackendNotInstalled, BackendUnavailable, is_out_of_memory
 from runtime.engine_cache import EngineCache, EngineKey, default_cache_dir
 from runtime.spec import ModelSpec
+
+log = logging.getLogger(__name__)
 
 _NP_DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -118,7 +121,7 @@ class _Progress:
     @staticmethod
     def attach(trt: Any, config: Any, label: str) -> None:
         if not hasattr(trt, "IProgressMonitor"):
-            print(f"building TensorRT engine for {label} (may take minutes) ...", file=sys.stderr)
+            log.info("building TensorRT engine for %s (may take minutes) ...", label)
             return
         from tqdm import tqdm
 
@@ -216,8 +219,9 @@ def make_build_fn(trt: Any, logger: Any, root: Path, progress: bool) -> Callable
 
 
 def make_logger(trt: Any) -> Any:
-    """A TensorRT logger that prints warnings and errors to stderr and keeps the errors (``.errors``), so that a
-    failure TensorRT only logs (an engine that did not load for lack of memory) can be told apart."""
+    """A TensorRT logger that passes warnings and errors to this module's logger and keeps the errors
+    (``.errors``), so that a failure TensorRT only logs (an engine that did not load for lack of memory) can be
+    told apart."""
 
     class Logger(trt.ILogger):
         def __init__(self) -> None:
@@ -229,7 +233,7 @@ def make_logger(trt: Any) -> Any:
             if level <= int(trt.ILogger.Severity.ERROR):
                 self.errors.append(msg)
             if level <= int(trt.ILogger.Severity.WARNING):
-                print(f"TensorRT: {msg}", file=sys.stderr)
+                log.warning("TensorRT: %s", msg)
 
     return Logger()
 
