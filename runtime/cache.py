@@ -1,5 +1,5 @@
-"""``python -m runtime.cache list|clear``: inspect the TensorRT engine cache, or empty it (OpenVINO's compiled models
-in its ``openvino`` folder included)."""
+"""``python -m runtime.cache list|clear``: inspect the TensorRT engine cache (and count OpenVINO's compiled models in
+its ``openvino`` folder), or empty both."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runtime.engine_cache import ENV_VAR, clear, default_cache_dir, list_entries
+from runtime.engine_cache import ENV_VAR, OPENVINO_SUBDIR, clear, default_cache_dir, list_entries, openvino_blobs
 
 _COLUMNS = ("key", "model", "precision", "shape", "TensorRT", "GPU", "size", "created")
 
@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         description="List cached TensorRT engines, or clear them together with OpenVINO's compiled models. Engines "
         "are rebuilt automatically when missing, stale (other TensorRT version, GPU or builder options) or corrupt.",
     )
-    p.add_argument("action", choices=("list", "clear"), help="list: show engines; clear: delete every cached file")
+    p.add_argument(
+        "action",
+        choices=("list", "clear"),
+        help="list: show engines (and count OpenVINO's compiled models); clear: delete every cached file",
+    )
     p.add_argument("--cache-dir", type=Path, help=f"cache folder (default: ${ENV_VAR} or {default_cache_dir()})")
     p.add_argument("-q", "--quiet", action="store_true", help="clear: print nothing")
     a = p.parse_args(argv)
@@ -47,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.action == "list":
         entries = list_entries(root)
         print(_table([_row(e) for e in entries]) if entries else f"no cached engines in {root}")
+        if blobs := openvino_blobs(root):  # opaque files: OpenVINO keys them by a hash of model, device and options
+            size = sum(p.stat().st_size for p in blobs) / 2**20
+            print(f"OpenVINO: {len(blobs)} compiled model(s), {size:.1f} MiB in {root / OPENVINO_SUBDIR}")
     else:
         removed = clear(root)
         if not a.quiet:

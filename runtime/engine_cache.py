@@ -192,6 +192,11 @@ def list_entries(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
 _TIMING_CACHE = re.compile(r"trt.+-sm\d+\.\d+\.(cache|lock)")  # runtime.backends.tensorrt._TimingCache names
 
 
+def openvino_blobs(root: str | os.PathLike) -> list[Path]:
+    """OpenVINO's compiled models under ``root`` (``OPENVINO_SUBDIR/<number>.blob``, OpenVINO's own naming)."""
+    return sorted(p for p in Path(root).glob(f"{OPENVINO_SUBDIR}/*.blob") if p.stem.isdigit())
+
+
 def clear(root: str | os.PathLike | None = None) -> int:
     """Delete every entry (plan, sidecar, lock), timing cache and OpenVINO compiled model (``OPENVINO_SUBDIR/*.blob``)
     under ``root``; return the number of files removed.
@@ -201,7 +206,7 @@ def clear(root: str | os.PathLike | None = None) -> int:
     """
     root = Path(root) if root is not None else default_cache_dir()
     victims = [p for p in root.glob("timing/*") if _TIMING_CACHE.fullmatch(p.name)]
-    victims += [p for p in root.glob(f"{OPENVINO_SUBDIR}/*.blob") if p.stem.isdigit()]
+    victims += openvino_blobs(root)
     for sidecar in root.glob("*.json"):
         try:
             owned_record(sidecar)

@@ -189,12 +189,14 @@ def test_cli_list_and_clear(cache: EngineCache, capsys) -> None:
     out = capsys.readouterr().out
     for text in (KEY.slot(), "tiny_fp16", "fp16", "4×3×288×288", "10.13.0", "H100", "MiB"):
         assert text in out
+    assert f"OpenVINO: 1 compiled model(s), 0.0 MiB in {cache.root / 'openvino'}" in out  # not the user's mine.blob
     assert cache_cli.main(["clear", "--cache-dir", str(cache.root)]) == 0
     assert "removed 4 file(s)" in capsys.readouterr().out  # plan, sidecar, lock, OpenVINO blob
     assert bystander.exists() and not list(cache.root.glob("*.plan"))
     assert [p.name for p in (cache.root / "openvino").iterdir()] == ["mine.blob"]
     cache_cli.main(["list", "--cache-dir", str(cache.root)])
-    assert "no cached engines" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "no cached engines" in out and "OpenVINO" not in out
 
 
 def test_cli_missing_dir(tmp_path: Path, capsys) -> None:
