@@ -66,9 +66,10 @@ SETTINGS = [
     Setting("int8-fit384", "int8", tile=384),
     Setting("int8-fit512", "int8", tile=512),
     Setting("int8-fit768", "int8", tile=768),
+    Setting("int8-fit1024", "int8", tile=1024),
     Setting("int8-fit512-1thread", "int8", tile=512, threads=1),
     Setting("openvino-fp32-fit512", "fp32", "openvino", 512),
-    Setting("openvino-int8-fit512", "int8", "openvino", 512),
+    Setting("openvino-int8-fit1024", "int8", "openvino", 1024),
 ]
 
 

@@ -20,12 +20,15 @@ from typing import Any
 
 from tqdm import tqdm
 
+from common.log import cli_logging
 from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
 from runtime.model_files import PRECISIONS, ModelError
 from runtime.restorer import OutOfMemory, Restorer, check_quality, check_settings
+
+log = logging.getLogger(__spec__.name)  # "runtime.infer" also under python -m (where __name__ is "__main__")
 
 DESCRIPTION = """\
 Remove JPEG compression artifacts with WCDGAN. Inputs are files, folders (their images, not recursive) or
@@ -87,7 +90,8 @@ def add_restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--remote-model", help="--backend triton: the model's name on the server (default: the model's)")
     p.add_argument("--tile", type=tile_arg,
                    help=f"tile core size N or HxW, rounded up to 16; on the CPU the largest, fitted to each image "
-                   f"(default {CPU_CORE} on the CPU, {DEFAULT_CORE} on GPU backends and Triton)")  # fmt: skip
+                   f"(default on the CPU {CPU_CORE['int8']} for INT8 graphs, {CPU_CORE['fp32']} for FP32; "
+                   f"{DEFAULT_CORE} on GPU backends and Triton)")  # fmt: skip
     p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                    help="which exported graph runs: auto = INT8 > FP32 on the CPU, FP16 > FP32 on GPUs")  # fmt: skip
     p.add_argument("--overlap", type=int, help="context pixels per tile side (default: the model's recommendation)")
@@ -162,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
 def run_cli(run_fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """A CLI's ``run_fn(args)`` as the toolkit's commands behave: logging by ``-q``, SIGTERM handled like Ctrl-C
     (outputs are atomic, so nothing partial remains), UsageError → exit 2, interruption → 128 + signal."""
-    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(message)s")
     previous = signal.signal(signal.SIGTERM, interrupt_on_signal)
     try:
-        return run_fn(args)
+        with cli_logging(args.quiet):
+            return run_fn(args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -182,11 +186,10 @@ def interrupt_on_signal(signum: int, frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    say = (lambda msg: None) if args.quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     check_options(args)
     inputs, errors = collect_inputs(args.inputs, args.suffix)
     for message in errors:
-        print(f"error: {message}", file=sys.stderr)
+        log.error("error: %s", message)
     if not inputs:
         raise UsageError("no input images")
     plans = plan_files(inputs, output_paths(inputs, args), args.overwrite)
@@ -195,16 +198,16 @@ def run(args: argparse.Namespace) -> int:
     except (ModelError, BackendUnavailable, ValueError, TypeError) as e:
         raise UsageError(_option_names(str(e))) from None
     reasons = restorer.skipped_backends if args.verbose else restorer.notable_skips
-    say(f"backend: {restorer.backend_name}" + "".join(f"\n  ({s})" for s in reasons))
+    log.info("backend: %s%s", restorer.backend_name, "".join(f"\n  ({s})" for s in reasons))
     failed = len(errors)
     for plan in tqdm(plans, unit="file", disable=True if args.quiet or len(plans) < 2 else None):
         if plan.error:
-            print(f"error: {plan.src}: {plan.error}", file=sys.stderr)
+            log.error("error: %s: %s", plan.src, plan.error)
             failed += 1
         elif plan.skip:
-            say(f"skipped {plan.src}: {plan.skip}")
+            log.info("skipped %s: %s", plan.src, plan.skip)
         else:
-            failed += not restore_one(restorer, plan.src, plan.dst, args, say)
+            failed += not restore_one(restorer, plan.src, plan.dst, args)
     if failed:
         print(f"{failed} input(s) failed", file=sys.stderr)
     return 1 if failed else 0
@@ -275,16 +278,17 @@ def _option_names(message: str) -> str:
     return message
 
 
-def restore_one(restorer: Restorer, src: Path, dst: Path, args: argparse.Namespace, say) -> bool:
-    """Restore one file; report errors on stderr (no traceback) and return whether it succeeded."""
+def restore_one(restorer: Restorer, src: Path, dst: Path, args: argparse.Namespace) -> bool:
+    """Restore one file; log its error (one line, no traceback) and return whether it succeeded."""
     start = time.perf_counter()
     try:
         result = restorer.restore_file(src, dst, args.quality)
     except Exception as e:  # a bad file or a backend failing on one image must not stop a folder run
-        print(f"error: {failure_message(src, e)}", file=sys.stderr)
+        log.error("error: %s", failure_message(src, e))
         return False
     quality = f"JPEG {result.jpeg_quality}" if result.jpeg_quality else "not a JPEG"
-    say(f"{src} ({quality}) → {dst}  [{result.model}, {result.tiles} tiles, {time.perf_counter() - start:.1f} s]")
+    seconds = time.perf_counter() - start
+    log.info("%s (%s) → %s  [%s, %d tiles, %.1f s]", src, quality, dst, result.model, result.tiles, seconds)
     return True
 
 

@@ -26,7 +26,7 @@ from common.color import rgb_to_y, with_luma
 from common.files import NAME_MAX
 from common.tiling import ALIGN, TileGrid, crop_slices, extract_window, window_grid
 from runtime.backends.base import Backend, BackendUnavailable, is_out_of_memory
-from runtime.backends.select import DEFAULT_TILE, select_backend
+from runtime.backends.select import CPU_CORE, default_tile, select_backend
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
 from runtime.model_files import PRECISIONS, Model, ModelError, ModelSet, resolve_models
@@ -34,6 +34,7 @@ from runtime.model_files import PRECISIONS, Model, ModelError, ModelSet, resolve
 log = logging.getLogger(__name__)
 
 MIN_CORE = 64
+SELF_TEST_WINDOW = 320  # side of the load-time check's window on backends that take any window
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # RGB model output → gray (BT.601, as OpenCV)
 
 
@@ -76,7 +77,8 @@ class Restorer:
         tile: core tile size, int or (h, w), rounded up to ``align``; the window adds ``overlap`` per side. On
             backends that take any window (the CPU ones) it is the largest core: each image gets the core that
             covers it in the fewest tiles (:meth:`common.tiling.TileGrid.fitted`). None: the backend's
-            :data:`~runtime.backends.select.DEFAULT_TILE` (256 on GPU backends and Triton, 512 on the CPU).
+            :func:`~runtime.backends.select.default_tile` (256 on GPU backends and Triton; on the CPU 1024 for
+            INT8 graphs, 512 for FP32).
         overlap: context pixels per side; None takes the sidecar's ``recommended_overlap`` (else 32,
             :data:`common.tiling.DEFAULT_OVERLAP`).
         batch: tiles per backend call (None: 4 on GPU backends, 1 on the CPU).
@@ -187,9 +189,8 @@ class Restorer:
         spec = model.spec
 
         def grid_for(kind: str) -> TileGrid:
-            return window_grid(
-                core or self.tile or DEFAULT_TILE[kind], spec.recommended_overlap, self.overlap, self.align
-            )
+            largest = core or self.tile or default_tile(kind, model, self._backend_options["precision"])
+            return window_grid(largest, spec.recommended_overlap, self.overlap, self.align)
 
         batch = batch or self.batch
         if engine is not None:  # free the old backend (GPU memory) before building the next one
@@ -210,8 +211,11 @@ class Restorer:
             self.batch = backend.max_batch  # the backend's default, now known
         engine = _Engine(model, backend, probe.core, probe.overlap, backend.max_batch)
         if self.verify:
+            # a fixed-window backend is tested at its window (it must fit); one taking any window at a small one:
+            # the same check, without seconds of start-up for a large CPU core
+            window = probe.window if not backend.any_window else tuple(min(w, SELF_TEST_WINDOW) for w in probe.window)
             try:
-                self_test(model, backend, probe.window)
+                self_test(model, backend, window)
             except Exception as e:
                 backend.close()
                 if is_out_of_memory(e):  # one window does not fit: for _shrink, as if the build had failed
@@ -294,7 +298,7 @@ def check_settings(
         raise ValueError(f"spin must be True, False or None, got {spin!r}")
     default = tile is None
     if default:
-        tile = max(DEFAULT_TILE.values())  # the buffer check below, at the largest default
+        tile = max(CPU_CORE.values())  # the buffer check below, at the largest default
     sides = (tile, tile) if isinstance(tile, int | np.integer) else tile
     if (
         not isinstance(sides, tuple | list)

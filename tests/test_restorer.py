@@ -234,3 +234,28 @@ def test_spinning_follows_the_option_and_the_machine_load(rgb_model, monkeypatch
     assert ort_backend.spin_default() and spins(Restorer(rgb_model, backend="ort-cpu"))
     with pytest.raises(ValueError, match="spin must be"):
         Restorer(rgb_model, spin="yes")
+
+
+def test_default_cpu_core_follows_the_graph_precision_and_the_self_test_stays_small(monkeypatch):
+    """The bundled model on the CPU: its INT8 graph gets the larger default core (a quarter of FP32's activation
+    bytes), FP32 the smaller; fixed-window backends keep the engines' 256. The load-time self-test runs one small
+    window whatever the core, and the CPU session runs without ONNX Runtime's memory pattern."""
+    from runtime.backends.select import CPU_CORE, default_tile
+
+    windows = []
+    real_self_test = runtime.restorer.self_test
+    monkeypatch.setattr(
+        runtime.restorer,
+        "self_test",
+        lambda model, backend, window: (windows.append(window), real_self_test(model, backend, window))[1],
+    )
+    int8 = Restorer(backend="ort-cpu")
+    fp32 = Restorer(backend="ort-cpu", precision="fp32")
+    (int8_engine,), (fp32_engine,) = int8._engines.values(), fp32._engines.values()
+    assert int8_engine.backend.spec.precision == "int8" and int8_engine.core == (CPU_CORE["int8"],) * 2 == (1024, 1024)
+    assert fp32_engine.backend.spec.precision == "fp32" and fp32_engine.core == (512, 512)
+    assert windows == [(runtime.restorer.SELF_TEST_WINDOW,) * 2] * 2
+    assert not int8_engine.backend.session.get_session_options().enable_mem_pattern
+    model = int8.models.for_quality(None)
+    assert default_tile("tensorrt", model) == default_tile("triton", model, "int8") == 256
+    assert Restorer(backend="ort-cpu", tile=300)._engines.popitem()[1].core == (304, 304)  # asked for: rounded up

@@ -66,7 +66,7 @@ class OrtBackend:
             self.session = self._cuda_session(ort, onnx_path, threads)
         else:
             self.spin = spin_default() if spin is None else spin
-            self.session = self._create(ort, onnx_path, threads, [_CPU_EP], spin=self.spin)
+            self.session = self._create(ort, onnx_path, threads, [_CPU_EP], spin=self.spin, plan_memory=False)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         if self.input_name != spec.input_name or self.output_name != spec.output_name:
@@ -76,9 +76,15 @@ class OrtBackend:
         if device == "cuda":
             self._bind_device_buffers(ort, "cuda")
 
-    def _create(self, ort, onnx_path, threads: int | None, providers: list, strict: bool = False, spin: bool = True):
+    def _create(
+        self, ort, onnx_path, threads: int | None, providers: list, strict: bool = False, spin: bool = True,
+        plan_memory: bool = True,
+    ):  # fmt: skip
+        """The session. ``plan_memory`` False turns off ONNX Runtime's memory pattern (one pre-planned block per
+        run): on the CPU it cost no speed and cut peak RSS at a 1088² INT8 window from 1177 to 675 MB (README)."""
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_mem_pattern = plan_memory
         options.log_severity_level = 3  # errors only: ORT's warnings are not the user's business
         if threads:
             options.intra_op_num_threads = int(threads)

@@ -23,13 +23,18 @@ GPU_BACKENDS = frozenset({"tensorrt", "ort-cuda"})
 # triton: windows in flight per call.
 DEFAULT_BATCH = {"tensorrt": 4, "ort-cuda": 4, "ort-cpu": 1, "openvino": 1, "triton": 8}
 # Largest tile core when none is asked for. Fixed-window backends (engines, bound GPU buffers, a server's
-# configured shape) use the engines' prebuilt 256; CPU backends fit a core ≤ CPU_CORE to each image
-# (common.tiling.TileGrid.fitted), trading peak memory for less overlap recomputation (measured: README).
-CPU_CORE = 512
-DEFAULT_TILE = {
-    "tensorrt": DEFAULT_CORE, "ort-cuda": DEFAULT_CORE, "triton": DEFAULT_CORE,  # fixed windows
-    "ort-cpu": CPU_CORE, "openvino": CPU_CORE,  # the largest core, fitted to each image
-}  # fmt: skip
+# configured shape) use the engines' prebuilt 256. CPU backends fit a core ≤ CPU_CORE[precision] to each image
+# (common.tiling.TileGrid.fitted): a larger core recomputes less overlap but holds more activations, and INT8
+# activations take a quarter of FP32's bytes (measured s/MP and peak RSS per core: README "CPU speed").
+CPU_BACKENDS = frozenset({"ort-cpu", "openvino"})
+CPU_CORE = {"fp32": 512, "fp16": 512, "int8": 1024}
+
+
+def default_tile(kind: str, model: Model, precision: str = "auto") -> int:
+    """The largest tile core backend ``kind`` uses for ``model`` at ``precision`` when no tile is asked for."""
+    if kind not in CPU_BACKENDS:
+        return DEFAULT_CORE
+    return CPU_CORE[model.file(precision, "cpu").spec.precision]
 
 
 def create_backend(
