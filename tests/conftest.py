@@ -6,7 +6,10 @@ import contextlib
 import logging
 import os
 import re
+import subprocess
+import sys
 import tempfile
+import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,6 +24,24 @@ SHARED = shared_dir()
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Engines built by a test run (on a GPU machine) go to a throw-away folder, never the user's engine cache.
 os.environ["WCDGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="wcdgan-test-engines-")
+
+
+def assert_imports_without_torch(statements: str, env: dict[str, str] | None = None) -> None:
+    """Run ``statements`` in a fresh interpreter in which importing torch, models, train or export fails; they must
+    succeed and leave torch unloaded (the runtime's contract: no PyTorch needed, even transitively)."""
+    block = """
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "models", "train", "export"):
+                    raise ImportError(f"blocked: {name}")
+        sys.meta_path.insert(0, Block())
+    """
+    code = textwrap.dedent(block) + textwrap.dedent(statements) + '\nassert "torch" not in sys.modules\nprint("ok")\n'
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
 @pytest.fixture(scope="session")

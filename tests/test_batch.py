@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from skimage import data
 
 from runtime.infer import main as infer_main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, assert_imports_without_torch
 from tests.runtime_fixtures import local_net, write_jpeg
 
 pytest.importorskip("ray.data", reason="runtime.batch needs Ray Data: pip install 'wcdgan-toolkit[ray]'")
@@ -161,21 +160,7 @@ def test_missing_ray_and_torch_free_imports():
     r = subprocess.run([sys.executable, "-c", missing], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "pip install 'wcdgan-toolkit[ray]'" in r.stderr
-    blocked = textwrap.dedent(
-        """
-        import importlib.abc, sys
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "models", "train", "export"):
-                    raise ImportError(f"blocked: {name}")
-        sys.meta_path.insert(0, Block())
-        import runtime.batch
-        assert "torch" not in sys.modules
-        print("ok")
-        """
-    )
-    r = subprocess.run([sys.executable, "-c", blocked], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True)
-    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+    assert_imports_without_torch("import runtime.batch", env=ENV)
 
 
 def test_actor_rows_and_setup_failure_without_ray(tmp_path, model):
