@@ -11,7 +11,8 @@ network computed per output pixel (overlap and padding), and what the rest of th
 flagged BUSY, and the run refuses to start on a busy machine unless ``--allow-busy``.
 
 The first setting reproduces the runtime before per-image core fitting and INT8 (FP32, fixed 256-px cores,
-spinning on): the baseline of the speed-up column.
+spinning on): the baseline of the speed-up column. It runs with today's session options (ONNX Runtime's memory
+pattern off: the same speed, less memory than that runtime had).
 
     python -m benchmarks.cpu_paths                         # → benchmarks/results/cpu_paths.{json,md}
     python -m benchmarks.cpu_paths --sizes 1080p --rounds 1 --settings fp32-fixed256 int8-fit512 -o /tmp/cpu
