@@ -158,6 +158,24 @@ class Contention:
         }
 
 
+def contention_cell(row: dict[str, Any]) -> str | None:
+    """Other processes' CPU use during a row, in cores; "BUSY" marks a row that the machine's load distorted."""
+    cores = row.get("foreign_cores")
+    return None if cores is None else f"{'**BUSY** ' if row.get('busy') else ''}{cores:.2f}"
+
+
+def busy_warning(rows: Sequence[dict[str, Any]]) -> str:
+    """A loud paragraph when any row ran while other processes used the CPU (empty otherwise)."""
+    busy = [r for r in rows if r.get("busy")]
+    if not busy:
+        return ""
+    return (
+        f"**Warning: {len(busy)} of {len(rows)} rows ran while other processes used more than "
+        f"{BUSY_FOREIGN_CORES} core(s) (column 'others' CPU'); their times are too slow. Rerun them on a quiet "
+        "machine before comparing.**\n\n"
+    )
+
+
 def _proc_stat() -> tuple[float | None, float | None]:
     """(busy CPU-seconds of the whole machine, stolen CPU-seconds) since boot; (None, None) off Linux."""
     try:

@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
-    BUSY_FOREIGN_CORES,
     RESULTS_DIR,
     Contention,
+    busy_warning,
+    contention_cell,
     cpu_model,
     library_versions,
     machine_info,
@@ -162,7 +163,6 @@ def to_markdown(payload: dict[str, Any]) -> str:
     rows, m = payload["rows"], payload["machine"]
     ok = [r for r in rows if r["status"] == "ok"]
     base = next((r for r in ok if r["name"] == SETTINGS[0].name), None)
-    busy = [r for r in ok if r["busy"]]
     head = (
         f"# CPU paths, end to end ({m['date_utc']})\n\n"
         f"Machine: {m['cpu']}, {m['cpu_count']} logical CPUs; onnxruntime {m['libraries']['onnxruntime']}, "
@@ -171,19 +171,14 @@ def to_markdown(payload: dict[str, Any]) -> str:
         "rounds over all settings, interleaved; per round and setting a fresh process, one warm-up pass, "
         f"{payload['repeats']} timed. s/MP = seconds per output megapixel (decode, tiles, model, PNG encode); "
         "computed = network pixels per output pixel.\n\n"
-    )
-    if busy:
-        head += (
-            f"**Warning: {len(busy)} row(s) ran while other processes used more than {BUSY_FOREIGN_CORES} core(s); "
-            "their times are too slow.**\n\n"
-        )
+    ) + busy_warning(ok)
     table = markdown_table(
         ["setting", "file", "threads", "window ≤", "computed", "s/MP median (min–max)", "speed-up", "load s",
          "peak RSS MB", "others' CPU", "load before→after"],
         [[r["name"], r["file"], r["threads"], "×".join(map(str, r["window"])), f"{r['computed_per_output_pixel']:.2f}×",
           f"{r['s_per_mp_median']:.2f} ({r['s_per_mp_min']:.2f}–{r['s_per_mp_max']:.2f})",
           f"{base['s_per_mp_median'] / r['s_per_mp_median']:.2f}×" if base else None, f"{r['load_s']:.2f}",
-          f"{r['peak_rss_mb']:.0f}", f"{'**BUSY** ' if r['busy'] else ''}{r['foreign_cores']:.2f}",
+          f"{r['peak_rss_mb']:.0f}", contention_cell(r),
           f"{r['load_before']:.2f}→{r['load_after']:.2f}"] for r in ok],
     )  # fmt: skip
     skipped = [r for r in rows if r["status"] != "ok"]

@@ -51,10 +51,11 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.common import (
-    BUSY_FOREIGN_CORES,
     RESULTS_DIR,
     Contention,
     ModelEntry,
+    busy_warning,
+    contention_cell,
     host_kind,
     machine_info,
     markdown_table,
@@ -568,24 +569,6 @@ def to_markdown(payload: dict[str, Any]) -> str:
         [[r["model"], r["backend"], r["scope"], r["size"], r["reason"]] for r in skipped],
     )
     return head + table + (f"\n## Skipped ({len(skipped)})\n\n" + skip_table if skipped else "")
-
-
-def contention_cell(row: dict[str, Any]) -> str | None:
-    """Other processes' CPU use during a row, in cores; "BUSY" marks a row that the machine's load distorted."""
-    cores = row.get("foreign_cores")
-    return None if cores is None else f"{'**BUSY** ' if row.get('busy') else ''}{cores:.2f}"
-
-
-def busy_warning(rows: Sequence[dict[str, Any]]) -> str:
-    """A loud paragraph when any row ran while other processes used the CPU (empty otherwise)."""
-    busy = [r for r in rows if r.get("busy")]
-    if not busy:
-        return ""
-    return (
-        f"**Warning: {len(busy)} of {len(rows)} rows ran while other processes used more than "
-        f"{BUSY_FOREIGN_CORES} core(s) (column 'others' CPU'); their times are too slow. Rerun them on a quiet "
-        "machine before comparing.**\n\n"
-    )
 
 
 def plot(payload: dict[str, Any], path: Path) -> None:

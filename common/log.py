@@ -1,8 +1,10 @@
 """The toolkit's one reporting path.
 
-* Library code reports through ``logging.getLogger(__name__)``: progress and what was done at INFO, what went
-  wrong but was handled (a rebuilt cache entry, a fallback) at WARNING. It never prints and never uses
-  ``warnings`` for run-time events, so an embedding application routes everything with its own logging setup.
+* Library code reports through ``logging.getLogger(__name__)`` (modules that run as ``python -m`` use
+  ``__spec__.name``: their ``__name__`` is then "__main__", outside the loggers below): progress and what was done
+  at INFO, what went wrong but was handled (a rebuilt cache entry, a fallback) at WARNING. It never prints and
+  never uses ``warnings`` for run-time events, so an embedding application routes everything with its own logging
+  setup.
 * A command wraps its work in :func:`cli_logging`: the toolkit's records go to stderr as plain lines (through
   ``tqdm.write``, so progress bars stay intact), INFO and up by default, errors only with ``-q``.
 * What a command *returns* to its user (result tables and paths on stdout, its final ``error: ...`` line and the

@@ -48,7 +48,7 @@ from runtime.backends.onnxruntime import import_onnxruntime
 from runtime.backends.select import DEFAULT_BATCH
 from runtime.spec import ModelSpec, sidecar_path
 
-log = logging.getLogger(__spec__.name)  # "export.build" also under python -m (where __name__ is "__main__")
+log = logging.getLogger(__spec__.name)
 
 
 @dataclasses.dataclass
@@ -375,9 +375,7 @@ def run(opts: BuildOptions) -> int:
         return 1
     if opts.engine != "skip":
         fp16_path = opts.output / f"{opts.name}_fp16.onnx"
-        engine_path = (
-            fp16_path if fp16_path in paths else paths[0]
-        )  # the FP16 graph when there is one: what TensorRT runs
+        engine_path = fp16_path if fp16_path in paths else paths[0]  # FP16 when there is one: what TensorRT runs
         try:
             prebuild_engines(engine_path, opts)
         except BackendUnavailable as e:

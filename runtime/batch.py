@@ -48,7 +48,7 @@ from runtime.infer import (
 from runtime.model_files import ModelError, resolve_models
 from runtime.restorer import Restorer
 
-log = logging.getLogger(__spec__.name)  # "runtime.batch" also under python -m (where __name__ is "__main__")
+log = logging.getLogger(__spec__.name)
 
 try:
     import ray

@@ -28,7 +28,7 @@ from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, Im
 from runtime.model_files import PRECISIONS, ModelError
 from runtime.restorer import OutOfMemory, Restorer, check_quality, check_settings
 
-log = logging.getLogger(__spec__.name)  # "runtime.infer" also under python -m (where __name__ is "__main__")
+log = logging.getLogger(__spec__.name)
 
 DESCRIPTION = """\
 Remove JPEG compression artifacts with WCDGAN. Inputs are files, folders (their images, not recursive) or

@@ -32,7 +32,7 @@ from train.config import PRESETS, TrainConfig, preset_losses
 from train.data import DataError, check_training_dir
 from train.loop import ResumeError, Trainer, load_run_data, load_training_state, pick_device
 
-log = logging.getLogger(__spec__.name)  # "train.__main__" also under python -m (where __name__ is "__main__")
+log = logging.getLogger(__spec__.name)
 
 DEFAULT_ITERS = 100_000
 UNCAPPED_ITERS = 10**12  # with --time-budget and no --iters

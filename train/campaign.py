@@ -43,7 +43,7 @@ from typing import Any
 from common.files import atomic_path, atomic_write_text
 from common.log import cli_logging
 
-log = logging.getLogger(__spec__.name)  # "train.campaign" also under python -m (where __name__ is "__main__")
+log = logging.getLogger(__spec__.name)
 
 GRACE_S = 60.0  # after the deadline: time for a run to finish its step, validate and save
 STATUS_EVERY_S = 30.0

@@ -26,7 +26,7 @@ DEFAULT_BATCH = {"tensorrt": 4, "ort-cuda": 4, "ort-cpu": 1, "openvino": 1, "tri
 # configured shape) use the engines' prebuilt 256. CPU backends fit a core ≤ CPU_CORE[precision] to each image
 # (common.tiling.TileGrid.fitted): a larger core recomputes less overlap but holds more activations, and INT8
 # activations take a quarter of FP32's bytes (measured s/MP and peak RSS per core: README "CPU speed").
-CPU_BACKENDS = frozenset({"ort-cpu", "openvino"})
+CPU_BACKENDS = frozenset(BACKENDS) - GPU_BACKENDS  # local backends that take any window
 CPU_CORE = {"fp32": 512, "fp16": 512, "int8": 1024}
 
 
