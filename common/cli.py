@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+# ONNX Runtime comes from exactly one of two extras (onnxruntime and onnxruntime-gpu are one module in two wheels).
+ONNXRUNTIME_INSTALL = "pip install 'wcdgan-toolkit[cpu]' (or '[gpu]' for onnxruntime-gpu; never both)"
+
 
 def exit_missing_extra(error: ModuleNotFoundError, module_name: str, extra: str) -> None:
     """Re-raise ``error`` inside a library import; when the importing module runs as a command (``module_name`` is

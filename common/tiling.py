@@ -83,6 +83,7 @@ def fitted_core(length: int, core_max: int, align: int) -> int:
 
 ALIGN = 16  # window-start grid: JPEG 8×8 blocks and 4:2:0 16×16 colour MCUs keep their phase in every tile
 DEFAULT_CORE = 256  # tile core per side: the runtime's default --tile, and the window engines are prebuilt for
+ENGINE_BATCH = 4  # tiles per call on a GPU: the runtime's default --batch there, and the batch engines are prebuilt for
 DEFAULT_OVERLAP = 32  # context per side for a model whose sidecar recommends none
 
 

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.cli import exit_missing_extra
+from common.cli import ONNXRUNTIME_INSTALL, exit_missing_extra
 from common.datasets import shared_eval_dir, shared_train_dirs
 from common.log import cli_logging
 
@@ -34,7 +34,7 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "export")
 
 from common.files import sha256_file
-from common.tiling import DEFAULT_CORE
+from common.tiling import DEFAULT_CORE, ENGINE_BATCH
 from export import int8, validate
 from export.fp16 import NodePatternError, convert_fp16
 from export.int8 import CalibrationError, Int8Options
@@ -44,9 +44,7 @@ from export.receptive_field import ReceptiveField, measure
 from export.validate import Thresholds, ValidationError
 from models.checkpoint import CheckpointError, load_generator
 from runtime.backends.base import BackendUnavailable
-from runtime.backends.onnxruntime import import_onnxruntime
-from runtime.backends.select import DEFAULT_BATCH
-from runtime.spec import ModelSpec, sidecar_path
+from runtime.spec import ModelSpec, exported_name, sidecar_path
 
 log = logging.getLogger(__spec__.name)
 
@@ -65,7 +63,7 @@ class BuildOptions:
     thresholds: Thresholds = dataclasses.field(default_factory=Thresholds)
     engine: str = "auto"  # auto | require | skip
     tiles: list[int] = dataclasses.field(default_factory=lambda: [DEFAULT_CORE])
-    max_batch: int = DEFAULT_BATCH["tensorrt"]
+    max_batch: int = ENGINE_BATCH
     cache_dir: Path | None = None
     quiet: bool = False
     opencv: bool = False
@@ -152,8 +150,8 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
     p.add_argument(
         "--max-batch",
         type=int,
-        default=DEFAULT_BATCH["tensorrt"],
-        help=f"tiles per engine call, as the runtime's --batch (default {DEFAULT_BATCH['tensorrt']})",
+        default=ENGINE_BATCH,
+        help=f"tiles per engine call, as the runtime's --batch (default {ENGINE_BATCH})",
     )
     p.add_argument(
         "--opencv",
@@ -220,7 +218,7 @@ def build(opts: BuildOptions) -> list[Path]:
         reference = validate.torch_outputs(model, images)
         paths = [fp32_path]
         if opts.fp16:
-            fp16_path = Path(tmp) / f"{opts.name}_fp16.onnx"
+            fp16_path = Path(tmp) / f"{exported_name(opts.name, 'fp16')}.onnx"
             fp32_kept = convert_fp16(proto, fp16_path, keep_io_types=not opts.fp16_io, fp32_patterns=opts.fp32_nodes)
             paths.append(fp16_path)
         outputs = validate.run_onnx(paths, images)
@@ -245,7 +243,7 @@ def build(opts: BuildOptions) -> list[Path]:
         if opts.fp16:
             io = "float16" if opts.fp16_io else "float32"
             spec16 = ModelSpec(
-                name=f"{opts.name}_fp16",
+                name=exported_name(opts.name, "fp16"),
                 precision="fp16",
                 input_dtype=io,
                 output_dtype=io,
@@ -269,7 +267,7 @@ def _int8_graph(fp32_path: Path, opts: BuildOptions, common: dict[str, Any]) -> 
     channels = common["channels"]
     t0 = time.perf_counter()
     windows = int8.calibration_windows(i8, channels)
-    int8_path = fp32_path.with_name(f"{opts.name}_int8.onnx")
+    int8_path = fp32_path.with_name(f"{exported_name(opts.name, 'int8')}.onnx")
     kept = int8.quantize(fp32_path, int8_path, windows)
     log.info(f"quantised {int8_path.name}: {len(windows)} calibration windows, FP32 kept for {', '.join(kept)}")
     pairs = int8.gate_pairs(i8.gate_data, channels, i8.gate_quality)
@@ -280,7 +278,7 @@ def _int8_graph(fp32_path: Path, opts: BuildOptions, common: dict[str, Any]) -> 
         f"INT8 vs FP32 output ≥ {numbers['int8_vs_fp32_min_psnr_uint8_db']:.1f} dB ({time.perf_counter() - t0:.1f} s)"
     )
     int8.check_gate(int8_path.name, numbers)
-    spec = ModelSpec(name=f"{opts.name}_int8", precision="int8", fp32_nodes=kept, **common)
+    spec = ModelSpec(name=exported_name(opts.name, "int8"), precision="int8", fp32_nodes=kept, **common)
     calibration = {
         "folders": [Path(f).name for f in i8.calibration],
         "windows": i8.windows,
@@ -358,9 +356,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(opts: BuildOptions) -> int:
     """The build as a command: messages logged, errors as one line and an exit code (2: bad input, 1: failed)."""
     try:
-        import_onnxruntime()  # validation and the FP16 converter need it; say so before any work
-    except BackendUnavailable as e:
-        print(f"error: {e}", file=sys.stderr)
+        import onnxruntime  # noqa: F401 (validation, the FP16 converter and the INT8 gate need it; say so first)
+    except ImportError as e:
+        print(f"error: onnxruntime is not installed ({e}): {ONNXRUNTIME_INSTALL}", file=sys.stderr)
         return 2
     try:
         paths = build(opts)
@@ -374,7 +372,7 @@ def run(opts: BuildOptions) -> int:
         print(f"error: cannot write the artifacts: {e}", file=sys.stderr)
         return 1
     if opts.engine != "skip":
-        fp16_path = opts.output / f"{opts.name}_fp16.onnx"
+        fp16_path = opts.output / f"{exported_name(opts.name, 'fp16')}.onnx"
         engine_path = fp16_path if fp16_path in paths else paths[0]  # FP16 when there is one: what TensorRT runs
         try:
             prebuild_engines(engine_path, opts)

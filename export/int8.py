@@ -171,9 +171,8 @@ def quantize(fp32_path: Path, int8_path: Path, windows: list[np.ndarray]) -> lis
 
 def gate(fp32_path: Path, int8_path: Path, pairs: list[tuple[np.ndarray, np.ndarray]], opts: Int8Options) -> dict:
     """Restore the gate pairs with both graphs (ONNX Runtime CPU, whole images); the numbers for the sidecar."""
-    from runtime.backends.onnxruntime import import_onnxruntime
+    import onnxruntime as ort
 
-    ort = import_onnxruntime()
     fp32, int8 = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32_path, int8_path))
     name = fp32.get_inputs()[0].name
     fp32_db, int8_db, vs_fp32 = [], [], []

@@ -2,8 +2,8 @@
 
 A *model* is one trained network; it may be exported at several precisions (FP32, FP16 and INT8 ONNX files,
 each with its :class:`~runtime.spec.ModelSpec` sidecar). Files belong to the same model when their sidecars
-carry the same ``checkpoint_sha256`` (or, without one, the same name once a ``_fp16``/``_int8`` suffix is
-dropped). Unless a precision is asked for, GPU backends take FP16 > FP32, CPU backends INT8 > FP32 (the
+carry the same ``checkpoint_sha256`` (or, without one, the same name, :func:`runtime.spec.base_name`).
+Unless a precision is asked for, GPU backends take FP16 > FP32, CPU backends INT8 > FP32 (the
 INT8 graph passed its quality gate at export, :mod:`export.int8`; FP16 is slower than FP32 on CPUs).
 
 With several models (a directory), the one whose trained ``jpeg_qualities`` include the quality nearest to
@@ -15,17 +15,14 @@ its lowest quality (the strongest restoration).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.files import sha256_file
-from runtime.spec import ModelSpec, SpecError, sidecar_path
+from runtime.spec import PRECISIONS, ModelSpec, SpecError, base_name, sidecar_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "default.onnx"
-_PRECISION_SUFFIX = re.compile(r"[_-](fp16|fp32|int8)$")
-PRECISIONS = ("fp32", "fp16", "int8")
 PREFERENCE = {"gpu": ("fp16", "fp32", "int8"), "cpu": ("int8", "fp32", "fp16")}  # precision "auto", by device
 
 
@@ -143,7 +140,7 @@ def _try_load(onnx_path: Path) -> ModelFile | None:
 
 
 def _key(f: ModelFile) -> str:
-    return f.spec.checkpoint_sha256 or _PRECISION_SUFFIX.sub("", f.onnx.stem)
+    return f.spec.checkpoint_sha256 or base_name(f.onnx.stem)
 
 
 def _group(files: list[ModelFile]) -> list[Model]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from common.files import atomic_write_text
 
 FORMAT = "wcdgan-onnx"
 VERSION = 1
+PRECISIONS = ("fp32", "fp16", "int8")
+_PRECISION_SUFFIX = re.compile(r"[_-](fp16|fp32|int8)$")
 
 
 class SpecError(ValueError):
@@ -31,7 +34,7 @@ class ModelSpec:
     name: str
     channels: int  # 1 (grayscale / MATLAB-Y model) or 3 (RGB model)
     color: str  # "rgb" or "y"
-    precision: str  # "fp32" or "fp16": dtype of weights and compute inside the graph
+    precision: str  # one of PRECISIONS: "fp32", "fp16" or "int8" (QDQ), the weights and compute inside the graph
     input_name: str = "input"
     output_name: str = "output"
     input_dtype: str = "float32"
@@ -45,7 +48,7 @@ class ModelSpec:
     jpeg_qualities: list[int] = field(default_factory=list)  # qualities it was trained on; [] = unknown
     receptive_field_radius: int = 0  # measured, pixels
     recommended_overlap: int = 0  # pixels on each side of a tile
-    fp32_nodes: list[str] = field(default_factory=list)  # nodes kept in FP32 in an FP16 graph
+    fp32_nodes: list[str] = field(default_factory=list)  # nodes kept in FP32 in an FP16 or INT8 graph
     validation: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT
@@ -84,3 +87,15 @@ class ModelSpec:
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:
     """``model.onnx`` → ``model.json``."""
     return Path(onnx_path).with_suffix(".json")
+
+
+def exported_name(name: str, precision: str) -> str:
+    """The file stem and sidecar ``name`` of model ``name`` exported at ``precision``: ``NAME`` for FP32,
+    ``NAME_fp16`` / ``NAME_int8`` otherwise."""
+    return name if precision == "fp32" else f"{name}_{precision}"
+
+
+def base_name(stem: str) -> str:
+    """Inverse of :func:`exported_name`: the model's name with a ``_fp16``/``_int8`` (or ``-fp16``, ``_fp32`` …)
+    suffix dropped."""
+    return _PRECISION_SUFFIX.sub("", stem)

@@ -19,6 +19,9 @@ ALLOWED = {
     "tools": set(PROJECT),
 }
 FORBIDDEN_THIRD_PARTY = {"common": {"torch"}, "runtime": {"torch", "torchvision"}}
+# The door from export into the runtime: the sidecar contract, model-file resolution, the backend error types and the
+# TensorRT prebuild (an engine export builds must be the one the runtime asks its cache for). Nothing else.
+EXPORT_MAY_IMPORT = {"runtime.spec", "runtime.model_files", "runtime.backends.base", "runtime.backends.tensorrt"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -30,6 +33,33 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names.add(node.module.split(".")[0])
     return names
+
+
+def _runtime_modules(path: Path) -> set[str]:
+    """The ``runtime`` modules ``path`` imports (``from runtime.x import y`` names ``runtime.x`` — or
+    ``runtime.x.y`` when ``y`` is itself a module)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names |= {f"{node.module}.{alias.name}" if _is_module(f"{node.module}.{alias.name}") else node.module
+                      for alias in node.names}  # fmt: skip
+    return {name for name in names if name.split(".")[0] == "runtime"}
+
+
+def _is_module(name: str) -> bool:
+    parts = REPO.joinpath(*name.split("."))
+    return parts.with_suffix(".py").is_file() or (parts / "__init__.py").is_file()
+
+
+def test_export_uses_only_the_runtime_modules_it_may():
+    found = {}
+    for path in sorted((REPO / "export").rglob("*.py")):
+        for name in _runtime_modules(path) - EXPORT_MAY_IMPORT:
+            found.setdefault(name, []).append(str(path.relative_to(REPO)))
+    assert not found, f"export imports runtime modules outside EXPORT_MAY_IMPORT: {found}"
+    assert all(_is_module(name) for name in EXPORT_MAY_IMPORT)  # the door names modules that exist
 
 
 def test_every_import_follows_the_layering():

@@ -289,7 +289,7 @@ def finish_runs(runs: list[Run], root: Path, device: str) -> None:
             failed = {"data": out.stem, "error": f"exit code {code} (see {out.with_suffix('.log')})"}
             run.result.setdefault("evaluations", []).append(eval_facts(out) if code == 0 else failed)
         else:
-            run.result["export"] = export_facts(out, run.spec.name) if code == 0 else {"error": f"exit code {code}"}
+            run.result["export"] = export_facts(out) if code == 0 else {"error": f"exit code {code}"}
 
 
 def checkpoint_facts(ckpt: Path) -> dict[str, Any]:
@@ -317,14 +317,10 @@ def eval_facts(path: Path) -> dict[str, Any]:
     return {"data": r["dataset"], "channel": r["channel"], "images": len(r["images"]), "qualities": rows}
 
 
-def export_facts(folder: Path, name: str) -> dict[str, Any]:
-    """The validation numbers the export recorded in its sidecars."""
-    facts = {}
-    for stem in (name, f"{name}_fp16"):
-        sidecar = folder / f"{stem}.json"
-        if sidecar.is_file():
-            facts[stem] = json.loads(sidecar.read_text(encoding="utf-8")).get("validation")
-    return facts
+def export_facts(folder: Path) -> dict[str, Any]:
+    """The validation numbers the export recorded in its sidecars, by model file stem (the run's export folder
+    holds nothing else, so the file-naming rule of :mod:`runtime.spec` is not needed here)."""
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")).get("validation") for p in sorted(folder.glob("*.json"))}
 
 
 def summary_line(run: Run) -> str:

@@ -21,16 +21,16 @@ import os
 
 import numpy as np
 
+from common.cli import ONNXRUNTIME_INSTALL
 from runtime.backends.base import BackendNotInstalled, BackendUnavailable, import_library, io_mismatch
 from runtime.spec import ModelSpec
 
 _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
-INSTALL_HINT = "pip install 'wcdgan-toolkit[cpu]' (or '[gpu]' for onnxruntime-gpu; never both)"
 
 
 def import_onnxruntime():
     """The ``onnxruntime`` module, or :class:`BackendNotInstalled` naming the extra to install."""
-    return import_library("onnxruntime", INSTALL_HINT)
+    return import_library("onnxruntime", ONNXRUNTIME_INSTALL)
 
 
 class OrtBackend:

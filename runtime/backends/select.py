@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from common.tiling import DEFAULT_CORE
+from common.tiling import DEFAULT_CORE, ENGINE_BATCH
 from runtime.backends.base import Backend, BackendNotInstalled, BackendUnavailable
 from runtime.model_files import Model
 
@@ -21,7 +21,7 @@ GPU_BACKENDS = frozenset({"tensorrt", "ort-cuda"})
 # Tiles per call when none is asked for: batching fills a GPU; on a CPU it saves nothing and each tile in
 # flight costs ONNX Runtime its activations (≈ 0.1 GB for a 320² window of the tiny test model, ~4× that at full width).
 # triton: windows in flight per call.
-DEFAULT_BATCH = {"tensorrt": 4, "ort-cuda": 4, "ort-cpu": 1, "openvino": 1, "triton": 8}
+DEFAULT_BATCH = {"tensorrt": ENGINE_BATCH, "ort-cuda": ENGINE_BATCH, "ort-cpu": 1, "openvino": 1, "triton": 8}
 # Largest tile core when none is asked for. Fixed-window backends (engines, bound GPU buffers, a server's
 # configured shape) use the engines' prebuilt 256. CPU backends fit a core ≤ CPU_CORE[precision] to each image
 # (common.tiling.TileGrid.fitted): a larger core recomputes less overlap but holds more activations, and INT8
