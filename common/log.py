@@ -20,7 +20,9 @@ from collections.abc import Iterator
 
 from tqdm import tqdm
 
-PACKAGES = ("common", "models", "train", "export", "runtime", "benchmarks")  # the loggers a command shows
+# The toolkit's installed packages (pyproject's packages.find; tests/test_layering checks both lists agree): the
+# loggers a command shows.
+PACKAGES = ("common", "models", "train", "export", "runtime", "benchmarks")
 
 
 class _TqdmStderr(logging.Handler):

@@ -35,6 +35,7 @@ from common.datasets import is_eval_set
 from common.files import list_images
 from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr_capped, to_uint8
+from common.tiling import ALIGN
 from export.validate import ValidationError, to_nchw
 
 
@@ -215,10 +216,10 @@ def _read(path: Path, channels: int) -> np.ndarray:
 
 
 def _random_crop(image: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
-    """A ``side``-square crop (the whole image when smaller) whose origin is on the 16-px JPEG MCU grid."""
+    """A ``side``-square crop (the whole image when smaller) whose origin is on the tiles' JPEG MCU grid (ALIGN)."""
     h, w = image.shape[:2]
-    top = 16 * int(rng.integers(0, max(h - side, 0) // 16 + 1))
-    left = 16 * int(rng.integers(0, max(w - side, 0) // 16 + 1))
+    top = ALIGN * int(rng.integers(0, max(h - side, 0) // ALIGN + 1))
+    left = ALIGN * int(rng.integers(0, max(w - side, 0) // ALIGN + 1))
     return np.ascontiguousarray(image[top : top + side, left : left + side])
 
 

@@ -8,7 +8,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runtime.engine_cache import ENV_VAR, OPENVINO_SUBDIR, clear, default_cache_dir, list_entries, openvino_blobs
+from runtime.engine_cache import (
+    ENV_VAR,
+    OPENVINO_SUBDIR,
+    cache_root,
+    clear,
+    default_cache_dir,
+    list_entries,
+    openvino_blobs,
+)
 
 _COLUMNS = ("key", "model", "precision", "shape", "TensorRT", "GPU", "size", "created")
 
@@ -44,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", type=Path, help=f"cache folder (default: ${ENV_VAR} or {default_cache_dir()})")
     p.add_argument("-q", "--quiet", action="store_true", help="clear: print nothing")
     a = p.parse_args(argv)
-    root = a.cache_dir if a.cache_dir is not None else default_cache_dir()
+    root = cache_root(a.cache_dir)
     if a.cache_dir is not None and not root.is_dir():
         print(f"error: {root}: no such cache folder", file=sys.stderr)
         return 2

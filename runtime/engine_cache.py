@@ -79,6 +79,11 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("wcdgan")) / "engines"
 
 
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder a caller named (``~`` expanded), or :func:`default_cache_dir` for None."""
+    return Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+
+
 class EngineCache:
     """Get-or-build engines; see the module docstring for the on-disk contract.
 
@@ -93,7 +98,7 @@ class EngineCache:
         root: str | os.PathLike | None = None,
         lock_timeout: float = -1,
     ) -> None:
-        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.root = cache_root(root)
         self.build_fn, self.load_fn, self.lock_timeout = build_fn, load_fn, lock_timeout
 
     def paths(self, key: EngineKey) -> tuple[Path, Path, Path]:
@@ -176,7 +181,7 @@ def owned_record(sidecar: Path) -> dict[str, Any]:
 
 def list_entries(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Records of every entry under ``root``; a sidecar tagged as ours but damaged is listed with an ``error``."""
-    root = Path(root) if root is not None else default_cache_dir()
+    root = cache_root(root)
     entries = []
     for sidecar in sorted(root.glob("*.json")):
         try:
@@ -204,7 +209,7 @@ def clear(root: str | os.PathLike | None = None) -> int:
     Only files provably written by this cache are touched (:func:`owned_record`; timing caches and OpenVINO blobs by
     their name and folder), so a user's own ``notes.plan`` or a foreign JSON in the same folder survives.
     """
-    root = Path(root) if root is not None else default_cache_dir()
+    root = cache_root(root)
     victims = [p for p in root.glob("timing/*") if _TIMING_CACHE.fullmatch(p.name)]
     victims += openvino_blobs(root)
     for sidecar in root.glob("*.json"):

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from common.color import rgb_to_y, with_luma
 from common.files import NAME_MAX
 from common.tiling import ALIGN, TileGrid, crop_slices, extract_window, window_grid
-from runtime.backends.base import Backend, BackendUnavailable, is_out_of_memory
+from runtime.backends.base import Backend, BackendUnavailable, first_line, is_out_of_memory
 from runtime.backends.select import CPU_CORE, default_tile, select_backend
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
@@ -250,7 +250,7 @@ class Restorer:
                 core = smaller
             else:
                 raise OutOfMemory(f"out of memory even with one {core[0]}×{core[1]} tile: {error}") from error
-            log.warning("out of memory (%s): retrying with batch %d, tile core %s", _first_line(error), batch, core)
+            log.warning("out of memory (%s): retrying with batch %d, tile core %s", first_line(error), batch, core)
             try:
                 return self._engine(model, core, batch)
             except BackendUnavailable as e:  # TensorRT runs out of memory while building or creating a context
@@ -364,11 +364,6 @@ def self_test(model: Model, backend: Backend, window: tuple[int, int]) -> None:
 
 def _resize(plane: np.ndarray, h: int, w: int) -> np.ndarray:
     return cv2.resize(plane.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
 
 
 class _ColorAdapter:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
+from common.log import PACKAGES
+
 REPO = Path(__file__).resolve().parents[1]
-PROJECT = ("common", "models", "train", "export", "runtime", "benchmarks", "tools")
+PROJECT = (*PACKAGES, "tools")  # tools/ (scripts, not installed) sits on top
 # Which project packages each one may import: data flows one way, model → train → export → runtime, with common/ under
 # all of them; benchmarks and tools sit on top and may use everything.
 ALLOWED = {
@@ -71,6 +75,12 @@ def test_every_import_follows_the_layering():
             wrong |= imported & FORBIDDEN_THIRD_PARTY.get(package, set())
             violations += [f"{path.relative_to(REPO)} imports {name}" for name in sorted(wrong)]
     assert not violations, "\n".join(violations)
+
+
+def test_pyproject_installs_the_packages_common_log_names():
+    tomllib = pytest.importorskip("tomllib", reason="Python < 3.11 has no tomllib")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert config["tool"]["setuptools"]["packages"]["find"]["include"] == [f"{p}*" for p in PACKAGES]
 
 
 def test_the_readme_layout_table_names_every_package():

@@ -41,7 +41,7 @@ from common.color import rgb_to_y
 from common.files import atomic_write_text
 from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr, psnr_b, ssim
-from common.tiling import TileGrid, crop_slices, extract_window
+from common.tiling import DEFAULT_OVERLAP, TileGrid, crop_slices, extract_window
 from models.checkpoint import load_generator
 from models.wcdgan import WCDGANGenerator
 from train.lpips import LPIPS
@@ -67,8 +67,6 @@ PROTOCOLS = {
 }
 BASELINE_NAME = "JPEG"
 GROUND_TRUTH_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")  # lossless 8-bit formats only
-TILE_OVERLAP = 32
-"""Context in px added around each tile by :func:`generator_restore_fn` (and cropped from its output)."""
 
 
 def load_eval_images(data_dir: str | os.PathLike, channel: str) -> list[tuple[str, np.ndarray]]:
@@ -174,7 +172,7 @@ def generator_restore_fn(model: WCDGANGenerator, device: str = "cpu", tile: int 
     The returned function carries ``in_channels = model.cfg.in_channels`` and raises ``ValueError`` when
     given another channel count (a 3-channel model cannot be evaluated with the "y" protocol, nor a
     1-channel model with "rgb"). ``tile``: restore in tile×tile pieces that overlap by
-    :data:`TILE_OVERLAP` px on each side, to bound memory; outputs then differ slightly from
+    :data:`common.tiling.DEFAULT_OVERLAP` px on each side, to bound memory; outputs then differ slightly from
     whole-image inference near tile seams. ``None``: whole image at once.
     """
     if tile is not None and tile < 1:
@@ -190,7 +188,7 @@ def generator_restore_fn(model: WCDGANGenerator, device: str = "cpu", tile: int 
     def restore(x: np.ndarray) -> np.ndarray:
         if x.ndim != 3 or x.shape[2] != in_channels:
             raise ValueError(_channel_mismatch("generator", in_channels, x.shape[2] if x.ndim == 3 else 0))
-        return run(x) if tile is None else _tiled(run, x, tile, TILE_OVERLAP)
+        return run(x) if tile is None else _tiled(run, x, tile, DEFAULT_OVERLAP)
 
     restore.in_channels = in_channels  # type: ignore[attr-defined]
     return restore
@@ -282,7 +280,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--lpips-dir", type=Path, help="folder with the LPIPS AlexNet weights (adds an LPIPS column)")
     p.add_argument("--device", default="cpu", help="torch device for the checkpoints (default: cpu)")
-    p.add_argument("--tile", type=int, help=f"restore in tiles of this size (+{TILE_OVERLAP} px context), saves memory")
+    p.add_argument(
+        "--tile", type=int, help=f"restore in tiles of this size (+{DEFAULT_OVERLAP} px context), saves memory"
+    )
     p.add_argument("-o", "--output", type=Path, help="write the results JSON here (atomically)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)

@@ -22,6 +22,12 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, MemoryError) or bool(_OOM.search(str(error)))
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of a backend error's message (libraries append pages of detail), or its type's name."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 class BackendUnavailable(RuntimeError):
     """This backend cannot run here (library missing, no GPU, provider failed to load); the reason is the message."""
 

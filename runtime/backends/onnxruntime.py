@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from common.cli import ONNXRUNTIME_INSTALL
-from runtime.backends.base import BackendNotInstalled, BackendUnavailable, import_library, io_mismatch
+from runtime.backends.base import BackendNotInstalled, BackendUnavailable, first_line, import_library, io_mismatch
 from runtime.spec import ModelSpec
 
 _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -113,7 +113,7 @@ class OrtBackend:
                 session = self._create(ort, onnx_path, threads, [cuda, _CPU_EP])
             except Exception as e:
                 raise BackendUnavailable(f"ONNX Runtime cannot load {onnx_path} on CUDA: {e}") from None
-            self.note += f"some nodes run on the CPU ({_first_line(strict_error)})"
+            self.note += f"some nodes run on the CPU ({first_line(strict_error)})"
         if session.get_providers()[0] != _CUDA_EP:
             raise BackendUnavailable(
                 "the CUDA execution provider failed to load (ONNX Runtime fell back to CPU); "
@@ -164,8 +164,3 @@ def spin_default() -> bool:
     if not hasattr(os, "getloadavg"):
         return True
     return os.getloadavg()[0] < (os.cpu_count() or 1) / 2
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.backends.base import BackendUnavailable, import_library, io_mismatch
-from runtime.engine_cache import OPENVINO_SUBDIR, default_cache_dir
+from runtime.engine_cache import OPENVINO_SUBDIR, cache_root
 from runtime.spec import ModelSpec
 
 INSTALL_HINT = "pip install 'wcdgan-toolkit[openvino]'"
@@ -37,8 +37,7 @@ def import_openvino():
 
 def openvino_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where compiled models are cached: ``<cache_dir or the toolkit's default cache folder>/openvino``."""
-    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return root / OPENVINO_SUBDIR
+    return cache_root(cache_dir) / OPENVINO_SUBDIR
 
 
 class OpenVinoBackend:

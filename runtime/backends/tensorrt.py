@@ -29,7 +29,7 @@ import numpy as np
 
 from common.files import atomic_write_bytes, safe_name, sha256_file
 from runtime.backends.base import BackendNotInstalled, BackendUnavailable, is_out_of_memory
-from runtime.engine_cache import EngineCache, EngineKey, default_cache_dir
+from runtime.engine_cache import EngineCache, EngineKey, cache_root
 from runtime.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -326,7 +326,7 @@ class TensorRTBackend:
         _cuda(cudart.cudaSetDevice(device))
         self._logger = make_logger(trt)
         self._runtime = trt.Runtime(self._logger)  # engines must not outlive their runtime
-        root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        root = cache_root(cache_dir)
         build = make_build_fn(trt, self._logger, root, progress)
         cache = EngineCache(build, lambda plan: deserialize(self._runtime, self._logger, plan), root)
         self._engine = cache.get(onnx_path, key)
