@@ -1,4 +1,4 @@
-"""``python -m export.build``: checkpoint → validated ONNX (FP32, optionally FP16) + JSON sidecars (+ TensorRT engines).
+"""``python -m export.build``: checkpoint → validated ONNX (FP32, optionally FP16 and INT8) + JSON sidecars (+ engines).
 
 Steps: load the checkpoint; export FP32 ONNX with dynamic batch/height/width; check it against PyTorch on real
 JPEG images; optionally convert to FP16 and check it against FP32; optionally quantise to INT8 for CPUs and
@@ -73,7 +73,7 @@ class BuildOptions:
 def parse_args(argv: list[str] | None = None) -> BuildOptions:
     p = argparse.ArgumentParser(
         prog="python -m export.build",
-        description="Export a WCDGAN generator checkpoint to validated ONNX (FP32, optionally FP16) with JSON "
+        description="Export a WCDGAN generator checkpoint to validated ONNX (FP32, optionally FP16 and INT8) with JSON "
         "sidecars, and prebuild TensorRT engines when TensorRT and a GPU are available.",
     )
     p.add_argument("--ckpt", required=True, type=Path, help="generator checkpoint (models.checkpoint format)")
@@ -294,7 +294,7 @@ def _int8_graph(fp32_path: Path, opts: BuildOptions, common: dict[str, Any]) -> 
 def _common_fields(
     opts: BuildOptions, cfg: Any, meta: dict[str, Any], rf: ReceptiveField, opset: int, numbers: dict
 ) -> dict[str, Any]:
-    """ModelSpec fields shared by the FP32 and FP16 sidecars."""
+    """ModelSpec fields shared by every sidecar of the build (FP32, FP16, INT8)."""
     config = dataclasses.asdict(cfg)
     training = {k: v for k, v in meta.items() if k not in ("jpeg_qualities", "qualities")}
     return {

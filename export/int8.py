@@ -1,18 +1,18 @@
 """INT8 export for CPUs: static QDQ quantisation calibrated on training JPEGs, with a quality gate.
 
-Recipe (measured on the bundled model, 2-core CPU, ONNX Runtime 1.32; numbers in the README):
+Recipe (each choice measured on the bundled model; the numbers: ``benchmarks/results/README.md``, "Measurements
+behind the code"):
 
 * QDQ format, **unsigned 8-bit activations, signed 8-bit per-channel weights** (U8S8: the x86 VNNI/AVX2 path of
-  ONNX Runtime's QLinearConv; S8S8 and dynamic quantisation ran at 0.55–0.6× FP32 speed).
+  ONNX Runtime's QLinearConv; S8S8 and dynamic quantisation were slower than FP32).
 * Calibration: MinMax ranges over random windows of libjpeg round trips (quality 5–30) of **training** images.
   Evaluation sets are refused (:func:`common.datasets.is_eval_set`).
 * The network's ends stay FP32: the nodes reading the graph input and the node writing the output (with the
-  convolution feeding it). Quantising them cost 0.07–0.09 dB on LIVE1 q10; keeping them costs < 5 % of the
-  speed-up (the first conv has 3 input channels, the last 3 outputs) and brings the loss to < 0.01 dB.
+  convolution feeding it). Quantising them cost most of the INT8 graph's quality loss; keeping them costs little
+  of the speed-up (the first conv has 3 input channels, the last 3 outputs).
 * Each Concat's inputs and output share one range (the union of their calibrated ranges,
-  :func:`concat_groups`): ONNX Runtime then copies bytes instead of requantising every input. Measured on the
-  bundled model (576² window): Concat 216 → 116 ms of 845 → 739 ms, the whole window 1.50× → 1.68× FP32's speed;
-  LIVE1 q10 −0.017 → −0.015 dB.
+  :func:`concat_groups`): ONNX Runtime then copies bytes instead of requantising every input (faster, and no
+  quality lost).
 
 Gate: the INT8 graph and the FP32 graph restore the gate images (ground truth + its libjpeg round trip at
 ``gate_quality``); the mean PSNR change against the ground truth and the PSNR of the INT8 output against the FP32
@@ -107,7 +107,7 @@ def excluded_nodes(model: onnx.ModelProto) -> list[str]:
 def concat_groups(model: onnx.ModelProto) -> list[set[str]]:
     """Sets of tensors that must share one quantisation: every Concat's inputs with its output (sets that share a
     tensor merged). With one scale and zero point on both sides, ONNX Runtime's QLinearConcat copies bytes instead
-    of requantising each input through a lookup table (measured: half the Concat time, see module docstring)."""
+    of requantising each input through a lookup table (it halved the Concat time, see module docstring)."""
     groups: list[set[str]] = []
     for node in model.graph.node:
         if node.op_type != "Concat":

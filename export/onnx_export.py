@@ -2,10 +2,11 @@
 
 Exporter choice (measured with torch 2.13 on the full generator): the TorchScript exporter (``dynamo=False``) and
 the torch.export-based one produce the same 319-node graph (Conv, LeakyRelu, Concat, Add, Mul, Sigmoid, global
-pooling; nothing for a simplifier to remove). The TorchScript one is used because it takes 1.3 s instead of 16 s,
-honours opsets below 18 (the dynamo exporter emits at least 18), names nodes by module path
-(``/blocks/blocks.0/attention/channel/channel.6/Sigmoid``, which ``--fp32-nodes`` patterns match) and embeds no
-source paths or stack traces, so the file's sha256 depends only on weights, config and opset.
+pooling; nothing for a simplifier to remove). The TorchScript one is used because it is an order of magnitude
+faster (``benchmarks/results/README.md``, "Measurements behind the code"), honours opsets below 18 (the dynamo
+exporter emits at least 18), names nodes by module path (``/blocks/blocks.0/attention/channel/channel.6/Sigmoid``,
+which ``--fp32-nodes`` patterns match) and embeds no source paths or stack traces, so the file's sha256 depends only
+on weights, config and opset.
 """
 
 from __future__ import annotations

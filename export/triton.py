@@ -119,7 +119,7 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RepositoryO
     p.add_argument("--max-batch", type=int, default=16, help="windows per server batch (default 16)")
     p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batcher wait (default 2000 µs)")
     p.add_argument("--instances", type=int, default=1, help="model instances per device (default 1)")
-    p.add_argument("--cpu", action="store_true", help="CPU instances (default: GPU) and the FP32 graph")
+    p.add_argument("--cpu", action="store_true", help="CPU instances (default: GPU) and the INT8 graph if exported")
     p.add_argument("--trt-fp16", action="store_true", help="ONNX: run through ONNX Runtime's TensorRT EP in FP16")
     p.add_argument("--plan", type=Path, help="serve this TensorRT engine (runtime.cache list shows them) instead")
     a = p.parse_args(argv)

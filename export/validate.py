@@ -35,7 +35,7 @@ VALIDATION_QUALITY = 10
 
 @dataclass
 class Thresholds:
-    """Pass criteria of the build's validation (measured margins are in the module docstring of ``export.build``)."""
+    """Pass criteria of the build's validation (the measured numbers are recorded in each sidecar's ``validation``)."""
 
     fp32_max_abs: float = 1e-4  # ORT FP32 vs PyTorch, output units ([0, 1] scale)
     fp16_min_psnr: float = 40.0  # dB, 8-bit FP16 output vs 8-bit FP32 output, worst image

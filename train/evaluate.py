@@ -9,7 +9,7 @@ Protocols (``channel``):
 A method gets the decoded JPEG as H×W×C float32 in [0, 1]; its output is clipped to [0, 1], ×255 and
 rounded to uint8. PSNR, SSIM and PSNR-B (:mod:`common.metrics`; LPIPS optional) are computed per image
 on uint8 values without border crop and then averaged. The JPEG baseline reproduces the published rows
-(LIVE1 Y q10: 27.77 dB / 0.7730 / 25.33 dB).
+(``benchmarks/results/quality.md``).
 
 CLI::
 

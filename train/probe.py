@@ -2,11 +2,12 @@
 
 Why: a small convolution net's step time on a GPU is dominated by kernel launches at the paper's batch of 16,
 so a larger batch can process several times more patches per second — how many depends on the GPU and on
-what else shares it (a campaign runs several trainings at once), so it is measured, not assumed. Measured on
-an H200 (bf16, two runs probing at once): 330 / 475 / 634 patches/s at batch 16 / 32 / 64, and channels_last
-no faster (602 at 64), hence the default candidates 32 / 64 / 128 in the standard memory format. Each
-candidate runs real generator steps (bf16 autocast on CUDA, L1 loss, Adam) on random patches for a fixed
-time; the data pipeline is not involved (its rate is measured separately: ~3,400 RGB patches/s per CPU core).
+what else shares it (a campaign runs several trainings at once), so it is measured, not assumed. On an H200
+(bf16, two runs probing at once; each run's ``batch_probe`` in ``benchmarks/results/gpu_window_1/campaign.json``)
+patches/s still grew from batch 32 to 64 and channels_last was no faster, hence the default candidates
+32 / 64 / 128 in the standard memory format. Each candidate runs real generator steps (bf16 autocast on CUDA,
+L1 loss, Adam) on random patches for a fixed time; the data pipeline is not involved (its rate is measured
+separately, ``benchmarks/results/README.md``, "Measurements behind the code").
 
 The choice: the smallest batch within ``tolerance`` of the best samples/s (a smaller batch takes more
 optimiser steps per sample), and the lr grows with the square root of the batch (Adam's usual rule),

@@ -1,4 +1,5 @@
-"""ONNX Runtime backends: ``ort-cpu`` (CPU EP, FP32 graph) and ``ort-cuda`` (CUDA EP, FP16 graph when exported).
+"""ONNX Runtime backends: ``ort-cpu`` (CPU EP, INT8 graph when exported) and ``ort-cuda`` (CUDA EP, FP16 graph when
+exported); otherwise the FP32 graph (:meth:`runtime.model_files.Model.file`).
 
 ort-cuda, in order:
 
@@ -81,7 +82,8 @@ class OrtBackend:
         plan_memory: bool = True,
     ):  # fmt: skip
         """The session. ``plan_memory`` False turns off ONNX Runtime's memory pattern (one pre-planned block per
-        run): on the CPU it cost no speed and cut peak RSS at a 1088² INT8 window from 1177 to 675 MB (README)."""
+        run): on the CPU it cost no speed and cut peak RSS nearly in half at large INT8 windows (measured:
+        ``benchmarks/results/README.md``, "Measurements behind the code")."""
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_mem_pattern = plan_memory
@@ -158,9 +160,9 @@ def spin_default() -> bool:
     """Spin unless the machine is already busy: the 1-minute load average (other processes: this one has not
     started computing yet) below half the logical CPUs.
 
-    Measured (bundled INT8 model, one 576² window, 2 threads, 2-core machine): spinning is 7–8 % faster when
-    the machine is quiet or one other process runs, and 21 % slower when two others keep both cores busy
-    (its busy-waiting threads then compete with them for the cores)."""
+    Spinning was faster when the machine is quiet or one other process runs, and slower when others keep every
+    core busy (its busy-waiting threads then compete with them for the cores); the numbers:
+    ``benchmarks/results/README.md``, "Measurements behind the code"."""
     if not hasattr(os, "getloadavg"):
         return True
     return os.getloadavg()[0] < (os.cpu_count() or 1) / 2

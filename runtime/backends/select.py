@@ -19,13 +19,13 @@ BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu", "openvino")  # what auto tries, i
 REMOTE_BACKENDS = ("triton",)  # need a server address; auto never picks them
 GPU_BACKENDS = frozenset({"tensorrt", "ort-cuda"})
 # Tiles per call when none is asked for: batching fills a GPU; on a CPU it saves nothing and each tile in
-# flight costs ONNX Runtime its activations (≈ 0.1 GB for a 320² window of the tiny test model, ~4× that at full width).
+# flight costs ONNX Runtime its activations.
 # triton: windows in flight per call.
 DEFAULT_BATCH = {"tensorrt": ENGINE_BATCH, "ort-cuda": ENGINE_BATCH, "ort-cpu": 1, "openvino": 1, "triton": 8}
 # Largest tile core when none is asked for. Fixed-window backends (engines, bound GPU buffers, a server's
 # configured shape) use the engines' prebuilt 256. CPU backends fit a core ≤ CPU_CORE[precision] to each image
 # (common.tiling.TileGrid.fitted): a larger core recomputes less overlap but holds more activations, and INT8
-# activations take a quarter of FP32's bytes (measured s/MP and peak RSS per core: README "CPU speed").
+# activations take a quarter of FP32's bytes (measured s/MP and peak RSS per core: benchmarks/results/cpu_paths.md).
 CPU_BACKENDS = frozenset(BACKENDS) - GPU_BACKENDS  # local backends that take any window
 CPU_CORE = {"fp32": 512, "fp16": 512, "int8": 1024}
 
