@@ -174,10 +174,10 @@ def start_runs(
     for run in runs:
         run.folder.mkdir(parents=True, exist_ok=True)
         cmd = train_command(run, common, root, deadline, workers, device, tiny)
-        with open(run.folder / "train.log", "w", encoding="utf-8") as log:
-            log.write(" ".join(cmd) + "\n")
-            log.flush()
-            run.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with open(run.folder / "train.log", "w", encoding="utf-8") as train_log:
+            train_log.write(" ".join(cmd) + "\n")
+            train_log.flush()
+            run.process = subprocess.Popen(cmd, stdout=train_log, stderr=subprocess.STDOUT, env=env)
 
 
 def last_records(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -246,9 +246,9 @@ def wait_for_runs(runs: list[Run], deadline: float, mirror: Path | None) -> None
     mirror_checkpoints(runs, mirror)
 
 
-def run_step(cmd: list[str], log: Path) -> int:
-    """Run one post-training command with its output in ``log``; returns the exit code."""
-    with open(log, "w", encoding="utf-8") as f:
+def run_step(cmd: list[str], log_path: Path) -> int:
+    """Run one post-training command with its output in ``log_path``; returns the exit code."""
+    with open(log_path, "w", encoding="utf-8") as f:
         f.write("$ " + " ".join(cmd) + "\n")
         f.flush()
         env = os.environ | {"PYTHONUNBUFFERED": "1"}
