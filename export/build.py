@@ -70,16 +70,16 @@ class BuildOptions:
     int8: Int8Options | None = None  # None: no INT8 graph
 
 
-def parse_args(argv: list[str] | None = None) -> BuildOptions:
-    p = argparse.ArgumentParser(
-        prog="python -m export.build",
-        description="Export a WCDGAN generator checkpoint to validated ONNX (FP32, optionally FP16 and INT8) with JSON "
-        "sidecars, and prebuild TensorRT engines when TensorRT and a GPU are available.",
-    )
+def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
+    """Input checkpoint, output folder and names, ONNX opset."""
     p.add_argument("--ckpt", required=True, type=Path, help="generator checkpoint (models.checkpoint format)")
     p.add_argument("-o", "--output", type=Path, help="output folder (default: the checkpoint's folder)")
     p.add_argument("--name", help="model name = file stem (default: the checkpoint's stem)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset, 13–20 (default 17)")
+
+
+def _add_fp16_options(p: argparse.ArgumentParser) -> None:
+    """The FP16 graph: whether, its I/O dtype, the nodes kept FP32."""
     p.add_argument("--fp16", action="store_true", help="also write NAME_fp16.onnx (FP16 weights and compute)")
     p.add_argument("--fp16-io", action="store_true", help="FP16 graph takes/returns float16 (default: float32 I/O)")
     p.add_argument(
@@ -90,6 +90,10 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         help="keep nodes whose name matches these shell patterns in FP32 in the FP16 graph, "
         "e.g. '*/attention/channel/*' (node names are module paths)",
     )
+
+
+def _add_validation_options(p: argparse.ArgumentParser) -> None:
+    """The FP32 and FP16 graphs' pass thresholds (:class:`export.validate.Thresholds`)."""
     t = Thresholds()
     p.add_argument(
         "--max-abs-error",
@@ -103,6 +107,10 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         default=t.fp16_min_psnr,
         help=f"validation: smallest allowed 8-bit PSNR, FP16 vs FP32 (default {t.fp16_min_psnr:g} dB)",
     )
+
+
+def _add_int8_options(p: argparse.ArgumentParser) -> None:
+    """The INT8 graph: whether, its calibration data and its quality gate (:class:`export.int8.Int8Options`)."""
     i = Int8Options()
     p.add_argument(
         "--int8",
@@ -132,6 +140,10 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         default=i.max_loss_db,
         help=f"INT8 gate: largest allowed mean PSNR loss vs FP32 (default {i.max_loss_db:g} dB)",
     )
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """Whether to prebuild TensorRT engines, and for which tile cores and batch (as the runtime will ask)."""
     p.add_argument(
         "--engine",
         choices=("auto", "require", "skip"),
@@ -153,6 +165,19 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         default=ENGINE_BATCH,
         help=f"tiles per engine call, as the runtime's --batch (default {ENGINE_BATCH})",
     )
+
+
+def parse_args(argv: list[str] | None = None) -> BuildOptions:
+    p = argparse.ArgumentParser(
+        prog="python -m export.build",
+        description="Export a WCDGAN generator checkpoint to validated ONNX (FP32, optionally FP16 and INT8) with JSON "
+        "sidecars, and prebuild TensorRT engines when TensorRT and a GPU are available.",
+    )
+    _add_checkpoint_options(p)
+    _add_fp16_options(p)
+    _add_validation_options(p)
+    _add_int8_options(p)
+    _add_engine_options(p)
     p.add_argument(
         "--opencv",
         action="store_true",
