@@ -479,34 +479,14 @@ def run_plan(
     ``on_row`` gets the partial payload (``complete`` False) after every row, so a long run can be saved as it goes.
     ``deadline`` (``time.time()`` value): rows not started by then become skipped rows (a short GPU window).
     """
-    entries = {e.key: e for e in model_entries()}
-    unknown = [m for m in plan.models if m not in entries]
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(entries)}")
-    cuda = torch.cuda.is_available()
-    with tf32(False):
-        peaks = {"fp32": measure_peak_tflops("cuda" if cuda else "cpu")}
-    if cuda:
-        with tf32(True):
-            peaks["tf32"] = measure_peak_tflops("cuda", n=8192)
-        peaks["fp16"] = measure_peak_tflops("cuda", torch.float16, n=8192)
+    entries = _plan_entries(plan)
+    peaks = _peak_tflops()
     with tempfile.TemporaryDirectory(prefix="wcdgan-bench-") as tmp:
         ctx = {
             "onnx_dir": Path(tmp),
             "peak_tflops": peaks,
             "gflop_per_mp": {k: flops_per_megapixel(entries[k]) / 1e9 for k in plan.models},
         }
-        # order: the common sizes first, then end to end, then the sweep — an interrupted run keeps the essentials
-        jobs: list[tuple[Callable, ModelEntry, str, str]] = [
-            (model_row, entries[key], b, s) for key in plan.models for s in plan.sizes for b in plan.backends
-        ]
-        if E2E_MODEL in plan.models:
-            onnx_backends = [b for b in plan.backends if b in RUNTIME_BACKEND]
-            jobs += [(end_to_end_row, entries[E2E_MODEL], b, s) for s in plan.e2e_sizes for b in onnx_backends]
-        if SWEEP_MODEL in plan.models:
-            sweep = [(s, b) for s in plan.sweep_sizes for b in plan.sweep_backends]
-            extra = [(s, b) for s, b in sweep if s not in plan.sizes or b not in plan.backends]
-            jobs += [(model_row, entries[SWEEP_MODEL], b, s) for s, b in extra]
         rows: list[dict[str, Any]] = []
         payload = {
             "machine": machine_info(),
@@ -517,11 +497,8 @@ def run_plan(
             "rows": rows,
             "complete": False,
         }
-        for fn, entry, backend, label in tqdm(jobs, desc="runtime", unit="row", disable=not progress):
-            reason = RUNTIME_SKIP.get(entry.key)
-            if deadline is not None and time.time() > deadline:
-                reason = "the run's --deadline had passed"
-            if reason:
+        for fn, entry, backend, label in tqdm(_jobs(plan, entries), desc="runtime", unit="row", disable=not progress):
+            if reason := _skip_reason(entry, deadline):
                 rows.append(_row_head(entry, backend, label, *(SIZES | TINY_SIZES)[label], "model"))
                 rows[-1] |= {"status": "skipped", "reason": reason}
             else:
@@ -530,6 +507,50 @@ def run_plan(
                 on_row(payload)
     payload["complete"] = True
     return payload
+
+
+def _plan_entries(plan: Plan) -> dict[str, ModelEntry]:
+    """Every known model by key; ValueError naming the plan's unknown ones."""
+    entries = {e.key: e for e in model_entries()}
+    unknown = [m for m in plan.models if m not in entries]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {sorted(entries)}")
+    return entries
+
+
+def _peak_tflops() -> dict[str, float]:
+    """Measured peak TFLOP/s (:data:`PEAK_METHOD`): FP32 with TF32 off, and on CUDA also TF32 and FP16."""
+    cuda = torch.cuda.is_available()
+    with tf32(False):
+        peaks = {"fp32": measure_peak_tflops("cuda" if cuda else "cpu")}
+    if cuda:
+        with tf32(True):
+            peaks["tf32"] = measure_peak_tflops("cuda", n=8192)
+        peaks["fp16"] = measure_peak_tflops("cuda", torch.float16, n=8192)
+    return peaks
+
+
+def _jobs(plan: Plan, entries: dict[str, ModelEntry]) -> list[tuple[Callable, ModelEntry, str, str]]:
+    """``(row function, model, backend, size label)`` in run order: the common sizes first, then end to end, then
+    the sweep — an interrupted run keeps the essentials."""
+    jobs: list[tuple[Callable, ModelEntry, str, str]] = [
+        (model_row, entries[key], b, s) for key in plan.models for s in plan.sizes for b in plan.backends
+    ]
+    if E2E_MODEL in plan.models:
+        onnx_backends = [b for b in plan.backends if b in RUNTIME_BACKEND]
+        jobs += [(end_to_end_row, entries[E2E_MODEL], b, s) for s in plan.e2e_sizes for b in onnx_backends]
+    if SWEEP_MODEL in plan.models:
+        sweep = [(s, b) for s in plan.sweep_sizes for b in plan.sweep_backends]
+        extra = [(s, b) for s, b in sweep if s not in plan.sizes or b not in plan.backends]
+        jobs += [(model_row, entries[SWEEP_MODEL], b, s) for s, b in extra]
+    return jobs
+
+
+def _skip_reason(entry: ModelEntry, deadline: float | None) -> str | None:
+    """Why a row is not timed: its model cannot run here, or the run's deadline has passed (None: time it)."""
+    if deadline is not None and time.time() > deadline:
+        return "the run's --deadline had passed"
+    return RUNTIME_SKIP.get(entry.key)
 
 
 def to_markdown(payload: dict[str, Any]) -> str:
