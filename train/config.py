@@ -103,10 +103,18 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a user-facing message on inconsistent settings."""
+        self._check_channels()
+        self._check_qualities()
+        self._check_patches()
+        self._check_schedule()
+
+    def _check_channels(self) -> None:
         if self.channel not in ("rgb", "y"):
             raise ValueError(f"channel must be 'rgb' or 'y', got {self.channel!r}")
         if self.generator.in_channels != self.channels:
             raise ValueError(f"generator in_channels={self.generator.in_channels} but channel={self.channel!r}")
+
+    def _check_qualities(self) -> None:
         qs = list(self.quality_range or ()) + list(self.qualities) + [self.val_quality]
         if not qs or not all(1 <= int(q) <= 100 for q in qs):
             raise ValueError(f"JPEG qualities must be in 1..100, got {qs}")
@@ -116,12 +124,16 @@ class TrainConfig:
             raise ValueError(f"quality range must be LO HI with LO <= HI, got {self.quality_range}")
         if self.quality_weights is not None and len(self.quality_weights) != len(self.qualities):
             raise ValueError("quality_weights needs one weight per quality")
+
+    def _check_patches(self) -> None:
         if self.batch_size % self.patches_per_crop:
             raise ValueError(
                 f"batch size {self.batch_size} is not a multiple of patches_per_crop {self.patches_per_crop}"
             )
         if self.patch_size < 8 or self.patch_stride < 1 or self.crop_patches < 1:
             raise ValueError("patch size must be >= 8, stride and crop_patches >= 1")
+
+    def _check_schedule(self) -> None:
         if self.iterations < 0 or self.warmup_iters < 0:
             raise ValueError("iterations and warm-up must be >= 0")
         if self.time_budget_s is not None and self.time_budget_s <= 0:

@@ -77,6 +77,30 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+class _TermMeans:
+    """Running means of the loss terms between two log records. Each term counts its own iterations: warm-up
+    iterations lack the GAN terms."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+        self.iterations = 0
+
+    def add(self, terms: dict[str, float]) -> None:
+        for k, v in terms.items():
+            self.sums[k] += v
+            self.counts[k] += 1
+        self.iterations += 1
+
+    def pop(self) -> dict[str, float]:
+        """The means so far; the next record starts afresh."""
+        means = {k: s / self.counts[k] for k, s in self.sums.items()}
+        self.sums.clear()
+        self.counts.clear()
+        self.iterations = 0
+        return means
+
+
 class Trainer:
     """Owns the models, optimisers, data and run folder of one training run."""
 
@@ -286,41 +310,22 @@ class Trainer:
             self.load_data()
         start, t0 = self.iteration, time.monotonic()
         wall0 = self.wall_time
-        sums: dict[str, float] = defaultdict(float)
-        counts: dict[str, int] = defaultdict(int)  # per term: warm-up iterations lack the GAN terms
-        count, reason, shown = 0, "done", {}
-        budget = cfg.time_budget_s
-        total = None if budget is not None else cfg.iterations  # a budgeted run ends by time, not by count
+        terms, reason, shown = _TermMeans(), "done", {}
+        total = None if cfg.time_budget_s is not None else cfg.iterations  # a budgeted run ends by time, not count
         bar = tqdm(total=total, initial=start, disable=self.quiet, dynamic_ncols=True, unit="it")
         try:
             for jpeg, clean in self.loader(start, cfg.iterations):
-                terms = self.train_step(jpeg, clean)
+                terms.add(self.train_step(jpeg, clean))
                 self.wall_time = wall0 + time.monotonic() - t0
-                for k, v in terms.items():
-                    sums[k] += v
-                    counts[k] += 1
-                count += 1
                 bar.update(1)
                 it = self.iteration
-                stop = time_limit_s is not None and time.monotonic() - t0 > time_limit_s
-                spent = budget is not None and self.wall_time >= budget
-                if count == log_every or it == cfg.iterations or stop or spent:
-                    means = {k: s / counts[k] for k, s in sums.items()}
-                    shown = {k: f"{v:.4g}" for k, v in means.items()}
-                    lr = self.opt_g.param_groups[0]["lr"]
-                    self.log({"iter": it, "time_s": round(self.wall_time, 1), "lr_g": lr, **means})
-                    sums.clear()
-                    counts.clear()
-                    count = 0
-                if self.val is not None and cfg.val_every > 0 and it % cfg.val_every == 0:
-                    self._validate_and_log()
+                end = self._end_reason(t0, time_limit_s)
+                if terms.iterations == log_every or it == cfg.iterations or end:
+                    shown = self._log_means(terms.pop())
+                self._validate_and_save_when_due(it)
                 bar.set_postfix(shown | self._val_postfix(), refresh=False)
-                if cfg.save_every > 0 and it % cfg.save_every == 0:
-                    self.save()
-                if stop:
-                    reason = "time-limit"
-                    break
-                if spent:
+                if end:
+                    reason = end
                     break
         finally:
             bar.close()
@@ -328,6 +333,29 @@ class Trainer:
             self._validate_and_log()
         self.save()
         return reason
+
+    def _end_reason(self, t0: float, time_limit_s: float | None) -> str | None:
+        """``"time-limit"`` once ``time_limit_s`` has passed since ``t0`` (monotonic s), ``"done"`` once
+        ``cfg.time_budget_s`` of training time is spent, else None."""
+        if time_limit_s is not None and time.monotonic() - t0 > time_limit_s:
+            return "time-limit"
+        if self.cfg.time_budget_s is not None and self.wall_time >= self.cfg.time_budget_s:
+            return "done"
+        return None
+
+    def _log_means(self, means: dict[str, float]) -> dict[str, str]:
+        """Log the loss terms' means since the last record; returns them shortened for the progress bar."""
+        lr = self.opt_g.param_groups[0]["lr"]
+        self.log({"iter": self.iteration, "time_s": round(self.wall_time, 1), "lr_g": lr, **means})
+        return {k: f"{v:.4g}" for k, v in means.items()}
+
+    def _validate_and_save_when_due(self, it: int) -> None:
+        """Validation every ``cfg.val_every`` and a checkpoint every ``cfg.save_every`` iterations (0: never)."""
+        cfg = self.cfg
+        if self.val is not None and cfg.val_every > 0 and it % cfg.val_every == 0:
+            self._validate_and_log()
+        if cfg.save_every > 0 and it % cfg.save_every == 0:
+            self.save()
 
     def _val_postfix(self) -> dict[str, str]:
         return {"val": f"{self.last_val['val_psnr']:.2f}dB"} if self.last_val else {}
