@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from runtime import cache as cache_cli
-from runtime.engine_cache import EngineBuildError, EngineCache, EngineKey, default_cache_dir
+from runtime.engine_cache import ENV_VAR, EngineBuildError, EngineCache, EngineKey, cache_root, default_cache_dir
 
 KEY = EngineKey(
     model_name="tiny_fp16",
@@ -200,3 +200,11 @@ def test_cli_list_and_clear(cache: EngineCache, capsys) -> None:
 def test_cli_missing_dir(tmp_path: Path, capsys) -> None:
     assert cache_cli.main(["list", "--cache-dir", str(tmp_path / "nope")]) == 2
     assert "no such cache folder" in capsys.readouterr().err
+
+
+def test_cache_root_is_the_named_folder_with_home_expanded_or_the_default(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "from-env"))
+    assert cache_root("~/mine") == tmp_path / "mine"
+    assert cache_root(None) == default_cache_dir() == tmp_path / "from-env"
+    assert EngineCache(lambda *_: b"", lambda plan: plan, "~/mine").root == tmp_path / "mine"

@@ -20,7 +20,7 @@ from export import build, opencv_compat, validate
 from export.onnx_export import export_onnx
 from export.receptive_field import measure, theoretical_radius
 from models import GeneratorConfig, WCDGANGenerator, load_generator, save_generator
-from runtime.spec import ModelSpec, sidecar_path
+from runtime.spec import ModelSpec, base_name, exported_name, sidecar_path
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
@@ -218,3 +218,17 @@ def test_export_is_byte_reproducible(tmp_path: Path) -> None:
     for name in ("a.onnx", "b.onnx"):
         export_onnx(model, tmp_path / name, in_channels=3)
     assert sha256_file(tmp_path / "a.onnx") == sha256_file(tmp_path / "b.onnx")  # sidecar hashes are stable
+
+
+def test_model_file_names_follow_one_rule() -> None:
+    assert [exported_name("m_q10", p) for p in ("fp32", "fp16", "int8")] == ["m_q10", "m_q10_fp16", "m_q10_int8"]
+    assert {base_name(exported_name("m_q10", p)) for p in ("fp32", "fp16", "int8")} == {"m_q10"}
+    assert base_name("m-fp16") == base_name("m_fp32") == "m" and base_name("m_fp16x") == "m_fp16x"
+
+
+def test_missing_onnxruntime_is_one_error_line_and_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what `import onnxruntime` meets without the wheel
+    assert build.main(["--ckpt", str(tmp_path / "g.pt"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: onnxruntime is not installed") and "'wcdgan-toolkit[cpu]'" in err
+    assert err.count("\n") == 1 and not list(tmp_path.iterdir())  # no traceback, nothing written
