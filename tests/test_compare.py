@@ -184,6 +184,21 @@ def test_missing_reference_and_mismatched_reference(tmp_path, expect_warning):
     assert not _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))
 
 
+def test_sixteen_bit_gray_and_alpha_inputs_are_shown_on_8_bits(tmp_path):
+    gray16 = rgb_to_y(RGB).astype(np.uint16) * 257
+    alpha = np.full(gray16.shape, 7, np.uint16)
+    write_image(tmp_path / "g.png", gray16, alpha)
+    write_image(tmp_path / "g_out.png", gray16 // 2, alpha)
+    (tmp_path / "ref").mkdir()
+    write_image(tmp_path / "ref" / "g.png", RGB)  # a colour original of a gray input: its Y is measured
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref") as run:
+        picture = read_image(run.add(tmp_path / "g.png", tmp_path / "g_out.png", FACTS)).pixels
+    assert picture.dtype == np.uint8 and picture.ndim == 3
+    y = rgb_to_y(RGB)
+    expected = f"∞ → {psnr(y // 2, y):.2f}"  # the input equals the original's Y: PSNR infinite
+    assert _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))[0][0] == expected
+
+
 def test_find_reference_prefers_lossless_and_never_the_input(tmp_path):
     for name in ("x.jpg", "x.png", "y.jpg"):
         (tmp_path / name).write_bytes(b"")
@@ -323,8 +338,21 @@ def _page_requests(net_log: Path) -> list[dict]:
     ]  # fmt: skip
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found (Debian's chromium; .ci/run installs it)")
-def test_report_renders_in_a_headless_browser_without_requests(tmp_path):
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's chromium, skipping when it is absent or cannot run (e.g. Ubuntu's snap stub outside snapd)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found (Debian's chromium package; .ci/run installs it)")
+    try:
+        proc = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"{CHROMIUM} --version cannot run: {e}")
+    if proc.returncode != 0:
+        pytest.skip(f"{CHROMIUM} --version failed: {(proc.stderr or proc.stdout).strip()[:200]}")
+    return CHROMIUM
+
+
+def test_report_renders_in_a_headless_browser_without_requests(chromium, tmp_path):
     # Flat colours make the slider measurable in the screenshot: input blue, restoration yellow.
     jpeg_rgb, restored_rgb = np.zeros((90, 300, 3), np.uint8), np.zeros((90, 300, 3), np.uint8)
     jpeg_rgb[:] = BLUE
