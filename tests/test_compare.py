@@ -37,6 +37,7 @@ from runtime.compare import (
 )
 from runtime.io import ImageError, read_image, write_image
 from runtime.strength import blend, check_strength
+from tests.conftest import assert_imports_without_torch
 from tests.runtime_fixtures import write_jpeg
 
 RGB = data.astronaut()[100:196, 150:278]  # 96×128, texture and edges
@@ -120,6 +121,10 @@ def test_crops_never_overlap_and_stop_when_none_fit():
         for by, bx in corners[i + 1 :]:
             assert abs(ay - by) >= 16 or abs(ax - bx) >= 16, corners
     assert len(pick_crops(np.zeros((20, 20), np.float32), 16, 3)) == 1  # a second 16-px window cannot fit
+
+
+def test_imports_without_torch():
+    assert_imports_without_torch("import runtime.compare, runtime.report_html, runtime.strength")
 
 
 def test_settings_are_validated():
