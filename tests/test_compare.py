@@ -1,0 +1,398 @@
+"""Compare output (runtime.compare, runtime.report_html) and --strength (runtime.strength)."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from common.color import rgb_to_y
+from common.metrics import psnr, psnr_b, ssim
+from runtime import report_html
+from runtime.compare import (
+    BACKGROUND,
+    GAP,
+    LABEL_HEIGHT,
+    REPORT_NAME,
+    CompareRun,
+    CompareSettings,
+    RunFacts,
+    compare_images,
+    find_reference,
+    layout_of,
+    measure,
+    pick_crops,
+    render,
+)
+from runtime.io import ImageError, read_image, write_image
+from runtime.strength import blend, check_strength
+from tests.conftest import assert_imports_without_torch
+from tests.runtime_fixtures import write_jpeg
+
+RGB = data.astronaut()[100:196, 150:278]  # 96×128, texture and edges
+FACTS = RunFacts("default", "int8", "ort-cpu", 1.25)
+CHROMIUM = Path("/usr/bin/chromium")
+HOSTILE = "<img src=x onerror=alert(1)>&\"'"
+
+
+def _restoration(jpeg: np.ndarray) -> np.ndarray:
+    """A stand-in for the model: any smoothing changes the JPEG where its blocks are."""
+    return cv2.bilateralFilter(jpeg, 7, 40, 4)
+
+
+def _files(folder: Path, name: str = "photo", quality: int = 15) -> tuple[Path, Path, Path]:
+    """(input JPEG, its 'restoration' PNG, the original PNG in folder/ref) of :data:`RGB`."""
+    (folder / "ref").mkdir(parents=True, exist_ok=True)
+    original = folder / "ref" / f"{name}.png"
+    write_image(original, RGB)
+    src = write_jpeg(folder / f"{name}.jpg", RGB, quality)
+    restored = folder / f"{name}_wcdgan.png"
+    write_image(restored, _restoration(read_image(src).pixels))
+    return src, restored, original
+
+
+# -- pictures ----------------------------------------------------------------------------------------------------
+
+
+def test_side_by_side_geometry_images_and_labels():
+    jpeg = RGB
+    restored, reference = _restoration(jpeg), np.ascontiguousarray(RGB[::-1])
+    settings = CompareSettings(crops=2, crop_size=24, zoom=3)
+    comparison = compare_images(jpeg, restored, reference, "JPEG q15", settings)
+    picture = render(comparison, settings)
+    layout = layout_of(comparison, settings)
+    assert picture.dtype == np.uint8 and picture.shape == (layout.height, layout.width, 3)
+    column = max(128, 24 * 3, 120)
+    assert layout.width == 3 * column + 4 * GAP
+    assert layout.height == GAP + LABEL_HEIGHT + GAP + 96 + GAP + 2 * (24 * 3 + GAP)
+    labels = []
+    for col, image in enumerate((jpeg, restored, reference)):
+        y, x = layout.image_origin(col)
+        shown = picture[y : y + 96, x : x + 128]
+        outlined = np.zeros((96, 128), bool)  # the crop frames and their number tags are drawn over the image
+        for cy, cx in comparison.corners:
+            outlined[cy : cy + 24, cx : cx + 24] = True
+            outlined[cy + 2 : cy + 22, cx + 2 : cx + 22] = False
+            outlined[cy : cy + 19, cx : cx + 15] = True  # the number tag: 9×12 px of text and margins
+        np.testing.assert_array_equal(shown[~outlined], image[~outlined])
+        for row, (cy, cx) in enumerate(comparison.corners):
+            y, x = layout.crop_origin(row, col)
+            zoomed = picture[y : y + 72, x : x + 72]
+            expected = np.repeat(np.repeat(image[cy : cy + 24, cx : cx + 24], 3, axis=0), 3, axis=1)
+            np.testing.assert_array_equal(zoomed[24:-2, 24:-2], expected[24:-2, 24:-2])  # inside frame and tag
+        rows, cols = layout.label_box(col)
+        label = picture[rows, cols]
+        assert (label.max(axis=2) > 200).sum() > 40, "no text in the label bar"
+        labels.append(label)
+        gap = picture[rows, cols.stop : cols.stop + GAP]
+        assert (gap == BACKGROUND).all()
+    assert not np.array_equal(labels[0], labels[1]) and not np.array_equal(labels[1], labels[2])
+
+
+def test_crops_land_where_the_restoration_changed_most():
+    rng = np.random.default_rng(1)
+    jpeg = rng.integers(0, 200, (120, 160, 3), dtype=np.uint8)
+    restored = jpeg.copy()
+    planted = {(70, 100): 50, (8, 12): 35, (80, 20): 20}  # top-left corner: added value, strongest first
+    for (y, x), amount in planted.items():
+        restored[y : y + 16, x : x + 16] += np.uint8(amount)
+    restored[:, 150:] += np.uint8(3)  # a weak change everywhere in a strip, smaller than every planted one
+    comparison = compare_images(jpeg, restored, settings=CompareSettings(crops=3, crop_size=16, zoom=2))
+    assert list(comparison.corners) == list(planted)
+
+
+def test_crops_never_overlap_and_stop_when_none_fit():
+    change = np.zeros((64, 64), np.float32)
+    change[10:30, 10:30] = 1.0  # one changed square, larger than a crop
+    corners = pick_crops(change, 16, 6)
+    assert corners[0] == (10, 10) and 1 < len(corners) <= 6
+    for i, (ay, ax) in enumerate(corners):
+        for by, bx in corners[i + 1 :]:
+            assert abs(ay - by) >= 16 or abs(ax - bx) >= 16, corners
+    assert len(pick_crops(np.zeros((20, 20), np.float32), 16, 3)) == 1  # a second 16-px window cannot fit
+
+
+def test_imports_without_torch():
+    assert_imports_without_torch("import runtime.compare, runtime.report_html, runtime.strength")
+
+
+def test_settings_are_validated():
+    for bad in ({"crops": 7}, {"crop_size": 4}, {"zoom": 0}, {"zoom": True}, {"slider_side": 10.5}):
+        with pytest.raises(ValueError):
+            CompareSettings(**bad)
+
+
+# -- metrics -----------------------------------------------------------------------------------------------------
+
+
+def test_measure_is_common_metrics_and_gray_inputs_use_the_y_protocol():
+    jpeg = cv2.blur(RGB, (3, 3))
+    restored = _restoration(jpeg)
+    m = measure(jpeg, restored, RGB)
+    assert (m.jpeg.psnr, m.jpeg.ssim, m.jpeg.psnr_b) == (psnr(jpeg, RGB), ssim(jpeg, RGB), psnr_b(jpeg, RGB))
+    assert m.restored.psnr_b == psnr_b(restored, RGB)
+    y = rgb_to_y(RGB)
+    gray = measure(rgb_to_y(jpeg), rgb_to_y(restored), RGB)
+    assert gray.jpeg.psnr == psnr(rgb_to_y(jpeg), y) and gray.restored.ssim == ssim(rgb_to_y(restored), y)
+    sixteen = measure(jpeg.astype(np.uint16) * 257, restored.astype(np.uint16) * 257, RGB)
+    assert sixteen == m  # 16-bit images are measured on 8 bits
+    with pytest.raises(ValueError, match="reference"):
+        measure(jpeg, restored, RGB[:-1])
+
+
+def _report_metrics(text: str) -> list[list[str]]:
+    """The three metric cells of each summary row (and the mean row) of a report."""
+    rows = re.findall(r'<td class="n">([^<]*)</td><td class="n">([^<]*)</td><td class="n">([^<]*)</td>', text)
+    return [list(r) for r in rows]
+
+
+def test_report_metrics_equal_common_metrics(tmp_path):
+    first = _files(tmp_path, "a", 15)
+    second = _files(tmp_path, "b", 30)
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref") as run:
+        for src, restored, _ in (first, second):
+            run.add(src, restored, FACTS)
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    expected, values = [], []
+    for src, restored, original in (first, second):
+        j, r, o = (read_image(p).pixels for p in (src, restored, original))
+        triple = [(psnr(j, o), psnr(r, o)), (ssim(j, o), ssim(r, o)), (psnr_b(j, o), psnr_b(r, o))]
+        values.append(triple)
+        expected.append([f"{a:.{d}f} → {b:.{d}f}" for (a, b), d in zip(triple, (2, 4, 2), strict=True)])
+    means = [np.mean([v[k] for v in values], axis=0) for k in range(3)]
+    expected.append([f"{a:.{d}f} → {b:.{d}f}" for (a, b), d in zip(means, (2, 4, 2), strict=True)])
+    assert _report_metrics(text) == expected
+    assert "JPEG q15" in text and "JPEG q30" in text and "int8" in text and "ort-cpu" in text and "1.25" in text
+
+
+def test_missing_reference_and_mismatched_reference(tmp_path, expect_warning):
+    src, restored, _ = _files(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    write_image(other / "photo.png", RGB[:50])
+    with CompareRun(tmp_path / "cmp", other) as run, pytest.raises(ImageError, match=r"photo\.jpg.*reference"):
+        run.add(src, restored, FACTS)
+    (other / "photo.png").unlink()
+    with expect_warning("no original"), CompareRun(tmp_path / "cmp", other) as run:
+        run.add(src, restored, FACTS)
+    assert not _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))
+
+
+def test_sixteen_bit_gray_and_alpha_inputs_are_shown_on_8_bits(tmp_path):
+    gray16 = rgb_to_y(RGB).astype(np.uint16) * 257
+    alpha = np.full(gray16.shape, 7, np.uint16)
+    write_image(tmp_path / "g.png", gray16, alpha)
+    write_image(tmp_path / "g_out.png", gray16 // 2, alpha)
+    (tmp_path / "ref").mkdir()
+    write_image(tmp_path / "ref" / "g.png", RGB)  # a colour original of a gray input: its Y is measured
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref") as run:
+        picture = read_image(run.add(tmp_path / "g.png", tmp_path / "g_out.png", FACTS)).pixels
+    assert picture.dtype == np.uint8 and picture.ndim == 3
+    y = rgb_to_y(RGB)
+    expected = f"∞ → {psnr(y // 2, y):.2f}"  # the input equals the original's Y: PSNR infinite
+    assert _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))[0][0] == expected
+
+
+def test_find_reference_prefers_lossless_and_never_the_input(tmp_path):
+    for name in ("x.jpg", "x.png", "y.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    assert find_reference(tmp_path, tmp_path / "x.jpg") == tmp_path / "x.png"
+    assert find_reference(tmp_path, tmp_path / "y.jpg") is None  # only the input itself has that name
+    assert find_reference(tmp_path, Path("elsewhere/y.jpeg")) == tmp_path / "y.jpg"
+
+
+# -- report: escaping, atomicity ---------------------------------------------------------------------------------
+
+
+def test_report_escapes_hostile_names_and_names_nothing_outside(tmp_path):
+    src, restored, _ = _files(tmp_path)
+    hostile = tmp_path / f"{HOSTILE}.jpg"
+    src.rename(hostile)
+    facts = RunFacts(f"model{HOSTILE}", f"int8{HOSTILE}", f"cpu{HOSTILE}", 0.5)
+    with CompareRun(tmp_path / "cmp") as run:
+        picture = run.add(hostile, restored, facts)
+    assert picture == tmp_path / "cmp" / f"{HOSTILE}_compare.png" and picture.is_file()
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    assert "<img src=x" not in text and "onerror=alert(1)>" not in text
+    assert html.escape(f"{hostile}") in text and html.escape(f"model{HOSTILE}") in text
+    assert text.count("<img ") == 3  # before, after, crops: nothing the names brought in
+    assert re.findall(r'(?:src|href)="(?!data:image/png;base64,|#img-)', text) == []
+    assert not re.search(r"https?:|//[a-z]", re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]*", "", text))
+
+
+def test_outputs_are_atomic_and_an_interrupted_run_writes_no_report(tmp_path, monkeypatch):
+    src, restored, _ = _files(tmp_path)
+    folder = tmp_path / "cmp"
+    with CompareRun(folder) as run:
+        run.add(src, restored, FACTS)
+        run.add(src, restored, FACTS)  # the same stem again: a second, numbered picture
+    assert sorted(p.name for p in folder.iterdir()) == ["photo_compare-2.png", "photo_compare.png", REPORT_NAME]
+    old = (folder / REPORT_NAME).read_bytes()
+    with pytest.raises(KeyboardInterrupt), CompareRun(folder) as run:
+        run.add(src, restored, FACTS)
+        raise KeyboardInterrupt
+    assert (folder / REPORT_NAME).read_bytes() == old  # no report for an interrupted run
+    monkeypatch.setattr(report_html.shutil, "copyfileobj", _fail)
+    with pytest.raises(OSError, match="disk full"), CompareRun(folder) as run:
+        run.add(src, restored, FACTS)
+    assert (folder / REPORT_NAME).read_bytes() == old  # a failing write leaves the old report whole
+    assert sorted(p.name for p in folder.iterdir()) == ["photo_compare-2.png", "photo_compare.png", REPORT_NAME]
+
+
+def _fail(*args: object) -> None:
+    raise OSError(28, "disk full")
+
+
+def test_a_picture_never_replaces_an_input(tmp_path):
+    src, restored, _ = _files(tmp_path)
+    clash = tmp_path / "photo_compare.png"
+    shutil.copy(restored, clash)
+    with CompareRun(tmp_path) as run:  # the compare folder is the input folder
+        picture = run.add(clash, restored, FACTS)
+    assert picture == tmp_path / "photo_compare_compare.png"
+    with CompareRun(tmp_path) as run:
+        assert run.add(src, clash, FACTS) == tmp_path / "photo_compare-2.png"  # the restoration it reads is kept
+
+
+# -- --strength --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("strength", [0.01, 0.3, 0.5, 1.0])
+def test_blend_is_the_rounded_linear_mix(dtype, strength):
+    rng = np.random.default_rng(2)
+    top = np.iinfo(dtype).max
+    jpeg = rng.integers(0, top, (300, 700, 3), dtype=dtype, endpoint=True)  # several bands of rows
+    restored = rng.integers(0, top, jpeg.shape, dtype=dtype, endpoint=True)
+    expected = np.rint(jpeg + strength * (restored.astype(np.float64) - jpeg)).astype(dtype)
+    out = blend(jpeg, restored, strength)
+    assert out.dtype == dtype and out.shape == jpeg.shape
+    np.testing.assert_array_equal(out, expected)
+    assert ((out >= np.minimum(jpeg, restored)) & (out <= np.maximum(jpeg, restored))).all()
+    in_place = restored.copy()
+    assert blend(jpeg, in_place, strength, out=in_place) is in_place
+    np.testing.assert_array_equal(in_place, expected)
+
+
+def test_blend_keeps_gray_and_checks_its_arguments():
+    gray = np.array([[0, 100], [200, 255]], np.uint8)
+    np.testing.assert_array_equal(blend(gray, np.full_like(gray, 100), 0.5), [[50, 100], [150, 178]])  # 177.5 → even
+    for bad in (0, -0.1, 1.01, float("nan"), True, "0.5"):
+        with pytest.raises(ValueError, match="strength"):
+            check_strength(bad)
+    with pytest.raises(ValueError, match="uint8 or uint16"):
+        blend(gray, gray.astype(np.uint16), 0.5)
+
+
+# -- a real browser --------------------------------------------------------------------------------------------
+
+BROWSER_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND",  # nothing can reach the network, whatever asks
+    "--hide-scrollbars", "--force-device-scale-factor=1",
+]  # fmt: skip
+BLUE, YELLOW = (0, 0, 255), (255, 255, 0)
+SPLIT = 20  # percent: where the test moves the slider
+# Appended by the test after the report's own script: moves every slider as a user would and, once the page has
+# loaded, records each image's decoded width (0 = not rendered) for --dump-dom.
+PROBE = f"""<script>
+for (const r of document.querySelectorAll("input.split")) {{ r.value = {SPLIT}; r.dispatchEvent(new Event("input")); }}
+addEventListener("load", () => {{
+  document.body.dataset.widths = [...document.images].map(i => i.complete ? i.naturalWidth : 0).join(",");
+}});
+</script>"""
+
+
+def _browse(page: Path, profile: Path, *extra: str, timeout: float = 90) -> tuple[str, list[dict]]:
+    """Open ``page`` in headless chromium with ``extra`` flags → (the DOM after scripts ran, the URL requests the
+    page itself started, from the browser's own net log). The whole process group is killed on every exit path."""
+    net_log = profile.with_suffix(".netlog.json")
+    command = [str(CHROMIUM), *BROWSER_FLAGS, f"--user-data-dir={profile}", f"--log-net-log={net_log}", *extra,
+               "--dump-dom", page.as_uri()]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        dom, _ = proc.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == 0, f"chromium exited with {proc.returncode}"
+    return dom.decode(), _page_requests(net_log)
+
+
+def _page_requests(net_log: Path) -> list[dict]:
+    """URL requests in a chromium net log that a page started (the browser's own service requests have no
+    initiator: "not an origin")."""
+    log = json.loads(net_log.read_text(encoding="utf-8"))
+    start_job = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
+    return [
+        e["params"] for e in log["events"]
+        if e["type"] == start_job and "url" in e.get("params", {}) and e["params"].get("initiator") != "not an origin"
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's chromium, skipping when it is absent or cannot run (e.g. Ubuntu's snap stub outside snapd)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} not found (Debian's chromium package; .ci/run installs it)")
+    try:
+        proc = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        pytest.skip(f"{CHROMIUM} --version cannot run: {e}")
+    if proc.returncode != 0:
+        pytest.skip(f"{CHROMIUM} --version failed: {(proc.stderr or proc.stdout).strip()[:200]}")
+    return CHROMIUM
+
+
+def test_report_renders_in_a_headless_browser_without_requests(chromium, tmp_path):
+    # Flat colours make the slider measurable in the screenshot: input blue, restoration yellow.
+    jpeg_rgb, restored_rgb = np.zeros((90, 300, 3), np.uint8), np.zeros((90, 300, 3), np.uint8)
+    jpeg_rgb[:] = BLUE
+    restored_rgb[:] = YELLOW
+    src, restored = tmp_path / f"{HOSTILE}.png", tmp_path / "restored.png"
+    write_image(src, jpeg_rgb)
+    write_image(restored, restored_rgb)
+    photo_src, photo_restored, _ = _files(tmp_path, "photo")
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref", CompareSettings(crops=2, crop_size=16)) as run:
+        run.add(src, restored, FACTS)
+        run.add(photo_src, photo_restored, FACTS)
+    report = tmp_path / "cmp" / REPORT_NAME
+    probed = tmp_path / "probed.html"
+    probed.write_text(report.read_text(encoding="utf-8").replace("</body>", PROBE + "\n</body>"), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    dom, requests = _browse(probed, tmp_path / "profile", f"--screenshot={shot}", "--window-size=800,1400")
+    assert requests == []
+    # scripts ran: the report's own set the split it was moved to; every image decoded at its width
+    assert dom.count(f'data-split="{SPLIT}"') == 2
+    assert dom.count(f"clip-path: inset(0px {100 - SPLIT}% 0px 0px)") == 2
+    widths = re.search(r'data-widths="([0-9,]*)"', dom).group(1).split(",")
+    crops = [str(len(c) * 120 + (len(c) + 1) * GAP) for c in ((1, 2), (1, 2, 3))]  # 2 and 3 columns of ≥ 120 px
+    assert widths == ["300", "300", crops[0], "128", "128", crops[1]]
+    assert f"<h2>{html.escape(str(src), quote=False)}</h2>" in dom  # the name is text: document.images has only 6
+    # the screenshot shows the first slider split at SPLIT %: restoration (yellow) left, input (blue) right
+    image = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB)
+    yellow, blue = (np.abs(image.astype(int) - c).sum(axis=2) < 30 for c in (YELLOW, BLUE))
+    row = int(np.argmax(yellow.any(axis=1))) + 60  # the slider comes first; its labels are in the top 30 px
+    left, right = int(yellow[row].sum()), int(blue[row].sum())
+    assert left + right >= 290, f"slider image not rendered (row {row}: {left} yellow, {right} blue px)"
+    assert abs(left - 300 * SPLIT / 100) <= 3, (left, right)
+    assert (yellow[row].nonzero()[0] < blue[row].nonzero()[0].min()).all()
+    assert (np.abs(image.astype(int) - BACKGROUND).sum(axis=2) < 10).sum() > 10_000, "crops picture not rendered"
+    # the control: the same net-log count sees requests that a page with external URLs makes
+    control = tmp_path / "control.html"
+    control.write_text('<img src="http://example.invalid/a.png"><img src="https://example.invalid/b.png">')
+    _, requests = _browse(control, tmp_path / "profile-control")
+    assert sorted(r["url"] for r in requests) == ["http://example.invalid/a.png", "https://example.invalid/b.png"]
