@@ -326,10 +326,13 @@ def _onnx_backend_runner(folder: Path, x: torch.Tensor, backend: str) -> tuple[C
     from runtime.backends.base import BackendUnavailable
     from runtime.backends.select import create_backend
     from runtime.model_files import resolve_models
+    from runtime.settings import RestoreSettings
 
     batch = x.numpy()
     try:
-        runner = create_backend(RUNTIME_BACKEND[backend], resolve_models(folder).for_quality(None), batch.shape[-2:], 1)
+        runner = create_backend(
+            RUNTIME_BACKEND[backend], resolve_models(folder).for_quality(None), batch.shape[-2:], 1, RestoreSettings()
+        )
     except BackendUnavailable as e:
         raise Skip(str(e)) from None
     return (lambda: runner.run(batch)), _no_sync
