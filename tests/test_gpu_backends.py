@@ -94,6 +94,19 @@ def test_every_tensorrt_setup_failure_is_unavailable_with_its_reason(stubs, fp16
     assert is_out_of_memory(info.value) == (message == "out of GPU memory")
 
 
+def test_tensorrt_with_block_frees_everything_also_on_an_exception(stubs, fp16_model, tmp_path):
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    with _trt(fp16_model, tmp_path) as backend:
+        backend.run(x)
+        assert len(stubs.LIVE) == 4
+    assert stubs.LIVE == {} and backend._context is None
+    with pytest.raises(KeyError), _trt(fp16_model, tmp_path) as failing:
+        assert len(stubs.LIVE) == 4
+        raise KeyError("the embedding application fails")
+    assert stubs.LIVE == {} and failing._context is None
+    failing.close()  # idempotent after the block
+
+
 def test_out_of_memory_while_loading_a_plan_is_not_taken_for_corruption(stubs, fp16_model, tmp_path, caplog):
     _trt(fp16_model, tmp_path).close()
     stubs.FAULTS["deserialize_oom"] = True

@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from runtime.backends.base import BackendNotInstalled, BackendUnavailable, import_library, io_mismatch
+from runtime.backends.base import BackendNotInstalled, BackendUnavailable, Closing, import_library, io_mismatch
 from runtime.spec import ModelSpec
 
 _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -33,7 +33,7 @@ def import_onnxruntime():
     return import_library("onnxruntime", INSTALL_HINT)
 
 
-class OrtBackend:
+class OrtBackend(Closing):
     """Runs N×C×H×W float32 tile batches (N ≤ ``max_batch``; (H, W) = ``tile_hw``, on the CPU any size up to it)
     with ONNX Runtime.
 
