@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from common.cli import UsageError
 from common.tiling import DEFAULT_CORE
+from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
 from runtime.model_files import PRECISIONS, ModelError
@@ -90,8 +91,6 @@ def settings_from_args(args: argparse.Namespace, **fields: object) -> RestoreSet
 
 def open_restorer(model: str | None, settings: RestoreSettings) -> Restorer:
     """``Restorer.from_settings``; a model or backend that cannot load is a UsageError (one line, exit 2)."""
-    from runtime.backends.base import BackendUnavailable
-
     try:
         return Restorer.from_settings(settings, model)
     except SettingError as e:
