@@ -279,15 +279,16 @@ def apply_probe(cfg: TrainConfig, device: torch.device, seconds: float) -> None:
     log.info("batch probe: %s -> batch %d, channels_last %s, lr %.3g", rows, pick.batch, pick.channels_last, cfg.lr_g)
 
 
+INTERRUPTED = "interrupted: the last periodic checkpoint in the run folder is kept"
+
+
 def main(argv: list[str] | None = None) -> int:
     return run_cli(train, build_parser().parse_args(argv), INTERRUPTED)
 
 
-INTERRUPTED = "interrupted: the last periodic checkpoint in the run folder is kept"
-
-
 def train(args: argparse.Namespace) -> int:
-    """Training as a command: messages logged; bad input is a UsageError for :func:`common.cli.run_cli`."""
+    """Training as a command: progress logged, the checkpoint written on stdout; bad input is a UsageError for
+    :func:`common.cli.run_cli`."""
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -315,7 +316,8 @@ def train(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None
     val = trainer.last_val
     extra = f", val PSNR {val['val_psnr']:.2f} dB (JPEG {val['val_psnr_jpeg']:.2f})" if val else ""
-    log.info("%s: iteration %d%s; wrote %s", reason, trainer.iteration, extra, Path(args.out) / "g.pt")
+    if not args.quiet:
+        print(f"{reason}: iteration {trainer.iteration}{extra}; wrote {Path(args.out) / 'g.pt'}")
     return 0
 
 
