@@ -26,6 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.cli import run_cli
 from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr
 
@@ -102,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tile", type=int, default=256, help="tile core (default 256, the runtime's)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for every route (default 2)")
     p.add_argument("--repeat", type=int, default=3, help="rounds over the routes; the best counts (default 3)")
-    a = p.parse_args(argv)
+    return run_cli(run, p.parse_args(argv))
 
+
+def run(a: argparse.Namespace) -> int:
     from export.opencv_compat import write_opencv_variant
     from runtime import Restorer
     from runtime.model_files import DEFAULT_MODEL

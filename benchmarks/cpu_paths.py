@@ -44,6 +44,7 @@ from benchmarks.common import (
     print_report,
     write_results,
 )
+from common.cli import CommandFailed, run_cli
 
 SIZES = {"1080p": (1080, 1920), "4mp": (1600, 2560)}
 TINY = {"tiny": (200, 344)}  # CI smoke runs
@@ -211,7 +212,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
+    return run_cli(run, _parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     if args.child:
         print(json.dumps(run_child(Setting(**json.loads(args.child)), args.images, args.repeats, args.threads,
                                    args.model)))  # fmt: skip
@@ -219,9 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     with Contention() as machine:
         time.sleep(2.0)
     if machine.busy and not args.allow_busy:
-        print(f"error: other processes are using {machine.foreign_cores:.2f} CPU cores; rerun on a quiet machine "
-              "or pass --allow-busy (rows are then flagged)", file=sys.stderr)  # fmt: skip
-        return 1
+        raise CommandFailed(f"other processes are using {machine.foreign_cores:.2f} CPU cores; rerun on a quiet "
+                            "machine or pass --allow-busy (rows are then flagged)")  # fmt: skip
     settings = [s for s in SETTINGS if not args.settings or s.name in args.settings]
     with tempfile.TemporaryDirectory(prefix="wcdgan-cpu-") as tmp:
         images = write_images(Path(tmp), args.sizes)
@@ -248,8 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths = write_results(args.output, "cpu_paths", payload, to_markdown(payload))
     except OSError as e:
-        print(f"error: cannot write results: {e}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"cannot write results: {e}") from None
     if not args.quiet:
         print_report(to_markdown(payload), paths)
     return 0

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common.cli import exit_missing_extra
+from common.cli import CommandFailed, exit_missing_extra, run_cli
 
 try:
     import torch
@@ -124,14 +124,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+    return run_cli(run, _parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     rows = [measure(e) for e in model_entries()]
     md = to_markdown(rows)
     try:
         paths = write_results(args.output, "model_size", {"machine": machine_info(), "rows": rows}, md)
     except OSError as e:
-        print(f"error: cannot write results: {e}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"cannot write results: {e}") from None
     if not args.quiet:
         print_report(md, paths)
     return 0

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from common.cli import exit_missing_extra
+from common.cli import UsageError, exit_missing_extra, run_cli
 
 try:
     import torch  # noqa: F401 (the peers and train.evaluate, imported where used, need it)
@@ -272,7 +272,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+    return run_cli(run, _parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     from models.checkpoint import CheckpointError
     from models.peers import PeerWeightsError
 
@@ -292,8 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         md = to_markdown(blocks)
         paths = write_results(args.output, args.name, {"machine": machine_info(), "tables": blocks}, md)
     except (OSError, ValueError, KeyError, CheckpointError, PeerWeightsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
     if not args.quiet:
         print_report(md, paths)
     return 0

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.cli import exit_missing_extra
+from common.cli import CommandFailed, UsageError, exit_missing_extra, run_cli
 
 try:
     import torch
@@ -326,10 +326,13 @@ def _onnx_backend_runner(folder: Path, x: torch.Tensor, backend: str) -> tuple[C
     from runtime.backends.base import BackendUnavailable
     from runtime.backends.select import create_backend
     from runtime.model_files import resolve_models
+    from runtime.settings import RestoreSettings
 
     batch = x.numpy()
     try:
-        runner = create_backend(RUNTIME_BACKEND[backend], resolve_models(folder).for_quality(None), batch.shape[-2:], 1)
+        runner = create_backend(
+            RUNTIME_BACKEND[backend], resolve_models(folder).for_quality(None), batch.shape[-2:], 1, RestoreSettings()
+        )
     except BackendUnavailable as e:
         raise Skip(str(e)) from None
     return (lambda: runner.run(batch)), _no_sync
@@ -661,7 +664,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+    return run_cli(run, _parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     kind = host_kind()
     plan = default_plan(kind, args.tiny)
     for name in ("models", "backends", "sizes", "sweep_sizes", "e2e_sizes"):
@@ -694,11 +700,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             plot(payload, args.output / f"{stem}.png")
             paths.append(args.output / f"{stem}.png")
     except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
     except OSError as e:
-        print(f"error: cannot write results: {e}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"cannot write results: {e}") from None
     if not args.quiet:
         print_report(md, paths)
     return 0

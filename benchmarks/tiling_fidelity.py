@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from common.cli import UsageError, run_cli
 from common.color import rgb_to_y
 from common.files import atomic_write_text, shared_dir
 from common.jpeg import jpeg_roundtrip
@@ -67,15 +68,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="use only the first N images")
     p.add_argument("-o", "--output", type=Path, default=Path("tiling_fidelity.json"))
     p.add_argument("-q", "--quiet", action="store_true")
-    args = p.parse_args(argv)
+    return run_cli(run, p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
-        print(f"error: {args.data}: not found (LIVE1 lives in ../shared/data/eval/LIVE1)", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.data}: not found (LIVE1 lives in ../shared/data/eval/LIVE1)")
     try:
         models = resolve_models(args.model)
     except ModelError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
     y_model = models.for_quality(args.quality).spec.channels == 1
     images = load_set(args.data, args.quality, y_model, args.limit)
     ref_overlap = max(args.overlaps)

@@ -1,9 +1,53 @@
-"""What every command-line entry point shares: turning a missing optional dependency into a one-line error."""
+"""What every command-line entry point shares: one wrapper for how a command ends (:func:`run_cli`: exit codes,
+one-line errors, signals), turning a missing optional dependency into a one-line error, and the help formatter."""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Callable
+from typing import Any
+
+from common.log import cli_logging
+
+
+class UsageError(Exception):
+    """The user asked for something impossible (bad option, missing input or model): exit 2 with this message."""
+
+
+class CommandFailed(Exception):
+    """The command's work failed (a check, a build, a write): exit 1 with this message."""
+
+
+INTERRUPTED = "interrupted: outputs written so far are complete; nothing partial was left"
+
+
+def run_cli(run_fn: Callable[[Any], int], args: Any, interrupted: str = INTERRUPTED) -> int:
+    """A command's ``run_fn(args)`` as every toolkit command behaves: the toolkit's log records on stderr (errors
+    only with ``args.quiet``, the DEBUG reasons too with ``args.verbose``), SIGTERM handled like Ctrl-C (outputs
+    are atomic, so nothing partial remains), :class:`UsageError` → one ``error:`` line and exit 2, interruption →
+    exit 128 + signal (130 Ctrl-C, 143 SIGTERM) after the line ``interrupted``; :class:`CommandFailed` → one ``error:``
+    line and exit 1. ``args``: the parsed options (any object; ``quiet`` and ``verbose`` are read when present).
+    ``run_fn`` returns the exit code: 0 done, 1 some input failed."""
+    previous = signal.signal(signal.SIGTERM, interrupt_on_signal)
+    try:
+        with cli_logging(getattr(args, "quiet", False), getattr(args, "verbose", False)):
+            return run_fn(args)
+    except (UsageError, CommandFailed) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, UsageError) else 1
+    except KeyboardInterrupt as e:
+        print(interrupted, file=sys.stderr)
+        return 128 + (e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_on_signal(signum: int, frame: object) -> None:
+    """A signal handler that turns SIGTERM into KeyboardInterrupt(signum): cleaned up like Ctrl-C."""
+    raise KeyboardInterrupt(signum)
+
 
 # ONNX Runtime comes from exactly one of two extras (onnxruntime and onnxruntime-gpu are one module in two wheels).
 ONNXRUNTIME_INSTALL = "pip install 'wcdgan-toolkit[cpu]' (or '[gpu]' for onnxruntime-gpu; never both)"

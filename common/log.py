@@ -37,12 +37,13 @@ class _TqdmStderr(logging.Handler):
 
 
 @contextlib.contextmanager
-def cli_logging(quiet: bool = False) -> Iterator[None]:
-    """Show the toolkit's log records on stderr while the block runs (INFO and up; ERROR and up when ``quiet``),
-    then put the loggers back as they were. Other libraries' loggers keep Python's defaults."""
+def cli_logging(quiet: bool = False, verbose: bool = False) -> Iterator[None]:
+    """Show the toolkit's log records on stderr while the block runs (INFO and up; ERROR and up when ``quiet``;
+    DEBUG and up when ``verbose``: why the library chose what it did), then put the loggers back as they were.
+    Other libraries' loggers keep Python's defaults."""
     handler = _TqdmStderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    level = logging.ERROR if quiet else logging.INFO
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO
     loggers = [logging.getLogger(name) for name in PACKAGES]
     saved = [logger.level for logger in loggers]
     for logger in loggers:

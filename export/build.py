@@ -24,9 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.cli import ONNXRUNTIME_INSTALL, exit_missing_extra
+from common.cli import ONNXRUNTIME_INSTALL, CommandFailed, UsageError, exit_missing_extra, run_cli
 from common.datasets import shared_eval_dir, shared_train_dirs
-from common.log import cli_logging
 
 try:
     import torch  # noqa: F401 (checked here: the export modules need it)
@@ -282,7 +281,6 @@ def build(opts: BuildOptions) -> list[Path]:
         published = [_publish(path, spec, opts) for path, spec in staged]
     if opts.opencv:  # from the published FP32 graph: its sidecar now holds the final hash
         published.append(write_opencv_variant(published[0]))
-        log.info(f"wrote {published[-1]} (OpenCV DNN variant) and {sidecar_path(published[-1]).name}")
     return published
 
 
@@ -347,7 +345,6 @@ def _publish(staged: Path, spec: ModelSpec, opts: BuildOptions) -> Path:
     spec.onnx_sha256 = sha256_file(staged)
     os.replace(staged, final)  # same folder tree → atomic rename
     spec.save(sidecar_path(final))
-    log.info(f"wrote {final} ({final.stat().st_size / 2**20:.2f} MiB) and {sidecar_path(final).name}")
     return final
 
 
@@ -373,40 +370,36 @@ def prebuild_engines(onnx_path: Path, opts: BuildOptions) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(argv)
-    with cli_logging(opts.quiet):
-        return run(opts)
+    return run_cli(run, parse_args(argv))
 
 
 def run(opts: BuildOptions) -> int:
-    """The build as a command: messages logged, errors as one line and an exit code (2: bad input, 1: failed)."""
+    """The build as a command: the files written on stdout, messages logged; UsageError (bad input) or
+    CommandFailed (the build failed) for :func:`common.cli.run_cli`."""
     try:
         import onnxruntime  # noqa: F401 (validation, the FP16 converter and the INT8 gate need it; say so first)
     except ImportError as e:
-        print(f"error: onnxruntime is not installed ({e}): {ONNXRUNTIME_INSTALL}", file=sys.stderr)
-        return 2
+        raise UsageError(f"onnxruntime is not installed ({e}): {ONNXRUNTIME_INSTALL}") from None
     try:
         paths = build(opts)
     except (CheckpointError, NodePatternError, CalibrationError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
     except (ExportError, ValidationError, CompatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise CommandFailed(str(e)) from None
     except OSError as e:  # unwritable output folder, full disk
-        print(f"error: cannot write the artifacts: {e}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"cannot write the artifacts: {e}") from None
+    if not opts.quiet:
+        for path in paths:
+            print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB) and {sidecar_path(path).name}")
     if opts.engine != "skip":
         fp16_path = opts.output / f"{exported_name(opts.name, 'fp16')}.onnx"
         engine_path = fp16_path if fp16_path in paths else paths[0]  # FP16 when there is one: what TensorRT runs
         try:
             prebuild_engines(engine_path, opts)
         except BackendUnavailable as e:
-            print(f"error: --engine require, but no TensorRT engine can be built: {e}", file=sys.stderr)
-            return 1
+            raise CommandFailed(f"--engine require, but no TensorRT engine can be built: {e}") from None
         except RuntimeError as e:  # TensorRT parse/build failures; the ONNX artifacts stay valid
-            print(f"error: TensorRT engine build failed for {engine_path.name}: {e}", file=sys.stderr)
-            return 1
+            raise CommandFailed(f"TensorRT engine build failed for {engine_path.name}: {e}") from None
     return 0
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from common.cli import CommandFailed, run_cli
 from common.files import atomic_path, sha256_file
 from runtime.spec import ModelSpec, SpecError, sidecar_path
 
@@ -121,18 +122,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("model", type=Path, help="an FP32 .onnx with its .json sidecar (e.g. runtime/weights/default.onnx)")
     p.add_argument("-o", "--output", type=Path, help="output folder (default: beside the model)")
-    a = p.parse_args(argv)
+    return run_cli(run, p.parse_args(argv))
+
+
+def run(a: argparse.Namespace) -> int:
+    """Write the variant and print where (stdout); CommandFailed for :func:`run_cli`."""
     try:
         dst = write_opencv_variant(a.model, a.output)
     except (CompatError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        raise CommandFailed(str(e)) from None
     spec = ModelSpec.load(sidecar_path(dst))
     check = spec.validation["opencv_compat"]
     print(
         f"wrote {dst}: {len(check['expanded_nodes'])} broadcast(s) expanded, "
-        f"max |difference| vs {a.model.name} {check['max_abs_error_vs_source']:g} (ONNX Runtime)",
-        file=sys.stderr,
+        f"max |difference| vs {a.model.name} {check['max_abs_error_vs_source']:g} (ONNX Runtime)"
     )
     return 0
 

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.cli import exit_missing_extra
+from common.cli import CommandFailed, UsageError, exit_missing_extra, run_cli
 
 try:
     from google.protobuf import text_format
@@ -134,17 +134,19 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RepositoryO
 
 def main(argv: list[str] | None = None) -> int:
     args, opts = _parse_args(argv)
+    return run_cli(lambda a: run(a, opts), args)
+
+
+def run(args: argparse.Namespace, opts: RepositoryOptions) -> int:
+    """Write the repository entry and print where (stdout); UsageError / CommandFailed for :func:`run_cli`."""
     if opts.plan is not None and not opts.plan.is_file():
-        print(f"error: --plan {opts.plan}: no such file", file=sys.stderr)
-        return 2
+        raise UsageError(f"--plan {opts.plan}: no such file")
     try:
         entry = write_repository(args.model, args.output, args.name, opts)
     except ModelError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
     except OSError as e:
-        print(f"error: cannot write the repository: {e}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"cannot write the repository: {e}") from None
     print(f"wrote {entry}: serve with tritonserver --model-repository={args.output}")
     return 0
 

@@ -28,25 +28,24 @@ from typing import Any
 import filelock
 import numpy as np
 
-from common.cli import exit_missing_extra
+from common.cli import UsageError, exit_missing_extra, interrupt_on_signal, run_cli
 from common.files import sweep_stale_temps
 from runtime.backends.base import BackendUnavailable
-from runtime.infer import (
+from runtime.cli import (
     DEFAULT_SUFFIX,
     FilePlan,
-    UsageError,
+    Summary,
     add_restore_options,
-    check_options,
     collect_inputs,
     failure_message,
-    interrupt_on_signal,
     output_paths,
     plan_files,
-    restorer_options,
-    run_cli,
+    print_result,
+    settings_from_args,
 )
 from runtime.model_files import ModelError, resolve_models
 from runtime.restorer import Restorer
+from runtime.settings import RestoreSettings
 
 log = logging.getLogger(__spec__.name)
 
@@ -70,7 +69,7 @@ written atomically, and temporaries left by killed workers are removed when the 
 per DST at a time: a lock file in DST). A bad file is an error row in the manifest and never stops the job.
 
 The manifest (JSON lines, appended, one row per input of each run): input, output, status (ok, skipped or error),
-jpeg_quality (estimated; null if not a JPEG), model, backend, seconds, megapixels, error.
+jpeg_quality (estimated; null if not a JPEG), model, precision, backend, seconds, megapixels, error.
 
 Without --address Ray starts on this machine (all its cores; --actors x --threads CPUs are reserved). With
 --address auto (a cluster started by `ray start` on this node) or ray://HEAD:10001 the job runs on the cluster:
@@ -81,7 +80,9 @@ MANIFEST_NAME = "wcdgan-manifest.jsonl"
 LOCK_NAME = ".wcdgan-batch.lock"
 MAX_BLOCKS = 10_000  # rows are spread over this many blocks at most: small enough for the driver to track
 SETUP_FAILED = "setup-failed"  # an actor's status for every row when its Restorer could not be built
-FIELDS = ("input", "output", "status", "jpeg_quality", "model", "backend", "seconds", "megapixels", "error")
+FIELDS = (
+    "input", "output", "status", "jpeg_quality", "model", "precision", "backend", "seconds", "megapixels", "error",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Plan on the driver, restore the remaining files on Ray, append the manifest and print the summary."""
-    check_batch_options(args)
+    settings = check_batch_options(args)
     inputs, errors = list_inputs(args.sources)
     for message in errors:
         log.error("error: %s", message)
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             if todo:
                 with ray_session(args) as actors:
-                    for result in restore_on_ray(todo, args, actors):
+                    for result in restore_on_ray(todo, args, settings, actors):
                         tally.add(manifest.write(result))
                         done += 1
         except ray.exceptions.RayError as e:  # the pool could not start, or Ray itself failed
@@ -141,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
             log.error("error: the Ray job failed, rerun to resume (%s)", last_line(e))
         finally:  # interrupted: workers killed mid-write leave temporaries
             sweep_stale_temps(targets, older_than_s=0)
-    log.info("%s", tally.summary())
+    if not args.quiet:
+        print_result(tally.summary())
     if tally.failed:
         print(f"{tally.failed} input(s) failed", file=sys.stderr)
     return 1 if tally.failed else 0
@@ -168,14 +170,15 @@ def last_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
-def check_batch_options(args: argparse.Namespace) -> None:
-    """Raise UsageError for invalid options (those shared with runtime.infer, --threads included, by
-    :func:`check_options`)."""
-    check_options(args)
+def check_batch_options(args: argparse.Namespace) -> RestoreSettings:
+    """The actors' Restorer settings; UsageError for invalid options (those shared with runtime.infer, --threads
+    included, by :func:`runtime.cli.settings_from_args`)."""
+    settings = settings_from_args(args)
     if args.actors is not None and args.actors < 1:
         raise UsageError(f"--actors must be at least 1, got {args.actors}")
     if not 0 <= args.gpus_per_actor <= 1:  # a Restorer uses one GPU
         raise UsageError(f"--gpus-per-actor must be in 0..1, got {args.gpus_per_actor:g}")
+    return settings
 
 
 def list_inputs(sources: list[str]) -> tuple[list[Path], list[str]]:
@@ -225,11 +228,11 @@ class RestoreActor:
     tracebacks of actor restarts.
     """
 
-    def __init__(self, options: dict[str, Any], quality: int | None) -> None:
+    def __init__(self, model: str | None, settings: RestoreSettings, quality: int | None) -> None:
         self.quality = quality
         self.restorer: Restorer | None = None
         try:
-            self.restorer = Restorer(**options)
+            self.restorer = Restorer.from_settings(settings, model)
         except (ModelError, BackendUnavailable, ValueError, TypeError) as e:
             self.setup_error = str(e)
 
@@ -249,7 +252,8 @@ class RestoreActor:
                        error=failure_message(plan.src, e))  # fmt: skip
         return row(
             plan, "ok", jpeg_quality=result.jpeg_quality and result.jpeg_quality.quality, model=result.model,
-            backend=result.backend, seconds=time.perf_counter() - start, megapixels=math.prod(result.size) / 1e6,
+            precision=result.precision, backend=result.backend,
+            seconds=time.perf_counter() - start, megapixels=math.prod(result.size) / 1e6,
         )  # fmt: skip
 
 
@@ -297,7 +301,9 @@ def pool_size(args: argparse.Namespace, resources: dict[str, float]) -> int:
     return args.actors
 
 
-def restore_on_ray(todo: list[FilePlan], args: argparse.Namespace, actors: int) -> Iterator[dict[str, Any]]:
+def restore_on_ray(
+    todo: list[FilePlan], args: argparse.Namespace, settings: RestoreSettings, actors: int
+) -> Iterator[dict[str, Any]]:
     """Restore ``todo`` on a fixed pool of ``actors`` :class:`RestoreActor` and yield each file's manifest row as
     it ends (in completion order)."""
     context = ray.data.DataContext.get_current()
@@ -305,7 +311,7 @@ def restore_on_ray(todo: list[FilePlan], args: argparse.Namespace, actors: int) 
     items = [{"input": str(plan.src), "output": str(plan.dst)} for plan in todo]
     dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS)).map_batches(
         RestoreActor,
-        fn_constructor_kwargs={"options": restorer_options(args), "quality": args.quality},
+        fn_constructor_kwargs={"model": args.model, "settings": settings, "quality": args.quality},
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=args.threads,
@@ -337,16 +343,16 @@ class Manifest:
         return result
 
 
-class Tally:
-    """Counts of a run (logging each error as it comes), and its summary line."""
+class Tally(Summary):
+    """The run's :class:`~runtime.cli.Summary`, counted from manifest rows (logging each error as it comes)."""
 
     def __init__(self, failed: int = 0) -> None:
-        self.start = time.perf_counter()
-        self.counts = {"ok": 0, "skipped": 0, "error": 0}
-        self.failed, self.megapixels, self.backends = failed, 0.0, set()
+        super().__init__(failed=failed)
+        self.backends: set[str] = set()
 
     def add(self, result: dict[str, Any]) -> None:
-        self.counts[result["status"]] += 1
+        self.restored += result["status"] == "ok"
+        self.skipped += result["status"] == "skipped"
         self.megapixels += result["megapixels"] or 0.0
         self.backends.add(result["backend"])
         if result["status"] == "error":
@@ -354,11 +360,8 @@ class Tally:
             log.error("error: %s", result["error"])
 
     def summary(self) -> str:
-        seconds = time.perf_counter() - self.start
-        ok, skipped, errors = self.counts.values()
         backends = ", ".join(sorted(filter(None, self.backends))) or "none"
-        return (f"{ok} restored, {skipped} skipped, {errors} failed in {seconds:.1f} s, Ray start included: "
-                f"{ok / seconds:.2f} files/s, {self.megapixels / seconds:.2f} MP/s (backend: {backends})")  # fmt: skip
+        return f"{self.line()} (Ray start included; backend: {backends})"
 
 
 if __name__ == "__main__":

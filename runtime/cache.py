@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from common.cli import UsageError, run_cli
 from runtime.engine_cache import (
     ENV_VAR,
     OPENVINO_SUBDIR,
@@ -51,11 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--cache-dir", type=Path, help=f"cache folder (default: ${ENV_VAR} or {default_cache_dir()})")
     p.add_argument("-q", "--quiet", action="store_true", help="clear: print nothing")
-    a = p.parse_args(argv)
+    return run_cli(run, p.parse_args(argv))
+
+
+def run(a: argparse.Namespace) -> int:
+    """List or clear (results on stdout); UsageError for a missing --cache-dir."""
     root = cache_root(a.cache_dir)
     if a.cache_dir is not None and not root.is_dir():
-        print(f"error: {root}: no such cache folder", file=sys.stderr)
-        return 2
+        raise UsageError(f"{root}: no such cache folder")
     if a.action == "list":
         entries = list_entries(root)
         print(_table([_row(e) for e in entries]) if entries else f"no cached engines in {root}")

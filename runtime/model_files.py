@@ -61,14 +61,21 @@ class Model:
     def file(self, precision: str = "auto", device: str = "cpu") -> ModelFile:
         """The file of ``precision`` ("fp32", "fp16", "int8"), or for "auto" the first present in
         :data:`PREFERENCE` [``device``] ("cpu" or "gpu"). Raises :class:`ModelError` for a precision not exported."""
+        return self.choose_file(precision, device)[0]
+
+    def choose_file(self, precision: str = "auto", device: str = "cpu") -> tuple[ModelFile, str]:
+        """:meth:`file` and, for the user, why that file: asked for, or the preference order among those exported."""
+        exported = ", ".join(p for p in PRECISIONS if p in self.files)
+        reason = f"asked for (exported: {exported})"
         if precision == "auto":
             precision = next(p for p in PREFERENCE[device] if p in self.files)
+            reason = f"auto on a {device.upper()} prefers {' > '.join(PREFERENCE[device])}; exported: {exported}"
         if precision not in self.files:
             raise ModelError(
                 f"model {self.name} has no {precision} file (exported: {', '.join(sorted(self.files))}); "
                 "export it with python -m export.build (--fp16 / --int8)"
             )
-        return self.files[precision]
+        return self.files[precision], reason
 
 
 @dataclass
@@ -79,16 +86,24 @@ class ModelSet:
 
     def for_quality(self, quality: int | None) -> Model:
         """The model for an input of estimated JPEG ``quality`` (None: unknown); see module docstring."""
+        return self.choose(quality)[0]
+
+    def choose(self, quality: int | None) -> tuple[Model, str]:
+        """:meth:`for_quality` and, for the user, why that model (the rule of the module docstring that decided)."""
         if len(self.models) == 1:
-            return self.models[0]
+            return self.models[0], "the only model"
         trained = [m for m in self.models if m.qualities]
         if quality is None or not trained:
-            return min(self.models, key=lambda m: (-len(m.qualities), min(m.qualities, default=0), m.name))
+            model = min(self.models, key=lambda m: (-len(m.qualities), min(m.qualities, default=0), m.name))
+            why = "JPEG quality unknown" if quality is None else "no model records its training qualities"
+            return model, f"{why}: of {len(self.models)} models, the one trained on the most qualities"
 
         def nearest(m: Model) -> tuple:
             return min(abs(quality - q) for q in m.qualities), len(m.qualities), m.name
 
-        return min(trained, key=nearest)
+        model = min(trained, key=nearest)
+        closest = min(model.qualities, key=lambda q: abs(quality - q))
+        return model, f"trained on q{closest}, the nearest to q{quality} among {len(self.models)} models"
 
 
 def resolve_models(model: str | os.PathLike | None = None) -> ModelSet:

@@ -26,10 +26,11 @@ from common.color import rgb_to_y, with_luma
 from common.files import NAME_MAX
 from common.tiling import ALIGN, TileGrid, crop_slices, extract_window, window_grid
 from runtime.backends.base import Backend, BackendUnavailable, first_line, is_out_of_memory
-from runtime.backends.select import CPU_CORE, default_tile, select_backend
+from runtime.backends.select import BACKENDS, GPU_BACKENDS, default_tile, select_backend
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
-from runtime.model_files import PRECISIONS, Model, ModelError, ModelSet, resolve_models
+from runtime.model_files import Model, ModelError, ModelSet, resolve_models
+from runtime.settings import RestoreSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class FileResult:
     output: Path
     jpeg_quality: JpegQuality | None
     model: str
+    precision: str  # of the graph that ran: "fp32", "fp16" or "int8"
     backend: str
     tiles: int
     size: tuple[int, int]  # height, width
@@ -60,6 +62,7 @@ class _Engine:
 
     model: Model
     backend: Backend
+    precision: str  # of the graph it runs
     core: tuple[int, int]  # the core (any_window backends: the largest core) it was built for
     overlap: int
     batch: int
@@ -91,8 +94,9 @@ class Restorer:
             (on terminals only). max_pixels: :meth:`restore_file` refuses larger images (checked from the header).
         verify: run the load-time self-test of each model (:func:`self_test`); off only for timing random weights.
 
-    Invalid settings raise ``ValueError`` (the CLI validates through the same code). A model whose ONNX does not
-    match its sidecar's hash, fails the self-test or produces NaN/Inf raises :class:`ModelError`.
+    The settings are held as one :class:`~runtime.settings.RestoreSettings` (``.settings``; invalid ones raise its
+    :class:`~runtime.settings.SettingError`, a ``ValueError``; :meth:`from_settings` takes one directly). A model
+    whose ONNX does not match its sidecar's hash, fails the self-test or produces NaN/Inf raises :class:`ModelError`.
 
     Calling it: ``restorer(image)`` with an H×W (gray) or H×W×3 **RGB** array of uint8 or uint16 returns the
     restored image with the same shape and dtype. 16-bit images are scaled to [0, 1] by 65535 and the output
@@ -102,6 +106,9 @@ class Restorer:
 
     Thread-safety: calls are serialised by an internal lock (a backend runs one batch at a time); for
     parallel work create one Restorer per thread (each holds its own backend and GPU memory).
+
+    Lifecycle: :meth:`close` (or ``with Restorer(...) as restorer:``) frees the backends' sessions, device memory and
+    server connections at once instead of at garbage collection; a closed Restorer refuses to restore.
     """
 
     def __init__(
@@ -124,21 +131,51 @@ class Restorer:
         server: str | None = None,
         remote_model: str | None = None,
     ) -> None:
-        self.tile = check_settings(tile, overlap, batch, device_id, threads, max_pixels, precision, spin)
+        settings = RestoreSettings(
+            backend=backend, tile=tile, overlap=overlap, batch=batch, precision=precision, device_id=device_id,
+            threads=threads, spin=spin, cache_dir=cache_dir, align=align, progress=progress, max_pixels=max_pixels,
+            verify=verify, server=server, remote_model=remote_model,
+        )  # fmt: skip
+        self._open(model, settings)
+
+    @classmethod
+    def from_settings(cls, settings: RestoreSettings, model: str | os.PathLike | ModelSet | None = None) -> Restorer:
+        """A Restorer with ``settings`` (what the commands build: :func:`runtime.cli.settings_from_args`)."""
+        restorer = cls.__new__(cls)
+        restorer._open(model, settings)
+        return restorer
+
+    def _open(self, model: str | os.PathLike | ModelSet | None, settings: RestoreSettings) -> None:
+        self.settings = settings
         self.models = model if isinstance(model, ModelSet) else resolve_models(model)
-        self.overlap, self.batch, self.align, self.progress = overlap, batch, align, progress
-        self.max_pixels, self.verify = max_pixels, verify
-        self._backend_kind = backend
-        self._backend_options = {
-            "device_id": device_id, "threads": threads, "spin": spin, "cache_dir": cache_dir, "precision": precision
-        }  # fmt: skip
-        if backend == "triton":
-            self._backend_options |= {"server": server, "remote_model": remote_model}
+        self.batch = settings.batch  # None until the first backend loads: then that backend's default
+        self._backend_kind = settings.backend
         self._engines: dict[str, _Engine] = {}
         self._lock = threading.Lock()
+        self._closed = False
         self.skipped_backends: list[str] = []  # "name unavailable: reason" for each backend auto skipped
         self.notable_skips: list[str] = []  # those of them whose library is installed: worth telling the user
         self._engine(self.models.for_quality(None))  # load now: a missing backend or bad model fails here
+
+    @property
+    def tile(self) -> tuple[int, int] | None:
+        """The tile core asked for, (height, width); None: the backend's default."""
+        return self.settings.tile
+
+    def close(self) -> None:
+        """Release every loaded backend (sessions, device memory, server connections) now rather than at garbage
+        collection. Idempotent; restoring afterwards raises ``RuntimeError``."""
+        with self._lock:
+            self._closed = True
+            engines, self._engines = list(self._engines.values()), {}
+            for engine in engines:
+                engine.backend.close()
+
+    def __enter__(self) -> Restorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def backend_name(self) -> str:
@@ -155,6 +192,7 @@ class Restorer:
         _check_out(out, image)
         check_quality(quality)
         with self._lock:
+            self._check_open()
             return self._restore(image, self.models.for_quality(quality), out)
 
     def restore_file(
@@ -163,54 +201,67 @@ class Restorer:
         """Read ``path``, restore it (model chosen by ``quality`` or the file's estimated JPEG quality) and
         write ``out_path`` atomically (format from its suffix; alpha re-attached). Never writes over ``path``."""
         path, out_path = Path(path), Path(out_path)
+        self._check_open()
         check_quality(quality)
         if out_path.resolve() == path.resolve():
             raise ImageError(f"{out_path}: is the input itself; refusing to overwrite an input")
         check_writable(out_path)  # before minutes of work, not after
-        image = read_image(path, self.max_pixels)
+        image = read_image(path, self.settings.max_pixels)
         if quality is None and image.jpeg_quality is not None:
             quality = image.jpeg_quality.quality
-        model = self.models.for_quality(quality)
+        model, why = self.models.choose(quality)
+        log.debug("%s: model %s (%s)", path, model.name, why)
         with self._lock:
+            self._check_open()
             restored = self._restore(image.pixels, model)
-            tiles = len(self._grid(image.pixels, self._engines[model.key]))
+            engine = self._engines[model.key]
+            tiles = len(self._grid(image.pixels, engine))
         alpha, quality_found = image.alpha, image.jpeg_quality
         del image  # drop the input pixels: the encoder needs a full-size buffer of its own
         write_image(out_path, restored, alpha, in_place=True)
-        return FileResult(out_path, quality_found, model.name, self.backend_name, tiles, restored.shape[:2])
+        return FileResult(
+            out_path, quality_found, model.name, engine.precision, self.backend_name, tiles, restored.shape[:2]
+        )
 
     # -- internals -------------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this Restorer is closed (close() or the end of its with block); make a new one")
 
     def _engine(self, model: Model, core: tuple[int, int] | None = None, batch: int | None = None) -> _Engine:
         """The loaded engine for ``model`` (built on first use, or rebuilt for a new ``core`` or ``batch``)."""
         engine = self._engines.get(model.key)
         if engine is not None and core in (None, engine.core) and batch in (None, engine.batch):
             return engine
-        spec = model.spec
+        spec, settings = model.spec, self.settings
 
         def grid_for(kind: str) -> TileGrid:
-            largest = core or self.tile or default_tile(kind, model, self._backend_options["precision"])
-            return window_grid(largest, spec.recommended_overlap, self.overlap, self.align)
+            largest = core or settings.tile or default_tile(kind, model, settings.precision)
+            return window_grid(largest, spec.recommended_overlap, settings.overlap, settings.align)
 
         batch = batch or self.batch
         if engine is not None:  # free the old backend (GPU memory) before building the next one
             del self._engines[model.key]
             engine.backend.close()
         backend, skipped = select_backend(
-            self._backend_kind, model, lambda kind: grid_for(kind).window, batch, progress=self.progress,
-            **self._backend_options,
-        )  # fmt: skip
+            self._backend_kind, model, lambda kind: grid_for(kind).window, batch, settings
+        )
         probe = grid_for(backend.name)
+        log.debug("backend %s: %s", backend.name, "asked for" if self._backend_kind != "auto" else
+                  f"auto takes the first that loads of {' > '.join(BACKENDS)}; skipped: {len(skipped)}")  # fmt: skip
         if self._backend_kind == "auto":
             self.skipped_backends = [str(skip) for skip in skipped]
             self.notable_skips = [str(skip) for skip in skipped if skip.installed]
             self._backend_kind = backend.name  # later models use the same backend
         if backend.note:
             log.warning("%s: %s", backend.name, backend.note)
+        file, why = model.choose_file(settings.precision, "gpu" if backend.name in GPU_BACKENDS else "cpu")
+        log.debug("precision %s for model %s on %s: %s", file.spec.precision, model.name, backend.name, why)
         if self.batch is None:
             self.batch = backend.max_batch  # the backend's default, now known
-        engine = _Engine(model, backend, probe.core, probe.overlap, backend.max_batch)
-        if self.verify:
+        engine = _Engine(model, backend, file.spec.precision, probe.core, probe.overlap, backend.max_batch)
+        if settings.verify:
             # a fixed-window backend is tested at its window (it must fit); one taking any window at a small one:
             # the same check, without seconds of start-up for a large CPU core
             window = probe.window if not backend.any_window else tuple(min(w, SELF_TEST_WINDOW) for w in probe.window)
@@ -227,8 +278,8 @@ class Restorer:
     def _grid(self, image: np.ndarray, engine: _Engine) -> TileGrid:
         h, w = image.shape[:2]
         if engine.backend.any_window:
-            return TileGrid.fitted(h, w, engine.core, engine.overlap, self.align)
-        return TileGrid(h, w, engine.core, engine.overlap, self.align)
+            return TileGrid.fitted(h, w, engine.core, engine.overlap, self.settings.align)
+        return TileGrid(h, w, engine.core, engine.overlap, self.settings.align)
 
     def _restore(self, image: np.ndarray, model: Model, out: np.ndarray | None = None) -> np.ndarray:
         engine = self._engine(model)
@@ -263,7 +314,7 @@ class Restorer:
         adapter = _ColorAdapter(engine.model.spec.channels, image)
         tiles = list(grid)
         buffer = np.empty((engine.batch, engine.model.spec.channels, *grid.window), dtype=np.float32)
-        with tqdm(total=len(tiles), unit="tile", disable=None if self.progress else True, leave=False) as bar:
+        with tqdm(total=len(tiles), unit="tile", disable=None if self.settings.progress else True, leave=False) as bar:
             for pos in range(0, len(tiles), engine.batch):
                 chunk = tiles[pos : pos + engine.batch]
                 batch = buffer[: len(chunk)]
@@ -280,43 +331,6 @@ class Restorer:
                     out[image_region] = adapter.from_model(restored, image[image_region])
                 bar.update(len(chunk))
         return out
-
-
-MAX_TILE, MAX_OVERLAP, MAX_BATCH = 4096, 1024, 256
-MAX_BUFFER_BYTES = 4 << 30  # one batch of float32 windows: beyond this a setting is a typo, not a plan
-
-
-def check_settings(
-    tile: int | tuple[int, int] | None, overlap: int | None, batch: int | None, device_id: int, threads: int | None,
-    max_pixels: int, precision: str = "auto", spin: bool | None = None,
-) -> tuple[int, int] | None:  # fmt: skip
-    """Validate the Restorer's (and the CLI's) settings; return the tile as (h, w) (None: the backend's default).
-    Raises ValueError."""
-    if precision not in ("auto", *PRECISIONS):
-        raise ValueError(f"precision must be one of auto, {', '.join(PRECISIONS)}; got {precision!r}")
-    if spin not in (None, True, False):
-        raise ValueError(f"spin must be True, False or None, got {spin!r}")
-    default = tile is None
-    if default:
-        tile = max(CPU_CORE.values())  # the buffer check below, at the largest default
-    sides = (tile, tile) if isinstance(tile, int | np.integer) else tile
-    if (
-        not isinstance(sides, tuple | list)
-        or len(sides) != 2
-        or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in sides)
-    ):
-        raise ValueError(f"tile must be an int or a pair of ints (height, width), got {tile!r}")
-    for name, value, lo, hi in (
-        ("tile", min(sides), 1, MAX_TILE), ("tile", max(sides), 1, MAX_TILE), ("overlap", overlap, 0, MAX_OVERLAP),
-        ("batch", batch, 1, MAX_BATCH), ("device_id", device_id, 0, 1023), ("threads", threads, 1, 4096),
-        ("max_pixels", max_pixels, 1, 1 << 40),
-    ):  # fmt: skip
-        if value is not None and (not isinstance(value, int | np.integer) or not lo <= value <= hi):
-            raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
-    window = [s + 2 * (overlap or 0) for s in sides]
-    if (batch or 1) * 3 * window[0] * window[1] * 4 > MAX_BUFFER_BYTES:
-        raise ValueError(f"tile {sides} with overlap {overlap} and batch {batch} needs over 4 GiB per batch")
-    return None if default else (int(sides[0]), int(sides[1]))
 
 
 def check_quality(quality: int | None) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +28,7 @@ pytest.importorskip("ray.data", reason="runtime.batch needs Ray Data: pip instal
 
 from runtime.batch import LOCK_NAME, MANIFEST_NAME, SETUP_FAILED, RestoreActor, UsageError, list_inputs, pool_size
 from runtime.batch import main as batch_main
+from runtime.settings import RestoreSettings
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
 
@@ -87,9 +90,11 @@ def test_killed_jobs_resume_to_the_outputs_of_infer(tmp_path, model):
     proc.communicate(timeout=60)
     assert len(list(out.glob("*.png"))) < 12  # killed half way
 
-    code, err = finish(batch(*args, "--actors", "2"))
-    assert code == 1 and "2 input(s) failed" in err, err
-    assert "files/s" in err and "(backend: ort-cpu)" in err
+    proc = batch(*args, "--actors", "2", stdout=subprocess.PIPE)
+    summary, err = proc.communicate(timeout=180)
+    assert proc.returncode == 1 and "2 input(s) failed" in err and "Traceback" not in err, err
+    assert re.fullmatch(r"\d+ restored, \d+ skipped, 2 failed in [\d.]+ s: [\d.]+ MP, [\d.]+ s/MP "
+                        r"\(Ray start included; backend: ort-cpu\)\n", summary)  # fmt: skip
     assert not leftovers(out)
     reference = tmp_path / "reference"
     assert infer_main([str(src), "-o", str(reference), "--model", str(model), "--tile", "32", "-q"]) == 1
@@ -110,8 +115,10 @@ def test_killed_jobs_resume_to_the_outputs_of_infer(tmp_path, model):
     listing = tmp_path / "good.txt"  # a manifest of the good files: all done, so Ray is not even started
     listing.write_text("# done already\n" + "".join(f"in/{name}\n" for name in qualities))
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
-    code, err = finish(batch(listing, out, "--model", model))
-    assert code == 0 and "0 restored, 12 skipped, 0 failed" in err and "Ray on" not in err
+    proc = batch(listing, out, "--model", model, stdout=subprocess.PIPE)
+    summary, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0 and "Traceback" not in err and "Ray on" not in err
+    assert "0 restored, 12 skipped, 0 failed" in summary  # results on stdout (the console contract)
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before
     assert [r["status"] for r in rows(manifest)[-12:]] == ["skipped"] * 12
 
@@ -167,9 +174,12 @@ def test_actor_rows_and_setup_failure_without_ray(tmp_path, model):
     good = write_jpeg(tmp_path / "g.jpg", data.astronaut()[:48, :48], 25)
     batch_rows = {"input": np.array([str(good), str(tmp_path / "gone.jpg")]),
                   "output": np.array([str(tmp_path / "g.png"), str(tmp_path / "gone.png")])}  # fmt: skip
-    actor = RestoreActor({"model": str(model), "tile": 32, "threads": 1}, None)
+    settings = RestoreSettings(tile=32, threads=1, cache_dir=tmp_path)
+    assert pickle.loads(pickle.dumps(settings)) == settings  # Ray ships it to the actors
+    actor = RestoreActor(str(model), settings, None)
     ok, gone = (json.loads(r) for r in actor(batch_rows)["result"])
     assert ok["status"] == "ok" and ok["jpeg_quality"] == 25 and (tmp_path / "g.png").is_file()
+    assert ok["model"] == "local" and ok["precision"] == "fp32"
     assert gone["status"] == "error" and "no such file" in gone["error"]
-    broken = RestoreActor({"model": str(model), "tile": 0}, None)  # answers instead of dying
+    broken = RestoreActor(str(tmp_path / "gone.onnx"), settings, None)  # answers instead of dying
     assert {json.loads(r)["status"] for r in broken(batch_rows)["result"]} == {SETUP_FAILED}

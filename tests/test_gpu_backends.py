@@ -18,6 +18,7 @@ from runtime.backends.base import BackendUnavailable, is_out_of_memory
 from runtime.backends.select import select_backend
 from runtime.engine_cache import list_entries
 from runtime.model_files import resolve_models
+from runtime.settings import RestoreSettings
 from runtime.spec import ModelSpec, sidecar_path
 from tests import gpu_stubs
 from tests.runtime_fixtures import tiny_wcdgan
@@ -93,6 +94,19 @@ def test_every_tensorrt_setup_failure_is_unavailable_with_its_reason(stubs, fp16
     assert is_out_of_memory(info.value) == (message == "out of GPU memory")
 
 
+def test_tensorrt_with_block_frees_everything_also_on_an_exception(stubs, fp16_model, tmp_path):
+    x = np.zeros((1, 3, 64, 64), np.float32)
+    with _trt(fp16_model, tmp_path) as backend:
+        backend.run(x)
+        assert len(stubs.LIVE) == 4
+    assert stubs.LIVE == {} and backend._context is None
+    with pytest.raises(KeyError), _trt(fp16_model, tmp_path) as failing:
+        assert len(stubs.LIVE) == 4
+        raise KeyError("the embedding application fails")
+    assert stubs.LIVE == {} and failing._context is None
+    failing.close()  # idempotent after the block
+
+
 def test_out_of_memory_while_loading_a_plan_is_not_taken_for_corruption(stubs, fp16_model, tmp_path, caplog):
     _trt(fp16_model, tmp_path).close()
     stubs.FAULTS["deserialize_oom"] = True
@@ -121,8 +135,9 @@ def test_a_foreign_plan_is_rebuilt_with_a_warning(stubs, fp16_model, tmp_path, e
 
 def test_auto_moves_on_to_onnx_runtime_with_the_reason(stubs, fp16_model, tmp_path):
     stubs.FAULTS["device_count_error"] = 100
+    settings = RestoreSettings(cache_dir=tmp_path)
     backend, skipped = select_backend("auto", resolve_models(fp16_model).for_quality(None), lambda _: (64, 64), 2,
-                                      cache_dir=tmp_path, progress=False)  # fmt: skip
+                                      settings)  # fmt: skip
     assert backend.name == "ort-cpu"
     assert str(skipped[0]).startswith("tensorrt unavailable: no CUDA GPU") and skipped[0].installed  # news: said
     assert str(skipped[1]).startswith("ort-cuda unavailable") and not skipped[1].installed  # CPU wheel: quiet

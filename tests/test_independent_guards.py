@@ -63,7 +63,7 @@ def test_restorer_default_grid_is_the_mcu_grid(monkeypatch, tmp_path):
     monkeypatch.setattr(
         runtime.restorer,
         "select_backend",
-        lambda kind, m, hw, b, **kw: (seen.append(hw(kind)) or _Recorder(hw(kind)), []),
+        lambda kind, m, hw, b, settings: (seen.append(hw(kind)) or _Recorder(hw(kind)), []),
     )
     spec = ModelSpec(name="m", channels=3, color="rgb", precision="fp32", recommended_overlap=10)
     Restorer(ModelSet([Model("m", {"fp32": ModelFile(None, spec)})]), tile=40, verify=False)

@@ -49,7 +49,11 @@ def test_folder_run_continues_past_bad_files(tmp_path, model):
     for name in ("truncated.jpg", "empty.jpg", "text.jpg"):
         assert name in proc.stderr
     assert "3 input(s) failed" in proc.stderr
-    assert re.search(r"backend: (ort-cpu|ort-cuda|tensorrt)\n", proc.stderr) and "JPEG q10" in proc.stderr
+    assert re.search(r"backend: (ort-cpu|ort-cuda|tensorrt)\n", proc.stderr)
+    # results on stdout: the restored file's line (model and precision) and the summary; errors stay on stderr
+    assert re.search(r"good.jpg \(JPEG q10\) → .*good.png  \[local fp32, \d+ tiles, [\d.]+ s\]\n", proc.stdout)
+    assert re.search(r"^1 restored, 0 skipped, 3 failed in [\d.]+ s: [\d.]+ MP, [\d.]+ s/MP$", proc.stdout, re.M)
+    assert "error" not in proc.stdout and "backend" not in proc.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # inputs untouched
     assert cv2.imread(str(tmp_path / "out" / "good.png")).shape == RGB.shape

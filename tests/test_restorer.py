@@ -162,7 +162,7 @@ def test_out_of_memory_shrinks_batch_then_tile_rebuilding_the_backend(monkeypatc
     calls: list = []
     built: list = []
 
-    def fake_select(kind, model, window_for, max_batch, **kwargs):
+    def fake_select(kind, model, window_for, max_batch, settings):
         tile_hw = window_for(kind)
         built.append((tile_hw, max_batch))
         return _FakeBackend(tile_hw, max_batch, calls, max_ok_batch=1, max_ok_window=100, max_build_window=150), []
@@ -187,7 +187,7 @@ def test_out_of_memory_shrinks_batch_then_tile_rebuilding_the_backend(monkeypatc
 def test_out_of_memory_while_building_keeps_shrinking(monkeypatch):
     built: list = []
 
-    def fake_select(kind, model, window_for, max_batch, **kwargs):
+    def fake_select(kind, model, window_for, max_batch, settings):
         tile_hw = window_for(kind)
         built.append(tile_hw[0])
         return _FakeBackend(tile_hw, max_batch, [], max_ok_batch=8, max_ok_window=100, max_build_window=150), []

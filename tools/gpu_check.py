@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import run_cli
 from common.metrics import psnr_capped, to_uint8
 
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tools/gpu_check.py", description=__doc__.splitlines()[0])
     p.add_argument("-o", "--output", type=Path, required=True, help="results JSON")
     p.add_argument("--model", type=Path, default=REPO / "runtime" / "weights" / "default.onnx")
-    args = p.parse_args(argv)
+    return run_cli(run, p.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     report: dict = {"checks": {}, "timings": []}
     steps = [("ort_cuda", check_ort_cuda), ("restorer", check_restorer)]
     for name, step in steps:

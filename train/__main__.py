@@ -23,8 +23,8 @@ try:
 except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "train")
 
+from common.cli import UsageError, run_cli
 from common.files import shared_dir
-from common.log import cli_logging
 from models.checkpoint import CheckpointError, load_generator
 from models.wcdgan import GeneratorConfig
 from train import probe
@@ -279,14 +279,16 @@ def apply_probe(cfg: TrainConfig, device: torch.device, seconds: float) -> None:
     log.info("batch probe: %s -> batch %d, channels_last %s, lr %.3g", rows, pick.batch, pick.channels_last, cfg.lr_g)
 
 
+INTERRUPTED = "interrupted: the last periodic checkpoint in the run folder is kept"
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    with cli_logging(args.quiet):
-        return train(args)
+    return run_cli(train, build_parser().parse_args(argv), INTERRUPTED)
 
 
 def train(args: argparse.Namespace) -> int:
-    """Training as a command: messages logged, errors as one line and an exit code (2: bad input, 130: interrupted)."""
+    """Training as a command: progress logged, the checkpoint written on stdout; bad input is a UsageError for
+    :func:`common.cli.run_cli`."""
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -311,14 +313,11 @@ def train(args: argparse.Namespace) -> int:
         )  # fmt: skip
         reason = trainer.run(time_limit_s=args.time_limit * 60 if args.time_limit else None)
     except (DataError, ResumeError, CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the last periodic checkpoint in the run folder is kept", file=sys.stderr)
-        return 130
+        raise UsageError(str(e)) from None
     val = trainer.last_val
     extra = f", val PSNR {val['val_psnr']:.2f} dB (JPEG {val['val_psnr_jpeg']:.2f})" if val else ""
-    log.info("%s: iteration %d%s; wrote %s", reason, trainer.iteration, extra, Path(args.out) / "g.pt")
+    if not args.quiet:
+        print(f"{reason}: iteration {trainer.iteration}{extra}; wrote {Path(args.out) / 'g.pt'}")
     return 0
 
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.cli import UsageError, run_cli
 from common.files import atomic_path, atomic_write_text
-from common.log import cli_logging
 
 log = logging.getLogger(__spec__.name)
 
@@ -422,19 +422,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse_args(argv)
+    return run_cli(run, _parse_args(argv), "interrupted: checkpoints written so far are kept")
+
+
+def run(args: argparse.Namespace) -> int:
+    """The campaign as a command: 0 when every run and step succeeded, else 1; UsageError for a bad spec."""
     try:
         spec = CampaignSpec.load(args.spec)
-        with cli_logging(args.quiet):
-            runs = run_campaign(
-                spec, args.output, args.budget, args.data_root, args.device, args.mirror, args.tiny, args.quiet
-            )
+        runs = run_campaign(
+            spec, args.output, args.budget, args.data_root, args.device, args.mirror, args.tiny, args.quiet
+        )
     except CampaignError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: checkpoints written so far are kept", file=sys.stderr)
-        return 130
+        raise UsageError(str(e)) from None
     return 0 if all("error" not in r.result and not _failed_steps(r.result) for r in runs) else 1
 
 

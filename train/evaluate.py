@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.cli import exit_missing_extra
+from common.cli import UsageError, exit_missing_extra, run_cli
 
 try:
     import torch
@@ -315,7 +315,11 @@ def _load_methods(args: argparse.Namespace) -> dict[str, RestoreFn | None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the exit code (0 ok, 2 bad input)."""
-    args = _parse_args(argv)
+    return run_cli(run, _parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the table (stdout); UsageError for bad input."""
     try:
         _check_device(args.device)
         methods = _load_methods(args)  # CheckpointError is a ValueError
@@ -325,8 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.output is not None:
             atomic_write_text(args.output, json.dumps(results, indent=1) + "\n")
     except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
     return 0
 
 

@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from common.cli import UsageError, run_cli
 from common.files import atomic_path, list_images
 
 FORMAT = "wcdgan-shard"
@@ -250,7 +251,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(argv)
+    return run_cli(run, _parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Pack or extract, and print what was written (stdout); UsageError for bad sources."""
     try:
         if args.extract:
             written = [p for shard in args.sources for p in extract(shard, args.output)]
@@ -259,8 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.sources, args.output, args.name, args.shard_mib, args.holdout, args.seed, not args.quiet
             )
     except (ShardError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise UsageError(str(e)) from None
     if not args.quiet:
         if args.extract:
             print(f"extracted {len(written)} images to {args.output}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import re
 from types import ModuleType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -51,6 +51,24 @@ def io_mismatch(onnx_path: object, found: tuple[str, str], expected: tuple[str, 
     )
 
 
+_Closing = TypeVar("_Closing", bound="Closing")
+
+
+class Closing:
+    """Context-manager support for a backend (as Polygraphy's runners): ``with Backend(...) as b:`` calls
+    ``b.close()`` on leaving the block, also on an exception. ``close`` is idempotent; ``run`` afterwards raises
+    ``RuntimeError``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _Closing) -> _Closing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class Backend(Protocol):
     """Runs one model on batches of tiles of one fixed shape.
 
@@ -68,4 +86,9 @@ class Backend(Protocol):
     def run(self, batch: np.ndarray) -> np.ndarray: ...
 
     def close(self) -> None:
-        """Free device memory now; a restorer closes a backend before building a smaller one after OOM."""
+        """Free sessions, device memory and connections now (idempotent; ``run`` afterwards raises RuntimeError); a
+        restorer closes a backend before building a smaller one after OOM, and all of them in its own ``close``."""
+
+    def __enter__(self) -> Backend: ...
+
+    def __exit__(self, *exc: object) -> None: ...

@@ -23,7 +23,14 @@ import os
 import numpy as np
 
 from common.cli import ONNXRUNTIME_INSTALL
-from runtime.backends.base import BackendNotInstalled, BackendUnavailable, first_line, import_library, io_mismatch
+from runtime.backends.base import (
+    BackendNotInstalled,
+    BackendUnavailable,
+    Closing,
+    first_line,
+    import_library,
+    io_mismatch,
+)
 from runtime.spec import ModelSpec
 
 _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -34,7 +41,7 @@ def import_onnxruntime():
     return import_library("onnxruntime", ONNXRUNTIME_INSTALL)
 
 
-class OrtBackend:
+class OrtBackend(Closing):
     """Runs N×C×H×W float32 tile batches (N ≤ ``max_batch``; (H, W) = ``tile_hw``, on the CPU any size up to it)
     with ONNX Runtime.
 

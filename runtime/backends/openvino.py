@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.backends.base import BackendUnavailable, import_library, io_mismatch
+from runtime.backends.base import BackendUnavailable, Closing, import_library, io_mismatch
 from runtime.engine_cache import OPENVINO_SUBDIR, cache_root
 from runtime.spec import ModelSpec
 
@@ -40,7 +40,7 @@ def openvino_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:
     return cache_root(cache_dir) / OPENVINO_SUBDIR
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(Closing):
     """Runs N×C×H×W float32 batches (N ≤ ``max_batch``, any H ≤ ``tile_hw[0]``, W ≤ ``tile_hw[1]``) on the CPU.
 
     ``threads``: inference threads (None: OpenVINO's default for the latency hint, one per physical core).

@@ -7,13 +7,16 @@ where ONNX Runtime is not installed; ``--backend openvino`` asks for it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from common.tiling import DEFAULT_CORE, ENGINE_BATCH
 from runtime.backends.base import Backend, BackendNotInstalled, BackendUnavailable
 from runtime.model_files import Model
+
+if TYPE_CHECKING:  # runtime.settings imports this module's backend names
+    from runtime.settings import RestoreSettings
 
 BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu", "openvino")  # what auto tries, in order (see module docstring)
 REMOTE_BACKENDS = ("triton",)  # need a server address; auto never picks them
@@ -38,23 +41,12 @@ def default_tile(kind: str, model: Model, precision: str = "auto") -> int:
 
 
 def create_backend(
-    kind: str,
-    model: Model,
-    tile_hw: tuple[int, int],
-    max_batch: int | None,
-    *,
-    device_id: int = 0,
-    threads: int | None = None,
-    spin: bool | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
-    server: str | None = None,
-    remote_model: str | None = None,
-    precision: str = "auto",
+    kind: str, model: Model, tile_hw: tuple[int, int], max_batch: int | None, settings: RestoreSettings
 ) -> Backend:
-    """Load ``model`` on backend ``kind`` (one of :data:`BACKENDS` or :data:`REMOTE_BACKENDS`) from its file of
-    ``precision`` ("auto": GPU backends FP16 > FP32, CPU backends INT8 > FP32, :meth:`Model.file`); ``triton`` sends
-    the tiles to ``server`` (model ``remote_model``, default the model's name).
+    """Load ``model`` on backend ``kind`` (one of :data:`BACKENDS` or :data:`REMOTE_BACKENDS`) for windows of
+    ``tile_hw``, from its file of ``settings.precision`` ("auto": GPU backends FP16 > FP32, CPU backends INT8 > FP32,
+    :meth:`Model.file`), with the device, threads, cache and server of ``settings``; ``triton`` sends the tiles to
+    ``settings.server``.
 
     ``max_batch`` None takes the backend's :data:`DEFAULT_BATCH`.
 
@@ -62,30 +54,29 @@ def create_backend(
     """
     if kind not in (*BACKENDS, *REMOTE_BACKENDS):
         raise ValueError(f"unknown backend {kind!r} (choose from auto, {', '.join((*BACKENDS, *REMOTE_BACKENDS))})")
-    file = model.file(precision, "gpu" if kind in GPU_BACKENDS else "cpu")
+    s = settings
+    file = model.file(s.precision, "gpu" if kind in GPU_BACKENDS else "cpu")
     max_batch = max_batch or DEFAULT_BATCH[kind]
     if kind == "triton":
-        if not server:
-            raise ValueError("the triton backend needs a server address (--url HOST:PORT)")
         from runtime.backends.triton import TritonBackend
 
-        return TritonBackend(server, model.spec, tile_hw, max_batch, remote_model)
+        return TritonBackend(s.server, model.spec, tile_hw, max_batch, s.remote_model)
     if kind == "tensorrt":
         try:
             from runtime.backends.tensorrt import TensorRTBackend
         except ImportError as e:
             raise BackendNotInstalled(f"TensorRT support cannot be imported ({e})") from None
         return TensorRTBackend(
-            file.onnx, file.spec, tile_hw, max_batch, cache_dir=cache_dir, progress=progress, device=device_id
+            file.onnx, file.spec, tile_hw, max_batch, cache_dir=s.cache_dir, progress=s.progress, device=s.device_id
         )
     if kind == "openvino":
         from runtime.backends.openvino import OpenVinoBackend
 
-        return OpenVinoBackend(file.onnx, file.spec, tile_hw, max_batch, threads, cache_dir)
+        return OpenVinoBackend(file.onnx, file.spec, tile_hw, max_batch, s.threads, s.cache_dir)
     from runtime.backends.onnxruntime import OrtBackend
 
     device = "cuda" if kind == "ort-cuda" else "cpu"
-    return OrtBackend(file.onnx, file.spec, tile_hw, max_batch, device, device_id, threads, spin)
+    return OrtBackend(file.onnx, file.spec, tile_hw, max_batch, device, s.device_id, s.threads, s.spin)
 
 
 @dataclass(frozen=True)
@@ -101,10 +92,14 @@ class Skip:
 
 
 def select_backend(
-    kind: str, model: Model, window_for: Callable[[str], tuple[int, int]], max_batch: int | None, **kwargs
+    kind: str,
+    model: Model,
+    window_for: Callable[[str], tuple[int, int]],
+    max_batch: int | None,
+    settings: RestoreSettings,
 ) -> tuple[Backend, list[Skip]]:
     """``kind`` or, for "auto", the first of :data:`BACKENDS` that loads, built for the (largest) window
-    ``window_for(candidate)``.
+    ``window_for(candidate)`` with ``settings`` (:func:`create_backend`).
 
     Returns the backend and, for "auto", one :class:`Skip` per backend passed over.
     Raises :class:`BackendUnavailable` (all reasons in its message) when nothing loads.
@@ -113,7 +108,7 @@ def select_backend(
     skipped: list[Skip] = []
     for candidate in candidates:
         try:
-            return create_backend(candidate, model, window_for(candidate), max_batch, **kwargs), skipped
+            return create_backend(candidate, model, window_for(candidate), max_batch, settings), skipped
         except BackendUnavailable as e:
             skipped.append(Skip(candidate, str(e), not isinstance(e, BackendNotInstalled)))
     raise BackendUnavailable("; ".join(map(str, skipped)))

@@ -28,7 +28,7 @@ import filelock
 import numpy as np
 
 from common.files import atomic_write_bytes, safe_name, sha256_file
-from runtime.backends.base import BackendNotInstalled, BackendUnavailable, is_out_of_memory
+from runtime.backends.base import BackendNotInstalled, BackendUnavailable, Closing, is_out_of_memory
 from runtime.engine_cache import EngineCache, EngineKey, cache_root
 from runtime.spec import ModelSpec
 
@@ -283,7 +283,7 @@ def _host_array(ptr: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     return np.frombuffer((ctypes.c_byte * nbytes).from_address(ptr), dtype=_NP_DTYPES[dtype]).reshape(shape)
 
 
-class TensorRTBackend:
+class TensorRTBackend(Closing):
     """Runs an ONNX model with TensorRT on fixed-shape tile batches (see :class:`runtime.backends.base.Backend`).
 
     The engine comes from the engine cache (built on first use, with a progress display when ``progress``) and is

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.backends.base import BackendNotInstalled, BackendUnavailable
+from runtime.backends.base import BackendNotInstalled, BackendUnavailable, Closing
 from runtime.spec import ModelSpec
 
 _DTYPES = {"float32": ("FP32", np.float32), "float16": ("FP16", np.float16)}
@@ -42,7 +42,7 @@ def _summary(message: str) -> str:
     return f"{lines[0].split(' Traceback')[0].rstrip(':')} ({last})"
 
 
-class TritonBackend:
+class TritonBackend(Closing):
     """Runs N×C×H×W float32 tile batches (N ≤ ``max_batch``, (H, W) = ``tile_hw``) on a Triton server."""
 
     name = "triton"
@@ -72,6 +72,7 @@ class TritonBackend:
             ) from None
         self._client_module = client
         self._local = threading.local()  # the HTTP client (gevent) only works in the thread that made it
+        self._closed = False
         try:
             live = self.client.is_server_live()
             ready = live and self.client.is_model_ready(self.remote_model)
@@ -127,6 +128,8 @@ class TritonBackend:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """N×C×H×W float32 in [0, 1] → N×C×H×W float32: one request per window, all in flight at once."""
+        if self._closed:
+            raise RuntimeError("backend is closed")
         if batch.shape[0] > self.max_batch or tuple(batch.shape[2:]) != self.tile_hw:
             raise ValueError(f"batch {batch.shape} does not fit this backend ({self.max_batch}×C×{self.tile_hw})")
         windows = [np.ascontiguousarray(batch[i : i + 1], dtype=self._dtype) for i in range(batch.shape[0])]
@@ -175,7 +178,9 @@ class TritonBackend:
         return results
 
     def close(self) -> None:
-        """Close this thread's client (others close when their thread ends)."""
+        """Close this thread's client (others close when their thread ends); idempotent, and ``run`` afterwards
+        raises RuntimeError instead of connecting again."""
+        self._closed = True
         client = getattr(getattr(self, "_local", None), "client", None)
         if client is not None:
             client.close()

@@ -1,0 +1,238 @@
+"""What the restoring commands (``runtime.infer``, ``runtime.batch``) share: their restore options and the
+:class:`~runtime.settings.RestoreSettings` read from them, listing inputs, naming and planning outputs, restoring one
+file, and the console lines of the console contract — results (one line per restored file, the run's summary) on
+stdout, logs, progress, warnings and errors on stderr."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from common.cli import UsageError
+from common.tiling import DEFAULT_CORE
+from runtime.backends.base import BackendUnavailable
+from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
+from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
+from runtime.model_files import PRECISIONS, ModelError
+from runtime.restorer import FileResult, OutOfMemory, Restorer, check_quality
+from runtime.settings import RestoreSettings, SettingError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SUFFIX = "_wcdgan"
+
+
+def tile_arg(text: str) -> tuple[int, int]:
+    """``256`` or ``256x384`` (height × width) → (h, w)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}") from None
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with positive sizes, got {text!r}")
+    return (parts[0], parts[-1])
+
+
+def add_restore_options(p: argparse.ArgumentParser) -> None:
+    """The options that ``runtime.infer`` and ``runtime.batch`` share: output format, overwriting, model, backend,
+    tiling, quality, engine cache, size limit and -q. Read back by :func:`settings_from_args`."""
+    p.add_argument("--format", default="png", choices=["png", "tiff", "webp", "bmp"], help="output format (lossless)")
+    p.add_argument("-f", "--overwrite", action="store_true", help="replace existing outputs (never inputs)")
+    p.add_argument("--model", help="an .onnx model (with its .json sidecar) or a folder of models; default: bundled")
+    p.add_argument(
+        "--backend", default="auto", choices=["auto", *BACKENDS, *REMOTE_BACKENDS],
+        help="auto: the fastest that loads, tensorrt > ort-cuda > ort-cpu > openvino; triton: a Triton server (--url)",
+    )  # fmt: skip
+    p.add_argument("--url", help="--backend triton: the server, HOST:PORT (HTTP) or grpc://HOST:PORT")
+    p.add_argument("--remote-model", help="--backend triton: the model's name on the server (default: the model's)")
+    p.add_argument("--tile", type=tile_arg,
+                   help=f"tile core size N or HxW, rounded up to 16; on the CPU the largest, fitted to each image "
+                   f"(default on the CPU {CPU_CORE['int8']} for INT8 graphs, {CPU_CORE['fp32']} for FP32; "
+                   f"{DEFAULT_CORE} on GPU backends and Triton)")  # fmt: skip
+    p.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
+                   help="which exported graph runs: auto = INT8 > FP32 on the CPU, FP16 > FP32 on GPUs")  # fmt: skip
+    p.add_argument("--overlap", type=int, help="context pixels per tile side (default: the model's recommendation)")
+    p.add_argument("--batch", type=int, help="tiles per call (default: 4 on GPU backends, 1 on the CPU)")
+    p.add_argument("--spin", choices=["auto", "on", "off"], default="auto",
+                   help="ONNX Runtime CPU threads busy-wait between tasks: faster on a quiet machine, slower on a busy "
+                   "one (auto: on unless the load average at start is above half the CPUs)")  # fmt: skip
+    p.add_argument("--quality", type=int, help="JPEG quality to assume for choosing a model (default: estimated)")
+    p.add_argument("--cache-dir", type=Path, help="TensorRT engine cache folder (default: per-user cache)")
+    p.add_argument("--max-pixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, metavar="MP",
+                   help=f"refuse larger images, checked before decoding (default {DEFAULT_MAX_PIXELS / 1e6:.0f}; "
+                   "input and output are held in memory, ~6 bytes per pixel)")  # fmt: skip
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bars, per-file lines or summary; errors only")  # fmt: skip
+
+
+def settings_from_args(args: argparse.Namespace, **fields: object) -> RestoreSettings:
+    """The settings given by the options of :func:`add_restore_options` and ``--threads`` (plus ``fields``, e.g.
+    ``device_id``), validated with ``--quality`` before any model is loaded; UsageError names the bad option."""
+    try:
+        check_quality(args.quality)
+    except ValueError as e:
+        raise UsageError(f"--quality: {e}") from None
+    try:
+        return RestoreSettings(
+            backend=args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch, precision=args.precision,
+            threads=args.threads, spin={"auto": None, "on": True, "off": False}[args.spin], cache_dir=args.cache_dir,
+            max_pixels=round(args.max_pixels * 1e6), server=args.url, remote_model=args.remote_model, **fields,
+        )  # fmt: skip
+    except SettingError as e:
+        raise UsageError(e.for_cli()) from None
+
+
+def open_restorer(model: str | None, settings: RestoreSettings) -> Restorer:
+    """``Restorer.from_settings``; a model or backend that cannot load is a UsageError (one line, exit 2)."""
+    try:
+        return Restorer.from_settings(settings, model)
+    except SettingError as e:
+        raise UsageError(e.for_cli()) from None
+    except (ModelError, BackendUnavailable, ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
+
+
+def collect_inputs(patterns: list[str], skip_suffix: str = "") -> tuple[list[Path], list[str]]:
+    """Expand files, folders and globs (in order, without duplicates) → (image paths, error messages).
+
+    Folder images whose name ends with ``skip_suffix`` are earlier outputs and are left out.
+    """
+    found: dict[Path, None] = {}  # ordered, and a set: folders of a million files stay linear
+    errors: list[str] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            matches = [p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+            matches = [p for p in matches if not (skip_suffix and p.stem.endswith(skip_suffix))]
+            if not matches:
+                errors.append(f"{path}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = [Path(m) for m in sorted(glob.glob(pattern)) if Path(m).is_file()]
+            if not matches:
+                errors.append(f"{pattern}: no such file, folder or matching files")
+        found.update(dict.fromkeys(matches))
+    return list(found), errors
+
+
+def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
+    """Where each input's restoration goes (``--help`` of runtime.infer): ``args.output``, ``.format``, ``.suffix``."""
+    ext = "." + args.format
+    out = args.output
+    named_file = out is not None and not out.is_dir() and out.suffix.lower() in (*IMAGE_SUFFIXES, ".gif")
+    if named_file and out.suffix.lower() not in LOSSLESS_SUFFIXES:
+        raise UsageError(f"-o {out}: {out.suffix} is lossy; outputs are lossless: {', '.join(LOSSLESS_SUFFIXES)}")
+    if named_file and len(inputs) > 1:
+        raise UsageError(f"-o {out} names one file but there are {len(inputs)} inputs: give a folder")
+    if out is not None and len(inputs) == 1 and not out.is_dir() and out.suffix:
+        return [out]
+    if out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder (several inputs need an output folder)")
+    if out is None:
+        return [p.with_name(p.stem + args.suffix + ext) for p in inputs]
+    return [out / (p.stem + ext) for p in inputs]
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    """One input and its output; ``error`` (it cannot be restored) or ``skip`` (its output exists) say why not."""
+
+    src: Path
+    dst: Path
+    error: str | None = None
+    skip: str | None = None
+
+
+def plan_files(inputs: list[Path], outputs: list[Path], overwrite: bool) -> list[FilePlan]:
+    """Pair inputs with outputs, refusing outputs that are inputs or another input's output, and skipping existing
+    outputs unless ``overwrite``."""
+    resolved_inputs = {_resolved(p) for p in inputs}
+    seen: set[Path] = set()
+    plans = []
+    for src, dst in zip(inputs, outputs, strict=True):
+        target = _resolved(dst)
+        if target in resolved_inputs:
+            plans.append(FilePlan(src, dst, error=f"output {dst} is an input; refusing to overwrite it"))
+        elif target in seen:
+            plans.append(FilePlan(src, dst, error=f"output {dst} is also another input's output (same name)"))
+        elif _exists(dst) and not overwrite:
+            plans.append(FilePlan(src, dst, skip=f"{dst} exists (use --overwrite)"))
+        else:
+            plans.append(FilePlan(src, dst))
+        seen.add(target)
+    return plans
+
+
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, or its absolute form when the file system refuses the name (too long)."""
+    try:
+        return path.resolve()
+    except OSError:
+        return path.absolute()
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False  # a name the file system refuses: restore_one reports it
+
+
+def restore_one(restorer: Restorer, plan: FilePlan, quality: int | None, quiet: bool) -> FileResult | None:
+    """Restore one file and print its result line on stdout (not when ``quiet``); log its error (one line, no
+    traceback) and return None when it fails."""
+    start = time.perf_counter()
+    try:
+        result = restorer.restore_file(plan.src, plan.dst, quality)
+    except Exception as e:  # a bad file or a backend failing on one image must not stop a folder run
+        log.error("error: %s", failure_message(plan.src, e))
+        return None
+    if not quiet:
+        print_result(result_line(plan.src, result, time.perf_counter() - start))
+    return result
+
+
+def result_line(src: Path, result: FileResult, seconds: float) -> str:
+    """``SRC (JPEG q10) → DST  [default int8, 4 tiles, 1.2 s]``: what was restored, into what, by which model."""
+    quality = f"JPEG {result.jpeg_quality}" if result.jpeg_quality else "not a JPEG"
+    ran = f"{result.model} {result.precision}, {result.tiles} tiles, {seconds:.1f} s"
+    return f"{src} ({quality}) → {result.output}  [{ran}]"
+
+
+def print_result(line: str) -> None:
+    """One result line on stdout, between the progress bars on stderr."""
+    tqdm.write(line, file=sys.stdout)
+
+
+def failure_message(src: Path, error: Exception) -> str:
+    """One line naming ``src`` and why restoring it failed: the message of the runtime's own errors (bad image,
+    out of memory, bad model), else the exception's type and message."""
+    if isinstance(error, ImageError | OutOfMemory | ModelError):
+        return str(error) if str(src) in str(error) else f"{src}: {error}"
+    return f"{src}: restoration failed ({type(error).__name__}: {error})"
+
+
+@dataclass
+class Summary:
+    """Counts of a run and its summary line (a result: stdout)."""
+
+    restored: int = 0
+    skipped: int = 0
+    failed: int = 0
+    megapixels: float = 0.0
+    start: float = field(default_factory=time.perf_counter)
+
+    def line(self) -> str:
+        """``3 restored, 1 skipped, 0 failed in 4.2 s: 1.23 MP, 3.41 s/MP``."""
+        seconds = time.perf_counter() - self.start
+        rate = f"{seconds / self.megapixels:.2f} s/MP" if self.megapixels else "no pixels restored"
+        return (f"{self.restored} restored, {self.skipped} skipped, {self.failed} failed in {seconds:.1f} s: "
+                f"{self.megapixels:.2f} MP, {rate}")  # fmt: skip
