@@ -121,3 +121,101 @@ def test_cache_list_survives_deeply_nested_json(tmp_path, capsys):
     assert "nested too deeply" in capsys.readouterr().out
     assert cache_main(["clear", "--cache-dir", str(cache)]) == 0
     assert (cache / "deep.json").exists()  # not provably ours: kept
+
+
+# -- export.triton (issue 29 items 3 and 9, issue 26 item 5) -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    from tests.runtime_fixtures import local_net
+
+    return local_net(tmp_path_factory.mktemp("model") / "tiny.onnx", recommended_overlap=8)
+
+
+def _model_copy(model: Path, folder: Path, onnx_bytes: bytes | None = None, **sidecar: object) -> Path:
+    """``model`` copied into ``folder``, sidecar fields overridden, its graph replaced by ``onnx_bytes`` if given."""
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / model.name
+    copy.write_bytes(model.read_bytes() if onnx_bytes is None else onnx_bytes)
+    spec = json.loads(model.with_suffix(".json").read_text())
+    copy.with_suffix(".json").write_text(json.dumps({**spec, **sidecar}))
+    return copy
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _export_triton(capsys, *argv: object) -> tuple[int, str]:
+    from export.triton import main as triton_main
+
+    try:
+        code = triton_main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's usage errors
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/wcdgan_escaped_abs", "a/b", "..", ".hidden"])
+def test_export_triton_refuses_names_that_leave_the_repository(model, tmp_path, capsys, name):
+    repo = tmp_path / "sandbox" / "repo"
+    code, err = _export_triton(capsys, "--model", model, "-o", repo, "--cpu", "--name", name)
+    assert code == 2 and "not a plain file name" in err and "Traceback" not in err, err
+    assert not Path("/tmp/wcdgan_escaped_abs").exists()
+    assert [p for p in (tmp_path / "sandbox").rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize("name", ["/tmp/wcdgan_escaped_sidecar", "../escaped"])
+def test_export_triton_refuses_sidecar_names_that_leave_the_repository(model, tmp_path, capsys, name):
+    hostile = _model_copy(model, tmp_path / "m", name=name)
+    code, err = _export_triton(capsys, "--model", hostile, "-o", tmp_path / "repo", "--cpu")
+    assert code == 2 and "sidecar name" in err, err
+    assert not Path(name).exists() and not (tmp_path / "escaped").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--queue-delay-us", -1), ("--queue-delay-us", 10**20), ("--max-batch", 0), ("--max-batch", 2**40),
+     ("--instances", -5), ("--instances", 10**12)],
+)  # fmt: skip
+def test_export_triton_option_ranges_are_usage_errors(model, tmp_path, capsys, option, value):
+    code, err = _export_triton(capsys, "--model", model, "-o", tmp_path / "repo", "--cpu", option, value)
+    assert code == 2 and f"{option} must be in" in err and "Traceback" not in err, err
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [("float64", "input_dtype 'float64'"), ("junk", "not a valid ONNX model"), ("channels", "channels, its sidecar 1"),
+     ("names", "are not its sidecar's")],
+)  # fmt: skip
+def test_export_triton_checks_the_model_before_writing(model, tmp_path, capsys, case, message):
+    fields = {"float64": {"input_dtype": "float64"}, "channels": {"channels": 1, "color": "y"},
+              "names": {"input_name": "x"}}.get(case, {})  # fmt: skip
+    hostile = _model_copy(model, tmp_path / "m", b"\x08\x07junk" * 10 if case == "junk" else None, **fields)
+    code, err = _export_triton(capsys, "--model", hostile, "-o", tmp_path / "repo", "--cpu")
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "repo").exists()
+
+
+def test_export_triton_refuses_an_existing_entry_without_overwrite(model, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    assert _export_triton(capsys, "--model", model, "-o", repo, "--cpu", "--max-batch", "4")[0] == 0
+    before = _tree(repo)
+    code, err = _export_triton(capsys, "--model", model, "-o", repo, "--cpu", "--max-batch", "8")
+    assert code == 2 and "exists (use -f/--overwrite" in err, err
+    assert _tree(repo) == before
+    assert _export_triton(capsys, "--model", model, "-o", repo, "--cpu", "--max-batch", "8", "-f")[0] == 0
+    assert "max_batch_size: 8" in (repo / "tiny" / "config.pbtxt").read_text()
+    assert sorted(p.name for p in repo.iterdir()) == ["tiny"]  # no staging or old folder left behind
+
+
+def test_export_triton_overwrite_replaces_a_link_not_its_target(model, tmp_path, capsys):
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "config.pbtxt").write_text("a user's file")
+    repo.mkdir()
+    (repo / "tiny").symlink_to(elsewhere)
+    assert _export_triton(capsys, "--model", model, "-o", repo, "--cpu", "-f")[0] == 0
+    assert (elsewhere / "config.pbtxt").read_text() == "a user's file" and not (repo / "tiny").is_symlink()
