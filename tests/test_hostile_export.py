@@ -219,3 +219,29 @@ def test_export_triton_overwrite_replaces_a_link_not_its_target(model, tmp_path,
     (repo / "tiny").symlink_to(elsewhere)
     assert _export_triton(capsys, "--model", model, "-o", repo, "--cpu", "-f")[0] == 0
     assert (elsewhere / "config.pbtxt").read_text() == "a user's file" and not (repo / "tiny").is_symlink()
+
+
+# -- export.opencv_compat (issue 29 items 3 and 9) ---------------------------------------------------------------
+
+
+def _opencv_compat(*argv: object) -> subprocess.CompletedProcess:
+    return _command("export.opencv_compat", *argv)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [("absolute name", "sidecar name"), ("junk", "not a valid ONNX model"), ("channels", "channels, its sidecar 1"),
+     ("own input", "the input itself")],
+)  # fmt: skip
+def test_export_opencv_compat_refuses_in_one_line(model, tmp_path, case, message):
+    fields = {"absolute name": {"name": str(tmp_path / "outside" / "abs")}, "channels": {"channels": 1, "color": "y"},
+              "own input": {"name": "x"}}.get(case, {})  # fmt: skip
+    hostile = _model_copy(model, tmp_path / "m", b"\x08\x07junk" * 10 if case == "junk" else None, **fields)
+    if case == "own input":
+        hostile = hostile.rename(hostile.with_name("x_opencv.onnx"))
+        hostile.with_suffix(".json").write_text(hostile.with_name("tiny.json").read_text())
+    before = _tree(tmp_path)
+    proc = _opencv_compat(hostile, "-o", tmp_path / "m")
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert _tree(tmp_path) == before  # the input untouched, nothing written anywhere
