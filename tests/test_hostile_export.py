@@ -245,3 +245,34 @@ def test_export_opencv_compat_refuses_in_one_line(model, tmp_path, case, message
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     assert _tree(tmp_path) == before  # the input untouched, nothing written anywhere
+
+
+# -- export.build's publishing (issue 29 item 3) -------------------------------------------------------------------
+
+
+def _checkpoint(path: Path) -> Path:
+    import torch
+
+    from models import GeneratorConfig, WCDGANGenerator, save_generator
+
+    torch.manual_seed(0)
+    save_generator(path, WCDGANGenerator(GeneratorConfig(features=16, num_blocks=1, branch_channels=8)))
+    return path
+
+
+@pytest.mark.parametrize("folder", ["g.json", "g_fp16.json", "g_fp16.onnx"])
+def test_export_build_publishes_nothing_when_a_target_is_a_folder(tmp_path, capsys, folder):
+    from export.build import main as build_main
+
+    ckpt, out = _checkpoint(tmp_path / "g.pt"), tmp_path / "out"
+    (out / folder).mkdir(parents=True)
+    assert build_main(["--ckpt", str(ckpt), "-o", str(out), "--fp16", "--engine", "skip", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "a folder is in the way" in err and folder in err and len(err.strip().splitlines()) == 1, err
+    assert [p.name for p in out.iterdir()] == [folder]  # nothing half-published, no staging folder left
+
+
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/wcdgan_escaped_build", ".hidden"])
+def test_export_build_refuses_names_that_leave_the_output_folder(tmp_path, name):
+    proc = _command("export.build", "--ckpt", tmp_path / "g.pt", "-o", tmp_path / "out", "--name", name)
+    assert proc.returncode == 2 and "not a plain file name" in proc.stderr and "Traceback" not in proc.stderr
