@@ -276,3 +276,127 @@ def test_export_build_publishes_nothing_when_a_target_is_a_folder(tmp_path, caps
 def test_export_build_refuses_names_that_leave_the_output_folder(tmp_path, name):
     proc = _command("export.build", "--ckpt", tmp_path / "g.pt", "-o", tmp_path / "out", "--name", name)
     assert proc.returncode == 2 and "not a plain file name" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# -- the Triton client (issue 29 item 10), against tests/fake_triton.py ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def jpeg(tmp_path_factory) -> Path:
+    from skimage import data
+
+    from tests.runtime_fixtures import write_jpeg
+
+    return write_jpeg(tmp_path_factory.mktemp("jpeg") / "a.jpg", data.astronaut()[:100, :100], 30)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Path:
+    """A model whose window at --tile 32 is 64×64, the fake server's."""
+    from tests.runtime_fixtures import local_net
+
+    return local_net(tmp_path_factory.mktemp("served") / "tiny.onnx", recommended_overlap=16)
+
+
+def _infer_through(mode: str, served: Path, jpeg: Path, out: Path) -> tuple[subprocess.CompletedProcess, str]:
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install 'wcdgan-toolkit[triton]')")
+    from tests.fake_triton import FakeTriton
+
+    with FakeTriton(mode) as server:
+        proc = _command("runtime.infer", jpeg, "-o", out, "--model", served, "--tile", 32, "--backend", "triton",
+                        "--url", server.url)  # fmt: skip
+    return proc, server.url
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [("meta_list", "metadata of model 'tiny' is not a model description"),
+     ("meta_no_shape", "metadata of model 'tiny' is not a model description"),
+     ("infer_500", "model crashed (fake)"),  # the load-time self-test's request fails
+     ("short_output", "its answer is not an inference result"),
+     ("bad_json", "its answer is not an inference result"),
+     ("garbage", "its answer is not an inference result (UnicodeError")],
+)  # fmt: skip
+def test_triton_client_failures_at_start_are_one_line_exit_2(served, jpeg, tmp_path, mode, message):
+    proc, url = _infer_through(mode, served, jpeg, tmp_path / "out.png")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    assert f"Triton server {url}" in lines[0] or f"Triton server http://{url}" in lines[0]
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_triton_server_dying_mid_run_is_one_line(served, jpeg, tmp_path):
+    proc, url = _infer_through("die_after_one", served, jpeg, tmp_path / "out.png")
+    errors = [line for line in proc.stderr.splitlines() if "rror" in line]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "Greenlet" not in proc.stderr, proc.stderr
+    assert len(errors) == 1 and f"Triton server http://{url}" in errors[0], proc.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def _spec(served: Path):
+    from runtime.spec import ModelSpec
+
+    return ModelSpec.load(served.with_suffix(".json"))
+
+
+def test_triton_server_that_never_answers_times_out(served, monkeypatch):
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install 'wcdgan-toolkit[triton]')")
+    import time
+
+    import numpy as np
+
+    from runtime.backends import triton
+    from runtime.backends.base import BackendUnavailable
+    from tests.fake_triton import FakeTriton
+
+    monkeypatch.setattr(triton, "CONNECT_TIMEOUT_S", 1.0)
+    with FakeTriton("hang_all") as server:
+        start = time.monotonic()
+        with pytest.raises(BackendUnavailable, match="not reachable"):
+            triton.TritonBackend(server.url, _spec(served), (64, 64), 4)
+        assert time.monotonic() - start < 10
+    with FakeTriton("hang") as server:  # start-up checks answered, inference requests never
+        backend = triton.TritonBackend(server.url, _spec(served), (64, 64), 4, timeout_s=1.0)
+        start = time.monotonic()
+        with pytest.raises(triton.TritonError, match=f"Triton server http://{server.url}"):
+            backend.run(np.zeros((2, 3, 64, 64), np.float32))
+        assert time.monotonic() - start < 10
+        backend.close()
+
+
+def test_triton_client_closes_every_client_it_made(served, monkeypatch):
+    """Clients made by the start-up checks and in other threads are closed explicitly, never left to tritonclient's
+    ``__del__`` (which prints a traceback when it runs at interpreter exit)."""
+    tritonclient_http = pytest.importorskip("tritonclient.http", reason="tritonclient is not installed")
+    import threading
+
+    import numpy as np
+
+    from runtime.backends.triton import TritonBackend
+    from tests.fake_triton import FakeTriton
+
+    opened, closed = [], []
+    original_init, original_close = (
+        tritonclient_http.InferenceServerClient.__init__,
+        tritonclient_http.InferenceServerClient.close,
+    )
+
+    def init(self, *args, **kwargs):
+        opened.append(id(self))
+        original_init(self, *args, **kwargs)
+
+    def close(self):
+        closed.append(id(self))
+        original_close(self)
+
+    monkeypatch.setattr(tritonclient_http.InferenceServerClient, "__init__", init)
+    monkeypatch.setattr(tritonclient_http.InferenceServerClient, "close", close)
+    with FakeTriton("ok") as server:
+        backend = TritonBackend(server.url, _spec(served), (64, 64), 4)
+        batch = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+        np.testing.assert_array_equal(backend.run(batch), batch)  # the fake echoes
+        worker = threading.Thread(target=backend.run, args=(batch,))
+        worker.start()
+        worker.join()
+        backend.close()
+    assert len(opened) == 3 and set(closed) == set(opened)  # probe, this thread's, the worker's
