@@ -400,3 +400,15 @@ def test_triton_client_closes_every_client_it_made(served, monkeypatch):
         worker.join()
         backend.close()
     assert len(opened) == 3 and set(closed) == set(opened)  # probe, this thread's, the worker's
+
+
+def test_triton_client_refuses_a_float64_sidecar(served):
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install 'wcdgan-toolkit[triton]')")
+    import dataclasses
+
+    from runtime.backends.base import BackendUnavailable
+    from runtime.backends.triton import TritonBackend
+    from tests.fake_triton import FakeTriton
+
+    with FakeTriton("ok") as server, pytest.raises(BackendUnavailable, match="not 'float64'"):
+        TritonBackend(server.url, dataclasses.replace(_spec(served), input_dtype="float64"), (64, 64), 4)

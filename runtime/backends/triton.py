@@ -75,6 +75,9 @@ class TritonBackend:
         self.protocol, self.address = parse_server(server)
         self.spec, self.tile_hw, self.max_batch = spec, tuple(tile_hw), int(max_batch)
         self.remote_model, self.timeout_s = remote_model or spec.name, timeout_s
+        if spec.input_dtype not in _DTYPES or spec.output_dtype not in _DTYPES:
+            raise BackendUnavailable(f"model {spec.name}: Triton serves {' or '.join(_DTYPES)} tensors, not "
+                                     f"{spec.input_dtype!r:.20}/{spec.output_dtype!r:.20}")  # fmt: skip
         try:
             if self.protocol == "grpc":
                 import tritonclient.grpc as client
