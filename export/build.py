@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ try:
 except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "export")
 
-from common.files import sha256_file
+from common.files import check_plain_name, sha256_file
 from common.tiling import DEFAULT_CORE, ENGINE_BATCH
 from export import int8, validate
 from export.fp16 import NodePatternError, convert_fp16
@@ -194,6 +195,10 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         p.error("--fp16-io and --fp32-nodes need --fp16")
     if a.output is not None and a.output.exists() and not a.output.is_dir():
         p.error(f"-o {a.output}: exists and is not a folder")
+    try:
+        check_plain_name(a.name or a.ckpt.stem, "--name")
+    except ValueError as e:
+        p.error(str(e))
     if (a.calib or a.gate_data) and not a.int8:
         p.error("--calib and --gate-data need --int8")
     if a.calib_windows < 1 or a.max_int8_loss < 0:
@@ -227,7 +232,8 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
 def build(opts: BuildOptions) -> list[Path]:
     """Run the whole build; return the written ONNX paths (FP32, [FP16], [INT8], [OpenCV variant]).
 
-    Raises CheckpointError/ExportError/ValidationError/CompatError."""
+    Raises CheckpointError/ExportError/ValidationError/CompatError, OSError (e.g. a target that is a folder)."""
+    check_targets(opts)  # before minutes of work
     model, meta = load_generator(opts.ckpt)
     cfg = model.cfg
     opts.output.mkdir(parents=True, exist_ok=True)
@@ -278,6 +284,7 @@ def build(opts: BuildOptions) -> list[Path]:
             staged.append((fp16_path, spec16))
         if opts.int8:
             staged.append(_int8_graph(fp32_path, opts, common))
+        check_targets(opts)  # all of them, before the first is published
         published = [_publish(path, spec, opts) for path, spec in staged]
     if opts.opencv:  # from the published FP32 graph: its sidecar now holds the final hash
         published.append(write_opencv_variant(published[0]))
@@ -337,6 +344,22 @@ def _common_fields(
         },
         "training": json.loads(json.dumps(training, default=str)),  # free-form meta: keep it JSON-safe
     }
+
+
+def targets(opts: BuildOptions) -> list[Path]:
+    """Every file the build publishes: each graph and its sidecar."""
+    suffixes = ["", *(["_fp16"] if opts.fp16 else []), *(["_int8"] if opts.int8 else []),
+                *(["_opencv"] if opts.opencv else [])]  # fmt: skip
+    graphs = [opts.output / f"{opts.name}{suffix}.onnx" for suffix in suffixes]
+    return [path for graph in graphs for path in (graph, sidecar_path(graph))]
+
+
+def check_targets(opts: BuildOptions) -> None:
+    """IsADirectoryError unless every target can be replaced by a file (missing, a file or a link): the build
+    publishes all of its graphs with their sidecars or none."""
+    for path in targets(opts):
+        if path.is_dir() and not path.is_symlink():
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way of an output file", str(path))
 
 
 def _publish(staged: Path, spec: ModelSpec, opts: BuildOptions) -> Path:

@@ -24,7 +24,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 from common.cli import CommandFailed, run_cli
-from common.files import atomic_path, sha256_file
+from common.files import atomic_path, check_plain_name, sha256_file
+from export.onnx_check import load_checked
+from runtime.model_files import ModelError
 from runtime.spec import ModelSpec, SpecError, sidecar_path
 
 _ELEMENTWISE = {"Mul", "Add", "Sub", "Div"}
@@ -84,21 +86,28 @@ def max_abs_difference(a: str | os.PathLike, b: str | os.PathLike, channels: int
 
 def write_opencv_variant(onnx_path: str | os.PathLike, output_dir: str | os.PathLike | None = None) -> Path:
     """Write ``NAME_opencv.onnx`` + sidecar for ``onnx_path`` (an FP32 model with its sidecar) into
-    ``output_dir`` (default: beside it); return the new ONNX path. Raises :class:`CompatError`."""
+    ``output_dir`` (default: beside it); return the new ONNX path. The sidecar's name must be a plain file name
+    and the result must not replace the source. Raises :class:`CompatError`."""
     src = Path(onnx_path)
     try:
         spec = ModelSpec.load(sidecar_path(src))
-    except SpecError as e:
+        name = check_plain_name(spec.name, "sidecar name")
+        source = load_checked(src, spec)
+    except (SpecError, ModelError) as e:
         raise CompatError(str(e)) from None
+    except ValueError as e:
+        raise CompatError(f"{sidecar_path(src)}: {e}") from None
     if spec.precision != "fp32" or spec.input_dtype != "float32":
         raise CompatError(f"{src}: OpenCV's DNN module needs an FP32 graph with float32 I/O (this is {spec.precision})")
+    out_dir = Path(output_dir) if output_dir is not None else src.parent
+    dst = out_dir / f"{name}_opencv.onnx"
+    if dst.resolve() == src.resolve() or (dst.exists() and os.path.samefile(dst, src)):
+        raise CompatError(f"{src}: its variant would be {dst.name}, the input itself; refusing to overwrite an input")
     try:
-        model, rewritten = expand_channel_broadcasts(onnx.load(os.fspath(src)))
+        model, rewritten = expand_channel_broadcasts(source)
     except (OSError, ValueError, onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise CompatError(f"{src}: cannot rewrite ({e})") from None
-    out_dir = Path(output_dir) if output_dir is not None else src.parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    dst = out_dir / f"{spec.name}_opencv.onnx"
     with atomic_path(dst) as tmp:
         onnx.save(model, os.fspath(tmp))
         error = max_abs_difference(src, tmp, spec.channels)

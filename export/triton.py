@@ -18,25 +18,38 @@ field name or enum Triton would reject fails here, not in the server's log.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
+import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.cli import CommandFailed, UsageError, exit_missing_extra, run_cli
 
 try:
+    import onnx  # noqa: F401 (checked here: export.onnx_check needs it)
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "triton")
 
-from common.files import atomic_path, atomic_write_text
+from common.files import check_plain_name
 from common.tiling import DEFAULT_CORE, window_grid
+from export.onnx_check import load_checked
 from runtime.model_files import ModelError, resolve_models
+from runtime.restorer import MAX_OVERLAP, MAX_TILE
 from runtime.spec import ModelSpec
 
 _TYPES = {"float32": pb.TYPE_FP32, "float16": pb.TYPE_FP16}
+# Option ranges: beyond them a value is a typo (or overflows the config's integer fields), not a deployment.
+MAX_BATCH, MAX_INSTANCES, MAX_QUEUE_DELAY_US = 4096, 256, 60_000_000
+
+
+class TargetExists(FileExistsError):
+    """The repository entry exists and overwriting was not asked for."""
 
 
 @dataclass
@@ -80,23 +93,57 @@ def model_config(spec: ModelSpec, name: str, window: tuple[int, int], opts: Repo
     return config
 
 
-def write_repository(onnx_path: Path, repo: Path, name: str | None, opts: RepositoryOptions) -> Path:
-    """Write the repository entry for the model at ``onnx_path``; returns ``repo/NAME``. Raises ModelError."""
+def write_repository(
+    onnx_path: Path, repo: Path, name: str | None, opts: RepositoryOptions, overwrite: bool = False
+) -> Path:
+    """Write the repository entry for the model at ``onnx_path``; returns ``repo/NAME``.
+
+    Everything is checked before anything is written: the name (one plain folder name, :func:`check_plain_name`),
+    the graph against its sidecar (:func:`export.onnx_check.load_checked`) and the configuration against Triton's
+    schema. The entry is staged in a hidden folder of ``repo`` and renamed into place whole; an existing entry is
+    replaced only with ``overwrite``. Raises ModelError (bad model or name), TargetExists, OSError."""
     model = resolve_models(onnx_path).models[0]
     file = model.file("auto", "gpu" if opts.gpu else "cpu")  # FP16 for a GPU server, INT8 for a CPU one, if exported
     spec = file.spec
-    name = name or model.name  # the model's name, whichever precision is served
+    try:
+        name = check_plain_name(name, "--name") if name is not None else check_plain_name(model.name, "sidecar name")
+    except ValueError as e:  # the model's name, whichever precision is served
+        raise ModelError(str(e)) from None
+    if not opts.plan:
+        load_checked(file.onnx, spec)
     window = window_grid(opts.tile, spec.recommended_overlap, opts.overlap).window
-    config = model_config(spec, name, window, opts)
-    text = text_format.MessageToString(config)
+    text = text_format.MessageToString(model_config(spec, name, window, opts))
     text_format.Parse(text, pb.ModelConfig())  # the schema check: what Triton itself parses
     entry = repo / name
-    source, target = (opts.plan, "model.plan") if opts.plan else (file.onnx, "model.onnx")
-    with atomic_path(entry / "1" / target) as tmp:
-        shutil.copyfile(source, tmp)
-    atomic_write_text(entry / "config.pbtxt", text)
-    atomic_write_text(entry / "model.json", spec.to_json())
+    if os.path.lexists(entry) and not overwrite:
+        raise TargetExists(f"{entry} exists (use -f/--overwrite to replace it)")
+    repo.mkdir(parents=True, exist_ok=True)
+    staged = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=repo))
+    try:
+        source, target = (opts.plan, "model.plan") if opts.plan else (file.onnx, "model.onnx")
+        (staged / "1").mkdir()
+        shutil.copyfile(source, staged / "1" / target)
+        (staged / "config.pbtxt").write_text(text, encoding="utf-8")
+        (staged / "model.json").write_text(spec.to_json(), encoding="utf-8")
+        _replace_entry(staged, entry)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     return entry
+
+
+def _replace_entry(staged: Path, entry: Path) -> None:
+    """Rename ``staged`` to ``entry``; an existing entry is moved aside first and deleted after (a link or file
+    there is removed itself, never followed)."""
+    old = None
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISDIR(os.lstat(entry).st_mode):
+            old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".old", dir=entry.parent))
+            os.replace(entry, old / entry.name)
+        else:
+            entry.unlink()
+    os.replace(staged, entry)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RepositoryOptions]:
@@ -108,7 +155,8 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RepositoryO
     )
     p.add_argument("--model", type=Path, required=True, help="exported .onnx (with its .json sidecar)")
     p.add_argument("-o", "--output", type=Path, required=True, help="model repository folder (created)")
-    p.add_argument("--name", help="model name on the server (default: the sidecar's name)")
+    p.add_argument("--name", help="model name on the server, a plain folder name (default: the sidecar's name)")
+    p.add_argument("-f", "--overwrite", action="store_true", help="replace an existing entry of that name")
     p.add_argument(
         "--tile",
         type=int,
@@ -116,15 +164,28 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RepositoryO
         help=f"tile core of the clients, as runtime --tile (default {DEFAULT_CORE})",
     )
     p.add_argument("--overlap", type=int, help="context per side, as runtime --overlap (default: the sidecar's)")
-    p.add_argument("--max-batch", type=int, default=16, help="windows per server batch (default 16)")
-    p.add_argument("--queue-delay-us", type=int, default=2000, help="dynamic batcher wait (default 2000 µs)")
-    p.add_argument("--instances", type=int, default=1, help="model instances per device (default 1)")
+    p.add_argument("--max-batch", type=int, default=16, help=f"windows per server batch, 1..{MAX_BATCH} (default 16)")
+    p.add_argument("--queue-delay-us", type=int, default=2000,
+                   help=f"dynamic batcher wait, 0..{MAX_QUEUE_DELAY_US} µs (default 2000)")  # fmt: skip
+    p.add_argument("--instances", type=int, default=1,
+                   help=f"model instances per device, 1..{MAX_INSTANCES} (default 1)")  # fmt: skip
     p.add_argument("--cpu", action="store_true", help="CPU instances (default: GPU) and the INT8 graph if exported")
     p.add_argument("--trt-fp16", action="store_true", help="ONNX: run through ONNX Runtime's TensorRT EP in FP16")
     p.add_argument("--plan", type=Path, help="serve this TensorRT engine (runtime.cache list shows them) instead")
     a = p.parse_args(argv)
-    if a.max_batch < 1 or a.instances < 1 or a.tile < 16 or (a.overlap is not None and a.overlap < 0):
-        p.error("--max-batch and --instances must be ≥ 1, --tile ≥ 16, --overlap ≥ 0")
+    ranges = (
+        ("--max-batch", a.max_batch, 1, MAX_BATCH), ("--instances", a.instances, 1, MAX_INSTANCES),
+        ("--queue-delay-us", a.queue_delay_us, 0, MAX_QUEUE_DELAY_US), ("--tile", a.tile, 16, MAX_TILE),
+        ("--overlap", a.overlap, 0, MAX_OVERLAP),
+    )  # fmt: skip
+    for option, value, lo, hi in ranges:
+        if value is not None and not lo <= value <= hi:
+            p.error(f"{option} must be in {lo}..{hi}, got {value}")
+    if a.name is not None:
+        try:
+            check_plain_name(a.name, "--name")
+        except ValueError as e:
+            p.error(str(e))
     opts = RepositoryOptions(
         tile=a.tile, overlap=a.overlap, max_batch=a.max_batch, queue_delay_us=a.queue_delay_us,
         instances=a.instances, gpu=not a.cpu, trt_fp16_accelerator=a.trt_fp16, plan=a.plan,
@@ -142,8 +203,8 @@ def run(args: argparse.Namespace, opts: RepositoryOptions) -> int:
     if opts.plan is not None and not opts.plan.is_file():
         raise UsageError(f"--plan {opts.plan}: no such file")
     try:
-        entry = write_repository(args.model, args.output, args.name, opts)
-    except ModelError as e:
+        entry = write_repository(args.model, args.output, args.name, opts, args.overwrite)
+    except (ModelError, TargetExists) as e:
         raise UsageError(str(e)) from None
     except OSError as e:
         raise CommandFailed(f"cannot write the repository: {e}") from None

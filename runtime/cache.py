@@ -64,7 +64,7 @@ def run(a: argparse.Namespace) -> int:
         entries = list_entries(root)
         print(_table([_row(e) for e in entries]) if entries else f"no cached engines in {root}")
         if blobs := openvino_blobs(root):  # opaque files: OpenVINO keys them by a hash of model, device and options
-            size = sum(p.stat().st_size for p in blobs) / 2**20
+            size = sum(p.lstat().st_size for p in blobs) / 2**20  # a link counts as itself
             print(f"OpenVINO: {len(blobs)} compiled model(s), {size:.1f} MiB in {root / OPENVINO_SUBDIR}")
     else:
         removed = clear(root)

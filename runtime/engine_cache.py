@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,9 +141,9 @@ class EngineCache:
         if not sidecar.exists() and not plan_path.exists():
             return None, "missing"
         try:
-            record = json.loads(sidecar.read_text(encoding="utf-8"))
+            record = read_json(sidecar)
             plan = plan_path.read_bytes()
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (OSError, ValueError) as e:
             return None, f"unreadable ({type(e).__name__}: {e})"
         if not isinstance(record, dict) or record.get("format") != FORMAT:
             return None, "sidecar is not an engine record"
@@ -159,35 +160,83 @@ class EngineCache:
         return engine, ""
 
 
-def owned_record(sidecar: Path) -> dict[str, Any]:
-    """The engine record in ``sidecar`` if this cache wrote it — readable, tagged with our format, holding a complete
-    key whose slot is the file's own name — else ValueError saying why. Nothing else is ever listed as an entry or
-    deleted."""
+MAX_SIDECAR_BYTES = 1 << 20  # a record is a few hundred bytes; anything larger is not ours
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in the regular file ``path`` itself (not a link's target): a FIFO, device or folder of that name is
+    refused without blocking, as are files over :data:`MAX_SIDECAR_BYTES` and nesting too deep to parse.
+    Raises OSError or ValueError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("not a regular file")
+        if info.st_size > MAX_SIDECAR_BYTES:
+            raise ValueError(f"{info.st_size} bytes, larger than any engine record")
+        data = f.read(MAX_SIDECAR_BYTES + 1)
     try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"not UTF-8 ({e})") from None
+
+
+def owned_record(sidecar: Path) -> dict[str, Any]:
+    """The engine record in ``sidecar`` if this cache wrote it — a regular file, readable, tagged with our format,
+    holding a complete, well-typed key whose slot is the file's own name, a plan size and a creation time — else
+    ValueError saying why. Nothing else is ever listed as an entry or deleted."""
+    try:
+        record = read_json(sidecar)
+    except (OSError, ValueError) as e:
         raise ValueError(f"unreadable ({e})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise ValueError("not an engine record")
     try:
         key = EngineKey(**record["key"])
+        _check_key(key)
         slot = key.slot()
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ValueError(f"incomplete engine record ({type(e).__name__}: {e})") from None
     if slot != sidecar.stem:
         raise ValueError(f"record of entry {slot}, not of {sidecar.stem}")
+    size, created = record.get("size"), record.get("created")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(created, str):
+        raise ValueError(f"malformed engine record (size {size!r:.20}, created {created!r:.30})")
     return record
+
+
+def _check_key(key: EngineKey) -> None:
+    """ValueError unless ``key`` (as read from JSON) has the types :class:`EngineKey` declares: text fields are
+    strings, ``profiles`` a list of ``[name, min, opt, max]`` with integer shapes, ``builder_options`` a mapping."""
+    text = {f.name: getattr(key, f.name) for f in dataclasses.fields(key) if f.type == "str"}
+    if bad := sorted(name for name, value in text.items() if not isinstance(value, str)):
+        raise ValueError(f"{', '.join(bad)} must be text")
+    if not isinstance(key.builder_options, dict):
+        raise ValueError("builder_options must be a mapping")
+    profiles = key.profiles
+    if not isinstance(profiles, list | tuple) or not profiles:
+        raise ValueError(f"profiles must be a non-empty list, got {profiles!r:.60}")
+    for profile in profiles:
+        if not (
+            isinstance(profile, list | tuple)
+            and len(profile) == 4
+            and isinstance(profile[0], str)
+            and all(isinstance(s, list | tuple) and all(type(d) is int for d in s) for s in profile[1:])
+        ):
+            raise ValueError(f"profile {profile!r:.60} is not [name, min, opt, max] with integer shapes")
 
 
 def list_entries(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Records of every entry under ``root``; a sidecar tagged as ours but damaged is listed with an ``error``."""
     root = cache_root(root)
     entries = []
-    for sidecar in sorted(root.glob("*.json")):
+    for sidecar in _own_files(root, lambda name: name.endswith(".json")):
         try:
             record = owned_record(sidecar)
         except ValueError as e:
-            if str(e) == "not an engine record" or not sidecar.with_suffix(".plan").exists():
+            if str(e) == "not an engine record" or not os.path.lexists(sidecar.with_suffix(".plan")):
                 continue  # not ours
             record = {"error": str(e)}
         entries.append({"slot": sidecar.stem, "path": str(sidecar.with_suffix(".plan")), **record})
@@ -197,9 +246,22 @@ def list_entries(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
 _TIMING_CACHE = re.compile(r"trt.+-sm\d+\.\d+\.(cache|lock)")  # runtime.backends.tensorrt._TimingCache names
 
 
+def _own_files(folder: Path, wanted: Callable[[str], bool]) -> list[Path]:
+    """The non-folder entries of ``folder`` whose name is ``wanted``, sorted: files, and links as links (a link
+    found here is removed, never followed). Empty when ``folder`` is missing or is itself a link, so nothing outside
+    the cache is ever reached through one."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return []
+        with os.scandir(folder) as entries:
+            return sorted(Path(e.path) for e in entries if wanted(e.name) and not e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
+
+
 def openvino_blobs(root: str | os.PathLike) -> list[Path]:
     """OpenVINO's compiled models under ``root`` (``OPENVINO_SUBDIR/<number>.blob``, OpenVINO's own naming)."""
-    return sorted(p for p in Path(root).glob(f"{OPENVINO_SUBDIR}/*.blob") if p.stem.isdigit())
+    return _own_files(Path(root) / OPENVINO_SUBDIR, lambda name: name.endswith(".blob") and name[:-5].isdigit())
 
 
 def clear(root: str | os.PathLike | None = None) -> int:
@@ -207,12 +269,13 @@ def clear(root: str | os.PathLike | None = None) -> int:
     under ``root``; return the number of files removed.
 
     Only files provably written by this cache are touched (:func:`owned_record`; timing caches and OpenVINO blobs by
-    their name and folder), so a user's own ``notes.plan`` or a foreign JSON in the same folder survives.
+    their name and folder), so a user's own ``notes.plan`` or a foreign JSON in the same folder survives. Links are
+    removed as links: neither a linked file nor a linked ``timing``/``openvino`` folder's content is ever deleted.
     """
     root = cache_root(root)
-    victims = [p for p in root.glob("timing/*") if _TIMING_CACHE.fullmatch(p.name)]
+    victims = _own_files(root / "timing", _TIMING_CACHE.fullmatch)
     victims += openvino_blobs(root)
-    for sidecar in root.glob("*.json"):
+    for sidecar in _own_files(root, lambda name: name.endswith(".json")):
         try:
             owned_record(sidecar)
         except ValueError:
@@ -220,7 +283,10 @@ def clear(root: str | os.PathLike | None = None) -> int:
         victims += [sidecar.with_suffix(".plan"), sidecar, sidecar.with_suffix(".lock")]
     removed = 0
     for path in victims:
-        if path.is_file():
-            path.unlink(missing_ok=True)
-            removed += 1
+        try:
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                path.unlink()  # a link itself, never its target
+                removed += 1
+        except FileNotFoundError:
+            continue
     return removed

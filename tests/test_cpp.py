@@ -8,8 +8,11 @@ Skipped with the reason when CMake, a compiler, OpenCV's or Python's development
 
 from __future__ import annotations
 
+import os
 import shutil
+import struct
 import subprocess
+import zlib
 
 import cv2
 import numpy as np
@@ -93,7 +96,7 @@ def test_embedded_route_is_bit_identical_to_python(embedded, reference):
     outs = {path: tmp / f"embedded_{path.stem}.png" for path in reference}
     # Two worker threads, one Restorer each, restoring at the same time: the GIL is released between calls.
     pairs = [x for path, out in outs.items() for x in (path, out)]
-    proc = _run([embedded, "--backend", "ort-cpu", "--threads", THREADS, "--jobs", "2", *pairs])
+    proc = _run([embedded, "--backend", "ort-cpu", "--precision", "auto", "--threads", THREADS, "--jobs", "2", *pairs])
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("worker done (backend ort-cpu)") == 2
     for path, out in outs.items():
@@ -153,6 +156,59 @@ def test_native_cli_errors(build, opencv_model, tmp_path):
         proc = _run([exe, model_path, EXAMPLE, tmp_path / "out.png"])
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     _corrupt_image_fails_alone([exe, model], tmp_path)
+
+
+def test_samples_agree_by_default(build, embedded, opencv_model, tmp_path):
+    """restore_embedded runs the FP32 graph by default, as restore_native must (OpenCV DNN has no INT8 QDQ path):
+    the README's "try both" gives the same picture (the INT8 graph differs by up to 5 levels)."""
+    native, default = tmp_path / "native.png", tmp_path / "embedded.png"
+    assert _run([build[0] / "restore_native", opencv_model, EXAMPLE, native]).returncode == 0
+    assert _run([embedded, EXAMPLE, default]).returncode == 0
+    difference = np.abs(read_rgb(native).astype(int) - read_rgb(default)).max()
+    print(f"restore_native vs restore_embedded, both by default, on {EXAMPLE.name}: max |difference| {difference}")
+    assert difference <= 1
+
+
+@pytest.mark.parametrize("route", ["native", "embedded"])
+def test_cli_refuses_hostile_files(build, opencv_model, tmp_path, route):
+    """OUT == IN (by path, through '..', as a hard link), a FIFO input, a pixel bomb and absurd --threads: one
+    error line each, the input untouched, no crash, nothing blocking."""
+    if route == "embedded" and build[1]:
+        pytest.skip(f"embedded C++ route not built: {build[1]}")
+    exe = [build[0] / "restore_native", opencv_model] if route == "native" else [build[0] / "restore_embedded"]
+    small, link, fifo, bomb = (tmp_path / n for n in ("small.png", "hard.png", "fifo.png", "bomb.png"))
+    cv2.imwrite(str(small), cv2.imread(str(EXAMPLE))[:40, :56])
+    original = small.read_bytes()
+    os.link(small, link)
+    os.mkfifo(fifo)
+    bomb.write_bytes(_png_declaring(20000, 20000))  # 400 MP, over the default 200 MP
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    for pair, message in (
+        ([small, small], "is the input"),
+        ([small, sub / ".." / "small.png"], "is the input"),
+        ([small, link], "is the input"),
+        ([fifo, tmp_path / "f.png"], "not a regular file"),
+        ([bomb, tmp_path / "b.png"], "declares more pixels than --max-pixels 200000000"),
+    ):
+        proc = _run([*exe, *pair], timeout=120)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+        assert proc.returncode == 1 and len(errors) == 1 and message in errors[0], proc.stderr
+    proc = _run([*exe, "--threads", "100000", small, tmp_path / "t.png"])
+    assert proc.returncode == 2 and "--threads must be in 1.." in proc.stderr, proc.stderr
+    assert small.read_bytes() == original and not list(tmp_path.glob("[fbt].png"))
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width × height (a decompression bomb; its data is garbage)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def test_embedded_cli_errors(embedded, tmp_path):

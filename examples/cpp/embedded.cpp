@@ -100,7 +100,7 @@ Restorer::Restorer(const RestorerOptions& o) {
         py::object model = o.model.empty() ? py::object(py::none()) : py::object(py::str(o.model));
         auto maybe = [](int v) { return v > 0 ? py::object(py::int_(v)) : py::object(py::none()); };
         impl->restorer = py::module_::import("runtime").attr("Restorer")(
-            model, "backend"_a = o.backend, "tile"_a = maybe(o.tile), "threads"_a = maybe(o.threads),
+            model, "backend"_a = o.backend, "precision"_a = o.precision, "tile"_a = maybe(o.tile), "threads"_a = maybe(o.threads),
             "batch"_a = maybe(o.batch));
         impl_ = std::move(impl);
     } catch (const py::error_already_set& e) {

@@ -31,6 +31,7 @@ private:
 struct RestorerOptions {
     std::string model;               // "" = the bundled default; an .onnx (with its .json) or a folder
     std::string backend = "auto";    // auto | tensorrt | ort-cuda | ort-cpu
+    std::string precision = "auto";  // auto (GPU: FP16, CPU: INT8 when exported) | fp32 | fp16 | int8
     int tile = 0;                    // (largest) core tile size; 0 = the backend's default (runtime.Restorer)
     int threads = 0;                 // ONNX Runtime CPU threads; 0 = its default
     int batch = 0;                   // tiles per backend call; 0 = the backend's default

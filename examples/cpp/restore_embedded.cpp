@@ -1,7 +1,10 @@
-// restore_embedded [--model PATH] [--backend NAME] [--tile N] [--threads N] [--jobs N] IN OUT [IN OUT ...]
+// restore_embedded [--model PATH] [--backend NAME] [--precision P] [--tile N] [--threads N] [--jobs N]
+//                  [--max-pixels N] IN OUT [IN OUT ...]
 // Restores images with the project's Python runtime embedded in this process. --jobs N runs N worker threads,
 // each with its own Restorer; the GIL is free between Python calls, so ONNX Runtime runs them in parallel.
-// Exit 0 ok, 1 a file failed, 2 usage, Python or model error.
+// --precision defaults to fp32, the precision restore_native runs, so that the two samples agree; auto picks the
+// runtime's default (INT8 on a CPU, when the model has it: faster). Exit 0 ok, 1 a file failed, 2 usage, Python
+// or model error.
 #include <atomic>
 #include <mutex>
 #include <thread>
@@ -13,17 +16,20 @@ int main(int argc, char** argv) {
     using namespace wcdgan;
     sample::Args args;
     RestorerOptions options;
-    int jobs = 1;
+    int jobs = 1, max_pixels = 0;
     try {
         args = sample::parse(argc, argv, 0);
+        max_pixels = args.max_pixels();
+        sample::limit_decoded_pixels(max_pixels, argv);
         options.model = args.text("--model");
         options.backend = args.text("--backend", options.backend);
+        options.precision = args.text("--precision", "fp32");
         options.tile = args.integer("--tile", options.tile);
-        options.threads = args.integer("--threads", 0);
+        options.threads = args.threads();
         jobs = std::max(1, std::min(args.integer("--jobs", 1), static_cast<int>(args.files.size())));
     } catch (const Error& e) {
-        std::fprintf(stderr, "error: %s\nusage: %s [--model PATH] [--backend NAME] [--tile N] [--threads N] "
-                             "[--jobs N] IN OUT [IN OUT ...]\n", e.what(), argv[0]);
+        std::fprintf(stderr, "error: %s\nusage: %s [--model PATH] [--backend NAME] [--precision P] [--tile N] "
+                             "[--threads N] [--jobs N] [--max-pixels N] IN OUT [IN OUT ...]\n", e.what(), argv[0]);
         return 2;
     }
     // This checkout first on sys.path: the sample runs the runtime of the source tree it was built from.
@@ -51,7 +57,8 @@ int main(int argc, char** argv) {
         for (size_t i; (i = next++) < args.files.size();) {
             const auto& [in, out] = args.files[i];
             try {
-                const cv::Mat image = sample::read(in);
+                sample::check_output(out, args.files);
+                const cv::Mat image = sample::read(in, max_pixels);
                 const auto t0 = std::chrono::steady_clock::now();
                 const cv::Mat restored = restorer->restore(image);
                 const double s = sample::seconds_since(t0);

@@ -1,6 +1,8 @@
-// restore_native MODEL_opencv.onnx [--tile N] [--batch N] [--overlap N] [--threads N] IN OUT [IN OUT ...]
-// Restores images with OpenCV's DNN module only: no Python, no ONNX Runtime. Exit 0 ok, 1 a file failed,
-// 2 usage or model error.
+// restore_native MODEL_opencv.onnx [--tile N] [--batch N] [--overlap N] [--threads N] [--max-pixels N]
+//                IN OUT [IN OUT ...]
+// Restores images with OpenCV's DNN module only: no Python, no ONNX Runtime. The model runs in FP32 (OpenCV has
+// no INT8 path for the QDQ graph), as restore_embedded does by default. Exit 0 ok, 1 a file failed, 2 usage or
+// model error.
 #include <opencv2/core/utility.hpp>
 
 #include "native.hpp"
@@ -10,9 +12,12 @@ int main(int argc, char** argv) {
     using namespace wcdgan;
     sample::Args args;
     std::unique_ptr<NativeRestorer> restorer;
+    int max_pixels = 0;
     try {
         args = sample::parse(argc, argv, 1);
-        if (int threads = args.integer("--threads", 0); threads > 0) cv::setNumThreads(threads);
+        max_pixels = args.max_pixels();
+        sample::limit_decoded_pixels(max_pixels, argv);
+        if (int threads = args.threads(); threads > 0) cv::setNumThreads(threads);
         NativeOptions options;
         options.tile = args.integer("--tile", options.tile);
         options.batch = args.integer("--batch", options.batch);
@@ -20,7 +25,7 @@ int main(int argc, char** argv) {
         restorer = std::make_unique<NativeRestorer>(args.positional[0], options);
     } catch (const Error& e) {
         std::fprintf(stderr, "error: %s\nusage: %s MODEL_opencv.onnx [--tile N] [--batch N] [--overlap N] "
-                             "[--threads N] IN OUT [IN OUT ...]\n", e.what(), argv[0]);
+                             "[--threads N] [--max-pixels N] IN OUT [IN OUT ...]\n", e.what(), argv[0]);
         return 2;
     }
     const cv::Size window = restorer->window();
@@ -29,7 +34,8 @@ int main(int argc, char** argv) {
     int failed = 0;
     for (const auto& [in, out] : args.files) {
         try {
-            const cv::Mat image = sample::read(in);
+            sample::check_output(out, args.files);
+            const cv::Mat image = sample::read(in, max_pixels);
             const auto t0 = std::chrono::steady_clock::now();
             const cv::Mat restored = restorer->restore(image);
             const double s = sample::seconds_since(t0);
