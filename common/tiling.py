@@ -85,6 +85,7 @@ ALIGN = 16  # window-start grid: JPEG 8×8 blocks and 4:2:0 16×16 colour MCUs k
 DEFAULT_CORE = 256  # tile core per side: the runtime's default --tile, and the window engines are prebuilt for
 ENGINE_BATCH = 4  # tiles per call on a GPU: the runtime's default --batch there, and the batch engines are prebuilt for
 DEFAULT_OVERLAP = 32  # context per side for a model whose sidecar recommends none
+MAX_TILE, MAX_OVERLAP = 4096, 1024  # per side, px: beyond these a setting is a typo, not a plan
 
 
 def window_grid(

@@ -37,10 +37,9 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "triton")
 
 from common.files import check_plain_name
-from common.tiling import DEFAULT_CORE, window_grid
+from common.tiling import DEFAULT_CORE, MAX_OVERLAP, MAX_TILE, window_grid
 from export.onnx_check import load_checked
 from runtime.model_files import ModelError, resolve_models
-from runtime.restorer import MAX_OVERLAP, MAX_TILE
 from runtime.spec import ModelSpec
 
 _TYPES = {"float32": pb.TYPE_FP32, "float16": pb.TYPE_FP16}

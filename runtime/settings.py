@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.tiling import ALIGN
+from common.tiling import ALIGN, MAX_OVERLAP, MAX_TILE
 from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS
 from runtime.model_files import PRECISIONS
 
-MAX_TILE, MAX_OVERLAP, MAX_BATCH = 4096, 1024, 256
+MAX_BATCH = 256
 MAX_BUFFER_BYTES = 4 << 30  # one batch of float32 windows: beyond this a setting is a typo, not a plan
 # field → the command-line option that sets it (align, progress and verify have none: API only)
 OPTIONS = {
