@@ -31,6 +31,7 @@ from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
 from runtime.model_files import Model, ModelError, ModelSet, resolve_models
 from runtime.settings import RestoreSettings
+from runtime.strength import blend
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,8 @@ class Restorer:
         cache_dir: TensorRT engine cache. align: tile grid (16 = JPEG 4:2:0 MCU). progress: tqdm bar over tiles
             (on terminals only). max_pixels: :meth:`restore_file` refuses larger images (checked from the header).
         verify: run the load-time self-test of each model (:func:`self_test`); off only for timing random weights.
+        strength: the fraction of the restoration applied, 0 < S ≤ 1 (1: all of it): every result is
+            ``round(input + S · (restored − input))`` (:func:`runtime.strength.blend`), for a lighter touch.
 
     The settings are held as one :class:`~runtime.settings.RestoreSettings` (``.settings``; invalid ones raise its
     :class:`~runtime.settings.SettingError`, a ``ValueError``; :meth:`from_settings` takes one directly). A model
@@ -130,11 +133,12 @@ class Restorer:
         verify: bool = True,
         server: str | None = None,
         remote_model: str | None = None,
+        strength: float = 1.0,
     ) -> None:
         settings = RestoreSettings(
             backend=backend, tile=tile, overlap=overlap, batch=batch, precision=precision, device_id=device_id,
             threads=threads, spin=spin, cache_dir=cache_dir, align=align, progress=progress, max_pixels=max_pixels,
-            verify=verify, server=server, remote_model=remote_model,
+            verify=verify, server=server, remote_model=remote_model, strength=strength,
         )  # fmt: skip
         self._open(model, settings)
 
@@ -286,11 +290,13 @@ class Restorer:
         out = np.empty_like(image) if out is None else out
         while True:
             try:
-                return self._run_tiles(image, engine, out)
+                self._run_tiles(image, engine, out)
+                break
             except Exception as e:  # backends raise library-specific types; only out-of-memory is handled
                 if not is_out_of_memory(e):
                     raise
                 engine = self._shrink(model, engine.core, engine.batch, e)
+        return blend(image, out, self.settings.strength, out=out)
 
     def _shrink(self, model: Model, core: tuple[int, int], batch: int, error: BaseException) -> _Engine:
         """Rebuild ``model``'s engine one step smaller (half the batch, then half the core) until one loads."""
