@@ -72,7 +72,11 @@ JPEG_CODECS = ("mjpeg", "jpegls", "jpeg2000", "mjpegb")
 HD_LINES = 720  # a stream that declares no matrix: BT.709 from this height up, BT.601 below (players' convention)
 _POLL_S = 0.1
 _JOIN_S = 30.0  # after a failure or interrupt: how long the other stages may take to finish their current frame
-_INTERPOLATION = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
+# swscale's default YUV→RGB path is off by up to 2 levels (Y=75 limited BT.709 gray: 67 instead of 69); the full-chroma
+# paths with accurate rounding are exact to rounding
+_INTERPOLATION = (
+    Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP
+)
 # AVColorSpace codes → the swscale matrix implementing them (BT.470BG and SMPTE 170M are both BT.601)
 _MATRICES = {1: Colorspace.ITU709, 4: Colorspace.FCC, 5: Colorspace.ITU601, 6: Colorspace.ITU601,
              7: Colorspace.SMPTE240M, 9: Colorspace.BT2020, 10: Colorspace.BT2020}  # fmt: skip
@@ -195,7 +199,10 @@ class Span:
     duration: float | None = None
 
     def contains(self, seconds: float) -> bool:
-        return seconds >= self.start and (self.duration is None or seconds < self.start + self.duration)
+        """Whether a timestamp is in the part; the whole clip holds negative ones too (encoder priming, edit lists)."""
+        return (not self.start or seconds >= self.start) and (
+            self.duration is None or seconds < self.start + self.duration
+        )
 
     def past_end(self, seconds: float) -> bool:
         return self.duration is not None and seconds >= self.start + self.duration
@@ -630,6 +637,9 @@ def run(args: argparse.Namespace) -> int:
     except VideoError as e:
         log.error("error: %s", e)
         return 1
+    if CODECS[args.codec].crf is not None and (clip.width % 2 or clip.height % 2):
+        raise UsageError(f"{args.codec} stores 4:2:0 colour, which needs an even width and height (this video is "
+                         f"{clip.width}×{clip.height}); use the default lossless FFV1")  # fmt: skip
     restorer = make_restorer(args)
     describe(src, clip, args)
     settings = VideoSettings(args.codec, args.crf, span, args.quality)
