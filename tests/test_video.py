@@ -264,6 +264,38 @@ def test_truncated_and_garbage_inputs(tmp_path, models):
     assert not (tmp_path / "junk.mkv").exists()
 
 
+def test_subtitles_are_copied(tmp_path, restorer):
+    srt = tmp_path / "subs.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,080\nhello\n\n2\n00:00:00,120 --> 00:00:00,200\nworld\n")
+    src = tmp_path / "subtitled.mkv"
+    with av.open(str(srt)) as subtitles, av.open(str(src), "w") as out:
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj420p"
+        text = out.add_stream_from_template(subtitles.streams[0])
+        for i in range(6):
+            packet = av.Packet(jpeg_bytes(PHOTO, 20))
+            packet.stream, packet.time_base, packet.pts, packet.dts = video, Fraction(1, 25), i, i
+            out.mux(packet)
+        for packet in subtitles.demux():
+            if packet.size:
+                packet.stream = text
+                out.mux(packet)
+    dst = tmp_path / "out.mkv"
+    assert restore_video(src, dst, restorer).frames == 6
+    assert packets(dst, "subtitles") == packets(src, "subtitles") == [(0.0, b"hello"), (0.12, b"world")]
+
+
+def test_benchmark_writes_where_asked(tmp_path):
+    import json
+
+    from benchmarks import video
+
+    assert video.main(["--sizes", "tiny", "--precisions", "int8", "--frames", "2", "-q", "-o", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "video.json").read_text())["rows"]
+    assert row["frames"] == 2 and row["frames_per_s"] > 0 and 0 < row["restore_share"] <= 1.0
+    assert "| tiny | int8 | 2 |" in (tmp_path / "video.md").read_text()
+
+
 def decoded_safely(path: Path) -> list:
     """Frames PyAV decodes from ``path``, skipping the packets it cannot decode."""
     frames = []
