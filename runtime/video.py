@@ -157,6 +157,7 @@ class Codec:
     pix_fmt: str
     deep_pix_fmt: str
     crf: int | None = None  # None: lossless, no --crf
+    crf_max: int = 51
     suffixes: tuple[str, ...] = (".mkv", ".mp4", ".mov")
 
 
@@ -164,7 +165,7 @@ CODECS = {
     "ffv1": Codec("ffv1", "bgr0", "rgb48le", suffixes=(".mkv", ".nut", ".avi")),
     "h264": Codec("libx264", "yuv420p", "yuv420p10le", 18),
     "h265": Codec("libx265", "yuv420p", "yuv420p10le", 20),
-    "av1": Codec("libsvtav1", "yuv420p", "yuv420p10le", 30),
+    "av1": Codec("libsvtav1", "yuv420p", "yuv420p10le", 30, crf_max=63),
 }
 
 
@@ -637,11 +638,14 @@ def run(args: argparse.Namespace) -> int:
     except VideoError as e:
         log.error("error: %s", e)
         return 1
+    if clip.width * clip.height > args.max_pixels * 1e6:
+        log.error("error: %s: %d×%d frames are over --max-pixels %g MP", src, clip.width, clip.height, args.max_pixels)
+        return 1
     if CODECS[args.codec].crf is not None and (clip.width % 2 or clip.height % 2):
         raise UsageError(f"{args.codec} stores 4:2:0 colour, which needs an even width and height (this video is "
                          f"{clip.width}×{clip.height}); use the default lossless FFV1")  # fmt: skip
     restorer = make_restorer(args)
-    describe(src, clip, args)
+    describe(src, clip)
     settings = VideoSettings(args.codec, args.crf, span, args.quality)
     try:
         with atomic_path(dst) as tmp:
@@ -659,8 +663,9 @@ def check_video_options(args: argparse.Namespace) -> None:
         raise UsageError("--format is an image option: a video's container follows OUT's suffix")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
-    if args.crf is not None and (args.codec == "ffv1" or not 0 <= args.crf <= 63):
-        raise UsageError("--crf goes with --codec h264|h265|av1, in 0..63 (0..51 for h264/h265)")
+    codec = CODECS[args.codec]
+    if args.crf is not None and (codec.crf is None or not 0 <= args.crf <= codec.crf_max):
+        raise UsageError("--crf goes with --codec h264|h265 (0..51) or av1 (0..63)")
     if args.raw:
         if args.start or args.duration or args.codec != "ffv1":
             raise UsageError("--start, --duration and --codec are for video files, not --raw")
@@ -695,7 +700,7 @@ def make_restorer(args: argparse.Namespace) -> Restorer:
     return restorer
 
 
-def describe(src: Path, clip: Clip, args: argparse.Namespace) -> None:
+def describe(src: Path, clip: Clip) -> None:
     """Log what will be restored, and the note for codecs the model was not trained for."""
     streams = f", {len(clip.copied)} audio/subtitle stream(s) copied" if clip.copied else ""
     c = clip.colour
