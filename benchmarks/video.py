@@ -85,7 +85,8 @@ def to_markdown(payload: dict[str, Any]) -> str:
     rows, m = payload["rows"], payload["machine"]
     head = (
         f"# Video restoration on the CPU ({m['date_utc']})\n\n"
-        f"Machine: {m['cpu']}, {m['cpu_count']} logical CPUs, load average {m['load_average_1_5_15min']}; "
+        f"Machine: {m['cpu']}, {m['cpu_count']} logical CPUs, load average (1/5/15 min) "
+        f"{' '.join(f'{v:.2f}' for v in m['load_average_1_5_15min'] or [])}; "
         f"onnxruntime {m['libraries']['onnxruntime']}, PyAV {m['libraries']['av']}. Bundled model, ort-cpu. "
         f"Clips: Motion JPEG q10, {payload['frames']} frames each → lossless FFV1 MKV "
         "(python -m runtime.video defaults), one warm-up frame first. s/MP = wall seconds per output megapixel; "
