@@ -155,6 +155,15 @@ def test_mjpeg_avi_restores_losslessly_with_per_frame_quality(tmp_path, models, 
     with av.open(str(dst)) as out:
         assert out.streams.video[0].codec_context.name == "ffv1"
 
+    h264 = tmp_path / "restored.mp4"
+    proc = cli(src, h264, "--model", models, "--threads", "1", "--codec", "h264", "-q")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # -q: silent on success
+    lossy = decoded(h264)
+    assert [t for t, _, _ in lossy] == pytest.approx([t for t, _, _ in ins], abs=1e-3)
+    assert packets(h264, "audio") == packets(src, "audio")
+    for (_, restored, _), (_, again, _) in zip(outs, lossy, strict=True):
+        assert np.abs(again.astype(int) - restored).mean() < 5  # crf 18, 4:2:0 on a 64×48 photo
+
     dst.write_bytes(b"keep me")
     proc = cli(src, dst, "--model", models)
     assert proc.returncode == 2 and "exists" in proc.stderr and dst.read_bytes() == b"keep me"
