@@ -68,7 +68,7 @@ frames to OUT, - being stdin/stdout, e.g.
 """
 
 QUEUE_FRAMES = 4  # frames waiting between two stages: enough to overlap them, little memory at any resolution
-JPEG_CODECS = ("mjpeg", "jpegls", "jpeg2000", "mjpegb")
+JPEG_CODECS = ("mjpeg", "mjpegb")  # DCT JPEG frames, with quantisation tables
 HD_LINES = 720  # a stream that declares no matrix: BT.709 from this height up, BT.601 below (players' convention)
 _POLL_S = 0.1
 _JOIN_S = 30.0  # after a failure or interrupt: how long the other stages may take to finish their current frame
