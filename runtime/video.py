@@ -194,10 +194,19 @@ class Clip:
 
 @dataclass(frozen=True)
 class Span:
-    """The part to restore, in seconds from the stream's start: ``start``, ``duration`` (None: to the end)."""
+    """The part to restore, in seconds: ``start`` (from the container's first timestamp, as ffmpeg's ``-ss``; see
+    :meth:`from_origin`), ``duration`` (None: to the end)."""
 
     start: float = 0.0
     duration: float | None = None
+
+    def from_origin(self, container: Any) -> Span:
+        """This part in the container's own timestamps (a stream may start at any time: MPEG-TS often does); a whole
+        clip stays whole, its timestamps untouched."""
+        if not self.start and self.duration is None:
+            return self
+        origin = container.start_time / av.time_base if container.start_time else 0.0
+        return Span(origin + self.start, self.duration)
 
     def contains(self, seconds: float) -> bool:
         """Whether a timestamp is in the part; the whole clip holds negative ones too (encoder priming, edit lists)."""
@@ -221,7 +230,7 @@ def probe(path: Path, span: Span = Span()) -> Clip:
                 raise VideoError(f"{path}: no video stream")
             video = container.streams.video[0]
             copied = tuple(s.index for s in container.streams if s.type in ("audio", "subtitle"))
-            first = next((f for _, f in _decoded(container, video, span, Stats())), None)
+            first = next((f for _, f in _decoded(container, video, span.from_origin(container), Stats())), None)
             if first is None:
                 raise VideoError(f"{path}: no decodable video frame" + (f" after {span.start} s" if span.start else ""))
             rate = video.average_rate or video.guessed_rate
@@ -407,7 +416,7 @@ def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple
     """``(packet of a copied stream, None)`` and ``(JPEG quality, decoded frame)`` in demux order, within ``span``;
     corrupt video packets are counted in ``stats.corrupt`` and skipped."""
     if span.start:
-        container.seek(round(span.start * av.time_base))  # the keyframe at or before start; frames before are skipped
+        _seek_before(container, video, span.start)  # frames before start are decoded and skipped
     qualities: dict[int | None, int | None] = {}  # packet pts → quality (intra-only MJPEG: frame pts = packet pts)
     jpeg = video.codec_context.name in JPEG_CODECS
     for packet in container.demux(video, *copied):
@@ -432,12 +441,29 @@ def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple
                 yield qualities.pop(frame.pts, None), frame
 
 
+def _seek_before(container: Any, video: Any, seconds: float) -> None:
+    """Seek to the keyframe at or before ``seconds``; where the container lands after it (MPEG-TS has no index and
+    seeks by bytes), to the beginning instead: slower, never missing frames."""
+    target = round(seconds * av.time_base)
+    container.seek(target)
+    first = None
+    for packet in container.demux(video):
+        with contextlib.suppress(av.error.FFmpegError):
+            first = next(iter(packet.decode()), None)
+        if first is not None or not packet.size:
+            break
+    landed = first is not None and first.key_frame and first.pts is not None and first.time <= seconds
+    video.codec_context.flush_buffers()  # the look ahead must not leave frames in the decoder
+    container.seek(target if landed else (container.start_time or 0))
+
+
 def read_frames(path: Path, clip: Clip, span: Span, stats: Stats) -> Iterator[Frame | Remux]:
     """Restorable :class:`Frame` s and the copied streams' packets of ``path`` in demux order, timestamps shifted so
     that ``span`` starts at 0 (unchanged for a whole clip)."""
     with av.open(str(path)) as container:
         video = container.streams.video[0]
         copied = tuple(container.streams[i] for i in clip.copied)
+        span = span.from_origin(container)
         step = round(1 / (clip.rate * clip.time_base)) if clip.rate else 1  # for frames without a timestamp
         offset, last_pts = span.offset(clip.time_base), None
         for found, frame in _decoded(container, video, span, stats, copied):

@@ -238,6 +238,26 @@ def test_mov_start_duration_and_odd_size(tmp_path, restorer):
     assert proc.returncode == 2 and "even width and height" in proc.stderr and not (tmp_path / "odd.mp4").exists()
 
 
+def test_start_counts_from_the_first_timestamp(tmp_path, restorer):
+    src = tmp_path / "broadcast.ts"
+    with av.open(str(src), "w") as out:  # MPEG-TS clips rarely start at 0: this one starts at 10 s
+        video = out.add_stream("libx264", rate=25, options={"bf": "0"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.roll(PHOTO, i, axis=1), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = 250 + i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    whole = [t for t, _, _ in decoded(src)]
+    assert whole[0] == pytest.approx(10.0, abs=0.01)
+    dst = tmp_path / "part.mkv"
+    assert restore_video(src, dst, restorer, VideoSettings(span=Span(0.12, 0.12))).frames == 3  # as ffmpeg -ss
+    assert [t for t, _, _ in decoded(dst)] == pytest.approx([0.0, 0.04, 0.08], abs=1e-3)
+    whole_dst = tmp_path / "whole.mkv"
+    restore_video(src, whole_dst, restorer)
+    assert [t for t, _, _ in decoded(whole_dst)] == pytest.approx(whole, abs=1e-3)  # a whole clip keeps its times
+
+
 def test_ten_bit_stays_sixteen_bit(tmp_path, restorer):
     src = tmp_path / "deep.mkv"
     with av.open(str(src), "w") as out:
