@@ -32,7 +32,7 @@ from tqdm import tqdm
 from common.cli import exit_missing_extra
 from common.files import atomic_path
 from runtime.backends.base import BackendUnavailable
-from runtime.infer import UsageError, add_restore_options, check_options, restorer_options, run_cli
+from runtime.infer import UsageError, add_restore_options, check_options, failure_message, restorer_options, run_cli
 from runtime.jpeg_quality import estimate_quality, read_quant_tables
 from runtime.model_files import ModelError
 from runtime.restorer import Restorer
@@ -679,6 +679,9 @@ def run(args: argparse.Namespace) -> int:
     except (VideoError, av.error.FFmpegError, OSError) as e:
         log.error("error: %s", e if str(src) in str(e) else f"{src} → {dst}: {e}")
         return 1
+    except Exception as e:  # the backend failing on a frame (NaN output, out of memory): one line, no traceback
+        log.error("error: %s", failure_message(src, e))
+        return 1
     report(dst, stats)
     return 1 if stats.corrupt else 0
 
@@ -758,26 +761,30 @@ def report(dst: Path, stats: Stats) -> None:
 def run_raw(args: argparse.Namespace) -> int:
     """Pipe mode: raw frames from IN to OUT ('-': stdin, stdout), each restored with --quality's model choice."""
     fmt: RawFormat = args.raw
+    source = sys.stdin.buffer if args.input == "-" else _open_input(args.input)
     restorer = make_restorer(args)
     stats = Stats()
 
     def restore(frame: Frame) -> Frame:
         return replace(frame, pixels=restorer(frame.pixels, args.quality))
 
-    with contextlib.ExitStack() as stack:
-        source = sys.stdin.buffer if args.input == "-" else stack.enter_context(_open_input(args.input))
-        if args.output == "-":
-            target = sys.stdout.buffer
-        else:
-            target = stack.enter_context(open(stack.enter_context(atomic_path(args.output)), "wb"))
-        items = _timed(read_raw(source, fmt, stats), stats, "decode_s")
-        bar = stack.enter_context(tqdm(unit="frame", disable=True if args.quiet else None, leave=False))
-        try:
+    try:  # around the output's temporary: a failed run leaves no partial file
+        with contextlib.ExitStack() as stack:
+            stack.callback(source.close)
+            if args.output == "-":
+                target = sys.stdout.buffer
+            else:
+                target = stack.enter_context(open(stack.enter_context(atomic_path(args.output)), "wb"))
+            items = _timed(read_raw(source, fmt, stats), stats, "decode_s")
+            bar = stack.enter_context(tqdm(unit="frame", disable=True if args.quiet else None, leave=False))
             run_pipeline(items, restore, lambda frames: write_raw(target, fmt, frames, stats), stats, bar)
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
-            log.error("error: the reader of the output closed it after %d frames", stats.frames)
-            return 1
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
+        log.error("error: the reader of the output closed it after %d frames", stats.frames)
+        return 1
+    except Exception as e:  # as in run(): one line, no traceback
+        log.error("error: %s", failure_message(Path(args.input), e))
+        return 1
     report(Path(args.output), stats)
     return 1 if stats.corrupt or not stats.frames else 0
 
