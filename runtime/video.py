@@ -29,13 +29,12 @@ from typing import Any, BinaryIO
 import numpy as np
 from tqdm import tqdm
 
-from common.cli import exit_missing_extra
+from common.cli import UsageError, exit_missing_extra, run_cli
 from common.files import atomic_path
-from runtime.backends.base import BackendUnavailable
-from runtime.infer import UsageError, add_restore_options, check_options, failure_message, restorer_options, run_cli
+from runtime.cli import add_restore_options, failure_message, open_restorer, print_result, settings_from_args
 from runtime.jpeg_quality import estimate_quality, read_quant_tables
-from runtime.model_files import ModelError
 from runtime.restorer import Restorer
+from runtime.settings import RestoreSettings
 
 log = logging.getLogger(__spec__.name)
 
@@ -640,8 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=seconds_arg, help="how long to restore (default: to the end)")
     p.add_argument("--raw", type=raw_format, metavar="WxH:FMT",
                    help=f"pipe mode: raw frames in and out, FMT one of {', '.join(RAW_FORMATS)}")  # fmt: skip
-    add_restore_options(p)
-    p._option_string_actions["--format"].help = argparse.SUPPRESS  # an image option: a video's format is OUT's suffix
+    add_restore_options(p, image_output=False)  # a video's container follows OUT's suffix
     p.add_argument("--threads", type=int, help="CPU threads for ort-cpu (default: one per core)")
     p.add_argument("--device-id", type=int, default=0, help="GPU ordinal (default 0)")
     p.add_argument("-v", "--verbose", action="store_true", help="also say why backends were skipped")
@@ -653,10 +651,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_options(args)
+    settings = settings_from_args(args, device_id=args.device_id)
     check_video_options(args)
     if args.raw:
-        return run_raw(args)
+        return run_raw(args, settings)
     src, dst = Path(args.input), Path(args.output)
     span = Span(args.start, args.duration)
     try:
@@ -670,26 +668,24 @@ def run(args: argparse.Namespace) -> int:
     if CODECS[args.codec].crf is not None and (clip.width % 2 or clip.height % 2):
         raise UsageError(f"{args.codec} stores 4:2:0 colour, which needs an even width and height (this video is "
                          f"{clip.width}×{clip.height}); use the default lossless FFV1")  # fmt: skip
-    restorer = make_restorer(args)
-    describe(src, clip)
-    settings = VideoSettings(args.codec, args.crf, span, args.quality)
-    try:
-        with atomic_path(dst) as tmp:
-            stats = restore_video(src, tmp, restorer, settings, clip, progress=not args.quiet)
-    except (VideoError, av.error.FFmpegError, OSError) as e:
-        log.error("error: %s", e if str(src) in str(e) else f"{src} → {dst}: {e}")
-        return 1
-    except Exception as e:  # the backend failing on a frame (NaN output, out of memory): one line, no traceback
-        log.error("error: %s", failure_message(src, e))
-        return 1
-    report(dst, stats)
+    video = VideoSettings(args.codec, args.crf, span, args.quality)
+    with open_restorer_logged(args, settings) as restorer:
+        describe(src, clip)
+        try:
+            with atomic_path(dst) as tmp:
+                stats = restore_video(src, tmp, restorer, video, clip, progress=not args.quiet)
+        except (VideoError, av.error.FFmpegError, OSError) as e:
+            log.error("error: %s", e if str(src) in str(e) else f"{src} → {dst}: {e}")
+            return 1
+        except Exception as e:  # the backend failing on a frame (NaN output, out of memory): one line, no traceback
+            log.error("error: %s", failure_message(src, e))
+            return 1
+    report(dst, stats, args.quiet)
     return 1 if stats.corrupt else 0
 
 
 def check_video_options(args: argparse.Namespace) -> None:
     """Raise UsageError for options that cannot work, before a model is loaded or a frame decoded."""
-    if args.format != "png":
-        raise UsageError("--format is an image option: a video's container follows OUT's suffix")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be positive")
     codec = CODECS[args.codec]
@@ -719,11 +715,9 @@ def _check_output(dst: Path, args: argparse.Namespace) -> None:
         raise UsageError(f"{dst}: is a folder; OUT names the output file")
 
 
-def make_restorer(args: argparse.Namespace) -> Restorer:
-    try:
-        restorer = Restorer(**restorer_options(args), device_id=args.device_id)
-    except (ModelError, BackendUnavailable, ValueError, TypeError) as e:
-        raise UsageError(str(e)) from None
+def open_restorer_logged(args: argparse.Namespace, settings: RestoreSettings) -> Restorer:
+    """:func:`runtime.cli.open_restorer` (a model or backend that cannot load: UsageError), logging the backend."""
+    restorer = open_restorer(args.model, settings)
     reasons = restorer.skipped_backends if args.verbose else restorer.notable_skips
     log.info("backend: %s%s", restorer.backend_name, "".join(f"\n  ({s})" for s in reasons))
     return restorer
@@ -742,11 +736,16 @@ def describe(src: Path, clip: Clip) -> None:
                  "detail) on this codec's", clip.codec)  # fmt: skip
 
 
-def report(dst: Path, stats: Stats) -> None:
-    """Log the run's summary: frames, speed, stage times, JPEG qualities and models, corrupt packets."""
+def report(dst: Path, stats: Stats, quiet: bool) -> None:
+    """The run's result line (output, frames, speed, stage times) on stdout — logged instead when the frames went to
+    stdout (pipe mode), not at all when ``quiet`` — and the log of JPEG qualities, models and corrupt packets."""
     busy = f"decode {stats.decode_s:.1f} s, restore {stats.restore_s:.1f} s, encode {stats.encode_s:.1f} s"
-    log.info("%s: %d frames in %.1f s (%.2f frames/s; %s)", dst, stats.frames, stats.wall_s,
-             stats.frames / max(stats.wall_s, 1e-9), busy)  # fmt: skip
+    rate = stats.frames / max(stats.wall_s, 1e-9)
+    line = f"{dst}: {stats.frames} frames in {stats.wall_s:.1f} s ({rate:.2f} frames/s; {busy})"
+    if str(dst) == "-":
+        log.info("%s", line)
+    elif not quiet:
+        print_result(line)
     qualities = sorted(q for q in stats.qualities if q is not None)
     if qualities:
         each = sorted(stats.qualities.elements(), key=lambda q: q or 0)
@@ -758,11 +757,16 @@ def report(dst: Path, stats: Stats) -> None:
                   stats.frames)  # fmt: skip
 
 
-def run_raw(args: argparse.Namespace) -> int:
+def run_raw(args: argparse.Namespace, settings: RestoreSettings) -> int:
     """Pipe mode: raw frames from IN to OUT ('-': stdin, stdout), each restored with --quality's model choice."""
     fmt: RawFormat = args.raw
     source = sys.stdin.buffer if args.input == "-" else _open_input(args.input)
-    restorer = make_restorer(args)
+    with contextlib.closing(source), open_restorer_logged(args, settings) as restorer:
+        return _restore_raw(args, fmt, source, restorer)
+
+
+def _restore_raw(args: argparse.Namespace, fmt: RawFormat, source: BinaryIO, restorer: Restorer) -> int:
+    """Pipe mode's work: the frames of ``source`` restored into OUT; 1 (logged) when it fails."""
     stats = Stats()
 
     def restore(frame: Frame) -> Frame:
@@ -770,7 +774,6 @@ def run_raw(args: argparse.Namespace) -> int:
 
     try:  # around the output's temporary: a failed run leaves no partial file
         with contextlib.ExitStack() as stack:
-            stack.callback(source.close)
             if args.output == "-":
                 target = sys.stdout.buffer
             else:
@@ -785,7 +788,7 @@ def run_raw(args: argparse.Namespace) -> int:
     except Exception as e:  # as in run(): one line, no traceback
         log.error("error: %s", failure_message(Path(args.input), e))
         return 1
-    report(Path(args.output), stats)
+    report(Path(args.output), stats, args.quiet)
     return 1 if stats.corrupt or not stats.frames else 0
 
 

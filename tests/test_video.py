@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,7 +142,8 @@ def test_mjpeg_avi_restores_losslessly_with_per_frame_quality(tmp_path, models, 
     dst = tmp_path / "restored.mkv"
     proc = cli(src, dst, "--model", models, "--threads", "1")
     assert proc.returncode == 0, proc.stderr
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    assert re.fullmatch(rf"{re.escape(str(dst))}: 6 frames in [\d.]+ s \([\d.]+ frames/s; decode .*\)\n", proc.stdout)
     assert "JPEG quality per frame: q10–q15" in proc.stderr
     assert "q10 (3 frames)" in proc.stderr and "q15 (3 frames)" in proc.stderr  # the model chosen per frame
     assert "not JPEG-based" not in proc.stderr
