@@ -1,10 +1,11 @@
 """Command line: restore the frames of a video.  ``python -m runtime.video IN OUT [options]`` (the ``[video]`` extra).
 
 Frames stream through three stages joined by bounded queues — decode (thread) → restore (main thread) → encode and
-mux (thread) — so memory does not depend on the clip's length. ``--raw WxH:FMT`` restores raw frames (a pipe between
-two ffmpeg processes). Exit codes: 0 every frame restored, 1 the input failed (nothing written) or some packets were
-corrupt (skipped; the output holds every frame that decoded), 2 usage error, 130/143 interrupted (Ctrl-C / SIGTERM:
-no output and no temporary are left).
+mux (thread) — so memory does not depend on the clip's length. Windows of :data:`WINDOW_FRAMES` frames are restored
+together (:meth:`Restorer.restore_frames`: their tiles share batches), so a GPU backend gets full batches.
+``--raw WxH:FMT`` restores raw frames (a pipe between two ffmpeg processes). Exit codes: 0 every frame restored, 1 the
+input failed (nothing written) or some packets were corrupt (skipped; the output holds every frame that decoded), 2
+usage error, 130/143 interrupted (Ctrl-C / SIGTERM: no output and no temporary are left).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ frames to OUT, - being stdin/stdout, e.g.
 """
 
 QUEUE_FRAMES = 4  # frames waiting between two stages: enough to overlap them, little memory at any resolution
+WINDOW_FRAMES = 4  # frames restored together: a few frames' tiles fill a GPU batch; memory stays a few frames
 JPEG_CODECS = ("mjpeg", "mjpegb")  # DCT JPEG frames, with quantisation tables
 HD_LINES = 720  # a stream that declares no matrix: BT.709 from this height up, BT.601 below (players' convention)
 _POLL_S = 0.1
@@ -346,13 +348,27 @@ def _start(name: str, work: Callable[[], None], pipe: _Pipe) -> threading.Thread
 
 
 def run_pipeline(
-    items: Iterator[Frame | Remux], restore: Callable[[Frame], Frame], write: Callable[[Iterable[Any]], None],
-    stats: Stats, progress: tqdm | None = None,
+    items: Iterator[Frame | Remux], restore: Callable[[list[Frame]], list[Frame]],
+    write: Callable[[Iterable[Any]], None], stats: Stats, progress: tqdm | None = None,
 ) -> None:  # fmt: skip
-    """Decode (``items``, in a thread) → ``restore`` each :class:`Frame` (here) → ``write`` (in a thread, given
-    frames and other items in order). Returns when ``write`` has returned; re-raises the first stage's error. On any
-    error or interrupt both threads are stopped and joined before this returns."""
+    """Decode (``items``, in a thread) → ``restore`` windows of up to :data:`WINDOW_FRAMES` :class:`Frame` s (here;
+    it returns them restored, in order) → ``write`` (in a thread, given frames and other items in order). Returns
+    when ``write`` has returned; re-raises the first stage's error. On any error or interrupt both threads are
+    stopped and joined before this returns."""
     decoded, restored = _Pipe(), _Pipe()
+    window: list[Frame | Remux] = []  # frames to restore together, and the items between them
+
+    def flush() -> None:
+        frames = [item for item in window if isinstance(item, Frame)]
+        t0 = time.perf_counter()
+        done = iter(restore(frames) if frames else [])
+        stats.restore_s += time.perf_counter() - t0
+        stats.frames += len(frames)
+        if progress is not None:
+            progress.update(len(frames))
+        for item in window:
+            restored.put(next(done) if isinstance(item, Frame) else item)
+        window.clear()
 
     def read() -> None:
         for item in items:
@@ -365,15 +381,14 @@ def run_pipeline(
     start = time.perf_counter()
     reader, writer = _start("decode", read, decoded), _start("encode", encode, restored)
     try:
+        frames = 0
         for item in decoded:
-            if isinstance(item, Frame):
-                t0 = time.perf_counter()
-                item = restore(item)
-                stats.restore_s += time.perf_counter() - t0
-                stats.frames += 1
-                if progress is not None:
-                    progress.update()
-            restored.put(item)
+            window.append(item)
+            frames += isinstance(item, Frame)
+            if frames == WINDOW_FRAMES:
+                flush()
+                frames = 0
+        flush()
         restored.close()
         writer.join()
         restored.check()
@@ -529,11 +544,13 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, settings: VideoSetti
     codec = CODECS[settings.codec]
     stats = Stats()
 
-    def restore(frame: Frame) -> Frame:
-        quality = settings.quality or frame.quality
-        stats.qualities[frame.quality] += 1
-        stats.models[restorer.models.for_quality(quality).name] += 1
-        return replace(frame, pixels=restorer(frame.pixels, quality))
+    def restore(frames: list[Frame]) -> list[Frame]:
+        qualities = [settings.quality or frame.quality for frame in frames]
+        for frame, quality in zip(frames, qualities, strict=True):
+            stats.qualities[frame.quality] += 1
+            stats.models[restorer.models.for_quality(quality).name] += 1
+        pixels = restorer.restore_frames([frame.pixels for frame in frames], qualities)
+        return [replace(frame, pixels=p) for frame, p in zip(frames, pixels, strict=True)]
 
     items = _timed(read_frames(src, clip, settings.span, stats), stats, "decode_s")
     crf = settings.crf if settings.crf is not None else codec.crf
@@ -769,8 +786,9 @@ def _restore_raw(args: argparse.Namespace, fmt: RawFormat, source: BinaryIO, res
     """Pipe mode's work: the frames of ``source`` restored into OUT; 1 (logged) when it fails."""
     stats = Stats()
 
-    def restore(frame: Frame) -> Frame:
-        return replace(frame, pixels=restorer(frame.pixels, args.quality))
+    def restore(frames: list[Frame]) -> list[Frame]:
+        pixels = restorer.restore_frames([frame.pixels for frame in frames], [args.quality] * len(frames))
+        return [replace(frame, pixels=p) for frame, p in zip(frames, pixels, strict=True)]
 
     try:  # around the output's temporary: a failed run leaves no partial file
         with contextlib.ExitStack() as stack:
