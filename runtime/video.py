@@ -33,6 +33,7 @@ from tqdm import tqdm
 from common.cli import UsageError, exit_missing_extra, run_cli
 from common.files import atomic_path
 from runtime.cli import add_restore_options, failure_message, open_restorer, print_result, settings_from_args
+from runtime.compare import CompareSettings, compare_images, render
 from runtime.jpeg_quality import estimate_quality, read_quant_tables
 from runtime.restorer import Restorer
 from runtime.settings import RestoreSettings
@@ -69,6 +70,8 @@ frames to OUT, - being stdin/stdout, e.g.
 
 QUEUE_FRAMES = 4  # frames waiting between two stages: enough to overlap them, little memory at any resolution
 WINDOW_FRAMES = 4  # frames restored together: a few frames' tiles fill a GPU batch; memory stays a few frames
+COMPARE_SUFFIX = "_compare"  # --compare's default clip: <OUT stem><this><OUT suffix>
+_CLIP_LAYOUT = CompareSettings(crops=0)  # the side-by-side clip: labelled columns, no zoomed crops (they would jump)
 JPEG_CODECS = ("mjpeg", "mjpegb")  # DCT JPEG frames, with quantisation tables
 HD_LINES = 720  # a stream that declares no matrix: BT.709 from this height up, BT.601 below (players' convention)
 _POLL_S = 0.1
@@ -561,6 +564,43 @@ def restore_video(src: Path, dst: Path, restorer: Restorer, settings: VideoSetti
     return stats
 
 
+# -- the side-by-side clip (--compare) --------------------------------------------------------------------------------
+
+
+def side_by_side(before: np.ndarray, after: np.ndarray, label: str) -> np.ndarray:
+    """``before`` (labelled ``label``) | ``after`` (labelled "restored") in the columns of the image compare's picture
+    (:func:`runtime.compare.render`, without crops): H'×W'×3 uint8 RGB, one size for every frame of a clip."""
+    return render(compare_images(before, after, None, label, _CLIP_LAYOUT), _CLIP_LAYOUT)
+
+
+def write_compare(src: Path, restored: Path, target: Path, clip: Clip, settings: VideoSettings) -> int:
+    """Write the side-by-side clip of ``src`` (``settings.span`` of it) and its restoration — read back from the
+    written ``restored``, so it shows what was written — into ``target`` with ``restored``'s codec and crf, timestamps
+    and copied streams; returns the frames written. VideoError when ``restored`` has fewer frames."""
+    blank = np.zeros((clip.height, clip.width, 3), np.uint8)
+    size = side_by_side(blank, blank, "").shape[:2]
+    shown = replace(clip, height=size[0], width=size[1], deep=False)
+    codec = CODECS[settings.codec]
+    stats = Stats()
+    with av.open(str(restored)) as output:
+        after = (frame_to_rgb(f, frame_colour(f), clip.deep) for f in output.decode(video=0))
+
+        def pairs() -> Iterator[Frame | Remux]:
+            for item in read_frames(src, clip, settings.span, stats):
+                if isinstance(item, Frame):
+                    right = next(after, None)
+                    if right is None:
+                        raise VideoError(f"{restored}: has fewer frames than {src}")
+                    label = f"JPEG q{item.quality}" if item.quality else "input"
+                    item = replace(item, pixels=side_by_side(item.pixels, right, label))
+                    stats.frames += 1
+                yield item
+
+        crf = settings.crf if settings.crf is not None else codec.crf
+        write_video(target, shown, codec, crf, src, pairs(), stats)
+    return stats.frames
+
+
 # -- raw frames ------------------------------------------------------------------------------------------------------
 
 RAW_FORMATS = {"rgb24": (3, np.dtype("u1")), "rgb48le": (3, np.dtype("<u2")), "gray": (1, np.dtype("u1")),
@@ -654,6 +694,11 @@ def build_parser() -> argparse.ArgumentParser:
                    + ", ".join(f"{k} {c.crf}" for k, c in CODECS.items() if c.crf is not None) + ")")  # fmt: skip
     p.add_argument("--start", type=seconds_arg, default=0.0, help="restore from this time (seconds or [HH:]MM:SS)")
     p.add_argument("--duration", type=seconds_arg, help="how long to restore (default: to the end)")
+    p.add_argument("--compare", nargs="?", const="", metavar="FILE",
+                   help="also write a side-by-side clip: the input | the restoration, labelled (the JPEG quality of "
+                   "each frame), read back from OUT, with OUT's codec, timestamps and audio, into FILE (default: "
+                   f"OUT's name + {COMPARE_SUFFIX}); its path is printed. Put it after IN OUT, or write "
+                   "--compare=FILE")  # fmt: skip
     p.add_argument("--raw", type=raw_format, metavar="WxH:FMT",
                    help=f"pipe mode: raw frames in and out, FMT one of {', '.join(RAW_FORMATS)}")  # fmt: skip
     add_restore_options(p, image_output=False)  # a video's container follows OUT's suffix
@@ -685,6 +730,7 @@ def run(args: argparse.Namespace) -> int:
     if CODECS[args.codec].crf is not None and (clip.width % 2 or clip.height % 2):
         raise UsageError(f"{args.codec} stores 4:2:0 colour, which needs an even width and height (this video is "
                          f"{clip.width}×{clip.height}); use the default lossless FFV1")  # fmt: skip
+    target = compare_target(args)
     video = VideoSettings(args.codec, args.crf, span, args.quality)
     with open_restorer_logged(args, settings) as restorer:
         describe(src, clip)
@@ -698,7 +744,32 @@ def run(args: argparse.Namespace) -> int:
             log.error("error: %s", failure_message(src, e))
             return 1
     report(dst, stats, args.quiet)
+    if target is not None:
+        try:
+            with atomic_path(target) as tmp:
+                write_compare(src, dst, tmp, clip, video)
+        except (VideoError, av.error.FFmpegError, OSError) as e:
+            log.error("error: %s: the side-by-side clip failed (%s)", target, e)
+            return 1
+        if not args.quiet:
+            print_result(f"compare clip: {target}")
     return 1 if stats.corrupt else 0
+
+
+def compare_target(args: argparse.Namespace) -> Path | None:
+    """Where --compare writes (None without it): FILE, or OUT's name + :data:`COMPARE_SUFFIX`; UsageError when that
+    cannot be written (as for OUT) or is OUT."""
+    if args.compare is None:
+        return None
+    dst = Path(args.output)
+    target = Path(args.compare) if args.compare else dst.with_name(dst.stem + COMPARE_SUFFIX + dst.suffix)
+    if target.suffix.lower() not in CODECS[args.codec].suffixes:
+        raise UsageError(f"--compare {target}: {args.codec} is written to {'/'.join(CODECS[args.codec].suffixes)} "
+                         "files")  # fmt: skip
+    if target.resolve() == dst.resolve():
+        raise UsageError(f"--compare {target}: is OUT; the side-by-side clip needs a file of its own")
+    _check_output(target, args)
+    return target
 
 
 def check_video_options(args: argparse.Namespace) -> None:
@@ -709,8 +780,8 @@ def check_video_options(args: argparse.Namespace) -> None:
     if args.crf is not None and (codec.crf is None or not 0 <= args.crf <= codec.crf_max):
         raise UsageError("--crf goes with --codec h264|h265 (0..51) or av1 (0..63)")
     if args.raw:
-        if args.start or args.duration or args.codec != "ffv1":
-            raise UsageError("--start, --duration and --codec are for video files, not --raw")
+        if args.start or args.duration or args.codec != "ffv1" or args.compare is not None:
+            raise UsageError("--start, --duration, --codec and --compare are for video files, not --raw")
         if args.output != "-":
             _check_output(Path(args.output), args)
         return

@@ -33,6 +33,7 @@ from runtime.video import (  # noqa: E402
     is_deep,
     restore_video,
     rgb_to_frame,
+    side_by_side,
 )
 
 W, H = 64, 48
@@ -129,6 +130,31 @@ def decoded(path: Path) -> list:
 def packets(path: Path, kind: str) -> list[tuple[float, bytes]]:
     with av.open(str(path)) as container:
         return [(float(p.pts * p.time_base), bytes(p)) for p in container.demux(**{kind: 0}) if p.size]
+
+
+def test_compare_writes_a_side_by_side_clip(tmp_path, models):
+    qualities = [10, 15, 10]
+    src = make_mjpeg(tmp_path / "camera.avi", qualities)
+    dst, beside = tmp_path / "restored.mkv", tmp_path / "restored_compare.mkv"
+    proc = cli(src, dst, "--model", models, "--threads", "1", "--compare")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"compare clip: {beside}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["camera.avi", "restored.mkv", "restored_compare.mkv"]
+    ins, outs, shown = decoded(src), decoded(dst), decoded(beside)
+    assert [t for t, _, _ in shown] == pytest.approx([t for t, _, _ in ins], abs=1e-3)
+    for (_, before, _), (_, after, _), (_, picture, _), q in zip(ins, outs, shown, qualities, strict=True):
+        assert picture.shape[1] > 2 * W and picture.shape[0] > H
+        np.testing.assert_array_equal(picture, side_by_side(before, after, f"JPEG q{q}"))  # FFV1: exact
+    assert [b for _, b in packets(beside, "audio")] == [b for _, b in packets(src, "audio")]
+    for args, message in (
+        ((dst, "-f", f"--compare={dst}"), "is OUT"),
+        ((tmp_path / "again.mkv", f"--compare={beside}"), "exists"),
+        ((tmp_path / "again.mkv", "--compare=side.mp4"), "ffv1 is written to .mkv/.nut/.avi files"),
+        (("-", "--raw", "64x48:rgb24", "--compare"), "not --raw"),
+    ):
+        proc = cli(src, *args, "--model", models)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "again.mkv").exists()
 
 
 def test_imports_without_torch():
