@@ -73,6 +73,9 @@ Each actor builds one Restorer (the model is loaded once per actor) and restores
 written atomically, and temporaries left by killed workers are removed when the next job on DST starts (one job
 per DST at a time: a lock file in DST). A bad file is an error row in the manifest and never stops the job.
 
+With --compare the driver reads back each restored file as its row arrives and adds it to the compare output
+(pictures and report.html in DST/compare unless --compare=DIR); skipped files are not in it.
+
 The manifest (JSON lines, appended, one row per input of each run): input, output, status (ok, skipped or error),
 jpeg_quality (estimated; null if not a JPEG), model, precision, backend, seconds, megapixels, error.
 

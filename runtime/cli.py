@@ -78,11 +78,11 @@ def add_restore_options(p: argparse.ArgumentParser, image_output: bool = True) -
                    "rounded; below 1 for a lighter touch (default 1: the full restoration)")  # fmt: skip
     if image_output:
         p.add_argument("--compare", nargs="?", const="", metavar="DIR",
-                       help="also write, per input, a side-by-side PNG (input | restored | original) with zoomed crops "
-                       f"where the restoration changed most, and one self-contained HTML report ({REPORT_NAME}: a "
-                       "before/after slider per image, model, precision, backend, time; no network access) into DIR "
-                       f"(default: a folder '{DEFAULT_FOLDER}' beside the outputs); its path is printed. Put it after "
-                       "the inputs, or write --compare=DIR")  # fmt: skip
+                       help="also write, per input, a side-by-side PNG (input | restored, | original with "
+                       "--reference) with zoomed crops where the restoration changed most, and one self-contained "
+                       f"HTML report ({REPORT_NAME}: a before/after slider per image, model, precision, backend, "
+                       f"time; no network access) into DIR (default: a folder '{DEFAULT_FOLDER}' beside the outputs); "
+                       "its path is printed. Put it after the inputs, or write --compare=DIR")  # fmt: skip
         p.add_argument("--reference", type=Path, metavar="DIR",
                        help="with --compare: the originals (same names as the inputs, any image format); the report "
                        "adds PSNR / SSIM / PSNR-B of input and restoration per image and their means")  # fmt: skip
