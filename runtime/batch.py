@@ -37,12 +37,17 @@ from runtime.cli import (
     Summary,
     add_restore_options,
     collect_inputs,
+    compare_folder,
+    compare_one,
     failure_message,
+    open_compare,
     output_paths,
     plan_files,
+    print_report,
     print_result,
     settings_from_args,
 )
+from runtime.compare import CompareRun, RunFacts
 from runtime.model_files import ModelError, resolve_models
 from runtime.restorer import Restorer
 from runtime.settings import RestoreSettings
@@ -67,6 +72,9 @@ existing outputs are skipped unless --overwrite, so a rerun resumes; inputs are 
 Each actor builds one Restorer (the model is loaded once per actor) and restores one file at a time; outputs are
 written atomically, and temporaries left by killed workers are removed when the next job on DST starts (one job
 per DST at a time: a lock file in DST). A bad file is an error row in the manifest and never stops the job.
+
+With --compare the driver reads back each restored file as its row arrives and adds it to the compare output
+(pictures and report.html in DST/compare unless --compare=DIR); skipped files are not in it.
 
 The manifest (JSON lines, appended, one row per input of each run): input, output, status (ok, skipped or error),
 jpeg_quality (estimated; null if not a JPEG), model, precision, backend, seconds, megapixels, error.
@@ -120,8 +128,13 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as e:
         raise UsageError(str(e)) from None
     folder = outputs[0].parent
+    pictures = compare_folder(args, outputs)
     tally = Tally(failed=len(errors))
-    with job_lock(folder), Manifest(args.manifest or folder / MANIFEST_NAME) as manifest:
+    with (
+        job_lock(folder),
+        Manifest(args.manifest or folder / MANIFEST_NAME) as manifest,
+        open_compare(pictures, args) or contextlib.nullcontext() as compare,
+    ):
         plans = plan_files(inputs, outputs, args.overwrite)
         for plan in plans:
             if plan.error or plan.skip:
@@ -137,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
                     for result in restore_on_ray(todo, args, settings, actors):
                         tally.add(manifest.write(result))
                         done += 1
+                        if compare is not None and result["status"] == "ok":
+                            tally.failed += not compare_row(compare, result, settings.strength)
         except ray.exceptions.RayError as e:  # the pool could not start, or Ray itself failed
             tally.failed += len(todo) - done
             log.error("error: the Ray job failed, rerun to resume (%s)", last_line(e))
@@ -144,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
             sweep_stale_temps(targets, older_than_s=0)
     if not args.quiet:
         print_result(tally.summary())
+    print_report(compare, args.quiet)
     if tally.failed:
         print(f"{tally.failed} input(s) failed", file=sys.stderr)
     return 1 if tally.failed else 0
@@ -162,6 +178,13 @@ def job_lock(folder: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def compare_row(compare: CompareRun, result: dict[str, Any], strength: float) -> bool:
+    """Add the restoration of an ``ok`` manifest row to the compare output (on the driver, while the actors go on);
+    False (logged) when its comparison failed."""
+    facts = RunFacts(result["model"], result["precision"], result["backend"], result["seconds"], strength)
+    return compare_one(compare, Path(result["input"]), Path(result["output"]), facts)
 
 
 def last_line(error: BaseException) -> str:

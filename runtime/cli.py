@@ -19,6 +19,7 @@ from common.cli import UsageError
 from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
+from runtime.compare import DEFAULT_FOLDER, REPORT_NAME, CompareRun, RunFacts, default_folder
 from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
 from runtime.model_files import PRECISIONS, ModelError
 from runtime.restorer import FileResult, OutOfMemory, Restorer, check_quality
@@ -40,10 +41,14 @@ def tile_arg(text: str) -> tuple[int, int]:
     return (parts[0], parts[-1])
 
 
-def add_restore_options(p: argparse.ArgumentParser) -> None:
-    """The options that ``runtime.infer`` and ``runtime.batch`` share: output format, overwriting, model, backend,
-    tiling, quality, engine cache, size limit and -q. Read back by :func:`settings_from_args`."""
-    p.add_argument("--format", default="png", choices=["png", "tiff", "webp", "bmp"], help="output format (lossless)")
+def add_restore_options(p: argparse.ArgumentParser, image_output: bool = True) -> None:
+    """The options that the restoring commands share: overwriting, model, backend, tiling, quality, engine cache,
+    size limit, strength and -q; with ``image_output`` (``runtime.infer``, ``runtime.batch``; not ``runtime.video``)
+    also the output image format and the compare output (--compare, --reference: :func:`compare_folder`). Read back
+    by :func:`settings_from_args`."""
+    if image_output:
+        p.add_argument("--format", default="png", choices=["png", "tiff", "webp", "bmp"],
+                       help="output format (lossless)")  # fmt: skip
     p.add_argument("-f", "--overwrite", action="store_true", help="replace existing outputs (never inputs)")
     p.add_argument("--model", help="an .onnx model (with its .json sidecar) or a folder of models; default: bundled")
     p.add_argument(
@@ -68,6 +73,19 @@ def add_restore_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, metavar="MP",
                    help=f"refuse larger images, checked before decoding (default {DEFAULT_MAX_PIXELS / 1e6:.0f}; "
                    "input and output are held in memory, ~6 bytes per pixel)")  # fmt: skip
+    p.add_argument("--strength", type=float, default=1.0, metavar="S",
+                   help="apply this fraction of the restoration, 0 < S <= 1: output = input + S x (restored - input), "
+                   "rounded; below 1 for a lighter touch (default 1: the full restoration)")  # fmt: skip
+    if image_output:
+        p.add_argument("--compare", nargs="?", const="", metavar="DIR",
+                       help="also write, per input, a side-by-side PNG (input | restored, | original with "
+                       "--reference) with zoomed crops where the restoration changed most, and one self-contained "
+                       f"HTML report ({REPORT_NAME}: a before/after slider per image, model, precision, backend, "
+                       f"time; no network access) into DIR (default: a folder '{DEFAULT_FOLDER}' beside the outputs); "
+                       "its path is printed. Put it after the inputs, or write --compare=DIR")  # fmt: skip
+        p.add_argument("--reference", type=Path, metavar="DIR",
+                       help="with --compare: the originals (same names as the inputs, any image format); the report "
+                       "adds PSNR / SSIM / PSNR-B of input and restoration per image and their means")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bars, per-file lines or summary; errors only")  # fmt: skip
 
@@ -83,7 +101,8 @@ def settings_from_args(args: argparse.Namespace, **fields: object) -> RestoreSet
         return RestoreSettings(
             backend=args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch, precision=args.precision,
             threads=args.threads, spin={"auto": None, "on": True, "off": False}[args.spin], cache_dir=args.cache_dir,
-            max_pixels=round(args.max_pixels * 1e6), server=args.url, remote_model=args.remote_model, **fields,
+            max_pixels=round(args.max_pixels * 1e6), server=args.url, remote_model=args.remote_model,
+            strength=args.strength, **fields,
         )  # fmt: skip
     except SettingError as e:
         raise UsageError(e.for_cli()) from None
@@ -186,18 +205,66 @@ def _exists(path: Path) -> bool:
         return False  # a name the file system refuses: restore_one reports it
 
 
-def restore_one(restorer: Restorer, plan: FilePlan, quality: int | None, quiet: bool) -> FileResult | None:
-    """Restore one file and print its result line on stdout (not when ``quiet``); log its error (one line, no
-    traceback) and return None when it fails."""
+def restore_one(
+    restorer: Restorer, plan: FilePlan, quality: int | None, quiet: bool, compare: CompareRun | None = None
+) -> FileResult | None:
+    """Restore one file, print its result line on stdout (not when ``quiet``) and add it to ``compare``; log its
+    error (one line, no traceback) and return None when it (or its comparison) fails."""
     start = time.perf_counter()
     try:
         result = restorer.restore_file(plan.src, plan.dst, quality)
     except Exception as e:  # a bad file or a backend failing on one image must not stop a folder run
         log.error("error: %s", failure_message(plan.src, e))
         return None
+    seconds = time.perf_counter() - start
     if not quiet:
-        print_result(result_line(plan.src, result, time.perf_counter() - start))
-    return result
+        print_result(result_line(plan.src, result, seconds))
+    facts = RunFacts(result.model, result.precision, result.backend, seconds, restorer.settings.strength)
+    return result if compare is None or compare_one(compare, plan.src, plan.dst, facts) else None
+
+
+def compare_folder(args: argparse.Namespace, outputs: list[Path]) -> Path | None:
+    """Where ``--compare`` writes (its DIR, or :func:`runtime.compare.default_folder` of the first output); None
+    without it. UsageError, before any work, for --reference without --compare or not a folder, and a DIR that is
+    a file."""
+    if args.reference is not None and args.compare is None:
+        raise UsageError("--reference needs --compare (the metrics are part of the compare report)")
+    if args.reference is not None and not args.reference.is_dir():
+        raise UsageError(f"--reference {args.reference}: no such folder")
+    if args.compare is None:
+        return None
+    folder = default_folder(outputs[0]) if args.compare == "" else Path(args.compare)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--compare {folder}: not a folder (--compare takes an optional DIR: put it after the "
+                         "inputs, or write --compare=DIR)")  # fmt: skip
+    return folder
+
+
+def open_compare(folder: Path | None, args: argparse.Namespace) -> CompareRun | None:
+    """The run's :class:`~runtime.compare.CompareRun` in ``folder`` (None: no --compare), with --reference and
+    --max-pixels; a folder that cannot be made is a UsageError."""
+    if folder is None:
+        return None
+    try:
+        return CompareRun(folder, args.reference, max_pixels=round(args.max_pixels * 1e6))
+    except (ValueError, OSError) as e:
+        raise UsageError(f"--compare {folder}: {e}") from None
+
+
+def compare_one(compare: CompareRun, src: Path, dst: Path, facts: RunFacts) -> bool:
+    """Add a written restoration to the compare output; log its error (one line) and return whether that worked."""
+    try:
+        compare.add(src, dst, facts)
+    except Exception as e:  # the restoration is written; only its comparison failed (e.g. a reference's size)
+        log.error("error: %s (compare)", failure_message(src, e))
+        return False
+    return True
+
+
+def print_report(compare: CompareRun | None, quiet: bool) -> None:
+    """The compare report's path, a result line on stdout (after the run: the report is written on closing)."""
+    if compare is not None and not quiet:
+        print_result(f"compare report: {compare.folder / REPORT_NAME}")
 
 
 def result_line(src: Path, result: FileResult, seconds: float) -> str:

@@ -8,6 +8,7 @@ interrupted (Ctrl-C / SIGTERM; nothing partial is left behind).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import sys
@@ -21,9 +22,12 @@ from runtime.cli import (
     Summary,
     add_restore_options,
     collect_inputs,
+    compare_folder,
+    open_compare,
     open_restorer,
     output_paths,
     plan_files,
+    print_report,
     print_result,
     restore_one,
     settings_from_args,
@@ -42,7 +46,8 @@ estimated JPEG quality of each input is printed and, with a folder of per-qualit
 picks the model trained on the nearest quality.
 
 Console: results on stdout (one line per restored file: input, JPEG quality, output, model, precision, tiles,
-seconds; with several inputs a summary line), logs, progress bars, warnings and errors on stderr. -v also says why
+seconds; with several inputs a summary line; with --compare the report's path), logs, progress bars, warnings and
+errors on stderr. -v also says why
 each backend, precision and model was chosen; -q prints errors only.
 """
 
@@ -75,9 +80,14 @@ def run(args: argparse.Namespace) -> int:
         log.error("error: %s", message)
     if not inputs:
         raise UsageError("no input images")
-    plans = plan_files(inputs, output_paths(inputs, args), args.overwrite)
+    outputs = output_paths(inputs, args)
+    plans = plan_files(inputs, outputs, args.overwrite)
+    folder = compare_folder(args, outputs)
     summary = Summary(failed=len(errors))
-    with open_restorer(args.model, settings) as restorer:
+    with (
+        open_restorer(args.model, settings) as restorer,
+        open_compare(folder, args) or contextlib.nullcontext() as compare,
+    ):
         reasons = restorer.skipped_backends if args.verbose else restorer.notable_skips
         log.info("backend: %s%s", restorer.backend_name, "".join(f"\n  ({s})" for s in reasons))
         for plan in tqdm(plans, unit="file", disable=True if args.quiet or len(plans) < 2 else None):
@@ -87,13 +97,14 @@ def run(args: argparse.Namespace) -> int:
             elif plan.skip:
                 log.info("skipped %s: %s", plan.src, plan.skip)
                 summary.skipped += 1
-            elif result := restore_one(restorer, plan, args.quality, args.quiet):
+            elif result := restore_one(restorer, plan, args.quality, args.quiet, compare):
                 summary.restored += 1
                 summary.megapixels += math.prod(result.size) / 1e6
             else:
                 summary.failed += 1
     if len(plans) + len(errors) > 1 and not args.quiet:
         print_result(summary.line())
+    print_report(compare, args.quiet)
     if summary.failed:
         print(f"{summary.failed} input(s) failed", file=sys.stderr)
     return 1 if summary.failed else 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
 from runtime.model_files import Model, ModelError, ModelSet, resolve_models
 from runtime.settings import RestoreSettings
+from runtime.strength import blend
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,8 @@ class Restorer:
         cache_dir: TensorRT engine cache. align: tile grid (16 = JPEG 4:2:0 MCU). progress: tqdm bar over tiles
             (on terminals only). max_pixels: :meth:`restore_file` refuses larger images (checked from the header).
         verify: run the load-time self-test of each model (:func:`self_test`); off only for timing random weights.
+        strength: the fraction of the restoration applied, 0 < S ≤ 1 (1: all of it): every result is
+            ``round(input + S · (restored − input))`` (:func:`runtime.strength.blend`), for a lighter touch.
 
     The settings are held as one :class:`~runtime.settings.RestoreSettings` (``.settings``; invalid ones raise its
     :class:`~runtime.settings.SettingError`, a ``ValueError``; :meth:`from_settings` takes one directly). A model
@@ -130,11 +134,12 @@ class Restorer:
         verify: bool = True,
         server: str | None = None,
         remote_model: str | None = None,
+        strength: float = 1.0,
     ) -> None:
         settings = RestoreSettings(
             backend=backend, tile=tile, overlap=overlap, batch=batch, precision=precision, device_id=device_id,
             threads=threads, spin=spin, cache_dir=cache_dir, align=align, progress=progress, max_pixels=max_pixels,
-            verify=verify, server=server, remote_model=remote_model,
+            verify=verify, server=server, remote_model=remote_model, strength=strength,
         )  # fmt: skip
         self._open(model, settings)
 
@@ -194,6 +199,35 @@ class Restorer:
         with self._lock:
             self._check_open()
             return self._restore(image, self.models.for_quality(quality), out)
+
+    def restore_frames(
+        self, frames: Sequence[np.ndarray], qualities: Sequence[int | None] | None = None
+    ) -> list[np.ndarray]:
+        """Restore several images of one shape and dtype (a window of video frames), frame ``i`` with the model for
+        ``qualities[i]`` (None: all with the default model). The results are those of ``[self(f, q) for f, q in
+        zip(frames, qualities)]``, bit for bit, but the tiles of all frames that share a model go through one tile
+        loop, batched together: a GPU backend gets full batches even where one frame has fewer tiles than the batch.
+        """
+        qualities = [None] * len(frames) if qualities is None else list(qualities)
+        if len(qualities) != len(frames):
+            raise ValueError(f"got {len(frames)} frames and {len(qualities)} qualities")
+        for frame in frames:
+            _check_image(frame)
+            if frame.shape != frames[0].shape or frame.dtype != frames[0].dtype:
+                raise ValueError(f"frames differ in shape or dtype: {frames[0].shape} {frames[0].dtype} and "
+                                 f"{frame.shape} {frame.dtype}")  # fmt: skip
+        for quality in qualities:
+            check_quality(quality)
+        outs = [np.empty_like(frame) for frame in frames]
+        groups: dict[str, list[int]] = {}  # model key → indices of its frames
+        with self._lock:
+            self._check_open()
+            models = [self.models.for_quality(quality) for quality in qualities]
+            for i, model in enumerate(models):
+                groups.setdefault(model.key, []).append(i)
+            for indices in groups.values():
+                self._restore_all([frames[i] for i in indices], models[indices[0]], [outs[i] for i in indices])
+        return outs
 
     def restore_file(
         self, path: str | os.PathLike, out_path: str | os.PathLike, quality: int | None = None
@@ -282,15 +316,23 @@ class Restorer:
         return TileGrid(h, w, engine.core, engine.overlap, self.settings.align)
 
     def _restore(self, image: np.ndarray, model: Model, out: np.ndarray | None = None) -> np.ndarray:
-        engine = self._engine(model)
         out = np.empty_like(image) if out is None else out
+        self._restore_all([image], model, [out])
+        return out
+
+    def _restore_all(self, images: list[np.ndarray], model: Model, outs: list[np.ndarray]) -> None:
+        """Restore ``images`` (one shape and dtype) into ``outs`` with ``model``, their tiles batched together."""
+        engine = self._engine(model)
         while True:
             try:
-                return self._run_tiles(image, engine, out)
+                self._run_tiles(images, engine, outs)
+                break
             except Exception as e:  # backends raise library-specific types; only out-of-memory is handled
                 if not is_out_of_memory(e):
                     raise
                 engine = self._shrink(model, engine.core, engine.batch, e)
+        for image, out in zip(images, outs, strict=True):
+            blend(image, out, self.settings.strength, out=out)
 
     def _shrink(self, model: Model, core: tuple[int, int], batch: int, error: BaseException) -> _Engine:
         """Rebuild ``model``'s engine one step smaller (half the batch, then half the core) until one loads."""
@@ -309,28 +351,27 @@ class Restorer:
                     raise
                 error = e
 
-    def _run_tiles(self, image: np.ndarray, engine: _Engine, out: np.ndarray) -> np.ndarray:
-        grid = self._grid(image, engine)
-        adapter = _ColorAdapter(engine.model.spec.channels, image)
-        tiles = list(grid)
+    def _run_tiles(self, images: list[np.ndarray], engine: _Engine, outs: list[np.ndarray]) -> None:
+        grid = self._grid(images[0], engine)  # the images share a shape, so a grid
+        adapter = _ColorAdapter(engine.model.spec.channels, images[0])
+        tiles = [(image, out, tile) for image, out in zip(images, outs, strict=True) for tile in grid]
         buffer = np.empty((engine.batch, engine.model.spec.channels, *grid.window), dtype=np.float32)
         with tqdm(total=len(tiles), unit="tile", disable=None if self.settings.progress else True, leave=False) as bar:
             for pos in range(0, len(tiles), engine.batch):
                 chunk = tiles[pos : pos + engine.batch]
                 batch = buffer[: len(chunk)]
-                for i, tile in enumerate(chunk):
+                for i, (image, _, tile) in enumerate(chunk):
                     batch[i] = adapter.to_model(extract_window(image, tile, grid.window))
                 result = engine.backend.run(batch)
                 if not np.isfinite(result).all():
                     raise ModelError(
                         f"model {engine.model.name} produced NaN/Inf on this image ({engine.backend.name})"
                     )
-                for i, tile in enumerate(chunk):
+                for i, (image, out, tile) in enumerate(chunk):
                     image_region, window_region = crop_slices(tile)
                     restored = result[i][(slice(None), *window_region)]
                     out[image_region] = adapter.from_model(restored, image[image_region])
                 bar.update(len(chunk))
-        return out
 
 
 def check_quality(quality: int | None) -> None:

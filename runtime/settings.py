@@ -16,6 +16,7 @@ from common.tiling import ALIGN, MAX_OVERLAP, MAX_TILE
 from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS
 from runtime.model_files import PRECISIONS
+from runtime.strength import check_strength
 
 MAX_BATCH = 256
 MAX_BUFFER_BYTES = 4 << 30  # one batch of float32 windows: beyond this a setting is a typo, not a plan
@@ -23,7 +24,7 @@ MAX_BUFFER_BYTES = 4 << 30  # one batch of float32 windows: beyond this a settin
 OPTIONS = {
     "backend": "--backend", "tile": "--tile", "overlap": "--overlap", "batch": "--batch", "precision": "--precision",
     "device_id": "--device-id", "threads": "--threads", "spin": "--spin", "cache_dir": "--cache-dir",
-    "max_pixels": "--max-pixels", "server": "--url", "remote_model": "--remote-model",
+    "max_pixels": "--max-pixels", "server": "--url", "remote_model": "--remote-model", "strength": "--strength",
 }  # fmt: skip
 
 
@@ -58,6 +59,7 @@ class RestoreSettings:
     verify: bool = True
     server: str | None = None
     remote_model: str | None = None
+    strength: float = 1.0
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", *BACKENDS, *REMOTE_BACKENDS):
@@ -69,6 +71,10 @@ class RestoreSettings:
             raise SettingError("precision", f"must be one of auto, {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.spin not in (None, True, False):
             raise SettingError("spin", f"must be True, False or None, got {self.spin!r}")
+        try:
+            check_strength(self.strength)
+        except ValueError:
+            raise SettingError("strength", f"must be a number in (0, 1], got {self.strength!r}") from None
         object.__setattr__(self, "tile", _tile_pair(self.tile))
         sides = self.tile or (max(CPU_CORE.values()),) * 2  # the buffer check below, at the largest default
         for field, value, lo, hi in (

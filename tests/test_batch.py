@@ -3,6 +3,7 @@ SIGTERM and SIGKILL, usage errors without tracebacks. A Ray start costs 5-10 s h
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -21,6 +22,8 @@ import pytest
 from skimage import data
 
 from runtime.infer import main as infer_main
+from runtime.io import read_image
+from runtime.strength import blend
 from tests.conftest import REPO_ROOT, assert_imports_without_torch
 from tests.runtime_fixtures import local_net, write_jpeg
 
@@ -90,11 +93,16 @@ def test_killed_jobs_resume_to_the_outputs_of_infer(tmp_path, model):
     proc.communicate(timeout=60)
     assert len(list(out.glob("*.png"))) < 12  # killed half way
 
-    proc = batch(*args, "--actors", "2", stdout=subprocess.PIPE)
+    proc = batch(*args, "--actors", "2", "--compare", stdout=subprocess.PIPE)
     summary, err = proc.communicate(timeout=180)
     assert proc.returncode == 1 and "2 input(s) failed" in err and "Traceback" not in err, err
-    assert re.fullmatch(r"\d+ restored, \d+ skipped, 2 failed in [\d.]+ s: [\d.]+ MP, [\d.]+ s/MP "
-                        r"\(Ray start included; backend: ort-cpu\)\n", summary)  # fmt: skip
+    restored = re.fullmatch(r"(\d+) restored, \d+ skipped, 2 failed in [\d.]+ s: [\d.]+ MP, [\d.]+ s/MP "
+                            r"\(Ray start included; backend: ort-cpu\)\ncompare report: (.*)\n", summary)  # fmt: skip
+    assert restored and Path(restored[2]) == out / "compare" / "report.html"
+    pictures = sorted(p.name for p in (out / "compare").iterdir())  # this run's restorations, compared on the driver
+    assert len(pictures) == int(restored[1]) + 1 > 1 and pictures[-1] == "report.html"
+    report = Path(restored[2]).read_text(encoding="utf-8")
+    assert report.count("<td>local</td><td>fp32</td><td>ort-cpu</td>") == int(restored[1])
     assert not leftovers(out)
     reference = tmp_path / "reference"
     assert infer_main([str(src), "-o", str(reference), "--model", str(model), "--tile", "32", "-q"]) == 1
@@ -131,6 +139,8 @@ def test_usage_errors_are_one_line(tmp_path, model, capsys):
         ([str(tmp_path / "a.jpg"), str(out), "--actors", "0"], "--actors must be at least 1"),
         ([str(tmp_path / "a.jpg"), str(out), "--overlap", "-1"], "--overlap must be"),
         ([str(tmp_path / "a.jpg"), str(out), "--gpus-per-actor", "1.5"], "--gpus-per-actor must be"),
+        ([str(tmp_path / "a.jpg"), str(out), "--strength", "0"], "--strength must be a number in (0, 1]"),
+        ([str(tmp_path / "a.jpg"), str(out), "--reference", str(tmp_path)], "--reference needs --compare"),
         ([str(tmp_path / "a.jpg"), str(out), "--model", str(tmp_path / "nope.onnx")], "no such model"),
     ]
     for argv, message in cases:
@@ -181,5 +191,10 @@ def test_actor_rows_and_setup_failure_without_ray(tmp_path, model):
     assert ok["status"] == "ok" and ok["jpeg_quality"] == 25 and (tmp_path / "g.png").is_file()
     assert ok["model"] == "local" and ok["precision"] == "fp32"
     assert gone["status"] == "error" and "no such file" in gone["error"]
+    lighter = RestoreActor(str(model), dataclasses.replace(settings, strength=0.25), None)
+    half = {"input": batch_rows["input"][:1], "output": np.array([str(tmp_path / "g25.png")])}
+    assert json.loads(lighter(half)["result"][0])["status"] == "ok"
+    jpeg, full = read_image(good).pixels, read_image(tmp_path / "g.png").pixels
+    np.testing.assert_array_equal(read_image(tmp_path / "g25.png").pixels, blend(jpeg, full, 0.25))
     broken = RestoreActor(str(tmp_path / "gone.onnx"), settings, None)  # answers instead of dying
     assert {json.loads(r)["status"] for r in broken(batch_rows)["result"]} == {SETUP_FAILED}

@@ -295,6 +295,27 @@ def test_blend_keeps_gray_and_checks_its_arguments():
         blend(gray, gray.astype(np.uint16), 0.5)
 
 
+def test_restorer_strength_blends_every_result(tmp_path):
+    """Restorer(strength=S): the call, restoring into ``out`` and restore_file all give blend(input, full, S)."""
+    from runtime.restorer import Restorer
+    from tests.runtime_fixtures import local_net
+
+    model = local_net(tmp_path / "local.onnx")
+    jpeg = read_image(write_jpeg(tmp_path / "a.jpg", RGB, 10)).pixels
+    with Restorer(model, tile=32) as full_restorer, Restorer(model, tile=32, strength=0.4) as light:
+        full = full_restorer(jpeg)
+        expected = blend(jpeg, full, 0.4)
+        assert not np.array_equal(expected, full) and light.settings.strength == 0.4
+        np.testing.assert_array_equal(light(jpeg), expected)
+        strided = np.zeros((jpeg.shape[0], jpeg.shape[1] * 2, 3), np.uint8)[:, ::2]  # a view, as C++ passes
+        assert light(jpeg, out=strided) is strided
+        np.testing.assert_array_equal(strided, expected)
+        light.restore_file(tmp_path / "a.jpg", tmp_path / "a.png")
+        np.testing.assert_array_equal(read_image(tmp_path / "a.png").pixels, expected)
+    with pytest.raises(ValueError, match=re.escape("strength must be a number in (0, 1], got 0")):
+        Restorer(model, strength=0)
+
+
 # -- a real browser --------------------------------------------------------------------------------------------
 
 BROWSER_FLAGS = [

@@ -120,6 +120,50 @@ def test_usage_and_setup_errors(tmp_path, model):
         _no_traceback(proc)
 
 
+def test_compare_reference_and_strength(tmp_path, model):
+    from runtime.io import read_image
+    from runtime.strength import blend
+
+    src, ref = tmp_path / "in", tmp_path / "ref"
+    src.mkdir()
+    ref.mkdir()
+    cv2.imwrite(str(ref / "a.png"), cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))
+    write_jpeg(src / "a.jpg", RGB, 10)
+    write_jpeg(src / "b.jpg", RGB, 30)  # no original: shown without metrics
+    common = ("--model", model, "--tile", "32")
+    proc = cli(src, "-o", tmp_path / "out", *common, "--compare", "--reference", ref)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "out" / "compare"
+    assert sorted(p.name for p in folder.iterdir()) == ["a_compare.png", "b_compare.png", "report.html"]
+    assert proc.stdout.splitlines()[-1] == f"compare report: {folder / 'report.html'}"  # a result: stdout, last
+    report = (folder / "report.html").read_text(encoding="utf-8")
+    assert "mean of 1" in report and "JPEG q10" in report and "JPEG q30" in report
+    assert re.search(r"<td>local</td><td>fp32</td><td>(ort-cpu|ort-cuda|tensorrt)</td>", report)
+    picture = read_image(folder / "a_compare.png").pixels  # JPEG | restored | original, each column 120 px or more
+    assert picture.shape[1] >= 3 * 120 and picture.shape[0] > RGB.shape[0]
+
+    half = tmp_path / "half.png"
+    proc = cli(src / "a.jpg", "-o", half, *common, "--strength", "0.5", f"--compare={tmp_path / 'c'}", "-q")
+    assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+    jpeg, full = read_image(src / "a.jpg").pixels, read_image(tmp_path / "out" / "a.png").pixels
+    assert not np.array_equal(jpeg, full)
+    np.testing.assert_array_equal(read_image(half).pixels, blend(jpeg, full, 0.5))
+    assert "strength 0.5" in (tmp_path / "c" / "report.html").read_text(encoding="utf-8")
+    for args, message in (
+        (("--reference", ref), "--reference needs --compare"),
+        (("--compare", "--reference", src / "a.jpg"), "no such folder"),
+        (("--strength", "0"), "--strength must be a number in (0, 1], got 0.0"),
+        (("--strength", "1.5"), "--strength must be a number in (0, 1]"),
+        (("--strength", "nan"), "--strength must be a number in (0, 1]"),
+        (("--strength", "half"), "invalid float value"),
+        (("--compare", src / "a.jpg"), "not a folder"),
+    ):
+        proc = cli(src / "a.jpg", "-o", tmp_path / "x.png", *common, *args)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        _no_traceback(proc)
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_runtime_imports_without_torch():
     assert_imports_without_torch(
         """

@@ -259,3 +259,36 @@ def test_default_cpu_core_follows_the_graph_precision_and_the_self_test_stays_sm
     model = int8.models.for_quality(None)
     assert default_tile("tensorrt", model) == default_tile("triton", model, "int8") == 256
     assert Restorer(backend="ort-cpu", tile=300)._engines.popitem()[1].core == (304, 304)  # asked for: rounded up
+
+
+def test_restore_frames_batches_tiles_across_frames_bit_identically(rgb_model, tmp_path):
+    """A window of frames: the results of per-frame calls, bit for bit, in fewer (fuller) backend calls."""
+    frames = [np.ascontiguousarray(np.roll(RGB, 7 * i, axis=1)) for i in range(3)]
+    with Restorer(rgb_model, backend="ort-cpu", tile=32, batch=4, threads=1) as restorer:
+        backend = next(iter(restorer._engines.values())).backend
+        run, calls = backend.run, []
+        backend.run = lambda batch: (calls.append(len(batch)), run(batch))[1]
+        expected = [restorer(frame) for frame in frames]
+        per_frame, calls[:] = list(calls), []
+        got = restorer.restore_frames(frames)
+        assert sum(calls) == sum(per_frame) == 27 and calls == [4] * 6 + [3]  # 9 tiles a frame: 4+4+1 each alone
+        for out, want in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(out, want)
+        deep = [frame.astype(np.uint16) * 257 for frame in frames[:2]]
+        for out, frame in zip(restorer.restore_frames(deep), deep, strict=True):
+            np.testing.assert_array_equal(out, restorer(frame))
+        assert restorer.restore_frames([]) == []
+        with pytest.raises(ValueError, match="differ in shape"):
+            restorer.restore_frames([RGB, GRAY])
+        with pytest.raises(ValueError, match="2 frames and 1 qualities"):
+            restorer.restore_frames(frames[:2], [10])
+    folder = tmp_path / "models"  # per-quality models: each frame gets its own, the lighter strength applies to all
+    folder.mkdir()
+    local_net(folder / "q10.onnx", seed=0, jpeg_qualities=[10])
+    local_net(folder / "q40.onnx", seed=1, jpeg_qualities=[40])
+    qualities = [10, 40, None]
+    with Restorer(folder, tile=32, batch=2, threads=1, strength=0.6) as restorer:
+        got = restorer.restore_frames(frames, qualities)
+        for out, frame, quality in zip(got, frames, qualities, strict=True):
+            np.testing.assert_array_equal(out, restorer(frame, quality))
+        assert not np.array_equal(got[0], restorer(frames[0], 40))  # the models differ: the choice is visible

@@ -33,6 +33,8 @@ def test_frozen_normalised_and_picklable(tmp_path):
         ({"precision": "int4"}, "precision must", "--precision must"),
         ({"backend": "cuda"}, "backend must", "--backend must"),
         ({"backend": "triton"}, "server is required", "--url is required"),
+        ({"strength": 0}, "strength must be a number in (0, 1]", "--strength must"),
+        ({"strength": float("nan")}, "strength must", "--strength must"),
         ({"tile": 4096, "overlap": 1024, "batch": 256}, "tile (4096, 4096) with overlap", "--tile (4096"),
     ],
 )

@@ -1,0 +1,424 @@
+"""runtime.video on tiny clips made here with PyAV: frames, timestamps, audio and colour kept, restored frames equal to
+the Restorer's, the pipe mode between processes, interrupts and bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from tests.conftest import REPO_ROOT, assert_imports_without_torch
+from tests.runtime_fixtures import local_net
+
+av = pytest.importorskip("av", reason="PyAV is not installed (the [video] extra)")
+
+from runtime.restorer import Restorer  # noqa: E402 (after the skip: runtime.video needs av)
+from runtime.video import (  # noqa: E402
+    Colour,
+    Span,
+    VideoSettings,
+    frame_colour,
+    frame_to_rgb,
+    is_deep,
+    restore_video,
+    rgb_to_frame,
+    side_by_side,
+)
+
+W, H = 64, 48
+PHOTO = cv2.resize(data.astronaut(), (W, H), interpolation=cv2.INTER_AREA)
+ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "runtime.video", *map(str, args)], capture_output=True, text=True,
+                          env=ENV, cwd=REPO_ROOT, timeout=120, **kwargs)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> Path:
+    """Two per-quality models (trained-on q10 and q15, by their sidecars): the choice is visible per frame."""
+    folder = tmp_path_factory.mktemp("models")
+    local_net(folder / "q10.onnx", seed=0, jpeg_qualities=[10])
+    local_net(folder / "q15.onnx", seed=1, jpeg_qualities=[15])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def restorer(models) -> Restorer:
+    return Restorer(models, backend="ort-cpu", threads=1)
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+def make_mjpeg(path: Path, qualities: list[int], audio: bool = True, size: tuple[int, int] = (W, H)) -> Path:
+    """Motion JPEG at 25 fps, frame i a shifted photo encoded by libjpeg at ``qualities[i]`` (as cameras write it), with
+    a PCM audio track."""
+    w, h = size
+    photo = cv2.resize(PHOTO, (w, h))
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = w, h, "yuvj420p"
+        sound = out.add_stream("pcm_s16le", rate=8000, layout="mono") if audio else None
+        for i, q in enumerate(qualities):
+            packet = av.Packet(jpeg_bytes(np.roll(photo, 3 * i, axis=1), q))
+            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = video, Fraction(1, 25), i, i, 1
+            packet.is_keyframe = True
+            out.mux(packet)
+        if sound:
+            for i in range(len(qualities) // 2):
+                samples = (np.sin(np.arange(640) / 5 + i) * 8000).astype(np.int16)[None]
+                frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+                frame.sample_rate, frame.pts = 8000, i * 640
+                out.mux(sound.encode(frame))
+            out.mux(sound.encode(None))
+    return path
+
+
+def make_h264(path: Path, pts_ms: list[int], rgb: np.ndarray, colorspace: str, rotation: int = 0) -> Path:
+    """H.264 in MP4 at the given (variable) timestamps, ``colorspace`` "ITU709"/"ITU601" in limited range, with an
+    AAC track and a display rotation."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=30, options={"crf": "10"})
+        video.width, video.height, video.pix_fmt = rgb.shape[1], rgb.shape[0], "yuv420p"
+        video.codec_context.time_base = Fraction(1, 1000)
+        matrix = {"ITU709": 1, "ITU601": 6}[colorspace]
+        video.codec_context.colorspace, video.codec_context.color_range = matrix, 1
+        if rotation:
+            video.set_display_rotation(rotation)
+        sound = out.add_stream("aac", rate=8000, layout="mono")
+        for pts in pts_ms:
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace=colorspace, dst_color_range="MPEG")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        for i in range(4):
+            samples = (np.sin(np.arange(1024) / 7 + i) * 0.3).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 8000, i * 1024
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
+    return path
+
+
+def decoded(path: Path) -> list:
+    """(seconds, RGB, display rotation) of each frame, decoded with runtime.video's colour rule."""
+    with av.open(str(path)) as container:
+        return [
+            (float(f.pts * f.time_base), frame_to_rgb(f, frame_colour(f), is_deep(f)), f.rotation)
+            for packet in container.demux(video=0)
+            for f in packet.decode()
+        ]
+
+
+def packets(path: Path, kind: str) -> list[tuple[float, bytes]]:
+    with av.open(str(path)) as container:
+        return [(float(p.pts * p.time_base), bytes(p)) for p in container.demux(**{kind: 0}) if p.size]
+
+
+def test_compare_writes_a_side_by_side_clip(tmp_path, models):
+    qualities = [10, 15, 10]
+    src = make_mjpeg(tmp_path / "camera.avi", qualities)
+    dst, beside = tmp_path / "restored.mkv", tmp_path / "restored_compare.mkv"
+    proc = cli(src, dst, "--model", models, "--threads", "1", "--compare")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == f"compare clip: {beside}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["camera.avi", "restored.mkv", "restored_compare.mkv"]
+    ins, outs, shown = decoded(src), decoded(dst), decoded(beside)
+    assert [t for t, _, _ in shown] == pytest.approx([t for t, _, _ in ins], abs=1e-3)
+    for (_, before, _), (_, after, _), (_, picture, _), q in zip(ins, outs, shown, qualities, strict=True):
+        assert picture.shape[1] > 2 * W and picture.shape[0] > H
+        np.testing.assert_array_equal(picture, side_by_side(before, after, f"JPEG q{q}"))  # FFV1: exact
+    assert [b for _, b in packets(beside, "audio")] == [b for _, b in packets(src, "audio")]
+    for args, message in (
+        ((dst, "-f", f"--compare={dst}"), "is OUT"),
+        ((tmp_path / "again.mkv", f"--compare={beside}"), "exists"),
+        ((tmp_path / "again.mkv", "--compare=side.mp4"), "ffv1 is written to .mkv/.nut/.avi files"),
+        (("-", "--raw", "64x48:rgb24", "--compare"), "not --raw"),
+    ):
+        proc = cli(src, *args, "--model", models)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "again.mkv").exists()
+
+
+def test_imports_without_torch():
+    assert_imports_without_torch("import runtime.video")
+
+
+def test_mjpeg_avi_restores_losslessly_with_per_frame_quality(tmp_path, models, restorer):
+    qualities = [10, 10, 15, 15, 10, 15]
+    src = make_mjpeg(tmp_path / "camera.avi", qualities)
+    before = src.read_bytes()
+    dst = tmp_path / "restored.mkv"
+    proc = cli(src, dst, "--model", models, "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert re.fullmatch(rf"{re.escape(str(dst))}: 6 frames in [\d.]+ s \([\d.]+ frames/s; decode .*\)\n", proc.stdout)
+    assert "JPEG quality per frame: q10–q15" in proc.stderr
+    assert "q10 (3 frames)" in proc.stderr and "q15 (3 frames)" in proc.stderr  # the model chosen per frame
+    assert "not JPEG-based" not in proc.stderr
+    assert src.read_bytes() == before  # the input is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["camera.avi", "restored.mkv"]  # no temporary left
+    ins, outs = decoded(src), decoded(dst)
+    assert [t for t, _, _ in outs] == pytest.approx([t for t, _, _ in ins], abs=1e-3) and len(outs) == 6
+    for (_, rgb, _), (_, restored, _), q in zip(ins, outs, qualities, strict=True):
+        assert np.array_equal(restored, restorer(rgb, q))  # FFV1 RGB: bit-identical to the Restorer
+    assert [b for _, b in packets(dst, "audio")] == [b for _, b in packets(src, "audio")]
+    with av.open(str(dst)) as out:
+        assert out.streams.video[0].codec_context.name == "ffv1"
+
+    h264 = tmp_path / "restored.mp4"
+    proc = cli(src, h264, "--model", models, "--threads", "1", "--codec", "h264", "-q")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # -q: silent on success
+    lossy = decoded(h264)
+    assert [t for t, _, _ in lossy] == pytest.approx([t for t, _, _ in ins], abs=1e-3)
+    assert packets(h264, "audio") == packets(src, "audio")
+    for (_, restored, _), (_, again, _) in zip(outs, lossy, strict=True):
+        assert np.abs(again.astype(int) - restored).mean() < 5  # crf 18, 4:2:0 on a 64×48 photo
+
+    dst.write_bytes(b"keep me")
+    proc = cli(src, dst, "--model", models)
+    assert proc.returncode == 2 and "exists" in proc.stderr and dst.read_bytes() == b"keep me"
+
+
+def test_h264_vfr_with_audio_keeps_timestamps_rotation_and_colour(tmp_path, restorer):
+    pattern = np.zeros((H, W, 3), np.uint8)
+    for i, colour in enumerate([(230, 30, 40), (40, 200, 60), (30, 50, 220), (200, 180, 40)]):
+        pattern[:, 16 * i : 16 * (i + 1)] = colour
+    pts_ms = [0, 33, 100, 120, 200, 400]
+    src = make_h264(tmp_path / "phone.mp4", pts_ms, pattern, "ITU709", rotation=90)
+    ins = decoded(src)
+    inside = np.r_[4:12, 20:28, 36:44, 52:60]  # columns away from the patches' edges (4:2:0 chroma blends there)
+    first = ins[0][1]
+    assert np.abs(first[:, inside].astype(int) - pattern[:, inside]).max() <= 2  # the declared BT.709 limited range
+    with av.open(str(src)) as container:
+        frame = next(container.decode(video=0))
+        as_601 = frame.reformat(format="rgb24", src_colorspace="ITU601", src_color_range="MPEG").to_ndarray()
+    assert np.abs(as_601[:, inside].astype(int) - pattern[:, inside]).max() > 10  # the wrong matrix is visible
+
+    dst = tmp_path / "phone.mkv"
+    stats = restore_video(src, dst, restorer)
+    assert stats.frames == len(pts_ms) and stats.corrupt == 0
+    outs = decoded(dst)
+    in_times, out_times = [t for t, _, _ in ins], [t for t, _, _ in outs]
+    assert np.diff(out_times) == pytest.approx(np.diff(in_times), abs=1e-3)  # VFR kept (MKV: millisecond units)
+    assert [r for _, _, r in outs] == [90] * len(pts_ms)
+    for (_, rgb, _), (_, restored, _) in zip(ins, outs, strict=True):
+        assert np.array_equal(restored, restorer(rgb))
+    audio_in, audio_out = packets(src, "audio"), packets(dst, "audio")
+    assert [b for _, b in audio_out] == [b for _, b in audio_in]
+    shift = out_times[0] - in_times[0]  # MKV forbids the AAC priming's negative time: every stream moves alike
+    assert [t for t, _ in audio_out] == pytest.approx([t + shift for t, _ in audio_in], abs=1e-3)
+
+    lossy = tmp_path / "phone_h264.mp4"
+    restore_video(src, lossy, restorer, VideoSettings("h264", crf=0))
+    with av.open(str(lossy)) as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.name, ctx.colorspace, ctx.color_range) == ("h264", 1, 1)  # BT.709 limited, as the input
+    for (_, restored, _), (_, again, _) in zip(outs, decoded(lossy), strict=True):
+        assert np.abs(again[:, inside].astype(int) - restored[:, inside]).max() <= 5  # crf 0: 4:2:0, 219 levels
+
+
+@pytest.mark.parametrize("matrix, value_range", [(6, 1), (1, 1), (1, 2), (6, 2), (9, 1)])
+def test_colour_round_trip(matrix, value_range):
+    patches = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [20, 20, 20], [200, 120, 40]])
+    rgb = np.repeat(np.repeat(patches[None].astype(np.uint8), 16, axis=0), 16, axis=1)  # 16×96, flat 16×16 patches
+    colour = Colour(matrix, value_range, 2, 2)
+    frame = rgb_to_frame(rgb, "yuv420p", colour)
+    assert (int(frame.colorspace), int(frame.color_range)) in ((matrix, value_range), (5, value_range))
+    inside = np.isin(np.arange(96) % 16 // 4, (1, 2))  # away from the patches' edges, where 4:2:0 chroma blends them
+
+    def error(decoded: np.ndarray) -> int:
+        return int(np.abs(decoded[:, inside].astype(int) - rgb[:, inside]).max())
+
+    assert error(frame_to_rgb(frame, colour)) <= 2  # 8-bit Y, Cb, Cr rounding
+    assert error(frame_to_rgb(frame, Colour(1 if matrix != 1 else 6, value_range, 2, 2))) > 10  # the matrix matters
+    assert error(frame_to_rgb(frame, Colour(matrix, 3 - value_range, 2, 2))) > 10  # and so does the range
+
+
+def test_mov_start_duration_and_odd_size(tmp_path, restorer):
+    src = make_mjpeg(tmp_path / "clip.mov", [10] * 8, size=(W - 1, H - 1))
+    dst = tmp_path / "part.mkv"
+    stats = restore_video(src, dst, restorer, VideoSettings(span=Span(0.08, 0.12)))  # frames 2, 3, 4 at 25 fps
+    ins, outs = decoded(src), decoded(dst)
+    assert stats.frames == 3 and [t for t, _, _ in outs] == pytest.approx([0.0, 0.04, 0.08], abs=1e-3)
+    assert outs[0][1].shape == (H - 1, W - 1, 3)
+    for (_, rgb, _), (_, restored, _) in zip(ins[2:5], outs, strict=True):
+        assert np.array_equal(restored, restorer(rgb, 10))
+    assert all(0 <= t < 0.12 for t, _ in packets(dst, "audio"))
+    proc = cli(src, tmp_path / "odd.mp4", "--codec", "h264")
+    assert proc.returncode == 2 and "even width and height" in proc.stderr and not (tmp_path / "odd.mp4").exists()
+
+
+def test_start_counts_from_the_first_timestamp(tmp_path, restorer):
+    src = tmp_path / "broadcast.ts"
+    with av.open(str(src), "w") as out:  # MPEG-TS clips rarely start at 0: this one starts at 10 s
+        video = out.add_stream("libx264", rate=25, options={"bf": "0"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.roll(PHOTO, i, axis=1), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = 250 + i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    whole = [t for t, _, _ in decoded(src)]
+    assert whole[0] == pytest.approx(10.0, abs=0.01)
+    dst = tmp_path / "part.mkv"
+    assert restore_video(src, dst, restorer, VideoSettings(span=Span(0.12, 0.12))).frames == 3  # as ffmpeg -ss
+    assert [t for t, _, _ in decoded(dst)] == pytest.approx([0.0, 0.04, 0.08], abs=1e-3)
+    whole_dst = tmp_path / "whole.mkv"
+    restore_video(src, whole_dst, restorer)
+    assert [t for t, _, _ in decoded(whole_dst)] == pytest.approx(whole, abs=1e-3)  # a whole clip keeps its times
+
+
+def test_ten_bit_stays_sixteen_bit(tmp_path, restorer):
+    src = tmp_path / "deep.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx265", rate=25, options={"x265-params": "log-level=error"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p10le"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.roll(PHOTO, i, axis=1), format="rgb24").reformat(format="yuv420p10le")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    dst = tmp_path / "deep_out.mkv"
+    restore_video(src, dst, restorer)
+    ins, outs = decoded(src), decoded(dst)
+    assert ins[0][1].dtype == np.uint16 and len(outs) == 3
+    for (_, rgb, _), (_, restored, _) in zip(ins, outs, strict=True):
+        assert restored.dtype == np.uint16 and np.array_equal(restored, restorer(rgb))
+
+
+def test_truncated_and_garbage_inputs(tmp_path, models):
+    full = make_mjpeg(tmp_path / "full.avi", [10] * 10, audio=False).read_bytes()
+    src = tmp_path / "cut.avi"
+    src.write_bytes(full[: len(full) * 3 // 4])
+    readable = len(decoded_safely(src))
+    dst = tmp_path / "cut.mkv"
+    proc = cli(src, dst, "--model", models, "-q")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "corrupt packet(s) skipped" in proc.stderr
+    assert 1 <= len(decoded(dst)) == readable < 10  # every frame that decodes, nothing more
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"not a video at all" * 100)
+    proc = cli(junk, tmp_path / "junk.mkv", "--model", models)
+    assert proc.returncode == 1 and "cannot read as a video" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "junk.mkv").exists()
+
+
+def test_subtitles_are_copied(tmp_path, restorer):
+    srt = tmp_path / "subs.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,080\nhello\n\n2\n00:00:00,120 --> 00:00:00,200\nworld\n")
+    src = tmp_path / "subtitled.mkv"
+    with av.open(str(srt)) as subtitles, av.open(str(src), "w") as out:
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj420p"
+        text = out.add_stream_from_template(subtitles.streams[0])
+        for i in range(6):
+            packet = av.Packet(jpeg_bytes(PHOTO, 20))
+            packet.stream, packet.time_base, packet.pts, packet.dts = video, Fraction(1, 25), i, i
+            out.mux(packet)
+        for packet in subtitles.demux():
+            if packet.size:
+                packet.stream = text
+                out.mux(packet)
+    dst = tmp_path / "out.mkv"
+    assert restore_video(src, dst, restorer).frames == 6
+    assert packets(dst, "subtitles") == packets(src, "subtitles") == [(0.0, b"hello"), (0.12, b"world")]
+
+
+def test_benchmark_writes_where_asked(tmp_path):
+    import json
+
+    from benchmarks import video
+
+    assert video.main(["--sizes", "tiny", "--precisions", "int8", "--frames", "2", "-q", "-o", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "video.json").read_text())["rows"]
+    assert row["frames"] == 2 and row["frames_per_s"] > 0 and 0 < row["restore_share"] <= 1.0
+    assert "| tiny | int8 | 2 |" in (tmp_path / "video.md").read_text()
+
+
+def decoded_safely(path: Path) -> list:
+    """Frames PyAV decodes from ``path``, skipping the packets it cannot decode."""
+    frames = []
+    with av.open(str(path)) as container:
+        for packet in container.demux(video=0):
+            with contextlib.suppress(av.error.FFmpegError):
+                frames += packet.decode()
+    return frames
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_leaves_nothing(tmp_path, models, signum):
+    src = tmp_path / "long.avi"
+    frame = jpeg_bytes(PHOTO, 10)
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj420p"
+        for i in range(3000):  # ~10 s of restoring here: the signal comes long before the end
+            packet = av.Packet(frame)
+            packet.stream, packet.time_base, packet.pts, packet.dts = video, Fraction(1, 25), i, i
+            out.mux(packet)
+    before = src.read_bytes()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.video", src, out_dir / "long.mkv", "--model", models],
+                            env=ENV, cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not any(out_dir.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # the temporary appears when frames start flowing
+    time.sleep(0.3)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert list(out_dir.iterdir()) == []  # neither output nor temporary
+    assert src.read_bytes() == before
+
+
+def test_pipe_mode_between_two_processes(tmp_path, models, restorer):
+    src = make_mjpeg(tmp_path / "cam.avi", [10] * 5, audio=False)
+    producer_code = (
+        "import sys, av\n"
+        "with av.open(sys.argv[1]) as c:\n"
+        "    for f in c.decode(video=0):\n"
+        "        sys.stdout.buffer.write(f.to_ndarray(format='rgb24').tobytes())\n"
+    )
+    consumer_code = (
+        "import sys, numpy as np\n"
+        "data = sys.stdin.buffer.read()\n"
+        f"np.save(sys.argv[1], np.frombuffer(data, np.uint8).reshape(-1, {H}, {W}, 3))\n"
+    )
+    result = tmp_path / "frames.npy"
+    producer = subprocess.Popen([sys.executable, "-c", producer_code, src], stdout=subprocess.PIPE)
+    middle = subprocess.Popen(
+        [sys.executable, "-m", "runtime.video", "--raw", f"{W}x{H}:rgb24", "-", "-", "--model", models, "-q"],
+        stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO_ROOT,
+    )  # fmt: skip
+    consumer = subprocess.Popen([sys.executable, "-c", consumer_code, result], stdin=middle.stdout)
+    producer.stdout.close()  # the children hold the pipes now
+    middle.stdout.close()
+    assert consumer.wait(timeout=120) == 0 and producer.wait(timeout=10) == 0
+    assert middle.wait(timeout=10) == 0, middle.stderr.read()
+    assert middle.stderr.read() == b""
+    frames = np.load(result)
+    with av.open(str(src)) as container:
+        inputs = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == len(inputs) == 5
+    for got, rgb in zip(frames, inputs, strict=True):
+        assert np.array_equal(got, restorer(rgb))
