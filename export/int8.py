@@ -1,6 +1,6 @@
 """INT8 export for CPUs: static QDQ quantisation calibrated on training JPEGs, with a quality gate.
 
-Recipe (measured on the bundled model, 2-core CPU, ONNX Runtime 1.32; numbers in the README):
+Recipe (measured on the bundled model, 2-core CPU, ONNX Runtime 1.32; numbers in docs/export.md):
 
 * QDQ format, **unsigned 8-bit activations, signed 8-bit per-channel weights** (U8S8: the x86 VNNI/AVX2 path of
   ONNX Runtime's QLinearConv; S8S8 and dynamic quantisation ran at 0.55–0.6× FP32 speed).
