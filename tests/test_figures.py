@@ -45,7 +45,8 @@ def test_figures_cli_writes_pictures_and_numbers(tmp_path):
         for q in ("10", "20"):
             m = methods[name][q]
             assert m["gain_db"] == pytest.approx(m["psnr"] - methods["JPEG"][q]["psnr"])
-    assert figures.FULL_SIZE_LABEL in methods  # the GPU-window record: LIVE1 by name, all images
+    assert payload["full_size_record"]["10"]["gain_db"] > 0  # the GPU-window record: LIVE1 by name, all images
+    assert f"| {figures.FULL_SIZE_LABEL} |" in (out / "figures.md").read_text()
     hero = cv2.imread(str(out / "hero.png"))
     crop, zoom = figures.HeroSettings.crop, figures.HeroSettings.zoom
     assert hero.shape[1] == 3 * crop * zoom + 2 * 6 and hero.shape[0] == 2 * (crop * zoom + 26) + 6
@@ -63,8 +64,9 @@ def test_figures_subset_says_so_and_leaves_out_the_full_set_record(tmp_path):
     assert figures.main([*argv, "-o", str(tmp_path / "out"), "-q"]) == 0
     payload = json.loads((tmp_path / "out" / "figures.json").read_text())
     assert payload["subset"] and payload["gains"]["images"] == ["a"]
-    assert figures.FULL_SIZE_LABEL not in payload["gains"]["methods"]
-    assert "the first 1 by name: a subset" in (tmp_path / "out" / "figures.md").read_text()
+    md = (tmp_path / "out" / "figures.md").read_text()
+    assert "the first 1 by name: a subset" in md and "is not drawn" in md
+    assert f"| {figures.FULL_SIZE_LABEL}, all 29 images |" in md
 
 
 def test_figures_writes_into_the_checkout_only_when_asked(tmp_path, monkeypatch, capsys):
