@@ -216,7 +216,7 @@ def find_image(data_root: Path, ref: str) -> Path:
     raise FileNotFoundError(f"{data_root / ref}: no such test image ({', '.join(GROUND_TRUTH_SUFFIXES)})")
 
 
-def plot_gains(methods: dict[str, dict[str, dict[str, float]]], dataset: str, count: int, path: Path) -> None:
+def plot_gains(methods: dict[str, dict[str, dict[str, float]]], title: str, path: Path) -> None:
     """PNG: gain over JPEG (dB) against JPEG quality, one line per method (JPEG itself left out; the GPU-window record
     dashed)."""
     import matplotlib
@@ -235,13 +235,23 @@ def plot_gains(methods: dict[str, dict[str, dict[str, float]]], dataset: str, co
     ax.set_xticks(sorted({int(q) for by_q in methods.values() for q in by_q}))
     ax.set_xlabel("JPEG quality")
     ax.set_ylabel("PSNR gain over JPEG (dB)")
-    ax.set_title(f"{dataset} ({count} images), colour JPEG 4:2:0, PSNR over RGB", fontsize=10)
+    ax.set_title(f"{title}, colour JPEG 4:2:0, PSNR over RGB", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+
+
+def plot_title(payload: dict[str, Any]) -> str:
+    """``LIVE1 (29 images)``, or ``LIVE1 (first 10 images: a subset)``."""
+    count = len(payload["gains"]["images"])
+    return (
+        f"{payload['dataset']} (first {count} images: a subset)"
+        if payload["subset"]
+        else f"{payload['dataset']} ({count} images)"
+    )
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
@@ -379,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.output.mkdir(parents=True, exist_ok=True)
         write_png(args.output / "hero.png", hero_rgb)
         drawn = gains["methods"] | ({FULL_SIZE_LABEL: record} if record and args.images is None else {})
-        plot_gains(drawn, args.dataset, len(gains["images"]), args.output / "gain.png")
+        plot_gains(drawn, plot_title(payload), args.output / "gain.png")
         md = to_markdown(payload)
         paths = write_results(args.output, "figures", payload, md)
     except (OSError, ValueError, KeyError, CheckpointError, PeerWeightsError, ModelError) as e:

@@ -94,6 +94,26 @@ def test_ci_runs_the_readme_test_command():
     assert last == test_commands[0]
 
 
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_relative_links_and_anchors_exist():
+    broken = []
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                broken.append(f"{doc.name}: {target}")
+            elif anchor and anchor not in {_anchor(h) for h in re.findall(r"^#+ (.+)$", file.read_text(), re.M)}:
+                broken.append(f"{doc.name}: {target} (no such heading)")
+    assert not broken, broken
+
+
 def test_markers_are_parsed():
     """The parser this file relies on: markers bind to the next fence only, continuations join, comments drop."""
     assert shell_commands("a\\\n   b  # x\n# only a comment\n\nc\n") == ["a b  # x", "c"]
