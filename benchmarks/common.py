@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import importlib
 import json
@@ -18,6 +19,8 @@ from common.files import atomic_write_text, shared_dir  # noqa: F401 (shared_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
+DEFAULT_OUTPUT = Path("out") / "benchmarks"
+"""Where results go without ``-o``: relative to the working directory (in a checkout, the git-ignored ``out/``)."""
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,24 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join("–" if c is None else str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def add_output_options(parser: argparse.ArgumentParser, update_flag: str, tracked_dir: Path) -> None:
+    """``-o/--output DIR`` (default :data:`DEFAULT_OUTPUT`) or ``update_flag``: write into ``tracked_dir`` instead.
+
+    Committed results are only ever refreshed on request: both set ``args.output``, and they exclude each other.
+    """
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-o", "--output", type=Path, default=DEFAULT_OUTPUT, help=f"output folder (default: {DEFAULT_OUTPUT}/)"
+    )
+    group.add_argument(
+        update_flag,
+        dest="output",
+        action="store_const",
+        const=tracked_dir,
+        help=f"write into {tracked_dir.relative_to(REPO_ROOT)}/ of this checkout (refreshes the committed results)",
+    )
 
 
 def write_results(out_dir: Path, stem: str, payload: dict[str, Any], markdown: str) -> list[Path]:

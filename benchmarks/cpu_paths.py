@@ -14,7 +14,8 @@ The first setting reproduces the runtime before per-image core fitting and INT8 
 spinning on): the baseline of the speed-up column. It runs with today's session options (ONNX Runtime's memory
 pattern off: the same speed, less memory than that runtime had).
 
-    python -m benchmarks.cpu_paths                         # → benchmarks/results/cpu_paths.{json,md}
+    python -m benchmarks.cpu_paths                         # → out/benchmarks/cpu_paths.{json,md}
+    python -m benchmarks.cpu_paths --update-results        # → benchmarks/results/ (committed)
     python -m benchmarks.cpu_paths --sizes 1080p --rounds 1 --settings fp32-fixed256 int8-fit512 -o /tmp/cpu
 """
 
@@ -35,6 +36,7 @@ from typing import Any
 from benchmarks.common import (
     RESULTS_DIR,
     Contention,
+    add_output_options,
     busy_warning,
     contention_cell,
     cpu_model,
@@ -194,7 +196,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "process per setting, with peak RSS and the machine's load. Writes cpu_paths.json/.md.",
     )
     p.add_argument("images", nargs="*", type=Path, help=argparse.SUPPRESS)  # the child's inputs
-    p.add_argument("-o", "--output", type=Path, default=RESULTS_DIR, help=f"output folder (default {RESULTS_DIR})")
+    add_output_options(p, "--update-results", RESULTS_DIR)
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES | TINY),
                    help=f"image sizes (default: {' '.join(SIZES)})")  # fmt: skip
     p.add_argument("--settings", nargs="+", choices=[s.name for s in SETTINGS], help="settings (default all)")

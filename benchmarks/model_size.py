@@ -6,7 +6,8 @@ convolutions and matmuls only, **1 multiply–accumulate = 2 FLOPs**; element-wi
 attention products, padding) are not counted. Every network here is fully convolutional, so FLOPs scale with
 the pixel count and are reported per megapixel (10⁶ pixels) of input.
 
-    python -m benchmarks.model_size            # → benchmarks/results/model_size.{json,md}
+    python -m benchmarks.model_size                    # → out/benchmarks/model_size.{json,md}
+    python -m benchmarks.model_size --update-results   # → benchmarks/results/ (the committed table)
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from common.cli import CommandFailed, exit_missing_extra, run_cli
@@ -29,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.common import (
     RESULTS_DIR,
     ModelEntry,
+    add_output_options,
     machine_info,
     markdown_table,
     model_entries,
@@ -118,7 +119,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Parameters, weight size and FLOPs per megapixel of WCDGAN and its peers (AR-CNN, DnCNN-3, "
         "MemNet, MWCNN) next to the WCDGAN paper's Table 3. Writes model_size.json and model_size.md.",
     )
-    p.add_argument("-o", "--output", type=Path, default=RESULTS_DIR, help=f"output folder (default: {RESULTS_DIR})")
+    add_output_options(p, "--update-results", RESULTS_DIR)
     p.add_argument("-q", "--quiet", action="store_true", help="don't print the table")
     return p.parse_args(argv)
 

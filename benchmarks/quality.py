@@ -11,7 +11,8 @@ keep its chroma (what their releases do with colour input, and what ``runtime.Re
 Measurement: ``train.evaluate`` (protocol in ``../shared/docs/EVALUATION.md``): PSNR / Gaussian SSIM / PSNR-B
 per image on uint8 without border crop, averaged.
 
-    python -m benchmarks.quality                       # both tables → benchmarks/results/quality.{json,md}
+    python -m benchmarks.quality                       # both tables → out/benchmarks/quality.{json,md}
+    python -m benchmarks.quality --update-results      # → benchmarks/results/ (the committed tables)
     python -m benchmarks.quality --ckpt g_y.pt g_rgb.pt
 """
 
@@ -34,7 +35,15 @@ try:
 except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
     exit_missing_extra(e, __name__, "bench")
 
-from benchmarks.common import RESULTS_DIR, machine_info, markdown_table, print_report, shared_dir, write_results
+from benchmarks.common import (
+    RESULTS_DIR,
+    add_output_options,
+    machine_info,
+    markdown_table,
+    print_report,
+    shared_dir,
+    write_results,
+)
 from common.color import rgb_to_y, with_luma
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]
@@ -262,7 +271,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         nargs="+",
         help="instead of measuring, join earlier quality JSON files (e.g. runs split by quality) into one output",
     )
-    p.add_argument("-o", "--output", type=Path, default=RESULTS_DIR, help=f"output folder (default: {RESULTS_DIR})")
+    add_output_options(p, "--update-results", RESULTS_DIR)
     p.add_argument("--name", default="quality", help="output file stem (default: quality)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no table on stdout")
     args = p.parse_args(argv)

@@ -20,7 +20,8 @@ Every timed row records what the rest of the machine did meanwhile (:class:`benc
 other processes' CPU use and the load average before and after; rows where others used more than a quarter
 core are flagged busy in the table, and a warning heads it.
 
-    python -m benchmarks.runtime                 # the default plan for this host → benchmarks/results/
+    python -m benchmarks.runtime                 # the default plan for this host → out/benchmarks/
+    python -m benchmarks.runtime --update-results   # the same → benchmarks/results/ (committed)
     python -m benchmarks.runtime --tiny -o /tmp/rt --models arcnn --backends torch-fp32
 """
 
@@ -54,6 +55,7 @@ from benchmarks.common import (
     RESULTS_DIR,
     Contention,
     ModelEntry,
+    add_output_options,
     busy_warning,
     contention_cell,
     host_kind,
@@ -635,7 +637,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "backend available here. Writes runtime_<host>.json/.md/.png (host: cpu or cuda). Unavailable backends "
         "become skipped rows with the reason.",
     )
-    p.add_argument("-o", "--output", type=Path, default=RESULTS_DIR, help=f"output folder (default: {RESULTS_DIR})")
+    add_output_options(p, "--update-results", RESULTS_DIR)
     p.add_argument("--tiny", "--quick", action="store_true", help="CI smoke mode: tiny inputs, one run, no warm-up")
     keys = ", ".join(e.key for e in model_entries())
     p.add_argument("--models", nargs="+", help=f"model keys (default: all): {keys}")

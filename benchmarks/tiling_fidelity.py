@@ -7,7 +7,7 @@ core / overlap setting this restores LIVE1 compressed at quality q both ways and
 "Whole image" is one window covering the image, reflect-padded like tiles are.
 
     python -m benchmarks.tiling_fidelity --model runtime/weights/default.onnx --tiles 128 256 384 \
-        --overlaps 16 32 64 --quality 10 -o tiling_fidelity.json
+        --overlaps 16 32 64 --quality 10 -o out/tiling   # → out/tiling/tiling_fidelity.json
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.common import RESULTS_DIR, add_output_options
 from common.cli import UsageError, run_cli
 from common.color import rgb_to_y
 from common.files import atomic_write_text, shared_dir
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto")
     p.add_argument("--batch", type=int, help="tiles per call (default: 4 on GPU backends, 1 on the CPU)")
     p.add_argument("--limit", type=int, help="use only the first N images")
-    p.add_argument("-o", "--output", type=Path, default=Path("tiling_fidelity.json"))
+    add_output_options(p, "--update-results", RESULTS_DIR)
     p.add_argument("-q", "--quiet", action="store_true")
     return run_cli(run, p.parse_args(argv))
 
@@ -111,8 +112,9 @@ def run(args: argparse.Namespace) -> int:
         "model": str(args.model), "backend": r.backend_name, "dataset": str(args.data), "quality": args.quality,
         "images": len(images), "reference_overlap": ref_overlap, "rows": [dataclasses.asdict(x) for x in rows],
     }  # fmt: skip
-    atomic_write_text(args.output, json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    path = args.output / "tiling_fidelity.json"
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
     return 0
 
 

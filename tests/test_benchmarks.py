@@ -14,7 +14,7 @@ import pytest
 from skimage import data
 
 from benchmarks import model_size, quality, runtime
-from benchmarks.common import Contention, markdown_table, model_entries
+from benchmarks.common import DEFAULT_OUTPUT, RESULTS_DIR, Contention, markdown_table, model_entries
 from common.color import rgb_to_y
 from models.wcdgan import count_parameters
 
@@ -51,6 +51,18 @@ def test_model_size_cli(tmp_path):
     assert "DISAGREES" not in rows["DnCNN-3"]["note"]
     md = (tmp_path / "model_size.md").read_text()
     assert "1 MAC = 2 FLOPs" in md and "| AR-CNN |" in md
+
+
+def test_benchmarks_write_into_the_checkout_only_when_asked(tmp_path, monkeypatch):
+    committed = (RESULTS_DIR / "model_size.json").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    assert model_size.main(["-q"]) == 0
+    assert (tmp_path / DEFAULT_OUTPUT / "model_size.json").is_file()
+    assert (RESULTS_DIR / "model_size.json").read_bytes() == committed
+    for module in (model_size, quality, runtime):
+        assert module._parse_args(["--update-results"]).output == RESULTS_DIR
+        with pytest.raises(SystemExit):
+            module._parse_args(["--update-results", "-o", str(tmp_path)])
 
 
 # ---------------------------------------------------------------- runtime

@@ -1,4 +1,4 @@
-"""The package layering of the README's layout table, checked on every import statement in the source tree."""
+"""The package layering of docs/architecture.md's layout table, checked on every import statement in the source tree."""
 
 from __future__ import annotations
 
@@ -83,8 +83,8 @@ def test_pyproject_installs_the_packages_common_log_names():
     assert config["tool"]["setuptools"]["packages"]["find"]["include"] == [f"{p}*" for p in PACKAGES]
 
 
-def test_the_readme_layout_table_names_every_package():
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    table = readme[readme.index("## Layout") : readme.index("## Restore images")]
+def test_the_documented_layout_table_names_every_package():
+    page = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    table = page[page.index("# Architecture") : page.index("## Logging")]
     for package in PROJECT:
         assert f"`{package}/`" in table, package
