@@ -7,8 +7,8 @@ megapixel, and each stage's busy time as a share of the wall time (decode and en
 the model, so the shares overlap), with what the rest of the machine did meanwhile
 (:class:`benchmarks.common.Contention`: rows that ran while other processes used the CPU are flagged BUSY).
 
-    python -m benchmarks.video                      # → <tmp>/wcdgan-benchmarks/video.{json,md}
-    python -m benchmarks.video --frames 3 --publish  # → benchmarks/results/video.{json,md} (tracked)
+    python -m benchmarks.video                             # → out/benchmarks/video.{json,md}
+    python -m benchmarks.video --frames 3 --update-results  # → benchmarks/results/video.{json,md} (tracked)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 from benchmarks.common import (
     RESULTS_DIR,
     Contention,
+    add_output_options,
     busy_warning,
     contention_cell,
     library_versions,
@@ -39,7 +40,6 @@ from benchmarks.common import (
 SIZES = {"480p": (480, 640), "720p": (720, 1280)}
 TINY = {"tiny": (48, 64)}  # CI smoke runs
 PRECISIONS = ("int8", "fp32")
-DEFAULT_OUT = Path(tempfile.gettempdir()) / "wcdgan-benchmarks"
 
 
 def write_clip(path: Path, height: int, width: int, frames: int, quality: int = 10) -> Path:
@@ -104,8 +104,7 @@ def to_markdown(payload: dict[str, Any]) -> str:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.video", description=__doc__.split("\n\n")[0])
-    p.add_argument("-o", "--output", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
-    p.add_argument("--publish", action="store_true", help=f"write into {RESULTS_DIR} (the tracked results) instead")
+    add_output_options(p, "--update-results", RESULTS_DIR)
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES | TINY),
                    help=f"clip sizes (default: {' '.join(SIZES)})")  # fmt: skip
     p.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS, help="(default: all)")
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
     try:
-        paths = write_results(RESULTS_DIR if args.publish else args.output, "video", payload, to_markdown(payload))
+        paths = write_results(args.output, "video", payload, to_markdown(payload))
     except OSError as e:
         print(f"error: cannot write results: {e}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """The documentation cannot rot: every ```bash and ```python block of README.md and docs/*.md runs, in a fresh copy of
 this checkout, and leaves its ``git status`` clean — or it is marked, right before the block, with
-``<!-- not run: REASON -->``. Blocks are run as written; placeholder inputs (``photo.jpg``, ``photos/``) are created
-first, from the bundled example image."""
+``<!-- not run: REASON -->``. Blocks are run as written; placeholder inputs (``photo.jpg``, ``photos/``,
+``originals/``, and with PyAV ``camera.avi``) are created first, from the bundled example image."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import cv2
 import pytest
 
 from tests.conftest import REPO_ROOT, SHARED
+from tests.video_fixtures import make_mjpeg
 
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(\S.*?)\s*-->$")
@@ -30,6 +31,7 @@ COMMAND_TIMEOUT_S = 600
 # What a block needs beyond the runtime; a block is skipped, with the reason, when it is missing here.
 NEEDS_MODULE = {
     "runtime.batch": "ray",
+    "runtime.video": "av",
     "export.triton": "tritonclient",
     "export.build": "torch",
     "train": "torch",
@@ -153,14 +155,19 @@ def _checkout_copy(root: Path) -> Path:
 
 
 def _add_placeholder_inputs(repo: Path) -> None:
-    """``photo.jpg`` and ``photos/{a,b}.jpg``: the user's own files in the docs, so excluded from git status here."""
+    """The user's own files in the docs (so excluded from git status here): ``photo.jpg``, ``photos/{a,b}.jpg`` (q10),
+    their originals ``originals/{a,b}.png``, and, where PyAV is installed, a Motion-JPEG clip ``camera.avi``."""
     shutil.copy(EXAMPLE, repo / "photo.jpg")
     (repo / "photos").mkdir()
+    (repo / "originals").mkdir()
     crop = cv2.imread(str(EXAMPLE))[96:224, 96:224]
-    for name in ("a.jpg", "b.jpg"):
-        cv2.imwrite(str(repo / "photos" / name), crop, [cv2.IMWRITE_JPEG_QUALITY, 10])
+    for name in ("a", "b"):
+        cv2.imwrite(str(repo / "photos" / f"{name}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 10])
+        cv2.imwrite(str(repo / "originals" / f"{name}.png"), crop)
+    if importlib.util.find_spec("av") is not None:
+        make_mjpeg(repo / "camera.avi", [10, 12, 15, 10] * 5)  # 0.8 s at 25 fps, with sound
     with open(repo / ".git" / "info" / "exclude", "a") as f:
-        f.write("/photo.jpg\n/photos/\n")
+        f.write("/photo.jpg\n/photos/\n/originals/\n/camera.avi\n")
 
 
 def _run(cmd: list[str], repo: Path, env: dict[str, str], what: str) -> None:

@@ -13,13 +13,12 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
-from skimage import data
 
 from tests.conftest import REPO_ROOT, assert_imports_without_torch
 from tests.runtime_fixtures import local_net
+from tests.video_fixtures import PHOTO, H, W, jpeg_bytes, make_mjpeg
 
 av = pytest.importorskip("av", reason="PyAV is not installed (the [video] extra)")
 
@@ -36,8 +35,6 @@ from runtime.video import (  # noqa: E402
     side_by_side,
 )
 
-W, H = 64, 48
-PHOTO = cv2.resize(data.astronaut(), (W, H), interpolation=cv2.INTER_AREA)
 ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
 
 
@@ -58,36 +55,6 @@ def models(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def restorer(models) -> Restorer:
     return Restorer(models, backend="ort-cpu", threads=1)
-
-
-def jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    return buf.tobytes()
-
-
-def make_mjpeg(path: Path, qualities: list[int], audio: bool = True, size: tuple[int, int] = (W, H)) -> Path:
-    """Motion JPEG at 25 fps, frame i a shifted photo encoded by libjpeg at ``qualities[i]`` (as cameras write it), with
-    a PCM audio track."""
-    w, h = size
-    photo = cv2.resize(PHOTO, (w, h))
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("mjpeg", rate=25)
-        video.width, video.height, video.pix_fmt = w, h, "yuvj420p"
-        sound = out.add_stream("pcm_s16le", rate=8000, layout="mono") if audio else None
-        for i, q in enumerate(qualities):
-            packet = av.Packet(jpeg_bytes(np.roll(photo, 3 * i, axis=1), q))
-            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = video, Fraction(1, 25), i, i, 1
-            packet.is_keyframe = True
-            out.mux(packet)
-        if sound:
-            for i in range(len(qualities) // 2):
-                samples = (np.sin(np.arange(640) / 5 + i) * 8000).astype(np.int16)[None]
-                frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-                frame.sample_rate, frame.pts = 8000, i * 640
-                out.mux(sound.encode(frame))
-            out.mux(sound.encode(None))
-    return path
 
 
 def make_h264(path: Path, pts_ms: list[int], rgb: np.ndarray, colorspace: str, rotation: int = 0) -> Path:
