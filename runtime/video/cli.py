@@ -138,16 +138,23 @@ def run(args: argparse.Namespace) -> int:
             log.error("error: %s", failure_message(src, e))
             return 1
     report(dst, stats, args.quiet)
-    if target is not None:
-        try:
-            with atomic_path(target) as tmp:
-                write_compare(src, dst, tmp, clip, video)
-        except (VideoError, av.error.FFmpegError, OSError) as e:
-            log.error("error: %s: the side-by-side clip failed (%s)", target, e)
-            return 1
-        if not args.quiet:
-            print_result(f"compare clip: {target}")
+    if target is not None and not compare_clip(src, dst, target, clip, video, args.quiet):
+        return 1
     return 1 if stats.corrupt else 0
+
+
+def compare_clip(src: Path, dst: Path, target: Path, clip: Clip, video: VideoSettings, quiet: bool) -> bool:
+    """Write --compare's side-by-side clip of ``src`` and its restoration ``dst`` into ``target`` (atomically) and
+    print its path (not when ``quiet``); log the error (one line) and return False when that fails."""
+    try:
+        with atomic_path(target) as tmp:
+            write_compare(src, dst, tmp, clip, video)
+    except (VideoError, av.error.FFmpegError, OSError) as e:
+        log.error("error: %s: the side-by-side clip failed (%s)", target, e)
+        return False
+    if not quiet:
+        print_result(f"compare clip: {target}")
+    return True
 
 
 def compare_target(args: argparse.Namespace) -> Path | None:
