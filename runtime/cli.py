@@ -118,6 +118,13 @@ def open_restorer(model: str | None, settings: RestoreSettings) -> Restorer:
         raise UsageError(str(e)) from None
 
 
+def log_backend(restorer: Restorer, verbose: bool) -> None:
+    """Log which backend runs and why the others were skipped (all of them when ``verbose``, else those worth telling:
+    their library is installed)."""
+    reasons = restorer.skipped_backends if verbose else restorer.notable_skips
+    log.info("backend: %s%s", restorer.backend_name, "".join(f"\n  ({s})" for s in reasons))
+
+
 def collect_inputs(patterns: list[str], skip_suffix: str = "") -> tuple[list[Path], list[str]]:
     """Expand files, folders and globs (in order, without duplicates) → (image paths, error messages).
 

@@ -23,6 +23,7 @@ from runtime.cli import (
     add_restore_options,
     collect_inputs,
     compare_folder,
+    log_backend,
     open_compare,
     open_restorer,
     output_paths,
@@ -88,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
         open_restorer(args.model, settings) as restorer,
         open_compare(folder, args) or contextlib.nullcontext() as compare,
     ):
-        reasons = restorer.skipped_backends if args.verbose else restorer.notable_skips
-        log.info("backend: %s%s", restorer.backend_name, "".join(f"\n  ({s})" for s in reasons))
+        log_backend(restorer, args.verbose)
         for plan in tqdm(plans, unit="file", disable=True if args.quiet or len(plans) < 2 else None):
             if plan.error:
                 log.error("error: %s: %s", plan.src, plan.error)

@@ -324,11 +324,17 @@ def test_cpu_install_output_is_quiet_and_free_of_progress_bars(world, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("module", "extra"), [("train", "train"), ("export.build", "export"), ("benchmarks.runtime", "bench")]
+    ("module", "extra", "missing"),
+    [
+        ("train", "train", "torch"),
+        ("export.build", "export", "torch"),
+        ("benchmarks.runtime", "bench", "torch"),
+        ("runtime.video", "video", "av"),
+    ],
 )
-def test_missing_extra_is_one_line_not_a_traceback(module, extra):
-    code = (  # torch made unimportable, as on a machine with only the runtime installed
-        "import sys, runpy; sys.modules['torch'] = None; sys.argv = ['x', '--help']; "
+def test_missing_extra_is_one_line_not_a_traceback(module, extra, missing):
+    code = (  # the extra's module made unimportable, as on a machine with only the runtime installed
+        f"import sys, runpy; sys.modules[{missing!r}] = None; sys.argv = ['x', '--help']; "
         f"runpy.run_module({module!r}, run_name='__main__')"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

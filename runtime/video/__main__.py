@@ -1,0 +1,15 @@
+"""``python -m runtime.video``: see :mod:`runtime.video.cli`."""
+
+import sys
+
+from common.cli import exit_missing_extra
+
+try:
+    import av  # noqa: F401 (the [video] extra, checked before anything imports it)
+except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
+    exit_missing_extra(e, __name__, "video")
+
+from runtime.video.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

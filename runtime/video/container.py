@@ -1,0 +1,198 @@
+"""Reading a video file: what its first video stream is (:func:`probe` → :class:`Clip`) and its decoded frames as RGB
+:class:`~runtime.video.pipeline.Frame` s with each Motion-JPEG frame's quality, beside the packets of the audio and
+subtitle streams to copy (:func:`read_frames` → :class:`Remux`), within a :class:`Span`.
+
+Frames are H×W×3 RGB, uint8 or uint16 (:mod:`runtime.video.colour`). A generator here owns its container: iterate it
+in one thread (the pipeline's decode thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from runtime.jpeg_quality import estimate_quality, read_quant_tables
+from runtime.video.colour import Colour, frame_colour, frame_to_rgb, is_deep
+from runtime.video.pipeline import Frame, Stats
+
+log = logging.getLogger(__name__)
+
+JPEG_CODECS = ("mjpeg", "mjpegb")  # DCT JPEG frames, with quantisation tables
+
+
+class VideoError(ValueError):
+    """A video cannot be read or written; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """What restoring needs to know of IN's first video stream (from its header and first decodable frame)."""
+
+    codec: str  # decoder name, e.g. "mjpeg"
+    width: int
+    height: int
+    time_base: Fraction
+    rate: Fraction | None  # average frame rate, None when unknown
+    colour: Colour
+    rotation: int  # display rotation in degrees (the frame's display matrix), 0 when none
+    deep: bool
+    frames: int | None  # expected frame count (for progress), None when unknown
+    copied: tuple[int, ...]  # indices of the audio and subtitle streams, remuxed untouched
+
+    @property
+    def is_jpeg(self) -> bool:
+        return self.codec in JPEG_CODECS
+
+
+@dataclass(frozen=True)
+class Span:
+    """The part to restore, in seconds: ``start`` (from the container's first timestamp, as ffmpeg's ``-ss``; see
+    :meth:`from_origin`), ``duration`` (None: to the end)."""
+
+    start: float = 0.0
+    duration: float | None = None
+
+    def from_origin(self, container: Any) -> Span:
+        """This part in the container's own timestamps (a stream may start at any time: MPEG-TS often does); a whole
+        clip stays whole, its timestamps untouched."""
+        if not self.start and self.duration is None:
+            return self
+        origin = container.start_time / av.time_base if container.start_time else 0.0
+        return Span(origin + self.start, self.duration)
+
+    def contains(self, seconds: float) -> bool:
+        """Whether a timestamp is in the part; the whole clip holds negative ones too (encoder priming, edit lists)."""
+        return (not self.start or seconds >= self.start) and (
+            self.duration is None or seconds < self.start + self.duration
+        )
+
+    def past_end(self, seconds: float) -> bool:
+        return self.duration is not None and seconds >= self.start + self.duration
+
+    def offset(self, time_base: Fraction) -> int:
+        """``start`` in ``time_base`` units: subtracted from every timestamp, so the part starts at 0."""
+        return round(self.start / time_base)
+
+
+@dataclass(frozen=True)
+class Remux:
+    """A packet of the input's stream ``index``, copied untouched (the index is kept here: the input's stream object
+    is gone once the decoding thread closes the input)."""
+
+    index: int
+    packet: Any
+
+
+def probe(path: Path, span: Span = Span()) -> Clip:
+    """Open ``path``, decode its first video frame at ``span.start``; raise VideoError if it has none."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path}: no video stream")
+            video = container.streams.video[0]
+            copied = tuple(s.index for s in container.streams if s.type in ("audio", "subtitle"))
+            first = next((f for _, f in _decoded(container, video, span.from_origin(container), Stats())), None)
+            if first is None:
+                raise VideoError(f"{path}: no decodable video frame" + (f" after {span.start} s" if span.start else ""))
+            rate = video.average_rate or video.guessed_rate
+            return Clip(
+                video.codec_context.name, first.width, first.height, video.time_base, rate, frame_colour(first),
+                int(first.rotation or 0), is_deep(first), _expected_frames(container, video, rate, span), copied,
+            )  # fmt: skip
+    except av.error.FFmpegError as e:
+        raise VideoError(f"{path}: cannot read as a video ({e.strerror or e})") from None
+
+
+def _expected_frames(container: Any, video: Any, rate: Fraction | None, span: Span) -> int | None:
+    seconds = container.duration / av.time_base if container.duration else None
+    if span.duration is not None:
+        seconds = min(seconds or math.inf, span.start + span.duration)
+    if seconds is None or not rate:
+        return video.frames or None
+    return max(round((seconds - span.start) * rate), 1)
+
+
+def packet_quality(packet: Any) -> int | None:
+    """IJG quality estimated from a Motion-JPEG packet's quantisation tables (None: no tables or not a JPEG)."""
+    try:
+        tables = read_quant_tables(io.BytesIO(bytes(packet)))
+    except ValueError:
+        return None
+    found = estimate_quality(tables) if tables else None
+    return found.quality if found else None
+
+
+def read_frames(path: Path, clip: Clip, span: Span, stats: Stats) -> Iterator[Frame | Remux]:
+    """Restorable :class:`Frame` s and the copied streams' packets of ``path`` in demux order, timestamps shifted so
+    that ``span`` starts at 0 (unchanged for a whole clip); corrupt packets are counted in ``stats.corrupt``."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        copied = tuple(container.streams[i] for i in clip.copied)
+        span = span.from_origin(container)
+        step = round(1 / (clip.rate * clip.time_base)) if clip.rate else 1  # for frames without a timestamp
+        offset, last_pts = span.offset(clip.time_base), None
+        for found, frame in _decoded(container, video, span, stats, copied):
+            if frame is None:
+                packet, shift = found, span.offset(found.time_base)
+                if shift:
+                    packet.pts = None if packet.pts is None else packet.pts - shift
+                    packet.dts = None if packet.dts is None else packet.dts - shift
+                yield Remux(packet.stream.index, packet)
+                continue
+            pts = frame.pts - offset if frame.pts is not None else (0 if last_pts is None else last_pts + step)
+            last_pts = pts
+            yield Frame(frame_to_rgb(frame, clip.colour, clip.deep), pts, found)
+
+
+def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple = ()) -> Iterator[tuple[Any, Any]]:
+    """``(packet of a copied stream, None)`` and ``(JPEG quality, decoded frame)`` in demux order, within ``span``;
+    corrupt video packets are counted in ``stats.corrupt`` and skipped."""
+    if span.start:
+        _seek_before(container, video, span.start)  # frames before start are decoded and skipped
+    qualities: dict[int | None, int | None] = {}  # packet pts → quality (intra-only MJPEG: frame pts = packet pts)
+    jpeg = video.codec_context.name in JPEG_CODECS
+    for packet in container.demux(video, *copied):
+        if packet.stream is not video:
+            if packet.size and span.contains(float((packet.pts if packet.pts is not None else 0) * packet.time_base)):
+                yield packet, None
+            continue
+        if jpeg and packet.size:
+            qualities[packet.pts] = packet_quality(packet)
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as e:
+            stats.corrupt += 1
+            qualities.pop(packet.pts, None)
+            log.debug("corrupt packet at pts %s: %s", packet.pts, e)
+            continue
+        for frame in frames:
+            seconds = float(frame.pts * frame.time_base) if frame.pts is not None else span.start
+            if span.past_end(seconds):
+                return
+            if span.contains(seconds):
+                yield qualities.pop(frame.pts, None), frame
+
+
+def _seek_before(container: Any, video: Any, seconds: float) -> None:
+    """Seek to the keyframe at or before ``seconds``; where the container lands after it (MPEG-TS has no index and
+    seeks by bytes), to the beginning instead: slower, never missing frames."""
+    target = round(seconds * av.time_base)
+    container.seek(target)
+    first = None
+    for packet in container.demux(video):
+        with contextlib.suppress(av.error.FFmpegError):
+            first = next(iter(packet.decode()), None)
+        if first is not None or not packet.size:
+            break
+    landed = first is not None and first.key_frame and first.pts is not None and first.time <= seconds
+    video.codec_context.flush_buffers()  # the look ahead must not leave frames in the decoder
+    container.seek(target if landed else (container.start_time or 0))
