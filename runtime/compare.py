@@ -191,8 +191,8 @@ def compare_images(
 @dataclass(frozen=True)
 class Layout:
     """Where things are in a picture of :func:`render`: columns (one per panel) of ``column_width`` separated by
-    :data:`GAP`, each headed by a :data:`LABEL_HEIGHT` label bar; below it the full image (``full``), then one row
-    per crop, each crop zoomed to ``crop_size * zoom`` pixels."""
+    :data:`GAP`, each headed by a :data:`LABEL_HEIGHT` label bar; below it the full image (``full``), then the crops,
+    each zoomed to ``crop_size * zoom`` pixels, side by side as many as fit the column's width, in rows."""
 
     columns: int
     image_size: tuple[int, int]  # height, width of the panels
@@ -210,8 +210,13 @@ class Layout:
         return self.columns * self.column_width + (self.columns + 1) * GAP
 
     @property
+    def crops_per_row(self) -> int:
+        return max(1, (self.column_width + GAP) // (self.crop_size * self.zoom + GAP))
+
+    @property
     def height(self) -> int:
-        return self.crop_origin(self.crops, 0)[0]
+        rows = -(-self.crops // self.crops_per_row)
+        return self.crop_origin(rows * self.crops_per_row, 0)[0]
 
     def column_x(self, column: int) -> int:
         return GAP + column * (self.column_width + GAP)
@@ -224,9 +229,12 @@ class Layout:
     def image_origin(self, column: int) -> tuple[int, int]:
         return GAP + LABEL_HEIGHT + GAP, self.column_x(column)
 
-    def crop_origin(self, row: int, column: int) -> tuple[int, int]:
+    def crop_origin(self, number: int, column: int) -> tuple[int, int]:
+        """The top-left corner of crop ``number`` (0-based) in ``column``."""
         top = self.image_origin(0)[0] + (self.image_size[0] + GAP if self.full else 0)
-        return top + row * (self.crop_size * self.zoom + GAP), self.column_x(column)
+        row, place = divmod(number, self.crops_per_row)
+        step = self.crop_size * self.zoom + GAP
+        return top + row * step, self.column_x(column) + place * step
 
 
 def layout_of(comparison: Comparison, settings: CompareSettings, full: bool = True) -> Layout:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import html
 import json
 import os
@@ -75,7 +76,11 @@ def test_side_by_side_geometry_images_and_labels():
     assert picture.dtype == np.uint8 and picture.shape == (layout.height, layout.width, 3)
     column = max(128, 24 * 3, 120)
     assert layout.width == 3 * column + 4 * GAP
+    assert layout.crops_per_row == 1  # a 72-px crop and a gap fit once in a 128-px column
     assert layout.height == GAP + LABEL_HEIGHT + GAP + 96 + GAP + 2 * (24 * 3 + GAP)
+    wide = dataclasses.replace(layout, image_size=(96, 400))  # 400-px columns hold 5 crops of 72 px side by side
+    assert wide.crops_per_row == 5 and wide.crop_origin(1, 0) == (wide.crop_origin(0, 0)[0], wide.column_x(0) + 80)
+    assert wide.height == GAP + LABEL_HEIGHT + GAP + 96 + GAP + 72 + GAP
     labels = []
     for col, image in enumerate((jpeg, restored, reference)):
         y, x = layout.image_origin(col)
