@@ -1,7 +1,8 @@
 """``python -m export.build``: checkpoint → validated ONNX (FP32, optionally FP16) + JSON sidecars (+ TensorRT engines).
 
 Steps: load the checkpoint; export FP32 ONNX with dynamic batch/height/width; check it against PyTorch on real
-JPEG images; optionally convert to FP16 and check it against FP32; optionally quantise to INT8 for CPUs and
+JPEG images; optionally convert to FP16 and check it against FP32, computed in FP16 (:mod:`export.fp16_check`, on
+any CPU); optionally quantise to INT8 for CPUs and
 gate it on its quality loss (:mod:`export.int8`); measure the receptive field; write each
 ``NAME[_fp16|_int8].onnx`` with its ``.json`` sidecar (:class:`runtime.spec.ModelSpec`); with ``--opencv`` also
 ``NAME_opencv.onnx`` for OpenCV's DNN module (:mod:`export.opencv_compat`); prebuild TensorRT engines
@@ -35,7 +36,7 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
 
 from common.files import sha256_file
 from common.tiling import DEFAULT_CORE
-from export import int8, validate
+from export import fp16_check, int8, validate
 from export.fp16 import NodePatternError, convert_fp16
 from export.int8 import CalibrationError, Int8Options
 from export.onnx_export import ExportError, export_onnx, graph_opset
@@ -232,6 +233,7 @@ def build(opts: BuildOptions) -> list[Path]:
         validate.check(fp32_path.name, fp32_numbers, opts.thresholds)
         if opts.fp16:
             validate.check(fp16_path.name, fp16_numbers, opts.thresholds)
+            fp16_arithmetic = _fp16_arithmetic(fp32_path, fp16_path, images, opts.thresholds)
 
         t0 = time.perf_counter()
         rf = measure(model)
@@ -252,7 +254,11 @@ def build(opts: BuildOptions) -> list[Path]:
                 fp32_nodes=fp32_kept,
                 **common,
             )
-            spec16.validation = {**spec16.validation, "fp16_vs_fp32": fp16_numbers}
+            spec16.validation = {
+                **spec16.validation,
+                "fp16_vs_fp32": {**fp16_numbers, "kind": "onnx runtime cpu (computes in fp32: weight rounding only)"},
+                "fp16_arithmetic": fp16_arithmetic,
+            }
             staged.append((fp16_path, spec16))
         if opts.int8:
             staged.append(_int8_graph(fp32_path, opts, common))
@@ -261,6 +267,15 @@ def build(opts: BuildOptions) -> list[Path]:
         published.append(write_opencv_variant(published[0]))
         log.info(f"wrote {published[-1]} (OpenCV DNN variant) and {sidecar_path(published[-1]).name}")
     return published
+
+
+def _fp16_arithmetic(fp32_path: Path, fp16_path: Path, images: list, thresholds: Thresholds) -> dict[str, Any]:
+    """The FP16 graph computed in FP16 (:mod:`export.fp16_check`): its numbers, or ValidationError."""
+    t0 = time.perf_counter()
+    numbers = fp16_check.check_numbers(fp32_path, fp16_path, images)
+    log.info(f"FP16 arithmetic, {numbers['kind']}: {fp16_check.summary(numbers)} ({time.perf_counter() - t0:.1f} s)")
+    fp16_check.check(fp16_path.name, numbers, thresholds.fp16_min_psnr)
+    return numbers
 
 
 def _int8_graph(fp32_path: Path, opts: BuildOptions, common: dict[str, Any]) -> tuple[Path, ModelSpec]:
