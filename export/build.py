@@ -127,13 +127,28 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         "--gate-data",
         type=Path,
         metavar="DIR",
-        help="INT8 gate: ground-truth images restored from JPEG quality 10 (default: ../shared/data/eval/LIVE1)",
+        help="INT8 gate: ground-truth images restored from their JPEG round trips (default: ../shared/data/eval/LIVE1)",
+    )
+    p.add_argument(
+        "--gate-quality",
+        type=int,
+        nargs="+",
+        metavar="Q",
+        help="INT8 gate: JPEG qualities, each gated (default: the qualities the model serves: its training "
+        f"qualities, for a blind model at least {', '.join(map(str, int8.BLIND_GATE_QUALITIES))})",
     )
     p.add_argument(
         "--max-int8-loss",
         type=float,
         default=i.max_loss_db,
-        help=f"INT8 gate: largest allowed mean PSNR loss vs FP32 (default {i.max_loss_db:g} dB)",
+        help=f"INT8 gate: largest allowed mean PSNR loss vs FP32 at each quality (default {i.max_loss_db:g} dB)",
+    )
+    p.add_argument(
+        "--max-int8-worst-loss",
+        type=float,
+        default=i.max_worst_loss_db,
+        help="INT8 gate: largest allowed PSNR loss of the worst image at each quality "
+        f"(default {i.max_worst_loss_db:g} dB)",
     )
     p.add_argument(
         "--engine",
@@ -173,17 +188,26 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         p.error("--fp16-io and --fp32-nodes need --fp16")
     if a.output is not None and a.output.exists() and not a.output.is_dir():
         p.error(f"-o {a.output}: exists and is not a folder")
-    if (a.calib or a.gate_data) and not a.int8:
-        p.error("--calib and --gate-data need --int8")
-    if a.calib_windows < 1 or a.max_int8_loss < 0:
-        p.error("--calib-windows must be ≥ 1 and --max-int8-loss ≥ 0")
+    if (a.calib or a.gate_data or a.gate_quality) and not a.int8:
+        p.error("--calib, --gate-data and --gate-quality need --int8")
+    if a.calib_windows < 1 or a.max_int8_loss < 0 or a.max_int8_worst_loss < 0:
+        p.error("--calib-windows must be ≥ 1, --max-int8-loss and --max-int8-worst-loss ≥ 0")
+    if a.gate_quality and not all(1 <= q <= 100 for q in a.gate_quality):
+        p.error("--gate-quality: JPEG qualities are 1..100")
     int8_options = None
     if a.int8:
         calib = a.calib or shared_train_dirs()
         gate_data = a.gate_data or shared_eval_dir() / "LIVE1"
         if not calib or not gate_data.is_dir():
             p.error("--int8 needs training images (--calib DIR...) and ground-truth gate images (--gate-data DIR)")
-        int8_options = Int8Options(calib, a.calib_windows, gate_data=gate_data, max_loss_db=a.max_int8_loss)
+        int8_options = Int8Options(
+            calib,
+            a.calib_windows,
+            gate_data=gate_data,
+            gate_qualities=tuple(sorted(set(a.gate_quality or []))),
+            max_loss_db=a.max_int8_loss,
+            max_worst_loss_db=a.max_int8_worst_loss,
+        )
     return BuildOptions(
         ckpt=a.ckpt,
         output=a.output or a.ckpt.parent,
@@ -287,13 +311,17 @@ def _int8_graph(fp32_path: Path, opts: BuildOptions, common: dict[str, Any]) -> 
     int8_path = fp32_path.with_name(f"{opts.name}_int8.onnx")
     kept = int8.quantize(fp32_path, int8_path, windows)
     log.info(f"quantised {int8_path.name}: {len(windows)} calibration windows, FP32 kept for {', '.join(kept)}")
-    pairs = int8.gate_pairs(i8.gate_data, channels, i8.gate_quality)
-    numbers = int8.gate(fp32_path, int8_path, pairs, i8)
-    log.info(
-        f"INT8 gate on {len(pairs)} images of {i8.gate_data} at q{i8.gate_quality}: {numbers['int8_psnr_db']:.3f} dB "
-        f"vs FP32 {numbers['fp32_psnr_db']:.3f} dB ({numbers['delta_db']:+.4f} dB, allowed −{i8.max_loss_db:g}); "
-        f"INT8 vs FP32 output ≥ {numbers['int8_vs_fp32_min_psnr_uint8_db']:.1f} dB ({time.perf_counter() - t0:.1f} s)"
-    )
+    truths = int8.gate_images(i8.gate_data, channels)
+    qualities = i8.gate_qualities or int8.served_qualities(common["jpeg_qualities"])
+    numbers = int8.gate(fp32_path, int8_path, truths, qualities, i8)
+    for quality, q in numbers["per_quality"].items():
+        log.info(
+            f"INT8 gate on {len(truths)} images of {i8.gate_data} at q{quality}: {q['int8_psnr_db']:.3f} dB vs FP32 "
+            f"{q['fp32_psnr_db']:.3f} dB ({q['delta_db']:+.4f} dB, allowed −{i8.max_loss_db:g}; worst image "
+            f"{q['worst_image_delta_db']:+.4f} dB, allowed −{i8.max_worst_loss_db:g}); INT8 vs FP32 output ≥ "
+            f"{q['int8_vs_fp32_min_psnr_uint8_db']:.1f} dB"
+        )
+    log.info(f"INT8 quantisation and gate: {time.perf_counter() - t0:.1f} s")
     int8.check_gate(int8_path.name, numbers)
     spec = ModelSpec(name=f"{opts.name}_int8", precision="int8", fp32_nodes=kept, **common)
     calibration = {

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -82,7 +83,7 @@ def test_gpu_window_plan_rehearsal_end_to_end(tmp_path):
     training, mirrored checkpoints, evaluation, export), packing of what comes back, the timing step, and the
     two fetches with their file limits.
     """
-    env = os.environ | {"WINDOW_WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"), "PYTHON": "python"}
+    env = os.environ | {"WINDOW_WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
     r = subprocess.run(["bash", "tools/gpu_window.sh", "dry"], cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = tmp_path / "out"
