@@ -120,6 +120,29 @@ def test_different_shapes_and_models_get_their_own_entries(cache: EngineCache, r
     assert recorder.builds == 3 and len({cache.paths(k)[0] for k in (KEY, other_shape, other_model)}) == 3
 
 
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(EngineKey) if f.name != "trt_version"])
+def test_every_key_field_but_the_tensorrt_version_has_its_own_slot(
+    cache: EngineCache, recorder: Recorder, field: str
+) -> None:
+    """E.g. two graphs of one name (re-exported, other weights) must not share a slot and evict each other."""
+    changed = {
+        "onnx_sha256": "cd" * 32,
+        "model_name": "other",
+        "precision": "fp32",
+        "input_dtype": "float16",
+        "output_dtype": "float16",
+        "profiles": (("input", (1, 3, 160, 160), (4, 3, 160, 160), (4, 3, 160, 160)),),
+        "gpu_name": "NVIDIA L4",
+        "compute_capability": "8.9",
+        "builder_options": {"optimization_level": 5},
+    }
+    other = dataclasses.replace(KEY, **{field: changed[field]})
+    assert cache.paths(other)[0] != cache.paths(KEY)[0]
+    for key in (KEY, other, KEY, other):  # both stay cached: two builds, then two hits
+        assert cache.get("model.onnx", key) == key.to_dict()
+    assert recorder.builds == 2
+
+
 def test_undeserializable_plan_is_rebuilt(tmp_path: Path, recorder: Recorder, expect_warning) -> None:
     EngineCache(recorder, _load, tmp_path / "engines").get("m.onnx", KEY)
     fresh: set[bytes] = set()

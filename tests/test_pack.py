@@ -47,6 +47,7 @@ def test_shards_hold_every_image_losslessly_within_the_size_limit(sources, tmp_p
         assert manifest["format"] == "wcdgan-shard"
         sizes = [img["size"] for img in manifest["images"]]
         assert len(manifest["images"]) == 1 or sum(sizes) <= 0.1 * 2**20  # one image per shard may exceed it
+        assert manifest["images"], f"{shard.name} is empty"
         for (name, data), img in zip(iter_shard(shard), manifest["images"], strict=True):
             assert name == img["name"] and len(data) == img["size"]
             seen[img["source"] + "/" + img["original"]] = data
@@ -61,6 +62,12 @@ def test_shards_hold_every_image_losslessly_within_the_size_limit(sources, tmp_p
             assert got.shape == want.shape and np.array_equal(got, want), key
     gray = next(i for s in shards for i in read_manifest(s)["images"] if i["original"] == "gray.png")
     assert gray["name"].endswith(".png") and gray["channels"] == 1  # WebP would make it 3-channel
+
+
+def test_images_above_the_shard_size_get_one_shard_each_and_no_empty_one(sources, tmp_path):
+    shards = pack([sources / "A", sources / "B"], tmp_path, shard_mib=0.001, holdout=0, progress=False)
+    assert [len(read_manifest(s)["images"]) for s in shards] == [1] * 7
+    assert shards[0].name == "train-000.tar"
 
 
 def test_first_shard_is_balanced_across_sources(sources, tmp_path):
