@@ -132,6 +132,16 @@ def test_auto_precision_falls_back_to_fp32_before_the_other_device_s_precision(t
     assert list(PREFERENCE) == ["gpu", "cpu"] and all(sorted(p) == sorted(PRECISIONS) for p in PREFERENCE.values())
 
 
+def test_a_named_file_wins_over_its_siblings_and_others_stay_out(tmp_path):
+    """Two FP32 exports of one checkpoint: the file asked for is used; another checkpoint's file is not a sibling."""
+    local_net(tmp_path / "m.onnx", checkpoint_sha256="s")
+    local_net(tmp_path / "m_copy.onnx", checkpoint_sha256="s", seed=1)
+    local_net(tmp_path / "other.onnx", checkpoint_sha256="t", seed=2)
+    for name in ("m.onnx", "m_copy.onnx"):
+        models = resolve_models(tmp_path / name).models
+        assert len(models) == 1 and models[0].file("fp32").onnx.name == name
+
+
 def test_auto_reports_why_gpu_backends_were_skipped(rgb_model):
     restorer = Restorer(rgb_model, tile=32)
     if "CUDAExecutionProvider" in ort.get_available_providers():
