@@ -223,3 +223,22 @@ def test_cli_list_and_clear(cache: EngineCache, capsys) -> None:
 def test_cli_missing_dir(tmp_path: Path, capsys) -> None:
     assert cache_cli.main(["list", "--cache-dir", str(tmp_path / "nope")]) == 2
     assert "no such cache folder" in capsys.readouterr().err
+
+
+def test_an_entry_copied_under_another_slot_is_neither_used_nor_deleted(cache: EngineCache) -> None:
+    """A sidecar whose key hashes to another slot than its file name is not this cache's entry there."""
+    from runtime.engine_cache import clear, list_entries
+
+    cache.get("m.onnx", KEY)
+    plan, sidecar, _ = cache.paths(KEY)
+    copy = cache.root / "tiny_fp16-0123456789abcdef"
+    copy.with_suffix(".plan").write_bytes(plan.read_bytes())
+    copy.with_suffix(".json").write_text(sidecar.read_text())
+    (cache.root / "notes.plan").write_bytes(b"a user's file")  # a foreign JSON beside a .plan: not an entry at all
+    (cache.root / "notes.json").write_text('{"mine": true}')
+    listed = {e["slot"]: e for e in list_entries(cache.root)}
+    assert set(listed) == {KEY.slot(), copy.name} and "error" not in listed[KEY.slot()]
+    assert listed[copy.name]["error"] == f"record of entry {KEY.slot()}, not of {copy.name}"
+    assert clear(cache.root) == 3  # the real entry's plan, sidecar and lock
+    assert copy.with_suffix(".plan").exists() and copy.with_suffix(".json").exists()
+    assert (cache.root / "notes.plan").exists() and (cache.root / "notes.json").exists()

@@ -100,6 +100,34 @@ def test_headroom_below_the_limit_passes_and_is_recorded(tmp_path: Path) -> None
     assert top == pytest.approx(fp16_check.FP16_MAX / numbers["fp16_headroom"], rel=1e-3) and 0 < low < top
 
 
+def test_an_overflow_hidden_by_a_sigmoid_is_still_found(tmp_path: Path) -> None:
+    """x·2¹⁵·4 overflows FP16 to inf, the Sigmoid after it turns inf into a finite 1: every tensor is checked."""
+    f32 = onnx.TensorProto.FLOAT
+    nodes = [
+        onnx.helper.make_node("Mul", ["input", "big"], ["scaled"]),
+        onnx.helper.make_node("Mul", ["scaled", "four"], ["huge"]),
+        onnx.helper.make_node("Sigmoid", ["huge"], ["output"]),
+    ]
+    constants = [onnx.numpy_helper.from_array(np.float32(v), n) for n, v in (("big", 2.0**15), ("four", 4.0))]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "g",
+        [onnx.helper.make_tensor_value_info("input", f32, [1, 1, 4, 4])],
+        [onnx.helper.make_tensor_value_info("output", f32, [1, 1, 4, 4])],
+        constants,
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "s.onnx"))
+    convert_fp16(model, tmp_path / "s_fp16.onnx")
+    numbers = fp16_check.check_numbers(
+        tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
+    )
+    assert numbers["nonfinite_tensors"] == ["huge"] and numbers["overflow_tensors"] == ["huge"]
+    assert numbers["min_psnr_uint8_db"] == 100.0  # the output itself looks perfect
+    with pytest.raises(ValidationError, match="NaN/Inf in 1 FP16 tensors"):
+        fp16_check.check("s_fp16.onnx", numbers, 40.0)
+
+
 def test_check_rules() -> None:
     good = {"nonfinite_tensors": [], "overflow_tensors": [], "min_psnr_uint8_db": 55.0}
     fp16_check.check("m_fp16.onnx", good, 40.0)
