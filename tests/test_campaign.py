@@ -48,6 +48,14 @@ def test_spec_validation_and_loading(tmp_path):
         CampaignSpec.load(bad)
 
 
+def test_workers_split_the_cores_at_most_eight_each(monkeypatch):
+    runs = [RunSpec(name, ["d"]) for name in ("a", "b")]
+    for cores, workers in ((64, 8), (12, 5), (2, 1), (None, 1)):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert CampaignSpec(runs).workers() == workers
+    assert CampaignSpec(runs, workers_per_run=12).workers() == 12
+
+
 def test_rehearsal_drops_init_and_traces_compile_eagerly():
     args = ["--init", "ckpt.pt", "--compile", "--batch", "auto", "--compile", "inductor", "--quality", "10"]
     assert tiny_args(args) == ["--compile", "eager", "--batch", "auto", "--compile", "eager", "--quality", "10"]

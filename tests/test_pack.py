@@ -118,6 +118,29 @@ def test_pack_refusals(sources, tmp_path):
         pack([sources / "A"], tmp_path, holdout=4, progress=False)
 
 
+def test_hold_out_leaves_every_source_a_training_image(sources, tmp_path):
+    """A (4 images) and C (1): the hold-out is drawn from A only, and one that would empty a source is refused."""
+    (tmp_path / "C").mkdir()
+    (tmp_path / "C" / "c.png").write_bytes((sources / "A" / "a0.png").read_bytes())
+    shards = pack([sources / "A", tmp_path / "C"], tmp_path / "out", holdout=3, progress=False)
+    train = [img for s in shards[:-1] for img in read_manifest(s)["images"]]
+    assert {img["source"] for img in train} == {"A", "C"} and len(train) == 2
+    assert {img["source"] for img in read_manifest(shards[-1])["images"]} == {"A"}
+    with pytest.raises(ShardError, match="--holdout 4 leaves a source without training images"):
+        pack([sources / "A", tmp_path / "C"], tmp_path / "out2", holdout=4, progress=False)
+
+
+def test_interleave_balances_bytes_not_counts():
+    """Every prefix holds about equal bytes per source: four 10-byte images of A against two 40-byte ones of B."""
+    from train.pack import PackedImage, interleave
+
+    def items(source: str, sizes: list[int]) -> list:
+        return [(PackedImage(f"{source}/{i}", source, f"{i}.png", n, 1, 1, 1), b"") for i, n in enumerate(sizes)]
+
+    order = interleave({"A": items("A", [10] * 4), "B": items("B", [40, 40]), "E": []})
+    assert [img.source for img, _ in order] == ["A", "B", "A", "A", "A", "B"]
+
+
 def test_cli_errors_are_messages_with_exit_code_2(tmp_path, capsys):
     assert main([str(tmp_path / "missing"), "-o", str(tmp_path / "o"), "-q"]) == 2
     assert "no such folder" in capsys.readouterr().err
