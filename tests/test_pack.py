@@ -130,6 +130,13 @@ def test_hold_out_leaves_every_source_a_training_image(sources, tmp_path):
         pack([sources / "A", tmp_path / "C"], tmp_path / "out2", holdout=4, progress=False)
 
 
+def test_packing_is_reproducible(sources, tmp_path):
+    """Same folders, same seed: the same shards, hold-out included (a rerun on the GPU machine must match)."""
+    runs = [pack([sources / "A", sources / "B"], tmp_path / d, shard_mib=0.1, holdout=2, progress=False) for d in "ab"]
+    first, second = ([read_manifest(s)["images"] for s in shards] for shards in runs)
+    assert first == second
+
+
 def test_interleave_balances_bytes_not_counts():
     """Every prefix holds about equal bytes per source: four 10-byte images of A against two 40-byte ones of B."""
     from train.pack import PackedImage, interleave
