@@ -1,7 +1,8 @@
 """``python -m export.build``: checkpoint → validated ONNX (FP32, optionally FP16 and INT8) + JSON sidecars (+ engines).
 
 Steps: load the checkpoint; export FP32 ONNX with dynamic batch/height/width; check it against PyTorch on real
-JPEG images; optionally convert to FP16 and check it against FP32; optionally quantise to INT8 for CPUs and
+JPEG images; optionally convert to FP16 and check it against FP32, computed in FP16 (:mod:`export.fp16_check`, on
+any CPU); optionally quantise to INT8 for CPUs and
 gate it on its quality loss (:mod:`export.int8`); measure the receptive field; write each
 ``NAME[_fp16|_int8].onnx`` with its ``.json`` sidecar (:class:`runtime.spec.ModelSpec`); with ``--opencv`` also
 ``NAME_opencv.onnx`` for OpenCV's DNN module (:mod:`export.opencv_compat`); prebuild TensorRT engines
@@ -35,7 +36,7 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
 
 from common.files import check_plain_name, sha256_file
 from common.tiling import DEFAULT_CORE, ENGINE_BATCH
-from export import int8, validate
+from export import fp16_check, int8, validate
 from export.fp16 import NodePatternError, convert_fp16
 from export.int8 import CalibrationError, Int8Options
 from export.onnx_export import ExportError, export_onnx, graph_opset
@@ -132,13 +133,28 @@ def _add_int8_options(p: argparse.ArgumentParser) -> None:
         "--gate-data",
         type=Path,
         metavar="DIR",
-        help="INT8 gate: ground-truth images restored from JPEG quality 10 (default: ../shared/data/eval/LIVE1)",
+        help="INT8 gate: ground-truth images restored from their JPEG round trips (default: ../shared/data/eval/LIVE1)",
+    )
+    p.add_argument(
+        "--gate-quality",
+        type=int,
+        nargs="+",
+        metavar="Q",
+        help="INT8 gate: JPEG qualities, each gated (default: the qualities the model serves: its training "
+        f"qualities, for a blind model at least {', '.join(map(str, int8.BLIND_GATE_QUALITIES))})",
     )
     p.add_argument(
         "--max-int8-loss",
         type=float,
         default=i.max_loss_db,
-        help=f"INT8 gate: largest allowed mean PSNR loss vs FP32 (default {i.max_loss_db:g} dB)",
+        help=f"INT8 gate: largest allowed mean PSNR loss vs FP32 at each quality (default {i.max_loss_db:g} dB)",
+    )
+    p.add_argument(
+        "--max-int8-worst-loss",
+        type=float,
+        default=i.max_worst_loss_db,
+        help="INT8 gate: largest allowed PSNR loss of the worst image at each quality "
+        f"(default {i.max_worst_loss_db:g} dB)",
     )
 
 
@@ -199,17 +215,26 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         check_plain_name(a.name or a.ckpt.stem, "--name")
     except ValueError as e:
         p.error(str(e))
-    if (a.calib or a.gate_data) and not a.int8:
-        p.error("--calib and --gate-data need --int8")
-    if a.calib_windows < 1 or a.max_int8_loss < 0:
-        p.error("--calib-windows must be ≥ 1 and --max-int8-loss ≥ 0")
+    if (a.calib or a.gate_data or a.gate_quality) and not a.int8:
+        p.error("--calib, --gate-data and --gate-quality need --int8")
+    if a.calib_windows < 1 or a.max_int8_loss < 0 or a.max_int8_worst_loss < 0:
+        p.error("--calib-windows must be ≥ 1, --max-int8-loss and --max-int8-worst-loss ≥ 0")
+    if a.gate_quality and not all(1 <= q <= 100 for q in a.gate_quality):
+        p.error("--gate-quality: JPEG qualities are 1..100")
     int8_options = None
     if a.int8:
         calib = a.calib or shared_train_dirs()
         gate_data = a.gate_data or shared_eval_dir() / "LIVE1"
         if not calib or not gate_data.is_dir():
             p.error("--int8 needs training images (--calib DIR...) and ground-truth gate images (--gate-data DIR)")
-        int8_options = Int8Options(calib, a.calib_windows, gate_data=gate_data, max_loss_db=a.max_int8_loss)
+        int8_options = Int8Options(
+            calib,
+            a.calib_windows,
+            gate_data=gate_data,
+            gate_qualities=tuple(sorted(set(a.gate_quality or []))),
+            max_loss_db=a.max_int8_loss,
+            max_worst_loss_db=a.max_int8_worst_loss,
+        )
     return BuildOptions(
         ckpt=a.ckpt,
         output=a.output or a.ckpt.parent,
@@ -260,6 +285,7 @@ def build(opts: BuildOptions) -> list[Path]:
         validate.check(fp32_path.name, fp32_numbers, opts.thresholds)
         if opts.fp16:
             validate.check(fp16_path.name, fp16_numbers, opts.thresholds)
+            fp16_arithmetic = _fp16_arithmetic(fp32_path, fp16_path, images, opts.thresholds)
 
         t0 = time.perf_counter()
         rf = measure(model)
@@ -280,7 +306,11 @@ def build(opts: BuildOptions) -> list[Path]:
                 fp32_nodes=fp32_kept,
                 **common,
             )
-            spec16.validation = {**spec16.validation, "fp16_vs_fp32": fp16_numbers}
+            spec16.validation = {
+                **spec16.validation,
+                "fp16_vs_fp32": {**fp16_numbers, "kind": "onnx runtime cpu (computes in fp32: weight rounding only)"},
+                "fp16_arithmetic": fp16_arithmetic,
+            }
             staged.append((fp16_path, spec16))
         if opts.int8:
             staged.append(_int8_graph(fp32_path, opts, common))
@@ -289,6 +319,15 @@ def build(opts: BuildOptions) -> list[Path]:
     if opts.opencv:  # from the published FP32 graph: its sidecar now holds the final hash
         published.append(write_opencv_variant(published[0]))
     return published
+
+
+def _fp16_arithmetic(fp32_path: Path, fp16_path: Path, images: list, thresholds: Thresholds) -> dict[str, Any]:
+    """The FP16 graph computed in FP16 (:mod:`export.fp16_check`): its numbers, or ValidationError."""
+    t0 = time.perf_counter()
+    numbers = fp16_check.check_numbers(fp32_path, fp16_path, images)
+    log.info(f"FP16 arithmetic, {numbers['kind']}: {fp16_check.summary(numbers)} ({time.perf_counter() - t0:.1f} s)")
+    fp16_check.check(fp16_path.name, numbers, thresholds.fp16_min_psnr)
+    return numbers
 
 
 def _int8_graph(fp32_path: Path, opts: BuildOptions, common: dict[str, Any]) -> tuple[Path, ModelSpec]:
@@ -300,13 +339,17 @@ def _int8_graph(fp32_path: Path, opts: BuildOptions, common: dict[str, Any]) -> 
     int8_path = fp32_path.with_name(f"{exported_name(opts.name, 'int8')}.onnx")
     kept = int8.quantize(fp32_path, int8_path, windows)
     log.info(f"quantised {int8_path.name}: {len(windows)} calibration windows, FP32 kept for {', '.join(kept)}")
-    pairs = int8.gate_pairs(i8.gate_data, channels, i8.gate_quality)
-    numbers = int8.gate(fp32_path, int8_path, pairs, i8)
-    log.info(
-        f"INT8 gate on {len(pairs)} images of {i8.gate_data} at q{i8.gate_quality}: {numbers['int8_psnr_db']:.3f} dB "
-        f"vs FP32 {numbers['fp32_psnr_db']:.3f} dB ({numbers['delta_db']:+.4f} dB, allowed −{i8.max_loss_db:g}); "
-        f"INT8 vs FP32 output ≥ {numbers['int8_vs_fp32_min_psnr_uint8_db']:.1f} dB ({time.perf_counter() - t0:.1f} s)"
-    )
+    truths = int8.gate_images(i8.gate_data, channels)
+    qualities = i8.gate_qualities or int8.served_qualities(common["jpeg_qualities"])
+    numbers = int8.gate(fp32_path, int8_path, truths, qualities, i8)
+    for quality, q in numbers["per_quality"].items():
+        log.info(
+            f"INT8 gate on {len(truths)} images of {i8.gate_data} at q{quality}: {q['int8_psnr_db']:.3f} dB vs FP32 "
+            f"{q['fp32_psnr_db']:.3f} dB ({q['delta_db']:+.4f} dB, allowed −{i8.max_loss_db:g}; worst image "
+            f"{q['worst_image_delta_db']:+.4f} dB, allowed −{i8.max_worst_loss_db:g}); INT8 vs FP32 output ≥ "
+            f"{q['int8_vs_fp32_min_psnr_uint8_db']:.1f} dB"
+        )
+    log.info(f"INT8 quantisation and gate: {time.perf_counter() - t0:.1f} s")
     int8.check_gate(int8_path.name, numbers)
     spec = ModelSpec(name=exported_name(opts.name, "int8"), precision="int8", fp32_nodes=kept, **common)
     calibration = {

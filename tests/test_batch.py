@@ -168,6 +168,13 @@ def test_inputs_from_manifests_folders_and_globs(tmp_path):
     assert errors == []
     found, errors = list_inputs([str(tmp_path / "*.webp")])
     assert found == [] and "no such file" in errors[0]
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9.jpg\n".encode("latin-1"))  # not UTF-8
+    found, errors = list_inputs(
+        [str(tmp_path / "broken.parquet"), str(tmp_path / "latin1.txt"), str(tmp_path / "a.jpg")]
+    )
+    assert found == [tmp_path / "a.jpg"] and len(errors) == 2
+    assert all("cannot read the manifest" in e for e in errors) and "broken.parquet" in errors[0]
 
 
 def test_missing_ray_and_torch_free_imports():

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -47,6 +48,14 @@ def test_spec_validation_and_loading(tmp_path):
         CampaignSpec.load(bad)
 
 
+def test_workers_split_the_cores_at_most_eight_each(monkeypatch):
+    runs = [RunSpec(name, ["d"]) for name in ("a", "b")]
+    for cores, workers in ((64, 8), (12, 5), (2, 1), (None, 1)):
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert CampaignSpec(runs).workers() == workers
+    assert CampaignSpec(runs, workers_per_run=12).workers() == 12
+
+
 def test_rehearsal_drops_init_and_traces_compile_eagerly():
     args = ["--init", "ckpt.pt", "--compile", "--batch", "auto", "--compile", "inductor", "--quality", "10"]
     assert tiny_args(args) == ["--compile", "eager", "--batch", "auto", "--compile", "eager", "--quality", "10"]
@@ -82,7 +91,7 @@ def test_gpu_window_plan_rehearsal_end_to_end(tmp_path):
     training, mirrored checkpoints, evaluation, export), packing of what comes back, the timing step, and the
     two fetches with their file limits.
     """
-    env = os.environ | {"WINDOW_WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"), "PYTHON": "python"}
+    env = os.environ | {"WINDOW_WORK": str(tmp_path / "work"), "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
     r = subprocess.run(["bash", "tools/gpu_window.sh", "dry"], cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     out = tmp_path / "out"

@@ -120,6 +120,29 @@ def test_different_shapes_and_models_get_their_own_entries(cache: EngineCache, r
     assert recorder.builds == 3 and len({cache.paths(k)[0] for k in (KEY, other_shape, other_model)}) == 3
 
 
+@pytest.mark.parametrize("field", [f.name for f in dataclasses.fields(EngineKey) if f.name != "trt_version"])
+def test_every_key_field_but_the_tensorrt_version_has_its_own_slot(
+    cache: EngineCache, recorder: Recorder, field: str
+) -> None:
+    """E.g. two graphs of one name (re-exported, other weights) must not share a slot and evict each other."""
+    changed = {
+        "onnx_sha256": "cd" * 32,
+        "model_name": "other",
+        "precision": "fp32",
+        "input_dtype": "float16",
+        "output_dtype": "float16",
+        "profiles": (("input", (1, 3, 160, 160), (4, 3, 160, 160), (4, 3, 160, 160)),),
+        "gpu_name": "NVIDIA L4",
+        "compute_capability": "8.9",
+        "builder_options": {"optimization_level": 5},
+    }
+    other = dataclasses.replace(KEY, **{field: changed[field]})
+    assert cache.paths(other)[0] != cache.paths(KEY)[0]
+    for key in (KEY, other, KEY, other):  # both stay cached: two builds, then two hits
+        assert cache.get("model.onnx", key) == key.to_dict()
+    assert recorder.builds == 2
+
+
 def test_undeserializable_plan_is_rebuilt(tmp_path: Path, recorder: Recorder, expect_warning) -> None:
     EngineCache(recorder, _load, tmp_path / "engines").get("m.onnx", KEY)
     fresh: set[bytes] = set()
@@ -208,3 +231,22 @@ def test_cache_root_is_the_named_folder_with_home_expanded_or_the_default(tmp_pa
     assert cache_root("~/mine") == tmp_path / "mine"
     assert cache_root(None) == default_cache_dir() == tmp_path / "from-env"
     assert EngineCache(lambda *_: b"", lambda plan: plan, "~/mine").root == tmp_path / "mine"
+
+
+def test_an_entry_copied_under_another_slot_is_neither_used_nor_deleted(cache: EngineCache) -> None:
+    """A sidecar whose key hashes to another slot than its file name is not this cache's entry there."""
+    from runtime.engine_cache import clear, list_entries
+
+    cache.get("m.onnx", KEY)
+    plan, sidecar, _ = cache.paths(KEY)
+    copy = cache.root / "tiny_fp16-0123456789abcdef"
+    copy.with_suffix(".plan").write_bytes(plan.read_bytes())
+    copy.with_suffix(".json").write_text(sidecar.read_text())
+    (cache.root / "notes.plan").write_bytes(b"a user's file")  # a foreign JSON beside a .plan: not an entry at all
+    (cache.root / "notes.json").write_text('{"mine": true}')
+    listed = {e["slot"]: e for e in list_entries(cache.root)}
+    assert set(listed) == {KEY.slot(), copy.name} and "error" not in listed[KEY.slot()]
+    assert listed[copy.name]["error"] == f"record of entry {KEY.slot()}, not of {copy.name}"
+    assert clear(cache.root) == 3  # the real entry's plan, sidecar and lock
+    assert copy.with_suffix(".plan").exists() and copy.with_suffix(".json").exists()
+    assert (cache.root / "notes.plan").exists() and (cache.root / "notes.json").exists()

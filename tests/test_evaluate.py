@@ -17,6 +17,7 @@ from common.color import rgb_to_y
 from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr
 from models import GeneratorConfig, WCDGANGenerator, save_generator
+from tests.conftest import REPO_ROOT
 from train.evaluate import (
     BASELINE_NAME,
     _tiled,
@@ -270,6 +271,7 @@ def test_cli_as_module_reports_a_bad_checkpoint_cleanly(colour_dir, tmp_path):
     bad.write_bytes(b"\x00" * 10)
     proc = subprocess.run(
         [sys.executable, "-m", "train.evaluate", "--data", str(colour_dir), "--quality", "10", "--ckpt", str(bad)],
+        cwd=REPO_ROOT,  # this checkout's code, whatever the caller's folder
         capture_output=True,
         text=True,
         timeout=120,

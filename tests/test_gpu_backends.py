@@ -84,6 +84,7 @@ def test_tensorrt_runs_from_pinned_buffers_and_caches_the_engine(stubs, fp16_mod
         ({"context_none": True}, "out of GPU memory"),
         ({"engine_io": {"output": "logits"}}, "does not match its model's sidecar"),
         ({"engine_io": {"dtype": "float16"}}, "does not match its model's sidecar"),
+        ({"engine_io": {"max_shape": [2, 3, 64, 64]}}, r"profile max \(2, 3, 64, 64\), need \(4, 3, 64, 64\)"),
     ],
 )
 def test_every_tensorrt_setup_failure_is_unavailable_with_its_reason(stubs, fp16_model, tmp_path, fault, message):

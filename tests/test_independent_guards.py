@@ -19,7 +19,7 @@ from torch import nn
 
 import runtime.restorer
 from common.color import rgb_to_y
-from common.files import atomic_path
+from common.files import atomic_path, sha256_file
 from common.tiling import TileGrid
 from export import validate
 from models.wcdgan import GeneratorConfig, WCDGANGenerator
@@ -92,10 +92,11 @@ def test_engine_key_records_the_gpu_tensorrt_and_compute_capability(monkeypatch,
     trt, cudart = backend._import_trt()
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"graph")
-    key = backend.engine_key(trt, cudart, onnx, ModelSpec(name="m", channels=3, color="rgb", precision="fp16"),
-                             (64, 64), 4)  # fmt: skip
+    spec = ModelSpec(name="m", channels=3, color="rgb", precision="fp16", onnx_sha256="recorded at export")
+    key = backend.engine_key(trt, cudart, onnx, spec, (64, 64), 4)
     assert (key.gpu_name, key.compute_capability, key.trt_version) == ("Fake GPU", "9.0", "11.0.0-stub")
     assert key.profiles[0][3] == (4, 3, 64, 64)
+    assert key.onnx_sha256 == sha256_file(onnx)  # the file itself: a replaced graph never reuses an engine
 
 
 def test_a_plan_write_that_fails_midway_leaves_no_plan(monkeypatch, tmp_path):

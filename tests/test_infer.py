@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from runtime.infer import plan_files
 from tests.conftest import REPO_ROOT, assert_imports_without_torch
 from tests.runtime_fixtures import local_net, write_jpeg
 
@@ -79,6 +80,20 @@ def test_outputs_next_to_inputs_never_clobbered(tmp_path, model):
     proc = cli(png, "-o", png, "--model", model, "-f")  # output resolves to the input
     assert proc.returncode == 1 and "refusing to overwrite" in proc.stderr and png.read_bytes() == before
     _no_traceback(proc)
+
+
+def test_overwrite_never_replaces_another_input_of_the_run(tmp_path, model):
+    """photo.jpg's output photo.png is the run's other input: -f must refuse it like the input itself."""
+    write_jpeg(tmp_path / "photo.jpg", RGB, 20)
+    cv2.imwrite(str(tmp_path / "photo.png"), RGB[::-1])
+    before = (tmp_path / "photo.png").read_bytes()
+    proc = cli(tmp_path, "-o", tmp_path, "--model", model, "-f")
+    assert proc.returncode == 1 and proc.stderr.count("is an input; refusing to overwrite it") == 2, proc.stderr
+    assert (tmp_path / "photo.png").read_bytes() == before
+    _no_traceback(proc)
+    inputs = [tmp_path / "a.jpg", tmp_path / "b.png", tmp_path / "c.jpg"]
+    plans = plan_files(inputs, [tmp_path / "b.png", tmp_path / "out" / "b.png", tmp_path / "out" / "b.png"], True)
+    assert [bool(p.error) for p in plans] == [True, False, True] and "another input's output" in plans[2].error
 
 
 def test_exif_alpha_gray_sixteen_bit_through_the_cli(tmp_path, model):

@@ -12,7 +12,16 @@ import skimage.data
 import torch
 
 from export import build
-from export.int8 import Int8Options, calibration_windows, check_gate, concat_groups, excluded_nodes, shared_ranges
+from export.int8 import (
+    CalibrationError,
+    Int8Options,
+    calibration_windows,
+    check_gate,
+    concat_groups,
+    excluded_nodes,
+    served_qualities,
+    shared_ranges,
+)
 from export.validate import ValidationError
 from models import GeneratorConfig, WCDGANGenerator, save_generator
 from runtime.spec import ModelSpec
@@ -47,13 +56,17 @@ def _build(setup, out: Path, calib: Path, *extra: str) -> int:
 
 def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup) -> None:
     out = setup["tmp"] / "ok"
-    assert _build(setup, out, setup["calib"], "--calib-windows", "6") == 0
+    assert _build(setup, out, setup["calib"], "--calib-windows", "6", "--gate-quality", "30", "10") == 0
     assert sorted(p.name for p in out.iterdir()) == ["m.json", "m.onnx", "m_int8.json", "m_int8.onnx"]
     spec = ModelSpec.load(out / "m_int8.json")
     assert spec.precision == "int8" and spec.name == "m_int8" and spec.channels == 3
     numbers = spec.validation["int8"]
-    assert numbers["gate_images"] == 1 and numbers["max_loss_db"] == 0.05
-    assert numbers["delta_db"] >= -0.05 and numbers["int8_vs_fp32_min_psnr_uint8_db"] > 40
+    assert numbers["gate_images"] == 1 and numbers["max_loss_db"] == 0.05 and numbers["max_worst_loss_db"] == 0.15
+    assert numbers["gate_qualities"] == [10, 30] and sorted(numbers["per_quality"]) == ["10", "30"]
+    per_quality = numbers["per_quality"].values()
+    assert all(q["delta_db"] >= -0.05 and q["int8_vs_fp32_min_psnr_uint8_db"] > 40 for q in per_quality)
+    assert numbers["delta_db"] == min(q["delta_db"] for q in per_quality)
+    assert numbers["per_quality"]["10"]["fp32_psnr_db"] < numbers["per_quality"]["30"]["fp32_psnr_db"]  # real q
     assert numbers["calibration"]["windows"] == 6
     graph = onnx.load(str(out / "m_int8.onnx")).graph
     ops = {n.op_type for n in graph.node}
@@ -108,19 +121,53 @@ def test_broken_calibration_fails_the_gate_and_writes_nothing(setup, capsys) -> 
     assert not out.exists() or not any(out.glob("*.onnx"))  # staged graphs are never published
 
 
-def test_gate_threshold_boundary() -> None:
-    numbers = {"fp32_psnr_db": 26.58, "gate_images": 29, "gate_data": "LIVE1", "gate_quality": 10, "max_loss_db": 0.05}
-    check_gate("m_int8.onnx", {**numbers, "int8_psnr_db": 26.54, "delta_db": -0.04})
-    check_gate("m_int8.onnx", {**numbers, "int8_psnr_db": 26.63, "delta_db": +0.05})
-    for bad in (-0.06, float("nan")):
-        with pytest.raises(ValidationError, match="failed the INT8 quality gate"):
-            check_gate("m_int8.onnx", {**numbers, "int8_psnr_db": 26.52, "delta_db": bad})
+def _gate_numbers(**per_quality: tuple[float, float]) -> dict:
+    """Gate numbers with (mean delta, worst-image delta) per quality, e.g. q10=(-0.01, -0.03)."""
+    return {
+        "gate_images": 29,
+        "gate_data": "LIVE1",
+        "max_loss_db": 0.05,
+        "max_worst_loss_db": 0.15,
+        "per_quality": {
+            q[1:]: {
+                "fp32_psnr_db": 26.58,
+                "int8_psnr_db": 26.58 + mean,
+                "delta_db": mean,
+                "worst_image_delta_db": worst,
+            }
+            for q, (mean, worst) in per_quality.items()
+        },
+    }
+
+
+def test_gate_threshold_boundary_at_every_quality() -> None:
+    check_gate("m_int8.onnx", _gate_numbers(q10=(-0.04, -0.1), q20=(-0.05, -0.15), q30=(+0.05, 0.0)))
+    failing = [
+        (_gate_numbers(q10=(-0.01, -0.03), q30=(-0.06, -0.1)), "q30: mean"),  # only the highest quality too lossy
+        (_gate_numbers(q10=(-0.06, -0.1), q30=(-0.01, -0.03)), "q10: mean"),
+        (_gate_numbers(q10=(-0.01, -0.03), q20=(-0.02, -0.16)), "q20: .* worst image -0.160 dB"),  # one bad image
+        (_gate_numbers(q10=(float("nan"), -0.01)), "q10"),
+        (_gate_numbers(q10=(-0.01, float("nan"))), "q10"),
+    ]
+    for numbers, message in failing:
+        with pytest.raises(ValidationError, match=f"failed the INT8 quality gate .*{message}"):
+            check_gate("m_int8.onnx", numbers)
+
+
+def test_served_qualities_gate_what_the_model_serves() -> None:
+    assert served_qualities([10]) == (10,)  # a q10-only model serves q10
+    assert served_qualities([]) == (10, 20, 30)  # unknown: blind
+    assert served_qualities([5, 10]) == (5, 10, 20, 30)
+    assert served_qualities([40, 5, 10, 15, 20, 25, 30]) == (5, 10, 15, 20, 25, 30, 40)
 
 
 def test_evaluation_sets_are_refused_for_calibration(setup, capsys) -> None:
     live1 = _write_pngs(setup["tmp"] / "LIVE1", {"x": skimage.data.astronaut()[:64, :64]})
     assert _build(setup, setup["tmp"] / "refused", live1) == 2
     assert "refusing to calibrate on an evaluation set" in capsys.readouterr().err
+    for folders in ([setup["calib"], live1], [live1, setup["calib"]]):  # wherever it is in the list
+        with pytest.raises(CalibrationError, match=f"{live1}: refusing to calibrate on an evaluation set"):
+            calibration_windows(Int8Options(folders, windows=2, window=32), channels=3)
 
 
 def test_calibration_windows_are_jpeg_windows_on_the_mcu_grid(setup) -> None:
@@ -137,4 +184,7 @@ def test_calibration_windows_are_jpeg_windows_on_the_mcu_grid(setup) -> None:
 def test_int8_options_need_int8(setup, capsys) -> None:
     with pytest.raises(SystemExit) as e:
         build.parse_args(["--ckpt", str(setup["ckpt"]), "--calib", str(setup["calib"])])
+    assert e.value.code == 2 and "need --int8" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        build.parse_args(["--ckpt", str(setup["ckpt"]), "--gate-quality", "10"])
     assert e.value.code == 2 and "need --int8" in capsys.readouterr().err

@@ -47,6 +47,7 @@ def test_shards_hold_every_image_losslessly_within_the_size_limit(sources, tmp_p
         assert manifest["format"] == "wcdgan-shard"
         sizes = [img["size"] for img in manifest["images"]]
         assert len(manifest["images"]) == 1 or sum(sizes) <= 0.1 * 2**20  # one image per shard may exceed it
+        assert manifest["images"], f"{shard.name} is empty"
         for (name, data), img in zip(iter_shard(shard), manifest["images"], strict=True):
             assert name == img["name"] and len(data) == img["size"]
             seen[img["source"] + "/" + img["original"]] = data
@@ -61,6 +62,12 @@ def test_shards_hold_every_image_losslessly_within_the_size_limit(sources, tmp_p
             assert got.shape == want.shape and np.array_equal(got, want), key
     gray = next(i for s in shards for i in read_manifest(s)["images"] if i["original"] == "gray.png")
     assert gray["name"].endswith(".png") and gray["channels"] == 1  # WebP would make it 3-channel
+
+
+def test_images_above_the_shard_size_get_one_shard_each_and_no_empty_one(sources, tmp_path):
+    shards = pack([sources / "A", sources / "B"], tmp_path, shard_mib=0.001, holdout=0, progress=False)
+    assert [len(read_manifest(s)["images"]) for s in shards] == [1] * 7
+    assert shards[0].name == "train-000.tar"
 
 
 def test_first_shard_is_balanced_across_sources(sources, tmp_path):
@@ -109,6 +116,36 @@ def test_pack_refusals(sources, tmp_path):
         pack([sources / "A", tmp_path / "x" / "A"], tmp_path)
     with pytest.raises(ShardError, match="leaves no training image"):
         pack([sources / "A"], tmp_path, holdout=4, progress=False)
+
+
+def test_hold_out_leaves_every_source_a_training_image(sources, tmp_path):
+    """A (4 images) and C (1): the hold-out is drawn from A only, and one that would empty a source is refused."""
+    (tmp_path / "C").mkdir()
+    (tmp_path / "C" / "c.png").write_bytes((sources / "A" / "a0.png").read_bytes())
+    shards = pack([sources / "A", tmp_path / "C"], tmp_path / "out", holdout=3, progress=False)
+    train = [img for s in shards[:-1] for img in read_manifest(s)["images"]]
+    assert {img["source"] for img in train} == {"A", "C"} and len(train) == 2
+    assert {img["source"] for img in read_manifest(shards[-1])["images"]} == {"A"}
+    with pytest.raises(ShardError, match="--holdout 4 leaves a source without training images"):
+        pack([sources / "A", tmp_path / "C"], tmp_path / "out2", holdout=4, progress=False)
+
+
+def test_packing_is_reproducible(sources, tmp_path):
+    """Same folders, same seed: the same shards, hold-out included (a rerun on the GPU machine must match)."""
+    runs = [pack([sources / "A", sources / "B"], tmp_path / d, shard_mib=0.1, holdout=2, progress=False) for d in "ab"]
+    first, second = ([read_manifest(s)["images"] for s in shards] for shards in runs)
+    assert first == second
+
+
+def test_interleave_balances_bytes_not_counts():
+    """Every prefix holds about equal bytes per source: four 10-byte images of A against two 40-byte ones of B."""
+    from train.pack import PackedImage, interleave
+
+    def items(source: str, sizes: list[int]) -> list:
+        return [(PackedImage(f"{source}/{i}", source, f"{i}.png", n, 1, 1, 1), b"") for i, n in enumerate(sizes)]
+
+    order = interleave({"A": items("A", [10] * 4), "B": items("B", [40, 40]), "E": []})
+    assert [img.source for img, _ in order] == ["A", "B", "A", "A", "A", "B"]
 
 
 def test_cli_errors_are_messages_with_exit_code_2(tmp_path, capsys):

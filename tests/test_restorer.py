@@ -13,7 +13,7 @@ import runtime.model_files
 import runtime.restorer
 from runtime import Restorer
 from runtime.backends.base import BackendUnavailable
-from runtime.model_files import Model, ModelError, ModelFile, ModelSet, resolve_models
+from runtime.model_files import PRECISIONS, PREFERENCE, Model, ModelError, ModelFile, ModelSet, resolve_models
 from runtime.spec import ModelSpec
 from tests.runtime_fixtures import local_net, tiny_wcdgan, write_jpeg
 
@@ -117,6 +117,29 @@ def test_per_quality_choice_and_precision_variants(tmp_path):
     assert restorer.restore_file(path, tmp_path / "o2.png", quality=45).model == "q40"
     with pytest.raises(ValueError, match="refusing to overwrite"):
         restorer.restore_file(path, path)
+
+
+def test_auto_precision_falls_back_to_fp32_before_the_other_device_s_precision(tmp_path):
+    """CPU: INT8 > FP32 > FP16 (FP16 is slower than FP32 on CPUs); GPU: FP16 > FP32 > INT8."""
+    for other in ("fp16", "int8"):
+        folder = tmp_path / other
+        folder.mkdir()
+        local_net(folder / "m.onnx", checkpoint_sha256="s")
+        local_net(folder / f"m_{other}.onnx", precision=other, checkpoint_sha256="s")
+        model = resolve_models(folder).models[0]
+        chosen = {device: model.file("auto", device).spec.precision for device in ("cpu", "gpu")}
+        assert chosen == ({"cpu": "fp32", "gpu": "fp16"} if other == "fp16" else {"cpu": "int8", "gpu": "fp32"})
+    assert list(PREFERENCE) == ["gpu", "cpu"] and all(sorted(p) == sorted(PRECISIONS) for p in PREFERENCE.values())
+
+
+def test_a_named_file_wins_over_its_siblings_and_others_stay_out(tmp_path):
+    """Two FP32 exports of one checkpoint: the file asked for is used; another checkpoint's file is not a sibling."""
+    local_net(tmp_path / "m.onnx", checkpoint_sha256="s")
+    local_net(tmp_path / "m_copy.onnx", checkpoint_sha256="s", seed=1)
+    local_net(tmp_path / "other.onnx", checkpoint_sha256="t", seed=2)
+    for name in ("m.onnx", "m_copy.onnx"):
+        models = resolve_models(tmp_path / name).models
+        assert len(models) == 1 and models[0].file("fp32").onnx.name == name
 
 
 def test_auto_reports_why_gpu_backends_were_skipped(rgb_model):

@@ -275,6 +275,8 @@ def test_lr_schedules():
     assert lr_at(1.0, 9, timed, 2.0) == pytest.approx(1.0, abs=0.01)
     assert lr_at(1.0, 9, timed, 50.0) == pytest.approx(0.505)  # cosine midpoint between 1 and the 1 % floor
     assert lr_at(1.0, 9, timed, 100.0) == pytest.approx(0.01) == lr_at(1.0, 9, timed, 500.0)
+    for late in (110.0, 150.0, 199.0):  # past the budget (a slow last step, a save): stays at the floor
+        assert lr_at(1.0, 9, timed, late) == pytest.approx(0.01)
     with pytest.raises(ValueError, match="time budget"):
         TrainConfig(time_budget_s=0)
 

@@ -124,6 +124,13 @@ def test_repository_entry_is_a_valid_triton_config(repository, model):
     assert (entry / "1" / "model.onnx").read_bytes() == model.read_bytes() and (entry / "model.json").is_file()
 
 
+@pytest.mark.parametrize("flags", [["--max-batch", "0"], ["--instances", "0"], ["--tile", "8"], ["--overlap", "-1"]])
+def test_export_refuses_impossible_geometry(model, tmp_path, capsys, flags):
+    with pytest.raises(SystemExit) as e:
+        export_main(["--model", str(model), "-o", str(tmp_path), *flags])
+    assert e.value.code == 2 and "must be ≥ 1" in capsys.readouterr().err and not any(tmp_path.iterdir())
+
+
 def test_gpu_entry_uses_the_fp16_graph_and_tensorrt_accelerator(tmp_path):
     assert export_main(["--model", str(REPO / "runtime/weights/default.onnx"), "-o", str(tmp_path), "--trt-fp16"]) == 0
     config = text_format.Parse((tmp_path / "default" / "config.pbtxt").read_text(), pb.ModelConfig())

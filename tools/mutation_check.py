@@ -2,6 +2,7 @@
 
     python tools/mutation_check.py            # every mutant; prints a table and the score
     python tools/mutation_check.py -k tiling  # mutants whose name contains "tiling"
+    python tools/mutation_check.py --path runtime/backends/ train/loop.py  # mutants of these files/folders
 
 Each mutant is a real edit of one line (the bug a tired developer would make: an off-by-one grid, a weight reversed,
 a guard deleted), applied to the working tree, tested with the test files of its area (a subset of the suite: a
@@ -71,7 +72,8 @@ MUTANTS = [
     Mutant("models: sidecar hash not checked", "runtime/model_files.py",
            "if spec.onnx_sha256 and sha256_file(onnx_path) != spec.onnx_sha256:", "if False:", RUNTIME),
     Mutant("select: auto tries the CPU first", "runtime/backends/select.py",
-           'BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu")', 'BACKENDS = ("ort-cpu", "tensorrt", "ort-cuda")',
+           'BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu", "openvino")',
+           'BACKENDS = ("ort-cpu", "tensorrt", "ort-cuda", "openvino")',
            ("tests/test_gpu_backends.py", "tests/test_restorer.py")),
     Mutant("metrics: PSNR with 20·log10", "common/metrics.py", "10.0 * math.log10(_PEAK**2 / mse)",
            "20.0 * math.log10(_PEAK**2 / mse)", ("tests/test_metrics.py",)),
@@ -105,6 +107,197 @@ MUTANTS = [
            ("tests/test_train.py",)),
 ]  # fmt: skip
 
+# Issue 28: the bugs the second wave's review planted, then new ones per module changed in that wave.
+INT8 = ("tests/test_int8.py",)
+FP16 = ("tests/test_fp16_check.py",)
+CACHE = ("tests/test_engine_cache.py",)
+TRITON_B = ("tests/test_triton_backend.py",)
+BATCH = ("tests/test_batch.py", "-k", "not killed_jobs")
+LOOP = ("tests/test_train.py", "-k", "lr_schedules or budget or time_limit")
+PACK = ("tests/test_pack.py",)
+CAMPAIGN = ("tests/test_campaign.py", "-m", "not slow")
+TRITON_X = ("tests/test_triton.py",)
+LOG = ("tests/test_log.py",)
+MODELS = ("tests/test_restorer.py", "-k", "precision or missing_default or named_file")
+GPU = ("tests/test_backend_choice.py",)
+TRT = ("tests/test_gpu_backends.py", "tests/test_independent_guards.py", "-k", "tensorrt or engine or plan")
+OV = ("tests/test_openvino.py",)
+ISSUE28 = [
+    Mutant("int8: eval-set refusal checks the first folder only", "export/int8.py",
+           "        if is_eval_set(folder):", "        if is_eval_set(opts.calibration[0]):", INT8),
+    Mutant("int8: gate at q10 only", "export/int8.py",
+           "    for quality in qualities:\n        fp32_db", "    for quality in qualities[:1]:\n        fp32_db",
+           INT8),
+    Mutant("int8: worst image not gated", "export/int8.py",
+           ' and q["worst_image_delta_db"] >= -numbers["max_worst_loss_db"])', ")", INT8),
+    Mutant("int8: blind model gated at its training qualities only", "export/int8.py",
+           "sorted({*map(int, trained), *BLIND_GATE_QUALITIES})",
+           "sorted(set(map(int, trained)) or BLIND_GATE_QUALITIES)", INT8),
+    Mutant("int8: calibration windows unseeded", "export/int8.py", "rng = np.random.default_rng(opts.seed)",
+           "rng = np.random.default_rng()", INT8),
+    Mutant("int8: concat groups not merged", "export/int8.py",
+           "        for other in [g for g in groups if g & group]:", "        for other in []:", INT8),
+    Mutant("int8: concat range = first tensor's", "export/int8.py", "lo = min(ranges[t][0] for t in group)",
+           "lo = ranges[sorted(group)[0]][0]", INT8),
+    Mutant("int8: output end quantised", "export/int8.py",
+           "return sorted({node.name for node in reading + last + feeding})",
+           "return sorted({node.name for node in reading})", INT8),
+    Mutant("fp16 check: overflow limit 2× too high", "export/fp16_check.py", "if top > FP16_MAX)",
+           "if top > 2 * FP16_MAX)", FP16),
+    Mutant("fp16 check: only the output checked for NaN/Inf", "export/fp16_check.py",
+           'nonfinite |= {name for name, t in fp16.items() if t.dtype.kind == "f" and not np.isfinite(t).all()}',
+           'nonfinite |= {name for name, t in fp16.items() if name == output and not np.isfinite(t).all()}', FP16),
+    Mutant("fp16 check: conv computed in FP32 end to end", "export/fp16_check.py",
+           "        return (out.astype(np.float16),)", "        return (out,)", FP16),
+    Mutant("fp16 check: dilation ignored", "export/fp16_check.py",
+           "        dy, dx = attributes.get(\"dilations\") or (1, 1)", "        dy, dx = (1, 1)", FP16),
+    Mutant("fp16 check: PSNR threshold not applied", "export/fp16_check.py",
+           '    if not numbers["min_psnr_uint8_db"] >= min_psnr:', "    if False:", FP16),
+    Mutant("build: FP16 arithmetic check not run", "export/build.py",
+           "    fp16_check.check(fp16_path.name, numbers, thresholds.fp16_min_psnr)\n", "", FP16),
+    Mutant("model files: CPU prefers FP16 over FP32", "runtime/model_files.py",
+           '"cpu": ("int8", "fp32", "fp16")', '"cpu": ("int8", "fp16", "fp32")', MODELS),
+    Mutant("model files: GPU prefers INT8 over FP32", "runtime/model_files.py",
+           '"gpu": ("fp16", "fp32", "int8")', '"gpu": ("fp16", "int8", "fp32")', MODELS),
+    Mutant("model files: siblings of another checkpoint grouped", "runtime/model_files.py",
+           "if f is not None and _key(f) == _key(chosen)]", "if f is not None]", MODELS),
+    Mutant("model files: last file wins a precision", "runtime/model_files.py",
+           "model.files.setdefault(f.spec.precision, f)", "model.files[f.spec.precision] = f", MODELS),
+    Mutant("model files: unknown quality takes the specialist", "runtime/model_files.py",
+           "key=lambda m: (-len(m.qualities), min(m.qualities, default=0), m.name))",
+           "key=lambda m: (len(m.qualities), min(m.qualities, default=0), m.name))", MODELS),
+    Mutant("model files: quality tie goes to the blind model", "runtime/model_files.py",
+           "return min(abs(quality - q) for q in m.qualities), len(m.qualities), m.name",
+           "return min(abs(quality - q) for q in m.qualities), -len(m.qualities), m.name", MODELS),
+    Mutant("engine cache: slot ignores the ONNX hash", "runtime/engine_cache.py", 'if k != "trt_version"}',
+           'if k not in ("trt_version", "onnx_sha256")}', CACHE),
+    Mutant("engine cache: plan hash not checked", "runtime/engine_cache.py",
+           'if hashlib.sha256(plan).hexdigest() != record.get("plan_sha256"):', "if False:", CACHE),
+    Mutant("engine cache: no re-check after the lock", "runtime/engine_cache.py",
+           "            if engine is not None:\n                return engine\n            if problem",
+           "            if problem", CACHE),
+    Mutant("engine cache: foreign JSON listed", "runtime/engine_cache.py",
+           'if str(e) == "not an engine record" or not sidecar.with_suffix(".plan").exists():',
+           'if not sidecar.with_suffix(".plan").exists():', CACHE),
+    Mutant("engine cache: record of another slot accepted", "runtime/engine_cache.py", "    if slot != sidecar.stem:",
+           "    if False:", CACHE),
+    Mutant("engine cache: OpenVINO blobs of any name cleared", "runtime/engine_cache.py",
+           'glob(f"{OPENVINO_SUBDIR}/*.blob") if p.stem.isdigit())', 'glob(f"{OPENVINO_SUBDIR}/*.blob"))', CACHE),
+    Mutant("triton backend: refuses a batch of exactly max_batch", "runtime/backends/triton.py",
+           "if batch.shape[0] > self.max_batch or", "if batch.shape[0] >= self.max_batch or", TRITON_B),
+    Mutant("triton backend: window shape not checked per run", "runtime/backends/triton.py",
+           " or tuple(batch.shape[2:]) != self.tile_hw:", ":", TRITON_B),
+    Mutant("triton backend: metadata dtype not compared", "runtime/backends/triton.py",
+           'if shape != want or tensors[name]["datatype"] != _DTYPES[dtype][0]:', "if shape != want:", TRITON_B),
+    Mutant("triton backend: one client shared by all threads", "runtime/backends/triton.py",
+           "self._local = threading.local()", "self._local = type('Shared', (), {})()", TRITON_B),
+    Mutant("triton backend: HTTP concurrency 1", "runtime/backends/triton.py", "concurrency=self.max_batch,",
+           "concurrency=1,", TRITON_B),
+    Mutant("triton backend: default scheme grpc", "runtime/backends/triton.py", 'protocol = protocol or "http"',
+           'protocol = protocol or "grpc"', TRITON_B),
+    Mutant("select: openvino ahead of ort-cpu", "runtime/backends/select.py",
+           'BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu", "openvino")',
+           'BACKENDS = ("tensorrt", "ort-cuda", "openvino", "ort-cpu")', GPU),
+    Mutant("select: CPU batch default 4", "runtime/backends/select.py", '"ort-cpu": 1,', '"ort-cpu": 4,', GPU),
+    Mutant("select: INT8 core 512", "runtime/backends/select.py", '"int8": 1024}', '"int8": 512}', GPU),
+    Mutant("select: a GPU backend's file chosen for the CPU", "runtime/backends/select.py",
+           'file = model.file(precision, "gpu" if kind in GPU_BACKENDS else "cpu")',
+           'file = model.file(precision, "gpu")', GPU),
+    Mutant("select: missing library reported as news", "runtime/backends/select.py",
+           "skipped.append(Skip(candidate, str(e), not isinstance(e, BackendNotInstalled)))",
+           "skipped.append(Skip(candidate, str(e), True))", GPU),
+    Mutant("ort: CPU window must equal the tile", "runtime/backends/onnxruntime.py",
+           'self.any_window = device == "cpu"', "self.any_window = False", GPU),
+    Mutant("ort: memory pattern left on for the CPU", "runtime/backends/onnxruntime.py",
+           "[_CPU_EP], spin=self.spin, plan_memory=False)", "[_CPU_EP], spin=self.spin, plan_memory=True)", GPU),
+    Mutant("ort: spinning when busy", "runtime/backends/onnxruntime.py",
+           "return os.getloadavg()[0] < (os.cpu_count() or 1) / 2", "return True", GPU),
+    Mutant("ort: I/O names not checked", "runtime/backends/onnxruntime.py",
+           "if self.input_name != spec.input_name or self.output_name != spec.output_name:", "if False:", GPU),
+    Mutant("base: OOM messages not recognised", "runtime/backends/base.py",
+           'r"out of (?:gpu |device )?memory|failed to allocate', 'r"out of gpu memory|failed to allocate', GPU),
+    Mutant("openvino: batch above max accepted", "runtime/backends/openvino.py",
+           "or not 1 <= shape[0] <= self.max_batch", "or not 1 <= shape[0]", OV),
+    Mutant("openvino: channels not checked", "runtime/backends/openvino.py",
+           "            or shape[1] != self.spec.channels\n", "", OV),
+    Mutant("tensorrt: profile batch not checked", "runtime/backends/tensorrt.py",
+           "if hi[0] < max_batch or hi[2:] != tuple(tile_hw):", "if hi[2:] != tuple(tile_hw):", TRT),
+    Mutant("tensorrt: key hashes the sidecar's name", "runtime/backends/tensorrt.py",
+           "onnx_sha256=sha256_file(onnx_path),", "onnx_sha256=spec.onnx_sha256,", TRT),
+    Mutant("batch: -f overwrites another input", "runtime/infer.py", "        if target in resolved_inputs:",
+           "        if target == _resolved(src):", ("tests/test_infer.py", "-k", "overwrite")),
+    Mutant("batch: unreadable manifest ignored", "runtime/batch.py",
+           'errors.append(f"{path}: cannot read the manifest ({e})")', "pass", BATCH),
+    Mutant("batch: manifest comments read as paths", "runtime/batch.py",
+           'names = [name for name in names if name and not name.startswith("#")]',
+           "names = [name for name in names if name]", BATCH),
+    Mutant("batch: manifest paths relative to the cwd", "runtime/batch.py",
+           "return [path.parent / name for name in names]", "return [Path(name) for name in names]", BATCH),
+    Mutant("batch: --gpus-per-actor above 1 accepted", "runtime/batch.py", "if not 0 <= args.gpus_per_actor <= 1:",
+           "if not 0 <= args.gpus_per_actor:", BATCH),
+    Mutant("batch: more actors than CPUs accepted", "runtime/batch.py", "    if args.actors > fit:", "    if False:",
+           BATCH),
+    Mutant("batch: a setup failure is an error row", "runtime/batch.py",
+           "            return row(plan, SETUP_FAILED, error=self.setup_error)",
+           '            return row(plan, "error", error=self.setup_error)', BATCH),
+    Mutant("loop: cosine not clamped at the budget's end", "train/loop.py",
+           "t = min(max(elapsed_s / budget, 0.0), 1.0)", "t = max(elapsed_s / budget, 0.0)", LOOP),
+    Mutant("loop: no warm-up", "train/loop.py", "warm = min(1.0, (t + 1e-9) / WARMUP_FRACTION)", "warm = 1.0", LOOP),
+    Mutant("loop: step schedule halves one step late", "train/loop.py", "base * 0.5 ** (iteration // halve)",
+           "base * 0.5 ** ((iteration - 1) // halve)", LOOP),
+    Mutant("loop: budgeted run ignores its budget", "train/loop.py",
+           "spent = budget is not None and self.wall_time >= budget", "spent = False", LOOP),
+    Mutant("loop: no final validation", "train/loop.py",
+           'if self.val is not None and self.last_val.get("val_iter") != self.iteration:', "if False:", LOOP),
+    Mutant("pack: empty first shard", "train/pack.py", "        if shard and size + item[0].size > limit:",
+           "        if size + item[0].size > limit:", PACK),
+    Mutant("pack: interleave by count, not bytes", "train/pack.py", "packed[name] += item[0].size", "packed[name] += 1",
+           PACK),
+    Mutant("pack: hold-out may empty a source", "train/pack.py", "if len(picks) < n and left[k] > 1:",
+           "if len(picks) < n and left[k] > 0:", PACK),
+    Mutant("pack: hold-out equal to all images accepted", "train/pack.py", "    if holdout >= total:",
+           "    if holdout > total:", PACK),
+    Mutant("pack: unseeded shuffle", "train/pack.py", "rng = np.random.default_rng(seed)",
+           "rng = np.random.default_rng()", PACK),
+    Mutant("campaign: workers not capped at 8", "train/campaign.py",
+           "return max(1, min(8, ((os.cpu_count() or 2) - len(self.runs)) // len(self.runs)))",
+           "return max(1, ((os.cpu_count() or 2) - len(self.runs)) // len(self.runs))", CAMPAIGN),
+    Mutant("campaign: bare number read as seconds", "train/campaign.py", '{"s": 1, "m": 60, "h": 3600, "": 60}',
+           '{"s": 1, "m": 60, "h": 3600, "": 1}', CAMPAIGN),
+    Mutant("campaign: zero duration accepted", "train/campaign.py", "if not m or float(m.group(1)) <= 0:", "if not m:",
+           CAMPAIGN),
+    Mutant("campaign: duplicate run names accepted", "train/campaign.py",
+           "if not names or len(set(names)) != len(names):", "if not names:", CAMPAIGN),
+    Mutant("campaign: rehearsal keeps --init", "train/campaign.py", '        if args[i] == "--init":',
+           '        if args[i] == "--no-such-flag":', CAMPAIGN),
+    Mutant("campaign: status rate from iterations only", "train/campaign.py",
+           'rate = train["iter"] / train["time_s"] if train.get("time_s") else 0.0', 'rate = float(train["iter"])',
+           CAMPAIGN),
+    Mutant("export triton: preferred batch above max kept", "export/triton.py",
+           "preferred_batch_size=[b for b in opts.preferred_batches if b <= opts.max_batch],",
+           "preferred_batch_size=list(opts.preferred_batches),", TRITON_X),
+    Mutant("export triton: CPU entry on GPU instances", "export/triton.py",
+           "kind=pb.ModelInstanceGroup.KIND_GPU if opts.gpu else pb.ModelInstanceGroup.KIND_CPU,",
+           "kind=pb.ModelInstanceGroup.KIND_GPU,", TRITON_X),
+    Mutant("export triton: FP32 graph for a GPU server", "export/triton.py",
+           'file = model.file("auto", "gpu" if opts.gpu else "cpu")', 'file = model.file("fp32")', TRITON_X),
+    Mutant("export triton: window without the overlap", "export/triton.py",
+           "window = window_grid(opts.tile, spec.recommended_overlap, opts.overlap).window",
+           "window = (opts.tile, opts.tile)", TRITON_X),
+    Mutant("export triton: --max-batch 0 accepted", "export/triton.py", "if a.max_batch < 1 or a.instances < 1",
+           "if a.max_batch < 0 or a.instances < 1", TRITON_X),
+    Mutant("log: -q shows INFO", "common/log.py", "level = logging.ERROR if quiet else logging.INFO",
+           "level = logging.INFO", LOG),
+    Mutant("log: loggers' levels not restored", "common/log.py", "            logger.setLevel(previous)\n", "", LOG),
+    Mutant("log: handler left attached", "common/log.py", "            logger.removeHandler(handler)\n", "", LOG),
+    Mutant("log: runtime's records not shown", "common/log.py",
+           'PACKAGES = ("common", "models", "train", "export", "runtime", "benchmarks")',
+           'PACKAGES = ("common", "models", "train", "export", "benchmarks")', LOG),
+    Mutant("log: stderr captured at start", "common/log.py", "tqdm.write(self.format(record), file=sys.stderr)",
+           "tqdm.write(self.format(record), file=sys.__stderr__)", LOG),
+]  # fmt: skip
+MUTANTS += ISSUE28
+
 
 def run(mutant: Mutant, timeout: float) -> tuple[str, float]:
     """ "caught", "survived" or "stale", and the seconds it took."""
@@ -129,13 +322,18 @@ def run(mutant: Mutant, timeout: float) -> tuple[str, float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("-k", default="", help="only mutants whose name contains this")
+    p.add_argument("--path", nargs="+", default=[""], help="only mutants of files whose path starts with one of these")
     p.add_argument("--timeout", type=float, default=600, help="seconds per mutant's test run (default 600)")
     args = p.parse_args(argv)
     results = []
-    for mutant in [m for m in MUTANTS if args.k in m.name]:
+    for mutant in [m for m in MUTANTS if args.k in m.name and m.path.startswith(tuple(args.path))]:
         outcome, seconds = run(mutant, args.timeout)
         results.append((mutant, outcome))
         print(f"{outcome:>8}  {seconds:6.1f} s  {mutant.name}", flush=True)
+    print("\n| file | mutants | caught |\n|---|---|---|")
+    for path in sorted({m.path for m, o in results if o != "stale"}):
+        outcomes = [o for m, o in results if m.path == path and o != "stale"]
+        print(f"| {path} | {len(outcomes)} | {outcomes.count('caught')} |")
     applicable = [o for _, o in results if o != "stale"]
     caught = applicable.count("caught")
     print(f"\n{caught}/{len(applicable)} mutants caught ({100 * caught / max(len(applicable), 1):.0f} %)"

@@ -142,6 +142,10 @@ def pack(
     total = sum(map(len, files.values()))
     if holdout >= total:
         raise ShardError(f"--holdout {holdout} leaves no training image ({total} in all)")
+    if holdout > total - len(files):  # the hold-out keeps one image of every source for training
+        raise ShardError(
+            f"--holdout {holdout} leaves a source without training images (at most {total - len(files)} here)"
+        )
     held = [files[n].pop() for n in _round_robin(files, holdout)]
     encoded: dict[str, list[tuple[PackedImage, bytes]]] = {n: [] for n in files}
     val: list[tuple[PackedImage, bytes]] = []

@@ -1,0 +1,156 @@
+"""``export.fp16_check``: the FP16 graph really computed in FP16 on a CPU, and a planted overflow failing the build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx.reference import ReferenceEvaluator
+
+from export import build, fp16_check, validate
+from export.fp16 import convert_fp16
+from export.onnx_export import export_onnx
+from export.validate import ValidationError
+from models import GeneratorConfig, WCDGANGenerator, save_generator
+from runtime.spec import ModelSpec
+
+TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
+
+
+def _conv_graph(dilation: int, weight: np.ndarray) -> onnx.ModelProto:
+    """x (1×2×H×W float16) → 3×3 Conv at ``dilation`` (padding keeps the size) → y, all FP16."""
+    w = onnx.numpy_helper.from_array(weight.astype(np.float16), "w")
+    b = onnx.numpy_helper.from_array(np.linspace(-1, 1, weight.shape[0]).astype(np.float16), "b")
+    conv = onnx.helper.make_node("Conv", ["x", "w", "b"], ["y"], dilations=[dilation] * 2, pads=[dilation] * 4)
+    f16 = onnx.TensorProto.FLOAT16
+    graph = onnx.helper.make_graph(
+        [conv],
+        "g",
+        [onnx.helper.make_tensor_value_info("x", f16, None)],
+        [onnx.helper.make_tensor_value_info("y", f16, None)],
+        [w, b],
+    )
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("dilation", [1, 4])
+def test_conv_computes_in_fp16_like_the_reference(tmp_path: Path, dilation: int) -> None:
+    rng = np.random.default_rng(0)
+    model = _conv_graph(dilation, rng.normal(0, 0.3, (3, 2, 3, 3)))
+    onnx.save(model, str(tmp_path / "c.onnx"))
+    x = rng.random((1, 2, 21, 17), dtype=np.float32)
+    ours = fp16_check.fp16_tensors(tmp_path / "c.onnx", x)["y"]
+    reference = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float16)})[0]
+    assert ours.dtype == reference.dtype == np.float16 and ours.shape == reference.shape == (1, 3, 21, 17)
+    ulp = np.spacing(np.abs(reference).astype(np.float16)).astype(np.float32)
+    assert (np.abs(ours.astype(np.float32) - reference.astype(np.float32)) <= ulp).all()  # summation order only
+    # FP16 storage: a sum beyond 65504 is +inf, where FP32 arithmetic would hold it
+    big = fp16_check.fp16_tensors(tmp_path / "c.onnx", np.full((1, 2, 21, 17), 60000, np.float32))["y"]
+    assert np.isinf(big).any()
+
+
+def _planted(tmp_path: Path, k: int) -> tuple[WCDGANGenerator, WCDGANGenerator]:
+    """A tiny generator and its copy with reconstruct[0] scaled up by 2^k and reconstruct[2] down by 2^k (LeakyReLU
+    between them is positively homogeneous, powers of two are exact: the FP32 function is unchanged)."""
+    torch.manual_seed(0)
+    plain = WCDGANGenerator(GeneratorConfig(**TINY)).eval()
+    planted = WCDGANGenerator(GeneratorConfig(**TINY)).eval()
+    planted.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        planted.reconstruct[0].weight *= 2.0**k
+        planted.reconstruct[0].bias *= 2.0**k
+        planted.reconstruct[2].weight /= 2.0**k
+    return plain, planted
+
+
+def test_planted_overflow_fails_the_fp16_build_while_fp32_is_unchanged(tmp_path: Path, capsys) -> None:
+    plain, planted = _planted(tmp_path, 18)
+    images = validate.validation_images(3)
+    for a, b in zip(validate.torch_outputs(plain, images), validate.torch_outputs(planted, images), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # ONNX Runtime's CPU provider computes the FP16 graph in FP32: its comparison does not see the overflow
+    proto = export_onnx(planted, tmp_path / "p.onnx", 3, 17)
+    convert_fp16(proto, tmp_path / "p_fp16.onnx")
+    fp32, fp16 = validate.run_onnx([tmp_path / "p.onnx", tmp_path / "p_fp16.onnx"], images)
+    validate.check("p_fp16.onnx", validate.compare_fp16(fp32, fp16), validate.Thresholds())
+    numbers = fp16_check.check_numbers(tmp_path / "p.onnx", tmp_path / "p_fp16.onnx", images)
+    assert numbers["overflow_tensors"] == ["/reconstruct/reconstruct.0/Conv_output_0"]
+    assert numbers["fp32_max_abs"] > fp16_check.FP16_MAX and "output" in numbers["nonfinite_tensors"]
+
+    save_generator(tmp_path / "planted.pt", planted, {"qualities": [10]})
+    out = tmp_path / "out"
+    assert build.main(["--ckpt", str(tmp_path / "planted.pt"), "--fp16", "-o", str(out), "--engine", "skip"]) == 1
+    err = capsys.readouterr().err
+    assert "planted_fp16.onnx failed the FP16 arithmetic check" in err and "overflow" in err and "NaN/Inf" in err
+    assert not any(out.glob("*.onnx"))
+
+
+def test_headroom_below_the_limit_passes_and_is_recorded(tmp_path: Path) -> None:
+    """2^16 raises the largest activation ×65536 but stays below 65504 for this model: recorded, not failed."""
+    _, planted = _planted(tmp_path, 16)
+    proto = export_onnx(planted, tmp_path / "p.onnx", 3, 17)
+    convert_fp16(proto, tmp_path / "p_fp16.onnx")
+    numbers = fp16_check.check_numbers(tmp_path / "p.onnx", tmp_path / "p_fp16.onnx", validate.validation_images(3))
+    fp16_check.check("p_fp16.onnx", numbers, 40.0)
+    assert 1 < numbers["fp16_headroom"] < 16 and numbers["fp32_max_abs_tensor"].startswith("/reconstruct/")
+    top, low = numbers["fp32_ranges"]["/reconstruct/reconstruct.0/Conv_output_0"]
+    assert top == pytest.approx(fp16_check.FP16_MAX / numbers["fp16_headroom"], rel=1e-3) and 0 < low < top
+
+
+def test_an_overflow_hidden_by_a_sigmoid_is_still_found(tmp_path: Path) -> None:
+    """x·2¹⁵·4 overflows FP16 to inf, the Sigmoid after it turns inf into a finite 1: every tensor is checked."""
+    f32 = onnx.TensorProto.FLOAT
+    nodes = [
+        onnx.helper.make_node("Mul", ["input", "big"], ["scaled"]),
+        onnx.helper.make_node("Mul", ["scaled", "four"], ["huge"]),
+        onnx.helper.make_node("Sigmoid", ["huge"], ["output"]),
+    ]
+    constants = [onnx.numpy_helper.from_array(np.float32(v), n) for n, v in (("big", 2.0**15), ("four", 4.0))]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "g",
+        [onnx.helper.make_tensor_value_info("input", f32, [1, 1, 4, 4])],
+        [onnx.helper.make_tensor_value_info("output", f32, [1, 1, 4, 4])],
+        constants,
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "s.onnx"))
+    convert_fp16(model, tmp_path / "s_fp16.onnx")
+    numbers = fp16_check.check_numbers(
+        tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
+    )
+    assert numbers["nonfinite_tensors"] == ["huge"] and numbers["overflow_tensors"] == ["huge"]
+    assert numbers["min_psnr_uint8_db"] == 100.0  # the output itself looks perfect
+    with pytest.raises(ValidationError, match="NaN/Inf in 1 FP16 tensors"):
+        fp16_check.check("s_fp16.onnx", numbers, 40.0)
+
+
+def test_check_rules() -> None:
+    good = {"nonfinite_tensors": [], "overflow_tensors": [], "min_psnr_uint8_db": 55.0}
+    fp16_check.check("m_fp16.onnx", good, 40.0)
+    bad = [
+        ({"nonfinite_tensors": ["t"]}, "NaN/Inf in 1 FP16 tensors"),
+        ({"overflow_tensors": ["t"], "fp32_max_abs": 7e4, "fp32_max_abs_tensor": "t"}, "exceed the FP16 maximum"),
+        ({"min_psnr_uint8_db": 39.9}, "output PSNR 39.90 dB < 40 dB"),
+        ({"min_psnr_uint8_db": float("nan")}, "output PSNR"),
+    ]
+    for change, message in bad:
+        with pytest.raises(ValidationError, match=message):
+            fp16_check.check("m_fp16.onnx", {**good, **change}, 40.0)
+
+
+def test_build_records_the_kind_of_fp16_check(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    save_generator(tmp_path / "g.pt", WCDGANGenerator(GeneratorConfig(**TINY)), {"qualities": [10]})
+    assert build.main(["--ckpt", str(tmp_path / "g.pt"), "--fp16", "--engine", "skip", "-q"]) == 0
+    validation = ModelSpec.load(tmp_path / "g_fp16.json").validation
+    arithmetic = validation["fp16_arithmetic"]
+    assert arithmetic["kind"].startswith("emulated fp16 on cpu") and arithmetic["min_psnr_uint8_db"] >= 40
+    assert arithmetic["nonfinite_tensors"] == arithmetic["overflow_tensors"] == []
+    assert 0 < arithmetic["attention_average_abs_range"][0] < arithmetic["attention_average_abs_range"][1]
+    assert validation["fp16_vs_fp32"]["kind"].startswith("onnx runtime cpu (computes in fp32")
+    # real FP16 arithmetic loses more than rounding the weights alone
+    assert arithmetic["min_psnr_uint8_db"] < validation["fp16_vs_fp32"]["min_psnr_uint8_db"]
