@@ -14,6 +14,7 @@ from runtime.backends import onnxruntime as ort_backend
 from runtime.backends import select
 from runtime.backends.base import BackendNotInstalled, BackendUnavailable, is_out_of_memory
 from runtime.model_files import resolve_models
+from runtime.settings import RestoreSettings
 from tests.runtime_fixtures import local_net
 
 
@@ -43,7 +44,7 @@ def test_auto_takes_onnx_runtime_before_openvino_and_says_why_it_skipped_the_gpu
         return kind
 
     monkeypatch.setattr(select, "create_backend", create)
-    backend, skipped = select.select_backend("auto", model, lambda kind: (64, 64), None)
+    backend, skipped = select.select_backend("auto", model, lambda kind: (64, 64), None, RestoreSettings())
     assert backend == "ort-cpu" and tried == ["tensorrt", "ort-cuda", "ort-cpu"]
     assert [(s.name, s.installed) for s in skipped] == [("tensorrt", False), ("ort-cuda", True)]
     assert str(skipped[1]) == "ort-cuda unavailable: ort-cuda: no GPU"
@@ -53,7 +54,7 @@ def test_auto_takes_onnx_runtime_before_openvino_and_says_why_it_skipped_the_gpu
 
     monkeypatch.setattr(select, "create_backend", unavailable)
     with pytest.raises(BackendUnavailable, match=r"tensorrt unavailable: tensorrt; .*openvino unavailable: openvino"):
-        select.select_backend("auto", model, lambda kind: (64, 64), None)
+        select.select_backend("auto", model, lambda kind: (64, 64), None, RestoreSettings())
 
 
 @pytest.mark.parametrize(
@@ -61,10 +62,10 @@ def test_auto_takes_onnx_runtime_before_openvino_and_says_why_it_skipped_the_gpu
 )
 def test_each_backend_gets_its_device_s_file_and_batch(model, monkeypatch, kind, device, precision, batch) -> None:
     monkeypatch.setattr(ort_backend, "OrtBackend", _Recorded)
-    backend = select.create_backend(kind, model, (80, 96), None)
+    backend = select.create_backend(kind, model, (80, 96), None, RestoreSettings())
     assert backend.spec.precision == precision and backend.max_batch == batch and backend.args[0] == device
     assert backend.onnx.name == model.files[precision].onnx.name
-    assert select.create_backend(kind, model, (80, 96), 3, precision="fp32").onnx.name == "m.onnx"
+    assert select.create_backend(kind, model, (80, 96), 3, RestoreSettings(precision="fp32")).onnx.name == "m.onnx"
 
 
 def test_default_tiles_by_backend_and_precision(model) -> None:

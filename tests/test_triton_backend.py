@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from runtime.backends.base import BackendNotInstalled, BackendUnavailable
-from runtime.backends.triton import TritonBackend, _summary, parse_server
+from runtime.backends.triton import CONNECT_TIMEOUT_S, TIMEOUT_S, TritonBackend, _summary, parse_server
 from runtime.spec import ModelSpec
 
 SPEC = ModelSpec(name="tiny", channels=3, color="rgb", precision="fp32")
@@ -103,8 +103,12 @@ def test_a_batch_of_exactly_max_batch_runs_one_more_is_refused(fake) -> None:
         backend.run(np.zeros((5, 3, *WINDOW), np.float32))
     with pytest.raises(ValueError, match="does not fit this backend"):
         backend.run(np.zeros((1, 3, WINDOW[1], WINDOW[0]), np.float32))
-    assert fake.clients == [
-        ("localhost:8000", {"concurrency": 4, "connection_timeout": 120.0, "network_timeout": 120.0})
+    assert fake.clients == [  # the start-up probe with its short timeout, then the client that runs windows
+        (
+            "localhost:8000",
+            {"concurrency": 4, "connection_timeout": CONNECT_TIMEOUT_S, "network_timeout": CONNECT_TIMEOUT_S},
+        ),
+        ("localhost:8000", {"concurrency": 4, "connection_timeout": CONNECT_TIMEOUT_S, "network_timeout": TIMEOUT_S}),
     ]
 
 
