@@ -16,8 +16,9 @@ from common.tiling import ALIGN
 from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS
 from runtime.model_files import PRECISIONS
+from runtime.spec import MAX_OVERLAP
 
-MAX_TILE, MAX_OVERLAP, MAX_BATCH = 4096, 1024, 256
+MAX_TILE, MAX_BATCH = 4096, 256
 MAX_BUFFER_BYTES = 4 << 30  # one batch of float32 windows: beyond this a setting is a typo, not a plan
 # field → the command-line option that sets it (align, progress and verify have none: API only)
 OPTIONS = {
