@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                 tally.add(manifest.write(row(plan, "error" if error else "skipped", error=error)))
         todo = [plan for plan in plans if not (plan.error or plan.skip)]
         targets = [plan.dst for plan in todo]
-        sweep_stale_temps(targets, older_than_s=0)  # left by killed workers: no writer is alive, the lock is ours
+        sweep_stale_temps(targets)  # left by killed workers
         done = 0
         try:
             if todo:
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             tally.failed += len(todo) - done
             log.error("error: the Ray job failed, rerun to resume (%s)", last_line(e))
         finally:  # interrupted: workers killed mid-write leave temporaries
-            sweep_stale_temps(targets, older_than_s=0)
+            sweep_stale_temps(targets)
     if not args.quiet:
         print_result(tally.summary())
     if tally.failed:
