@@ -4,9 +4,10 @@ one-line errors, signals), turning a missing optional dependency into a one-line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from common.log import cli_logging
@@ -32,7 +33,7 @@ def run_cli(run_fn: Callable[[Any], int], args: Any, interrupted: str = INTERRUP
     ``run_fn`` returns the exit code: 0 done, 1 some input failed."""
     previous = signal.signal(signal.SIGTERM, interrupt_on_signal)
     try:
-        with cli_logging(getattr(args, "quiet", False), getattr(args, "verbose", False)):
+        with cli_logging(getattr(args, "quiet", False), getattr(args, "verbose", False)), _names_as_bytes(sys.stdout):
             return run_fn(args)
     except (UsageError, CommandFailed) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -42,6 +43,21 @@ def run_cli(run_fn: Callable[[Any], int], args: Any, interrupted: str = INTERRUP
         return 128 + (e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _names_as_bytes(stream: Any) -> Iterator[None]:
+    """Results name files; a POSIX file name is bytes, not always UTF-8 (Python holds the rest as surrogates): print
+    those bytes as they are, the name ``ls`` shows, instead of failing (stderr already escapes them)."""
+    errors = getattr(stream, "errors", None)
+    if errors != "strict" or not hasattr(stream, "reconfigure"):
+        yield
+        return
+    stream.reconfigure(errors="surrogateescape")
+    try:
+        yield
+    finally:
+        stream.reconfigure(errors=errors)
 
 
 def interrupt_on_signal(signum: int, frame: object) -> None:

@@ -29,8 +29,8 @@ _TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")  # what a temporary name add
 
 def temp_prefix(path: Path) -> str:
     """``.<stem>.`` with the stem shortened so that the temporary name fits :data:`NAME_MAX` bytes."""
-    room = NAME_MAX - _TEMP_EXTRA - len(path.suffix.encode())
-    stem = path.stem.encode()[: max(room, 1)].decode(errors="ignore")
+    room = NAME_MAX - _TEMP_EXTRA - len(os.fsencode(path.suffix))
+    stem = os.fsdecode(os.fsencode(path.stem)[: max(room, 1)])  # names are bytes (not always UTF-8) on POSIX
     return f".{stem}."
 
 
@@ -87,7 +87,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     (``cv2.imwrite``, ``onnx.save``) behave as for the final name. On error the temporary is removed.
     """
     path = Path(path)
-    if len(path.name.encode()) > NAME_MAX:
+    if len(os.fsencode(path.name)) > NAME_MAX:
         raise OSError(36, "File name too long", str(path))  # before any work, not at the final rename
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps([path])

@@ -342,7 +342,7 @@ def check_quality(quality: int | None) -> None:
 
 def check_writable(out_path: Path) -> None:
     """Raise ImageError unless ``out_path`` can be created: name length, folder writable (or creatable)."""
-    if len(out_path.name.encode()) > NAME_MAX:
+    if len(os.fsencode(out_path.name)) > NAME_MAX:
         raise ImageError(f"{out_path.name[:40]}…: output file name longer than {NAME_MAX} bytes")
     folder = out_path.parent
     while not folder.exists() and folder != folder.parent:
