@@ -69,7 +69,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
     data = np.frombuffer(mapped, np.uint8, count=end)
     try:
-        image, meta_types, meta = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
+        flags = cv2.IMREAD_COLOR if _is_os2_colour_bmp(mapped) else cv2.IMREAD_UNCHANGED
+        image, meta_types, meta = cv2.imdecodeWithMetadata(data, flags)
     except cv2.error as e:  # OpenCV asserts on images over its own size limit and on some malformed files
         raise ImageError(f"{path}: OpenCV cannot decode it ({e.err})") from None
     del data, mapped  # unmaps the file
@@ -146,6 +147,12 @@ def declared_size(f: BinaryIO) -> tuple[int, int] | int:
         ) from None
     finally:
         f.seek(0)
+
+
+def _is_os2_colour_bmp(head: mmap.mmap) -> bool:
+    """An OS/2 bitmap (12-byte BITMAPCOREHEADER) of over 8 bits per pixel: OpenCV decodes those as gray unless
+    asked for colour (they have no alpha to keep)."""
+    return head[:2] == b"BM" and head[14:18] == b"\x0c\0\0\0" and int.from_bytes(head[24:26], "little") > 8
 
 
 def _jpeg_end(jpeg: mmap.mmap | bytes) -> int | None:
