@@ -49,8 +49,9 @@ from runtime.cli import (
     print_result,
     settings_from_args,
 )
+from runtime.io import ImageError
 from runtime.model_files import ModelError
-from runtime.restorer import Restorer
+from runtime.restorer import Restorer, check_writable
 from runtime.settings import RestoreSettings
 
 log = logging.getLogger(__spec__.name)
@@ -192,6 +193,10 @@ def check_manifest(path: Path, inputs: list[Path], sources: list[str]) -> None:
         raise UsageError(f"--manifest {path}: is an input; refusing to append to it")
     if path.exists() and not is_manifest(path):
         raise UsageError(f"--manifest {path}: exists and is not a manifest of runtime.batch; refusing to append to it")
+    try:
+        check_writable(path)  # before DST is created
+    except ImageError as e:
+        raise UsageError(f"--manifest {e}") from None
 
 
 def is_manifest(path: Path) -> bool:
@@ -238,6 +243,8 @@ def check_batch_options(args: argparse.Namespace) -> RestoreSettings:
         )
     if not 0 <= args.gpus_per_actor <= 1:  # a Restorer uses one GPU
         raise UsageError(f"--gpus-per-actor must be in 0..1, got {args.gpus_per_actor:g}")
+    if args.address:
+        check_reachable(args.address)
     return settings
 
 
@@ -320,15 +327,14 @@ class RestoreActor:
 @contextlib.contextmanager
 def ray_session(args: argparse.Namespace) -> Iterator[int]:
     """``ray.init`` here (``address="local"``, never a cluster named by RAY_ADDRESS, its processes ended with the job
-    by :mod:`runtime.ray_reaper`) or on ``--address`` (checked reachable first), yield the pool size (--actors, or
+    by :mod:`runtime.ray_reaper`) or on ``--address``, yield the pool size (--actors, or
     all that fit), and shut Ray down. Ray's own notices only with ``-v``. Raises UsageError when Ray runs here and
-    cannot hold the pool, or the address does not answer."""
+    cannot hold the pool."""
     start = time.perf_counter()
     notices = {} if args.verbose else {"logging_level": logging.ERROR, "log_to_driver": False}
     logging.getLogger("ray.data").setLevel(logging.INFO if args.verbose else logging.ERROR)
     with contextlib.ExitStack() as stack:
         if args.address:
-            check_reachable(args.address)
             where = {"address": args.address}
         else:
             repo = str(Path(__file__).resolve().parents[1])  # workers import this checkout, installed or not
@@ -436,8 +442,11 @@ class Manifest:
         self.path = path
 
     def __enter__(self) -> Manifest:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666)
+        except OSError as e:
+            raise UsageError(f"--manifest {self.path}: cannot write it ({e.strerror or e})") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
