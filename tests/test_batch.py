@@ -283,10 +283,10 @@ def test_signals_end_the_job_and_its_ray(tmp_path, model, small_job, sig, moment
     out = tmp_path / "out"
     proc = batch(small_job, out, "--model", model, "--tile", "16", "--actors", "1", start_new_session=True)
     if moment == "starting":
-        while not (_reaper_roots() - roots):  # Ray's root folder exists: ray.init is under way
+        while not any("gcs_server" in line for line in _ray_processes(proc.pid)):  # ray.init is under way
             assert proc.poll() is None
             time.sleep(0.01)
-        time.sleep(0.5)
+        time.sleep(0.3)
     else:
         while not list(out.glob(".*.tmp*")) and not list(out.glob("*.png")):  # an actor is restoring
             assert proc.poll() is None, proc.communicate()
