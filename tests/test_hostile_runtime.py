@@ -10,6 +10,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -296,3 +297,21 @@ def test_temporary_of_a_sigkilled_writer_goes_at_once_of_a_live_one_never(model,
     finally:
         live.kill()
         live.wait()
+
+
+# -- item 6: Ctrl-C while the libraries load -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="waits on /proc/PID/maps (Linux)")
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_while_importing_is_one_line(model, jpg, sig, code):
+    """Sent as soon as OpenCV's library is mapped: the runtime package is still importing (ONNX Runtime follows)."""
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.infer", str(jpg), "--model", str(model)], cwd=REPO_ROOT,
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    maps = Path(f"/proc/{proc.pid}/maps")
+    while proc.poll() is None and "cv2" not in maps.read_text(errors="replace"):
+        time.sleep(0.002)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code and err.startswith("interrupted") and err.count("\n") == 1, err
+    assert not (jpg.parent / "a_wcdgan.png").exists()
