@@ -39,6 +39,7 @@ from runtime.backends.base import BackendUnavailable, first_line
 from runtime.cli import (
     DEFAULT_SUFFIX,
     FilePlan,
+    OutputAction,
     Summary,
     add_restore_options,
     collect_inputs,
@@ -47,6 +48,7 @@ from runtime.cli import (
     path_problem,
     plan_files,
     print_result,
+    resolved_path,
     settings_from_args,
 )
 from runtime.io import ImageError
@@ -96,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m runtime.batch", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("sources", nargs="+", metavar="SRC", help="image files, folders, glob patterns or manifests")
-    p.add_argument("output", type=Path, metavar="DST", help="output folder (or output file for a single input)")
+    p.add_argument("output", action=OutputAction, metavar="DST",
+                   help="output folder (or output file for a single input; trailing /: a folder)")  # fmt: skip
     p.add_argument("--manifest", type=Path,
                    help=f"per-file results, appended to a .jsonl file that is new, empty or a manifest of an earlier "
                    f"run (default: DST/{MANIFEST_NAME})")  # fmt: skip
@@ -188,8 +191,9 @@ def check_manifest(path: Path, inputs: list[Path], sources: list[str]) -> None:
         raise UsageError(f"--manifest {path}: {problem}")
     if path.suffix.lower() != ".jsonl" or path.is_dir():
         raise UsageError(f"--manifest {path}: must be a .jsonl file (rows are appended as JSON lines)")
-    target = path.resolve()
-    if any(target == Path(p).resolve() for p in [*inputs, *sources]):
+    target = resolved_path(path)
+    names = {path.name, target.name}  # compared by name first: folders of a million inputs
+    if any(target == resolved_path(Path(p)) for p in [*inputs, *sources] if Path(p).name in names):
         raise UsageError(f"--manifest {path}: is an input; refusing to append to it")
     if path.exists() and not is_manifest(path):
         raise UsageError(f"--manifest {path}: exists and is not a manifest of runtime.batch; refusing to append to it")

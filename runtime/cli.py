@@ -168,11 +168,11 @@ class FilePlan:
 def plan_files(inputs: list[Path], outputs: list[Path], overwrite: bool) -> list[FilePlan]:
     """Pair inputs with outputs, refusing outputs that are inputs or another input's output, and skipping existing
     outputs unless ``overwrite``."""
-    resolved_inputs = {_resolved(p) for p in inputs}
+    resolved_inputs = {resolved_path(p) for p in inputs}
     seen: set[Path] = set()
     plans = []
     for src, dst in zip(inputs, outputs, strict=True):
-        target = _resolved(dst)
+        target = resolved_path(dst)
         if target in resolved_inputs:
             plans.append(FilePlan(src, dst, error=f"output {dst} is an input; refusing to overwrite it"))
         elif target in seen:
@@ -185,7 +185,7 @@ def plan_files(inputs: list[Path], outputs: list[Path], overwrite: bool) -> list
     return plans
 
 
-def _resolved(path: Path) -> Path:
+def resolved_path(path: Path) -> Path:
     """``path.resolve()``, or its absolute form when the file system refuses the name (too long, a link loop)."""
     try:
         return path.resolve()
