@@ -347,13 +347,17 @@ def ray_session(args: argparse.Namespace) -> Iterator[int]:
                      "runtime_env": {"env_vars": {"PYTHONPATH": path}},
                      **stack.enter_context(private_ray_root())}  # fmt: skip
         try:
-            ray.init(**where, **notices)
+            with noticed_signals() as received:
+                ray.init(**where, **notices)
         except SystemExit:  # Ray's own SIGTERM handler, installed during the start, exits: interrupted all the same
             raise KeyboardInterrupt(signal.SIGTERM) from None
         except ConnectionError as e:
             raise UsageError(f"--address {args.address}: cannot join Ray there ({last_line(e)})") from None
         signal.signal(signal.SIGTERM, interrupt_on_signal)  # again: ray.init installs its own handler
         try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if sig in received:  # its exception was swallowed somewhere inside ray.init: interrupted all the same
+                    raise KeyboardInterrupt(sig)
             actors = pool_size(args, ray.cluster_resources())
             gpus = f", {args.gpus_per_actor:g} GPU each" if args.gpus_per_actor else ""
             log.info("Ray on %s, started in %.1f s: %d actor(s) × %d thread(s)%s", args.address or "this machine",
@@ -380,6 +384,25 @@ def private_ray_root() -> Iterator[dict[str, str]]:
         reaper.stdin.close()  # the reaper ends what ray.shutdown left
         with contextlib.suppress(subprocess.TimeoutExpired):
             reaper.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def noticed_signals() -> Iterator[set[int]]:
+    """The signals that arrive in the block (filled in at its end), whatever their handlers did with them: Python
+    writes each one's number to the wakeup fd before running the handler."""
+    received: set[int] = set()
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    try:
+        yield received
+    finally:
+        signal.set_wakeup_fd(previous)
+        with contextlib.suppress(BlockingIOError):
+            received.update(os.read(read_end, 4096))
+        os.close(read_end)
+        os.close(write_end)
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
