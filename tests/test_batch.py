@@ -300,4 +300,5 @@ def test_signals_end_the_job_and_its_ray(tmp_path, model, small_job, sig, moment
     while (_ray_processes(proc.pid) or _reaper_roots() - roots) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _ray_processes(proc.pid) and not (_reaper_roots() - roots)
-    assert not list(out.glob(".*.tmp*"))
+    if sig != signal.SIGKILL:  # a SIGKILLed job may leave a worker's temporary: the next job sweeps it
+        assert not list(out.glob(".*.tmp*"))
