@@ -4,9 +4,11 @@ one-line errors, signals), turning a missing optional dependency into a one-line
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from common.log import cli_logging
@@ -30,9 +32,11 @@ def run_cli(run_fn: Callable[[Any], int], args: Any, interrupted: str = INTERRUP
     exit 128 + signal (130 Ctrl-C, 143 SIGTERM) after the line ``interrupted``; :class:`CommandFailed` → one ``error:``
     line and exit 1. ``args``: the parsed options (any object; ``quiet`` and ``verbose`` are read when present).
     ``run_fn`` returns the exit code: 0 done, 1 some input failed."""
+    if signal.getsignal(signal.SIGINT) is _exit_while_starting:  # the imports are done: Ctrl-C cleans up again
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, interrupt_on_signal)
     try:
-        with cli_logging(getattr(args, "quiet", False), getattr(args, "verbose", False)):
+        with cli_logging(getattr(args, "quiet", False), getattr(args, "verbose", False)), _names_as_bytes(sys.stdout):
             return run_fn(args)
     except (UsageError, CommandFailed) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -42,6 +46,34 @@ def run_cli(run_fn: Callable[[Any], int], args: Any, interrupted: str = INTERRUP
         return 128 + (e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _names_as_bytes(stream: Any) -> Iterator[None]:
+    """Results name files; a POSIX file name is bytes, not always UTF-8 (Python holds the rest as surrogates): print
+    those bytes as they are, the name ``ls`` shows, instead of failing (stderr already escapes them)."""
+    errors = getattr(stream, "errors", None)
+    if errors != "strict" or not hasattr(stream, "reconfigure"):
+        yield
+        return
+    stream.reconfigure(errors="surrogateescape")
+    try:
+        yield
+    finally:
+        stream.reconfigure(errors=errors)
+
+
+def exit_quietly_while_starting() -> None:
+    """Until :func:`run_cli` runs, end the process on Ctrl-C or SIGTERM with the line ``interrupted`` and exit code
+    128 + signal, instead of a traceback from inside whichever library was being imported (seconds: ONNX Runtime,
+    Ray). Nothing has been written yet, so there is nothing to clean up."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_while_starting)
+
+
+def _exit_while_starting(signum: int, frame: object) -> None:
+    print(INTERRUPTED, file=sys.stderr, flush=True)
+    os._exit(128 + signum)
 
 
 def interrupt_on_signal(signum: int, frame: object) -> None:

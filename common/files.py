@@ -2,7 +2,9 @@
 
 A write goes to a hidden temporary beside the target (``.<stem>.<random>.tmp<suffix>``) and is renamed over it
 at the end. A process killed mid-write (SIGKILL, power loss) leaves that temporary behind; the next write to the
-same target removes such leftovers once they are older than :data:`STALE_AFTER_S`.
+same target removes such leftovers at once. A temporary of a writer that is still alive is never removed: the
+writer holds an exclusive ``flock`` on it until the rename, and the kernel releases it when the writer dies (no pid
+to be reused, no age to guess). Without ``flock`` (Windows) an open file cannot be deleted, which protects it alike.
 """
 
 from __future__ import annotations
@@ -11,44 +13,56 @@ import contextlib
 import os
 import re
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 NAME_MAX = 255  # bytes per file name on Linux, macOS and Windows file systems
 # Image files the project reads from folders (OpenCV decodes them all in its standard wheels).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
-STALE_AFTER_S = 600.0  # a temporary this old belongs to a dead writer (a live one renames within seconds)
 _TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")  # what a temporary name adds around stem and suffix
 
 
 def temp_prefix(path: Path) -> str:
     """``.<stem>.`` with the stem shortened so that the temporary name fits :data:`NAME_MAX` bytes."""
-    room = NAME_MAX - _TEMP_EXTRA - len(path.suffix.encode())
-    stem = path.stem.encode()[: max(room, 1)].decode(errors="ignore")
+    room = NAME_MAX - _TEMP_EXTRA - len(os.fsencode(path.suffix))
+    stem = os.fsdecode(os.fsencode(path.stem)[: max(room, 1)])  # names are bytes (not always UTF-8) on POSIX
     return f".{stem}."
 
 
-def sweep_stale_temps(targets: Iterable[Path], older_than_s: float = STALE_AFTER_S) -> list[Path]:
-    """Remove leftover temporaries of earlier writes to any of ``targets`` (see module docstring) that are older than
-    ``older_than_s``; each folder is listed once. Returns what was removed."""
+def sweep_stale_temps(targets: Iterable[Path]) -> list[Path]:
+    """Remove leftover temporaries of earlier writes to any of ``targets`` whose writer is dead (see module
+    docstring); each folder is listed once. Returns what was removed."""
     by_folder: dict[Path, set[tuple[str, str]]] = {}
     for target in targets:
         by_folder.setdefault(target.parent, set()).add((temp_prefix(target), target.suffix))
-    removed, now = [], time.time()
+    removed = []
     for folder, names in by_folder.items():
         suffixes = {suffix for _, suffix in names}
         with contextlib.suppress(OSError):
             for entry in os.scandir(folder):
-                if (
-                    _temp_of(entry.name, names, suffixes)
-                    and entry.is_file()
-                    and now - entry.stat().st_mtime > older_than_s
-                ):
+                if _temp_of(entry.name, names, suffixes) and entry.is_file(follow_symlinks=False):
                     with contextlib.suppress(OSError):
-                        os.unlink(entry.path)
+                        _remove_if_unlocked(entry.path)
                         removed.append(Path(entry.path))
     return removed
+
+
+def _remove_if_unlocked(path: str) -> None:
+    """Delete ``path`` unless a live writer holds its lock (OSError then)."""
+    if fcntl is None:
+        os.unlink(path)  # fails while the writer has it open
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while its writer lives
+        os.unlink(path)
+    finally:
+        os.close(fd)
 
 
 def _temp_of(name: str, names: set[tuple[str, str]], suffixes: set[str]) -> bool:
@@ -73,14 +87,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     (``cv2.imwrite``, ``onnx.save``) behave as for the final name. On error the temporary is removed.
     """
     path = Path(path)
-    if len(path.name.encode()) > NAME_MAX:
+    if len(os.fsencode(path.name)) > NAME_MAX:
         raise OSError(36, "File name too long", str(path))  # before any work, not at the final rename
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_temps([path])
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
-    tmp_path = Path(tmp)
+    fd, tmp_path = _locked_temp(path)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -88,6 +99,23 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
+        if fd >= 0:
+            os.close(fd)
+
+
+def _locked_temp(path: Path) -> tuple[int, Path]:
+    """A new temporary for ``path`` and a descriptor holding its lock (-1 without ``flock``: closed at once, as
+    Windows cannot rename an open file)."""
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=f".tmp{path.suffix}", dir=path.parent)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the mode open() would
+        if fcntl is None:
+            os.close(fd)
+            return -1, Path(tmp)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink:  # not swept in the instant between its creation and the lock
+            return fd, Path(tmp)
+        os.close(fd)
 
 
 def _read_umask() -> int:

@@ -4,6 +4,13 @@
 :class:`runtime.settings.RestoreSettings` for its settings as one record).
 """
 
+import sys
+
+if sys.argv[:1] == ["-m"]:  # python -m runtime.<command>, while it is located: before the seconds of imports below
+    from common.cli import exit_quietly_while_starting
+
+    exit_quietly_while_starting()
+
 from runtime.restorer import Restorer
 from runtime.settings import RestoreSettings
 

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import math
 import os
 import signal
+import socket
+import subprocess
 import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,10 +35,11 @@ import numpy as np
 
 from common.cli import UsageError, exit_missing_extra, interrupt_on_signal, run_cli
 from common.files import sweep_stale_temps
-from runtime.backends.base import BackendUnavailable
+from runtime.backends.base import BackendUnavailable, first_line
 from runtime.cli import (
     DEFAULT_SUFFIX,
     FilePlan,
+    OutputAction,
     Summary,
     add_restore_options,
     collect_inputs,
@@ -42,14 +48,17 @@ from runtime.cli import (
     failure_message,
     open_compare,
     output_paths,
+    path_problem,
     plan_files,
     print_report,
     print_result,
+    resolved_path,
     settings_from_args,
 )
 from runtime.compare import CompareRun, RunFacts
-from runtime.model_files import ModelError, resolve_models
-from runtime.restorer import Restorer
+from runtime.io import ImageError
+from runtime.model_files import ModelError
+from runtime.restorer import Restorer, check_writable
 from runtime.settings import RestoreSettings
 
 log = logging.getLogger(__spec__.name)
@@ -97,8 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m runtime.batch", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("sources", nargs="+", metavar="SRC", help="image files, folders, glob patterns or manifests")
-    p.add_argument("output", type=Path, metavar="DST", help="output folder (or output file for a single input)")
-    p.add_argument("--manifest", type=Path, help=f"per-file results, appended (default: DST/{MANIFEST_NAME})")
+    p.add_argument("output", action=OutputAction, metavar="DST",
+                   help="output folder (or output file for a single input; trailing /: a folder)")  # fmt: skip
+    p.add_argument("--manifest", type=Path,
+                   help=f"per-file results, appended to a .jsonl file that is new, empty or a manifest of an earlier "
+                   f"run (default: DST/{MANIFEST_NAME})")  # fmt: skip
     add_restore_options(p)
     p.add_argument("--actors", type=int, help="actors in the pool (default: all that fit the CPUs or GPUs)")
     p.add_argument("--threads", type=int, default=1,
@@ -106,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-actor", type=float, default=0.0, metavar="F",
                    help="GPUs each actor reserves: 1, or a fraction to share one (default 0: CPU actors)")  # fmt: skip
     p.add_argument("--address", help="Ray cluster to join: auto, or ray://HEAD:10001 (default: start Ray here)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also Ray's own notices and progress log, and why each backend, precision and model was "
+                   "chosen")  # fmt: skip
     p.set_defaults(suffix=DEFAULT_SUFFIX)  # output_paths' rule for outputs next to inputs; DST is always given
     return p
 
@@ -123,16 +138,15 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         raise UsageError("no input images")
     outputs = output_paths(inputs, args)
-    try:
-        resolve_models(args.model)  # a missing or malformed model is a usage error here, not in every actor
-    except ModelError as e:
-        raise UsageError(str(e)) from None
     folder = outputs[0].parent
+    manifest_path = args.manifest or folder / MANIFEST_NAME
+    check_manifest(manifest_path, inputs, args.sources)
+    check_model(args.model, settings)  # a bad model is a usage error here, before any file, not in every actor
     pictures = compare_folder(args, outputs)
     tally = Tally(failed=len(errors))
     with (
         job_lock(folder),
-        Manifest(args.manifest or folder / MANIFEST_NAME) as manifest,
+        Manifest(manifest_path) as manifest,
         open_compare(pictures, args) or contextlib.nullcontext() as compare,
     ):
         plans = plan_files(inputs, outputs, args.overwrite)
@@ -142,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 tally.add(manifest.write(row(plan, "error" if error else "skipped", error=error)))
         todo = [plan for plan in plans if not (plan.error or plan.skip)]
         targets = [plan.dst for plan in todo]
-        sweep_stale_temps(targets, older_than_s=0)  # left by killed workers: no writer is alive, the lock is ours
+        sweep_stale_temps(targets)  # left by killed workers
         done = 0
         try:
             if todo:
@@ -156,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
             tally.failed += len(todo) - done
             log.error("error: the Ray job failed, rerun to resume (%s)", last_line(e))
         finally:  # interrupted: workers killed mid-write leave temporaries
-            sweep_stale_temps(targets, older_than_s=0)
+            sweep_stale_temps(targets)
     if not args.quiet:
         print_result(tally.summary())
     print_report(compare, args.quiet)
@@ -167,16 +181,21 @@ def run(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def job_lock(folder: Path) -> Iterator[None]:
-    """Hold DST's lock file (created with the folder if needed); raise UsageError if another job holds it."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Hold DST's lock file (created with the folder if needed) and remove it at the end; raise UsageError if
+    another job holds it or DST cannot be written."""
     lock = filelock.FileLock(str(folder / LOCK_NAME), timeout=0)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except filelock.Timeout:
         raise UsageError(f"another runtime.batch job is writing to {folder} (lock {folder / LOCK_NAME})") from None
+    except OSError as e:
+        raise UsageError(f"{folder}: cannot write the outputs there ({e.strerror or e})") from None
     try:
         yield
     finally:
+        # removed while held: a job that opened it meanwhile finds it unlinked once it holds it, and takes a new one
+        (folder / LOCK_NAME).unlink(missing_ok=True)
         lock.release()
 
 
@@ -185,6 +204,51 @@ def compare_row(compare: CompareRun, result: dict[str, Any], strength: float) ->
     False (logged) when its comparison failed."""
     facts = RunFacts(result["model"], result["precision"], result["backend"], result["seconds"], strength)
     return compare_one(compare, Path(result["input"]), Path(result["output"]), facts)
+
+
+def check_manifest(path: Path, inputs: list[Path], sources: list[str]) -> None:
+    """UsageError unless rows may be appended to ``path``: a ``.jsonl`` file (so never an image or a list of
+    paths), none of the inputs or sources, and new, empty or ours (its first line one of our rows)."""
+    problem = path_problem(path)
+    if problem:
+        raise UsageError(f"--manifest {path}: {problem}")
+    if path.suffix.lower() != ".jsonl" or path.is_dir():
+        raise UsageError(f"--manifest {path}: must be a .jsonl file (rows are appended as JSON lines)")
+    target = resolved_path(path)
+    names = {path.name, target.name}  # compared by name first: folders of a million inputs
+    if any(target == resolved_path(Path(p)) for p in [*inputs, *sources] if Path(p).name in names):
+        raise UsageError(f"--manifest {path}: is an input; refusing to append to it")
+    if path.exists() and not is_manifest(path):
+        raise UsageError(f"--manifest {path}: exists and is not a manifest of runtime.batch; refusing to append to it")
+    try:
+        check_writable(path)  # before DST is created
+    except ImageError as e:
+        raise UsageError(f"--manifest {e}") from None
+
+
+def is_manifest(path: Path) -> bool:
+    """Whether ``path`` is empty (a job killed before its first row) or starts with a row of :data:`FIELDS`."""
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(1 << 20)
+        return not first or set(json.loads(first)) == set(FIELDS)
+    except (OSError, ValueError, TypeError, RecursionError):
+        return False
+
+
+def check_model(model: str | None, settings: RestoreSettings) -> None:
+    """Load the model here once on the CPU, as runtime.infer does (junk or truncated ONNX, a sidecar that does not
+    match, a failed self-test: UsageError); skipped for Triton (the server holds the model) and when no CPU
+    backend is installed here (the actors then check it)."""
+    if settings.backend == "triton":
+        return
+    backend = settings.backend if settings.backend in ("ort-cpu", "openvino") else "ort-cpu"
+    try:
+        Restorer.from_settings(dataclasses.replace(settings, backend=backend, batch=None, threads=1), model).close()
+    except BackendUnavailable as e:
+        log.debug("model not checked on the driver (%s); each actor checks it", first_line(e))
+    except (ModelError, ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
 
 
 def last_line(error: BaseException) -> str:
@@ -199,8 +263,15 @@ def check_batch_options(args: argparse.Namespace) -> RestoreSettings:
     settings = settings_from_args(args)
     if args.actors is not None and args.actors < 1:
         raise UsageError(f"--actors must be at least 1, got {args.actors}")
+    if not args.address and (args.actors or 1) * args.threads > (os.cpu_count() or 1):
+        raise UsageError(
+            f"--actors {args.actors or 1} × --threads {args.threads} needs more CPUs than this machine has "
+            f"({os.cpu_count()}); Ray here cannot hold the pool"
+        )
     if not 0 <= args.gpus_per_actor <= 1:  # a Restorer uses one GPU
         raise UsageError(f"--gpus-per-actor must be in 0..1, got {args.gpus_per_actor:g}")
+    if args.address:
+        check_reachable(args.address)
     return settings
 
 
@@ -282,30 +353,93 @@ class RestoreActor:
 
 @contextlib.contextmanager
 def ray_session(args: argparse.Namespace) -> Iterator[int]:
-    """``ray.init`` here (``address="local"``, never a cluster named by RAY_ADDRESS) or on ``--address``, yield the
-    pool size (--actors, or all that fit), and shut Ray down. Raises UsageError when Ray runs here and cannot hold
-    the pool."""
+    """``ray.init`` here (``address="local"``, never a cluster named by RAY_ADDRESS, its processes ended with the job
+    by :mod:`runtime.ray_reaper`) or on ``--address``, yield the pool size (--actors, or
+    all that fit), and shut Ray down. Ray's own notices only with ``-v``. Raises UsageError when Ray runs here and
+    cannot hold the pool."""
     start = time.perf_counter()
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": False} if args.quiet else {}
-    if args.quiet:
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-    if args.address:
-        ray.init(address=args.address, **quiet)
-    else:
-        repo = str(Path(__file__).resolve().parents[1])  # workers import this checkout, installed or not
-        path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
-        cpus = max(os.cpu_count() or 1, (args.actors or 1) * args.threads)
-        ray.init(address="local", num_cpus=cpus, include_dashboard=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}}, **quiet)  # fmt: skip
-    signal.signal(signal.SIGTERM, interrupt_on_signal)  # again: ray.init installs its own handler
+    notices = {} if args.verbose else {"logging_level": logging.ERROR, "log_to_driver": False}
+    logging.getLogger("ray.data").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    with contextlib.ExitStack() as stack:
+        if args.address:
+            where = {"address": args.address}
+        else:
+            repo = str(Path(__file__).resolve().parents[1])  # workers import this checkout, installed or not
+            path = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
+            where = {"address": "local", "num_cpus": os.cpu_count() or 1, "include_dashboard": False,
+                     "runtime_env": {"env_vars": {"PYTHONPATH": path}},
+                     **stack.enter_context(private_ray_root())}  # fmt: skip
+        try:
+            with noticed_signals() as received:
+                ray.init(**where, **notices)
+        except SystemExit:  # Ray's own SIGTERM handler, installed during the start, exits: interrupted all the same
+            raise KeyboardInterrupt(signal.SIGTERM) from None
+        except ConnectionError as e:
+            raise UsageError(f"--address {args.address}: cannot join Ray there ({last_line(e)})") from None
+        signal.signal(signal.SIGTERM, interrupt_on_signal)  # again: ray.init installs its own handler
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if sig in received:  # its exception was swallowed somewhere inside ray.init: interrupted all the same
+                    raise KeyboardInterrupt(sig)
+            actors = pool_size(args, ray.cluster_resources())
+            gpus = f", {args.gpus_per_actor:g} GPU each" if args.gpus_per_actor else ""
+            log.info("Ray on %s, started in %.1f s: %d actor(s) × %d thread(s)%s", args.address or "this machine",
+                     time.perf_counter() - start, actors, args.threads, gpus)  # fmt: skip
+            yield actors
+        finally:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def private_ray_root() -> Iterator[dict[str, str]]:
+    """``ray.init``'s arguments for a Ray that belongs to this job: a root folder of its own, watched by
+    :mod:`runtime.ray_reaper`, which ends Ray's processes and removes the folder however the driver ends (a
+    SIGKILL included). Linux only; elsewhere Ray's defaults."""
+    if not sys.platform.startswith("linux"):
+        yield {}
+        return
+    root = tempfile.mkdtemp(prefix="wcdgan-ray-")  # short: Ray's socket paths under it must fit 107 bytes
+    reaper = subprocess.Popen([sys.executable, str(Path(__file__).with_name("ray_reaper.py")), root],
+                              stdin=subprocess.PIPE, start_new_session=True)  # fmt: skip
     try:
-        actors = pool_size(args, ray.cluster_resources())
-        gpus = f", {args.gpus_per_actor:g} GPU each" if args.gpus_per_actor else ""
-        log.info("Ray on %s, started in %.1f s: %d actor(s) × %d thread(s)%s",
-                 args.address or "this machine", time.perf_counter() - start, actors, args.threads, gpus)  # fmt: skip
-        yield actors
+        yield {"_temp_dir": root}
     finally:
-        ray.shutdown()
+        reaper.stdin.close()  # the reaper ends what ray.shutdown left
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            reaper.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def noticed_signals() -> Iterator[set[int]]:
+    """The signals that arrive in the block (filled in at its end), whatever their handlers did with them: Python
+    writes each one's number to the wakeup fd before running the handler."""
+    received: set[int] = set()
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    try:
+        yield received
+    finally:
+        signal.set_wakeup_fd(previous)
+        with contextlib.suppress(BlockingIOError):
+            received.update(os.read(read_end, 4096))
+        os.close(read_end)
+        os.close(write_end)
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """UsageError unless ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``; ``auto`` is not checked) accepts a
+    connection within ``timeout_s``: a wrong address fails in seconds, not after Ray's minutes of retries."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise UsageError(f"--address {address}: no Ray there ({e.strerror or e})") from None
 
 
 def pool_size(args: argparse.Namespace, resources: dict[str, float]) -> int:
@@ -330,16 +464,20 @@ def restore_on_ray(
     """Restore ``todo`` on a fixed pool of ``actors`` :class:`RestoreActor` and yield each file's manifest row as
     it ends (in completion order)."""
     context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = context.print_on_execution_start = not args.quiet
+    context.enable_progress_bars = not args.quiet and (args.verbose or sys.stderr.isatty())  # bars: terminals only
+    context.print_on_execution_start = args.verbose
     items = [{"input": str(plan.src), "output": str(plan.dst)} for plan in todo]
-    dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS)).map_batches(
-        RestoreActor,
-        fn_constructor_kwargs={"model": args.model, "settings": settings, "quality": args.quality},
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=args.threads,
-        num_gpus=args.gpus_per_actor or None,
-    )
+    with warnings.catch_warnings():  # max_restarts has no named parameter (Ray 2.60 deprecates the catch-all)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        dataset = ray.data.from_items(items, override_num_blocks=min(len(items), MAX_BLOCKS)).map_batches(
+            RestoreActor,
+            fn_constructor_kwargs={"model": args.model, "settings": settings, "quality": args.quality},
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=args.threads,
+            num_gpus=args.gpus_per_actor or None,
+            max_restarts=0,  # a crashed actor fails the job (rerun to resume): its constructor arguments would be
+        )  # gone for a restart anyway (Ray says so on the console otherwise)
     for result in dataset.iter_rows():
         result = json.loads(result["result"])
         if result["status"] == SETUP_FAILED:
@@ -354,8 +492,11 @@ class Manifest:
         self.path = path
 
     def __enter__(self) -> Manifest:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o666)
+        except OSError as e:
+            raise UsageError(f"--manifest {self.path}: cannot write it ({e.strerror or e})") from None
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -97,6 +99,8 @@ def settings_from_args(args: argparse.Namespace, **fields: object) -> RestoreSet
         check_quality(args.quality)
     except ValueError as e:
         raise UsageError(f"--quality: {e}") from None
+    if not math.isfinite(args.max_pixels):
+        raise UsageError(f"--max-pixels must be a finite number of megapixels, got {args.max_pixels}")
     try:
         return RestoreSettings(
             backend=args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch, precision=args.precision,
@@ -134,6 +138,10 @@ def collect_inputs(patterns: list[str], skip_suffix: str = "") -> tuple[list[Pat
     errors: list[str] = []
     for pattern in patterns:
         path = Path(pattern)
+        problem = path_problem(path)
+        if problem:
+            errors.append(f"{pattern}: {problem}")
+            continue
         if path.is_dir():
             matches = [p for p in sorted(path.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
             matches = [p for p in matches if not (skip_suffix and p.stem.endswith(skip_suffix))]
@@ -153,6 +161,12 @@ def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
     """Where each input's restoration goes (``--help`` of runtime.infer): ``args.output``, ``.format``, ``.suffix``."""
     ext = "." + args.format
     out = args.output
+    if out is not None and (problem := path_problem(out)):
+        raise UsageError(f"-o {out}: {problem}")
+    if out is None and (Path(args.suffix).name != args.suffix or "\0" in args.suffix):
+        raise UsageError(f"--suffix {args.suffix!r}: must be a plain file-name part (no folder separators)")
+    if getattr(args, "output_is_folder", False):  # -o new.png/: a folder, whatever its name looks like
+        return [out / (p.stem + ext) for p in inputs]
     named_file = out is not None and not out.is_dir() and out.suffix.lower() in (*IMAGE_SUFFIXES, ".gif")
     if named_file and out.suffix.lower() not in LOSSLESS_SUFFIXES:
         raise UsageError(f"-o {out}: {out.suffix} is lossy; outputs are lossless: {', '.join(LOSSLESS_SUFFIXES)}")
@@ -180,11 +194,11 @@ class FilePlan:
 def plan_files(inputs: list[Path], outputs: list[Path], overwrite: bool) -> list[FilePlan]:
     """Pair inputs with outputs, refusing outputs that are inputs or another input's output, and skipping existing
     outputs unless ``overwrite``."""
-    resolved_inputs = {_resolved(p) for p in inputs}
+    resolved_inputs = {resolved_path(p) for p in inputs}
     seen: set[Path] = set()
     plans = []
     for src, dst in zip(inputs, outputs, strict=True):
-        target = _resolved(dst)
+        target = resolved_path(dst)
         if target in resolved_inputs:
             plans.append(FilePlan(src, dst, error=f"output {dst} is an input; refusing to overwrite it"))
         elif target in seen:
@@ -197,12 +211,36 @@ def plan_files(inputs: list[Path], outputs: list[Path], overwrite: bool) -> list
     return plans
 
 
-def _resolved(path: Path) -> Path:
-    """``path.resolve()``, or its absolute form when the file system refuses the name (too long)."""
+def resolved_path(path: Path) -> Path:
+    """``path.resolve()``, or its absolute form when the file system refuses the name (too long, a link loop)."""
     try:
         return path.resolve()
-    except OSError:
+    except (OSError, RuntimeError):  # Python < 3.13 raises RuntimeError for a symbolic link loop
         return path.absolute()
+
+
+def path_problem(path: Path) -> str | None:
+    """Why the file system refuses ``path`` as a name (too long, a symbolic link loop, …), or None: it exists, or
+    it does not and could be created."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None  # a file where a folder is expected: the caller's checks say so
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+class OutputAction(argparse.Action):
+    """Stores an output path as a Path and remembers whether it was written with a trailing separator
+    (``-o new.png/``: a folder), which Path drops."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: object,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        setattr(namespace, self.dest, Path(value))
+        namespace.output_is_folder = str(value).endswith(("/", os.sep))
 
 
 def _exists(path: Path) -> bool:

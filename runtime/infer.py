@@ -12,13 +12,13 @@ import contextlib
 import logging
 import math
 import sys
-from pathlib import Path
 
 from tqdm import tqdm
 
 from common.cli import UsageError, run_cli
 from runtime.cli import (
     DEFAULT_SUFFIX,
+    OutputAction,
     Summary,
     add_restore_options,
     collect_inputs,
@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m runtime.infer", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    p.add_argument("-o", "--output", type=Path, help="output folder, or output file for a single input")
+    p.add_argument("-o", "--output", action=OutputAction,
+                   help="output folder, or output file for a single input (trailing /: a folder)")  # fmt: skip
     p.add_argument("--suffix", default=DEFAULT_SUFFIX,
                    help="added to the names of outputs written next to inputs; folder images ending with it "
                    f"are skipped as earlier outputs (default {DEFAULT_SUFFIX})")  # fmt: skip

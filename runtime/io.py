@@ -8,15 +8,20 @@ included). Anything unreadable raises :class:`ImageError` with a message meant f
 
 from __future__ import annotations
 
+import mmap
 import os
+import re
 import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
+import PIL.Image
 
-from common.files import IMAGE_SUFFIXES, atomic_path  # noqa: F401 (re-exported for the CLI)
+from common.files import IMAGE_SUFFIXES, atomic_path, atomic_write_bytes  # noqa: F401 (re-exported for the CLI)
 from runtime.jpeg_quality import JpegQuality, read_jpeg_quality
 
 # The CLI collects common.files.IMAGE_SUFFIXES from folders; a GIF given by name is read too (its first frame).
@@ -43,31 +48,32 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """Decode ``path`` (any format OpenCV reads) into a :class:`LoadedImage`.
 
     An image whose header declares more than ``max_pixels`` pixels is refused before decoding (a 2.6 MB PNG can
-    declare 30000×30000 and would need gigabytes).
+    declare 30000×30000 and would need gigabytes); so is one whose size cannot be read from its header
+    (:func:`declared_size`). The file is mapped, not read: only what the decoder touches is loaded (a JPEG is
+    decoded up to its end-of-image marker, whatever follows it).
     """
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     try:
-        data = np.fromfile(path, dtype=np.uint8)
+        with open(path, "rb") as f:
+            if os.fstat(f.fileno()).st_size == 0:
+                raise ImageError(f"{path}: empty file")
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            is_jpeg = mapped[:2] == b"\xff\xd8"
+            end = _jpeg_end(mapped) if is_jpeg else len(mapped)
+            if end is None:
+                raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
+            check_size(path, declared_size(f), max_pixels)
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
-    if data.size == 0:
-        raise ImageError(f"{path}: empty file")
-    is_jpeg = data[:2].tobytes() == b"\xff\xd8"
-    if is_jpeg and not _has_end_of_image(data.tobytes()):
-        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
-    size = declared_size(data[:65536].tobytes())
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise ImageError(
-            f"{path}: declares {size[0]}×{size[1]} = {size[0] * size[1] / 1e6:.0f} MP, over the limit of "
-            f"{max_pixels / 1e6:.0f} MP (raise it with --max-pixels if the machine has the memory)"
-        )
+    data = np.frombuffer(mapped, np.uint8, count=end)
     try:
-        image, meta_types, meta = cv2.imdecodeWithMetadata(data, cv2.IMREAD_UNCHANGED)
+        flags = cv2.IMREAD_COLOR if _is_os2_colour_bmp(mapped) else cv2.IMREAD_UNCHANGED
+        image, meta_types, meta = cv2.imdecodeWithMetadata(data, flags)
     except cv2.error as e:  # OpenCV asserts on images over its own size limit and on some malformed files
         raise ImageError(f"{path}: OpenCV cannot decode it ({e.err})") from None
-    del data
+    del data, mapped  # unmaps the file
     if image is None or image.size == 0:
         raise ImageError(f"{path}: not an image OpenCV can decode (corrupt, or an unsupported format)")
     if image.dtype not in (np.uint8, np.uint16):
@@ -77,6 +83,17 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     pixels = _apply_orientation(pixels, orientation)
     alpha = None if alpha is None else _apply_orientation(alpha, orientation)
     return LoadedImage(pixels, alpha, read_jpeg_quality(path) if is_jpeg else None)
+
+
+def check_size(path: Path, size: tuple[int, int] | int, max_pixels: int) -> None:
+    """Raise ImageError when ``size`` ((width, height), or a pixel count) is over ``max_pixels``."""
+    pixels = size if isinstance(size, int) else size[0] * size[1]
+    if pixels > max_pixels:
+        shape = f"{size[0]}×{size[1]} = " if isinstance(size, tuple) else ""
+        raise ImageError(
+            f"{path}: declares {shape}{pixels / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:.0f} MP "
+            "(raise it with --max-pixels if the machine has the memory)"
+        )
 
 
 def write_image(
@@ -95,78 +112,67 @@ def write_image(
         out = np.dstack([out, alpha])
     else:
         out = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR, dst=pixels if in_place else None)
+    suffix = path.suffix or "(no suffix)"
+    try:  # encoded in memory, so that a failing write is reported as what it is (a full disk, a quota)
+        ok, encoded = cv2.imencode(path.suffix, out)
+    except cv2.error as e:
+        raise ImageError(f"{path}: cannot encode as {suffix}: {e.msg}") from None
+    if not ok:
+        raise ImageError(f"{path}: cannot write {out.dtype} images as {suffix}")
+    del out
     try:
-        with atomic_path(path) as tmp:
-            try:
-                ok = cv2.imwrite(str(tmp), out)
-            except cv2.error as e:
-                raise ImageError(f"{path}: cannot encode as {path.suffix or '(no suffix)'}: {e.msg}") from None
-            if not ok:
-                raise ImageError(f"{path}: cannot write {out.dtype} images as {path.suffix or '(no suffix)'}")
+        atomic_write_bytes(path, encoded.data)
     except OSError as e:
         raise ImageError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
-def declared_size(head: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from the header of a PNG, JPEG, WebP, GIF, BMP or TIFF file's first bytes; None if
-    the format is another or the header is malformed (the decoder then decides)."""
+def declared_size(f: BinaryIO) -> tuple[int, int] | int:
+    """``(width, height)`` of the image file ``f`` from its header, read by Pillow without decoding (it seeks to
+    where each format keeps its size: a TIFF's IFD at the end, a JPEG's SOF after any amount of APP data), or the
+    pixel count when Pillow's own bomb check stops it. ImageError when no header gives the size: formats Pillow
+    does not know (Radiance HDR, PAM, …) are refused rather than decoded blind."""
+    name = getattr(f, "name", "image")
     try:
-        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-            return struct.unpack(">II", head[16:24])
-        if head.startswith(b"\xff\xd8"):
-            return _jpeg_size(head)
-        if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-            return _webp_size(head)
-        if head[:4] in (b"GIF8",):
-            return struct.unpack("<HH", head[6:10])
-        if head[:2] == b"BM":
-            w, h = struct.unpack("<ii", head[18:26])
-            return abs(w), abs(h)
-        if head[:4] in (b"II*\x00", b"MM\x00*"):
-            tags = _tiff_tags(head, (256, 257))
-            return (tags[256], tags[257]) if len(tags) == 2 else None
-    except struct.error:
-        pass
-    return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            with PIL.Image.open(f) as image:
+                return image.size
+    except PIL.Image.DecompressionBombError as e:  # over Pillow's limit (2 × 89 MP by default): its count decides
+        counted = re.search(r"\((\d+) pixels\)", str(e))
+        return int(counted.group(1)) if counted else 1 << 62
+    except Exception as e:  # a header reader failing in any way on a hostile header: the size is unknown
+        raise ImageError(
+            f"{name}: not an image this tool can decode (unknown format or corrupt header; its size must be "
+            f"readable before decoding: {type(e).__name__})"
+        ) from None
+    finally:
+        f.seek(0)
 
 
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
-    """Width and height from the first start-of-frame marker (SOF0–SOF15 except DHT, JPG, DAC)."""
+def _is_os2_colour_bmp(head: mmap.mmap) -> bool:
+    """An OS/2 bitmap (12-byte BITMAPCOREHEADER) of over 8 bits per pixel: OpenCV decodes those as gray unless
+    asked for colour (they have no alpha to keep)."""
+    return head[:2] == b"BM" and head[14:18] == b"\x0c\0\0\0" and int.from_bytes(head[24:26], "little") > 8
+
+
+def _jpeg_end(jpeg: mmap.mmap | bytes) -> int | None:
+    """The offset just past the main image's EOI marker: the header segments (which may hold a thumbnail with its
+    own markers) are skipped by their lengths, then the first EOI after the first scan ends it (scan data cannot
+    contain one: 0xFF is stuffed there). None when there is none (a truncated file). Data after EOI (motion
+    photos carry a video) is legal and left unread."""
     pos = 2
-    while pos + 9 <= len(head) and head[pos] == 0xFF:
-        marker = head[pos + 1]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
-            return w, h
+    while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF:
+        marker = jpeg[pos + 1]
+        if marker == 0xDA:  # start of scan
+            end = jpeg.find(b"\xff\xd9", pos)
+            return None if end < 0 else end + 2
         if marker == 0xFF:  # fill byte
             pos += 1
-            continue
-        (length,) = struct.unpack(">H", head[pos + 2 : pos + 4])
-        pos += 2 + length
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            pos += 2
+        else:
+            pos += 2 + int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
     return None
-
-
-def _webp_size(head: bytes) -> tuple[int, int] | None:
-    chunk = head[12:16]
-    if chunk == b"VP8X":
-        w, h = int.from_bytes(head[24:27], "little"), int.from_bytes(head[27:30], "little")
-        return w + 1, h + 1
-    if chunk == b"VP8 ":
-        w, h = struct.unpack("<HH", head[26:30])
-        return w & 0x3FFF, h & 0x3FFF
-    if chunk == b"VP8L":
-        b = head[21:25]
-        return 1 + (((b[1] & 0x3F) << 8) | b[0]), 1 + (((b[3] & 0x0F) << 10) | (b[2] << 2) | ((b[1] & 0xC0) >> 6))
-    return None
-
-
-def _has_end_of_image(jpeg: bytes) -> bool:
-    """An EOI marker after the first scan (scan data cannot contain one: 0xFF is stuffed there).
-
-    Searches the whole file, since data appended after EOI (motion photos carry a video) is legal.
-    """
-    scan = jpeg.find(b"\xff\xda")
-    return scan >= 0 and jpeg.find(b"\xff\xd9", scan) >= 0
 
 
 def _split_channels(image: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray | None]:

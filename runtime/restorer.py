@@ -375,13 +375,15 @@ class Restorer:
 
 
 def check_quality(quality: int | None) -> None:
-    if quality is not None and not (isinstance(quality, int | np.integer) and 1 <= quality <= 100):
+    if quality is not None and not (
+        isinstance(quality, int | np.integer) and not isinstance(quality, bool) and 1 <= quality <= 100
+    ):
         raise ValueError(f"JPEG quality must be an integer in 1..100, got {quality!r}")
 
 
 def check_writable(out_path: Path) -> None:
     """Raise ImageError unless ``out_path`` can be created: name length, folder writable (or creatable)."""
-    if len(out_path.name.encode()) > NAME_MAX:
+    if len(os.fsencode(out_path.name)) > NAME_MAX:
         raise ImageError(f"{out_path.name[:40]}…: output file name longer than {NAME_MAX} bytes")
     folder = out_path.parent
     while not folder.exists() and folder != folder.parent:
@@ -397,7 +399,12 @@ def self_test(model: Model, backend: Backend, window: tuple[int, int]) -> None:
     c, (h, w) = model.spec.channels, window
     coarse = rng.random((c, max(h // 16, 2), max(w // 16, 2)))
     x = np.stack([_resize(p, h, w) for p in coarse]).astype(np.float32)[None] * 0.6 + 0.2
-    out = backend.run(x)
+    try:
+        out = backend.run(x)
+    except Exception as e:  # the library's own error for a graph that does not run (e.g. its channels)
+        if is_out_of_memory(e):
+            raise
+        raise ModelError(f"model {model.name} failed the load-time self-test ({backend.name}): {first_line(e)}") from e
     problem = None
     if out.shape != x.shape:
         problem = f"output shape {out.shape} for input {x.shape}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import atomic_write_text
+from common.tiling import MAX_OVERLAP
 
 FORMAT = "wcdgan-onnx"
 VERSION = 1
@@ -71,6 +73,8 @@ class ModelSpec:
             raise SpecError(f"{path}: sidecar not found (every model .onnx needs its .json beside it)") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise SpecError(f"{path}: unreadable sidecar ({e})") from None
+        except RecursionError:  # nested thousands deep: no sidecar looks like that
+            raise SpecError(f"{path}: unreadable sidecar (JSON nested too deeply)") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise SpecError(f"{path}: not a WCDGAN model sidecar (expected format '{FORMAT}')")
         if data.get("version", 0) > VERSION:
@@ -80,8 +84,44 @@ class ModelSpec:
             spec = cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as e:
             raise SpecError(f"{path}: incomplete sidecar ({e})") from None
+        problem = _invalid_field(spec)
+        if problem:
+            raise SpecError(f"{path}: invalid sidecar: {problem}")
         spec.value_range = tuple(spec.value_range)
         return spec
+
+
+def _invalid_field(spec: ModelSpec) -> str | None:
+    """What is wrong with a loaded sidecar's field types and ranges (a hand-edited or hostile file), or None."""
+
+    def is_int(value: object, lo: int, hi: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi
+
+    def is_number(value: object) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+    checks = (
+        ("name", isinstance(spec.name, str) and 0 < len(spec.name) <= 200, "a name of 1-200 characters"),
+        ("channels", is_int(spec.channels, 1, 4), "an integer"),
+        ("color", isinstance(spec.color, str), "a string"),
+        ("precision", isinstance(spec.precision, str), "a string"),
+        ("input_name", isinstance(spec.input_name, str), "a string"),
+        ("output_name", isinstance(spec.output_name, str), "a string"),
+        ("layout", isinstance(spec.layout, str), "a string"),
+        ("value_range", isinstance(spec.value_range, list | tuple) and len(spec.value_range) == 2
+         and all(is_number(v) for v in spec.value_range), "two numbers"),
+        ("opset", is_int(spec.opset, 1, 1000), "an integer"),
+        ("jpeg_qualities", isinstance(spec.jpeg_qualities, list)
+         and all(is_int(q, 1, 100) for q in spec.jpeg_qualities), "a list of integers in 1..100"),
+        ("receptive_field_radius", is_int(spec.receptive_field_radius, 0, 1 << 20), "an integer >= 0"),
+        ("recommended_overlap", is_int(spec.recommended_overlap, 0, MAX_OVERLAP), f"an integer in 0..{MAX_OVERLAP}"),
+        ("fp32_nodes", isinstance(spec.fp32_nodes, list), "a list"),
+        ("model_config", isinstance(spec.model_config, dict), "an object"),
+    )  # fmt: skip
+    for name, ok, expected in checks:
+        if not ok:
+            return f"{name} must be {expected}, got {getattr(spec, name)!r:.60}"
+    return None
 
 
 def sidecar_path(onnx_path: str | os.PathLike) -> Path:

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from argparse import Namespace
 from pathlib import Path
@@ -205,3 +206,121 @@ def test_actor_rows_and_setup_failure_without_ray(tmp_path, model):
     np.testing.assert_array_equal(read_image(tmp_path / "g25.png").pixels, blend(jpeg, full, 0.25))
     broken = RestoreActor(str(tmp_path / "gone.onnx"), settings, None)  # answers instead of dying
     assert {json.loads(r)["status"] for r in broken(batch_rows)["result"]} == {SETUP_FAILED}
+
+
+# -- issue 29 (items 1, 11) and issue 26 (item 5) ----------------------------------------------------------------
+
+
+def test_refusals_before_ray_starts_are_one_line(tmp_path, model, capsys):
+    """Each is refused in the driver within seconds, before Ray starts, and touches nothing."""
+    src = tmp_path / "src"
+    src.mkdir()
+    good = write_jpeg(src / "good.jpg", data.astronaut()[:32, :32], 10)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    (tmp_path / "notes.jsonl").write_text("my own notes\n")
+    (tmp_path / "folder.jsonl").mkdir()
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"junk")
+    sidecar = json.loads(model.with_suffix(".json").read_text())
+    junk.with_suffix(".json").write_text(json.dumps({**sidecar, "name": "junk", "onnx_sha256": ""}))
+    out = tmp_path / "out"
+    cases = [
+        (["--manifest", str(good)], "must be a .jsonl file"),
+        (["--manifest", str(src / "list.txt")], "must be a .jsonl file"),
+        (["--manifest", str(tmp_path / "folder.jsonl")], "must be a .jsonl file"),
+        (["--manifest", str(tmp_path / "notes.jsonl")], "not a manifest of runtime.batch"),
+        (["--manifest", str(blocker / "m.jsonl")], "not a writable folder"),
+        (["--actors", "100"], "needs more CPUs than this machine has"),
+        (["--threads", "100"], "needs more CPUs than this machine has"),
+        (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray there"),
+        (["--address", "ray://127.0.0.1:1"], "--address ray://127.0.0.1:1: no Ray there"),
+        (["--model", str(junk)], "not a model ONNX Runtime can load"),
+    ]
+    before = {p: p.read_bytes() for p in src.iterdir()}
+    for argv, message in cases:
+        start = time.perf_counter()
+        assert batch_main([str(src), str(out), "--model", str(model), *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and err.startswith("error: ") and err.count("\n") == 1, (argv, err)
+        assert time.perf_counter() - start < 30, argv
+        assert not out.exists(), argv
+    for dst in (blocker, blocker / "sub"):  # DST a file, or under one
+        assert batch_main([str(src), str(dst), "--model", str(model)]) == 2
+        assert "error: " in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in src.iterdir()} == before and not out.exists()
+    (tmp_path / "notes.jsonl").write_text("")  # empty: a job killed before its first row; ours to append to
+    out.mkdir()
+    (out / "good.png").write_bytes(b"done already")  # all skipped: no Ray needed
+    assert batch_main([str(src), str(out), "--model", str(model), "--manifest", str(tmp_path / "notes.jsonl")]) == 0
+    assert rows(tmp_path / "notes.jsonl")[0]["status"] == "skipped"
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]  # no default manifest, no lock file left
+
+
+def _ray_processes(session: int) -> list[str]:
+    """Processes still in the process session ``session`` (the job's, started with start_new_session)."""
+    ps = subprocess.run(["ps", "-e", "-o", "sid=,pid=,comm="], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if line.split()[0] == str(session)]
+
+
+def _reaper_roots() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("wcdgan-ray-*")}
+
+
+@pytest.fixture(scope="module")
+def small_job(tmp_path_factory) -> Path:
+    src = tmp_path_factory.mktemp("small_job")
+    for i in range(6):
+        write_jpeg(src / f"f{i}.jpg", cv2.resize(data.astronaut(), (256, 256)), 10 + 5 * i)
+    return src
+
+
+def test_a_clean_run_is_quiet_and_leaves_nothing(tmp_path, model, small_job):
+    """Ray's notices (token-auth warning, core-worker 'E' line, INFO lines) only with -v; no lock file, no Ray
+    process, no Ray folder afterwards."""
+    roots = _reaper_roots()
+    proc = batch(small_job, tmp_path / "out", "--model", model, "--tile", "64", "--actors", "1",
+                 stdout=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    summary, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0 and "6 restored" in summary, err
+    assert [line.split(",")[0] for line in err.splitlines()] == ["Ray on this machine"], err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"f{i}.png" for i in range(6)] + [MANIFEST_NAME]
+    )  # no lock file left
+    assert not _ray_processes(proc.pid) and _reaper_roots() == roots
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="runtime.ray_reaper reads /proc (Linux)")
+@pytest.mark.parametrize(
+    ("sig", "moment", "whole_group", "code"),
+    [
+        (signal.SIGTERM, "starting", False, 143),  # while ray.init runs
+        (signal.SIGINT, "running", True, 130),  # Ctrl-C in a terminal: the whole foreground group
+        (signal.SIGKILL, "running", False, -9),  # the driver alone: Ray's agents must not outlive it
+    ],
+    ids=["sigterm-during-ray-start", "ctrl-c-while-restoring", "sigkill-of-the-driver"],
+)
+def test_signals_end_the_job_and_its_ray(tmp_path, model, small_job, sig, moment, whole_group, code):
+    roots = _reaper_roots()
+    out = tmp_path / "out"
+    proc = batch(small_job, out, "--model", model, "--tile", "16", "--actors", "1", start_new_session=True)
+    if moment == "starting":
+        while not any("gcs_server" in line for line in _ray_processes(proc.pid)):  # ray.init is under way
+            assert proc.poll() is None
+            time.sleep(0.01)
+        time.sleep(0.3)
+    else:
+        while not list(out.glob(".*.tmp*")) and not list(out.glob("*.png")):  # an actor is restoring
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+    (os.killpg if whole_group else os.kill)(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    if sig != signal.SIGKILL:
+        assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted"), err
+    deadline = time.monotonic() + 20
+    while (_ray_processes(proc.pid) or _reaper_roots() - roots) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _ray_processes(proc.pid) and not (_reaper_roots() - roots)
+    if sig != signal.SIGKILL:  # a SIGKILLed job may leave a worker's temporary: the next job sweeps it
+        assert not list(out.glob(".*.tmp*"))

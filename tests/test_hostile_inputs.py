@@ -277,16 +277,19 @@ def test_cache_cli_never_tracebacks_or_deletes_foreign_files(tmp_path, capsys):
 
 
 def test_stale_temporaries_of_a_killed_run_are_swept(world, tmp_path):
+    """A temporary whose writer died goes at once, however new; one whose writer lives (it holds the flock) stays."""
+    import fcntl
+
     out = tmp_path / "out"
     out.mkdir()
     stale = out / ".good.abcd1234.tmp.png"
-    fresh = out / ".good.wxyz9876.tmp.png"
-    stale.write_bytes(b"left by a SIGKILLed run")
-    fresh.write_bytes(b"another process is writing right now")
-    old = time.time() - 3600
-    os.utime(stale, (old, old))
-    assert infer_main([str(world["jpg"]), "-o", str(out), "--model", str(world["model"]), "-q"]) == 0
-    assert not stale.exists() and fresh.exists() and (out / "good.png").is_file()
+    live = out / ".good.wxyz9876.tmp.png"
+    stale.write_bytes(b"left by a SIGKILLed run a moment ago")
+    live.write_bytes(b"another process is writing right now")
+    with open(live, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as its writer does until the rename
+        assert infer_main([str(world["jpg"]), "-o", str(out), "--model", str(world["model"]), "-q"]) == 0
+    assert not stale.exists() and live.exists() and (out / "good.png").is_file()
 
 
 def test_sigterm_leaves_nothing_partial(tmp_path):

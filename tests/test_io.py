@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+
 import cv2
 import numpy as np
 import pytest
@@ -107,7 +109,10 @@ def test_sweep_removes_stale_temporaries_of_many_targets(tmp_path):
     keep = [tmp_path / ".other.abcd1234.tmp.png", tmp_path / ".a.short.tmp.png", tmp_path / "a.png"]
     for path in temps + keep:
         path.write_bytes(b"x")
-    assert sorted(sweep_stale_temps(targets, older_than_s=0)) == sorted(temps)
+    (tmp_path / ".b.abcdefgh.tmp.png").symlink_to(keep[0])  # a link is never ours to delete
+    assert sorted(sweep_stale_temps(targets)) == sorted(temps)
     assert all(path.exists() for path in keep)
     temps[0].write_bytes(b"a live writer's")
-    assert sweep_stale_temps(targets) == [] and temps[0].exists()  # fresh: not stale by default
+    with open(temps[0], "rb") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # as atomic_path holds it until the rename
+        assert sweep_stale_temps(targets) == [] and temps[0].exists()

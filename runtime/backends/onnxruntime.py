@@ -31,6 +31,7 @@ from runtime.backends.base import (
     import_library,
     io_mismatch,
 )
+from runtime.model_files import ModelError
 from runtime.spec import ModelSpec
 
 _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
@@ -74,8 +75,13 @@ class OrtBackend(Closing):
             self.session = self._cuda_session(ort, onnx_path, threads)
         else:
             self.spin = spin_default() if spin is None else spin
-            self.session = self._create(ort, onnx_path, threads, [_CPU_EP], spin=self.spin, plan_memory=False)
+            try:
+                self.session = self._create(ort, onnx_path, threads, [_CPU_EP], spin=self.spin, plan_memory=False)
+            except Exception as e:  # the CPU EP loads every valid graph: a failure is the file's (junk, truncated,
+                # external data outside the model's folder)
+                raise ModelError(f"{onnx_path}: not a model ONNX Runtime can load ({first_line(e)})") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        check_input_shape(onnx_path, inputs[0].shape, spec)
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         if self.input_name != spec.input_name or self.output_name != spec.output_name:
             raise io_mismatch(onnx_path, (self.input_name, self.output_name), (spec.input_name, spec.output_name))
@@ -161,6 +167,20 @@ class OrtBackend(Closing):
         """Release the session and its device buffers now (rather than at garbage collection)."""
         self._binding = self._d_in = self._d_out = None
         self.session = None
+
+
+def check_input_shape(onnx_path: object, shape: list, spec: ModelSpec) -> None:
+    """Raise ModelError unless the graph's input is N×C×H×W with C the sidecar's channels (or symbolic) and H, W
+    symbolic: the runtime feeds windows of any size."""
+    if len(shape) != 4:
+        raise ModelError(f"{onnx_path}: the graph's input has {len(shape)} dimensions; expected N×C×H×W")
+    if isinstance(shape[1], int) and shape[1] != spec.channels:
+        raise ModelError(f"{onnx_path}: the graph takes {shape[1]} channels, its sidecar says {spec.channels}")
+    if any(isinstance(side, int) for side in shape[2:]):
+        raise ModelError(
+            f"{onnx_path}: a fixed-shape graph (input {shape}); the runtime needs dynamic height and width: "
+            "re-export it with python -m export.build"
+        )
 
 
 def spin_default() -> bool:
