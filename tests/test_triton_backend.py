@@ -114,11 +114,14 @@ def test_a_batch_of_exactly_max_batch_runs_one_more_is_refused(fake) -> None:
 
 def test_each_thread_gets_its_own_client(fake) -> None:
     backend = TritonBackend("localhost:8000", SPEC, WINDOW, max_batch=2)
+    ones = np.ones((2, 3, *WINDOW), np.float32)
+    assert not backend.run(ones).any()  # this thread's client is made first: the worker must not be handed it
     results = []
-    worker = threading.Thread(target=lambda: results.append(backend.run(np.ones((2, 3, *WINDOW), np.float32))))
+    worker = threading.Thread(target=lambda: results.append(backend.run(ones)))
     worker.start()
     worker.join()
-    assert len(fake.clients) == 2 and results[0].shape == (2, 3, *WINDOW) and not results[0].any()
+    assert len(fake.clients) == 3, fake.clients  # the start-up probe, this thread's client, the worker's
+    assert results[0].shape == (2, 3, *WINDOW) and not results[0].any()
 
 
 @pytest.mark.parametrize(
