@@ -60,7 +60,7 @@ MUTANTS = [
     Mutant("io: alpha dropped on write", "runtime/io.py", "    if alpha is not None:\n        gray",
            "    if False:\n        gray", ("tests/test_io.py", *RUNTIME)),
     Mutant("io: decompression-bomb limit skipped", "runtime/io.py",
-           "if size is not None and size[0] * size[1] > max_pixels:", "if False:", RUNTIME),
+           "    if pixels > max_pixels:", "    if False:", (*RUNTIME, "tests/test_hostile_runtime.py")),
     Mutant("restorer: uint16 scaled by 255", "runtime/restorer.py", "self.scale = float(np.iinfo(image.dtype).max)",
            "self.scale = 255.0", RUNTIME),
     Mutant("restorer: luma weights reversed", "runtime/restorer.py", "_LUMA = np.array([0.299, 0.587, 0.114]",
