@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -389,3 +390,29 @@ def test_pipe_mode_between_two_processes(tmp_path, models, restorer):
     assert len(frames) == len(inputs) == 5
     for got, rgb in zip(frames, inputs, strict=True):
         assert np.array_equal(got, restorer(rgb))
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg program is not installed (CI installs it)")
+def test_pipe_mode_between_two_ffmpeg_processes(tmp_path, models, restorer):
+    """docs/video.md's pipe example, shrunk: ffmpeg decodes, runtime.video restores raw frames, ffmpeg encodes FFV1."""
+    src = make_mjpeg(tmp_path / "cam.avi", [10, 20, 10, 30], audio=False)
+    decode = ["ffmpeg", "-v", "error", "-i", str(src), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    out = tmp_path / "restored.mkv"
+    encode = ["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{W}x{H}",
+              "-framerate", "25", "-i", "-", "-c:v", "ffv1", str(out)]  # fmt: skip
+    producer = subprocess.Popen(decode, stdout=subprocess.PIPE)
+    middle = subprocess.Popen(
+        [sys.executable, "-m", "runtime.video", "--raw", f"{W}x{H}:rgb24", "-", "-", "--model", models, "-q"],
+        stdin=producer.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO_ROOT,
+    )  # fmt: skip
+    consumer = subprocess.Popen(encode, stdin=middle.stdout)
+    producer.stdout.close()  # the children hold the pipes now
+    middle.stdout.close()
+    assert consumer.wait(timeout=120) == 0 and producer.wait(timeout=10) == 0
+    assert middle.wait(timeout=10) == 0, middle.stderr.read()
+    raw = subprocess.run(decode, capture_output=True, check=True, timeout=60).stdout  # the frames ffmpeg sent
+    inputs = np.frombuffer(raw, np.uint8).reshape(-1, H, W, 3)
+    got = [rgb for _, rgb, _ in decoded(out)]
+    assert len(got) == len(inputs) == 4
+    for frame, rgb in zip(got, inputs, strict=True):
+        assert np.array_equal(frame, restorer(rgb))  # FFV1 stores RGB losslessly
