@@ -35,6 +35,7 @@ import numpy as np
 
 from common.cli import UsageError, exit_missing_extra, interrupt_on_signal, run_cli
 from common.files import sweep_stale_temps
+from runtime import ray_reaper
 from runtime.backends.base import BackendUnavailable, first_line
 from runtime.cli import (
     DEFAULT_SUFFIX,
@@ -401,9 +402,15 @@ def private_ray_root() -> Iterator[dict[str, str]]:
     root = tempfile.mkdtemp(prefix="wcdgan-ray-")  # short: Ray's socket paths under it must fit 107 bytes
     reaper = subprocess.Popen([sys.executable, str(Path(__file__).with_name("ray_reaper.py")), root],
                               stdin=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    previous = os.environ.get(ray_reaper.MARKER)
+    os.environ[ray_reaper.MARKER] = root  # inherited by every process Ray starts: how the reaper finds them all
     try:
         yield {"_temp_dir": root}
     finally:
+        if previous is None:
+            os.environ.pop(ray_reaper.MARKER, None)
+        else:
+            os.environ[ray_reaper.MARKER] = previous
         reaper.stdin.close()  # the reaper ends what ray.shutdown left
         with contextlib.suppress(subprocess.TimeoutExpired):
             reaper.wait(timeout=30)

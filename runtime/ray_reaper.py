@@ -22,10 +22,12 @@ import time
 from pathlib import Path
 
 GRACE_S = 3.0
+MARKER = "WCDGAN_RAY_ROOT"  # set to the root in the driver's environment before ray.init: every Ray process inherits it
 
 
 def processes_naming(root: str, spare: frozenset[int] = frozenset()) -> list[int]:
-    """Pids (but this one and ``spare``) whose command line contains ``root`` or that hold a file under it open."""
+    """Pids (but this one and ``spare``) whose command line contains ``root``, whose environment has :data:`MARKER`
+    set to it, or that hold a file under it open."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and int(entry.name) not in {os.getpid(), *spare} and _names(entry, root):
@@ -37,6 +39,8 @@ def _names(proc: Path, root: str) -> bool:
     try:
         if os.fsencode(root) in (proc / "cmdline").read_bytes():
             return True
+        if b"\0" + os.fsencode(f"{MARKER}={root}") + b"\0" in b"\0" + (proc / "environ").read_bytes():
+            return True  # a worker that has not opened its log yet, or has closed it
         for fd in (proc / "fd").iterdir():
             with contextlib.suppress(OSError):
                 if os.readlink(fd).startswith(root + os.sep):
@@ -47,7 +51,9 @@ def _names(proc: Path, root: str) -> bool:
 
 
 def end_processes(root: str, spare: frozenset[int] = frozenset(), grace_s: float = GRACE_S) -> None:
-    """SIGTERM every process naming ``root`` (but ``spare``), then SIGKILL those still there after ``grace_s``."""
+    """SIGTERM every process naming ``root`` (but ``spare``), then SIGKILL those still there after ``grace_s``, and
+    wait (``grace_s`` at most) until they are gone: a killed process takes a moment to exit, and the driver returns
+    only after this, so nothing of its Ray outlives the command."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         pids = processes_naming(root, spare)
         for pid in pids:
@@ -55,7 +61,7 @@ def end_processes(root: str, spare: frozenset[int] = frozenset(), grace_s: float
                 os.kill(pid, sig)
             except OSError:
                 continue
-        deadline = time.monotonic() + (grace_s if sig == signal.SIGTERM else 0)
+        deadline = time.monotonic() + grace_s
         while pids and time.monotonic() < deadline:
             time.sleep(0.1)
             pids = processes_naming(root, spare)

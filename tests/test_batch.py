@@ -258,9 +258,11 @@ def test_refusals_before_ray_starts_are_one_line(tmp_path, model, capsys):
 
 
 def _ray_processes(session: int) -> list[str]:
-    """Processes still in the process session ``session`` (the job's, started with start_new_session)."""
-    ps = subprocess.run(["ps", "-e", "-o", "sid=,pid=,comm="], capture_output=True, text=True).stdout
-    return [line for line in ps.splitlines() if line.split()[0] == str(session)]
+    """Processes still running in the process session ``session`` (the job's, started with start_new_session); a
+    zombie has ended (killed, waiting for init to collect its exit status) and is not listed."""
+    ps = subprocess.run(["ps", "-e", "-o", "stat=,sid=,pid=,comm="], capture_output=True, text=True).stdout
+    rows = [line.split(None, 1) for line in ps.splitlines()]
+    return [rest for stat, rest in rows if not stat.startswith("Z") and rest.split()[0] == str(session)]
 
 
 def _reaper_roots() -> set[str]:
