@@ -133,6 +133,8 @@ def shared_ranges(groups: list[set[str]], ranges: dict[str, tuple[float, float]]
     """``TensorQuantOverrides`` giving every tensor of a group the union of the group's calibrated ranges."""
     overrides = {}
     for group in groups:
+        if not group <= ranges.keys():  # a Concat of integers (shape arithmetic) is not quantised
+            continue
         lo = min(ranges[t][0] for t in group)
         hi = max(ranges[t][1] for t in group)
         overrides.update({t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for t in group})

@@ -41,9 +41,11 @@ class ReceptiveField:
 
 def theoretical_radius(cfg: GeneratorConfig) -> int:
     """Shallow 2× 5×5, per block: chained 3×3 mixed convs (radius = max(1, d) each) + the 5×5 spatial attention,
-    then 2× 3×3 reconstruction."""
+    then 2× 3×3 reconstruction — in trunk pixels. The half trunk's pixel is 2×2 image pixels, and the 2×2 cell an
+    output pixel sits in adds one more."""
     per_block = sum(max(1, d) for d in cfg.dilations) + 2
-    return 2 * 2 + cfg.num_blocks * per_block + 2 * 1
+    trunk = 2 * 2 + cfg.num_blocks * per_block + 2 * 1
+    return 2 * trunk + 1 if cfg.trunk == "half" else trunk
 
 
 def measure(model: WCDGANGenerator, image: np.ndarray | None = None) -> ReceptiveField:

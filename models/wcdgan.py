@@ -4,6 +4,15 @@ Generator: shallow features (two 5×5 convs) → N weakly connected dense blocks
 reconstruction (two 3×3 convs). A WCDB chains four mixed convolutions (dilations 1, 2, 4, 8), fuses the
 block input and all four outputs with a 1×1 conv plus a residual, then applies mixed (channel + spatial)
 attention. With the defaults the generator has 1,645,083 parameters for RGB (paper: 1.7 M).
+
+Two stated deviations from the paper, each a config switch (the defaults are the paper's generator):
+
+* ``trunk="half"``: the blocks run at half resolution on the grid a 4:2:0 JPEG codes its chroma on
+  (:mod:`models.half_resolution`), the network predicts a residual, and its last convolution starts at zero
+  (the output starts as the input).
+* ``skip_around_attention=True``: a block's skip goes around its attention, ``x + MA(fuse(...))``, instead of
+  through it, ``MA(fuse(...) + x)``: the paper's gates (≈ 0.5 each at init) pass ≈ 0.25 of a local change per
+  block, so deep stacks barely pass signal (models/pretrained/README.md).
 """
 
 from __future__ import annotations
@@ -12,6 +21,10 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from models.half_resolution import HalfResolutionInput, HalfResolutionOutput, pad_to_even, trunk_channels
+
+TRUNKS = ("full", "half")
 
 
 @dataclass
@@ -26,12 +39,16 @@ class GeneratorConfig:
     attention_reduction: int = 4
     spatial_channels: int = 1  # channels of the spatial-attention 1×1 projection
     negative_slope: float = 0.02
-    global_residual: bool = False  # the paper has no input→output skip
+    global_residual: bool = False  # the paper has no input→output skip (the half trunk always has one)
+    trunk: str = "full"  # "full": the paper's; "half": 4:2:0 half-resolution trunk (models.half_resolution)
+    skip_around_attention: bool = False  # the paper: False, MA(fuse + x); True: x + MA(fuse)
 
     def __post_init__(self) -> None:
         self.dilations = tuple(int(d) for d in self.dilations)
         if self.in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if self.trunk not in TRUNKS:
+            raise ValueError(f"trunk must be one of {TRUNKS}, got {self.trunk!r}")
         if min(self.features, self.num_blocks, self.branch_channels, self.spatial_channels) < 1:
             raise ValueError(f"invalid generator config: {self}")
         if self.features % self.attention_reduction:
@@ -92,33 +109,51 @@ class WCDB(nn.Module):
         self.mixed = nn.ModuleList(MixedConv(f, cfg.branch_channels, d, cfg.negative_slope) for d in cfg.dilations)
         self.fuse = _conv(f * (len(cfg.dilations) + 1), f, 1)
         self.attention = MixedAttention(f, cfg.attention_reduction, cfg.spatial_channels, cfg.negative_slope)
+        self.skip_around_attention = cfg.skip_around_attention
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = [x]
         for mc in self.mixed:
             feats.append(mc(feats[-1]))
-        return self.attention(self.fuse(torch.cat(feats, dim=1)) + x)
+        fused = self.fuse(torch.cat(feats, dim=1))
+        return x + self.attention(fused) if self.skip_around_attention else self.attention(fused + x)
 
 
 class WCDGANGenerator(nn.Module):
     """Maps a JPEG-decoded image to its restoration.
 
-    Input and output: N×C×H×W float in [0, 1], C = ``cfg.in_channels``; any H, W ≥ 1. The output is not
-    clipped (clip when converting to 8-bit) so that training sees the true error.
+    Input and output: N×C×H×W float in [0, 1], C = ``cfg.in_channels``; any H, W ≥ 1 (the half trunk replicates
+    an odd last row/column internally; its exported graph takes even H, W, which the runtime's 16-px windows are).
+    The output is not clipped (clip when converting to 8-bit) so that training sees the true error.
     """
 
     def __init__(self, cfg: GeneratorConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or GeneratorConfig()
         c, f, s = cfg.in_channels, cfg.features, cfg.negative_slope
-        self.shallow = nn.Sequential(_conv(c, f, 5), _conv(f, f, 5), nn.LeakyReLU(s, inplace=True))
+        half = cfg.trunk == "half"
+        c_in, c_out = (trunk_channels(c), 4 * c) if half else (c, c)
+        self.shallow = nn.Sequential(_conv(c_in, f, 5), _conv(f, f, 5), nn.LeakyReLU(s, inplace=True))
         self.blocks = nn.Sequential(*(WCDB(cfg) for _ in range(cfg.num_blocks)))
-        self.reconstruct = nn.Sequential(_conv(f, f, 3), nn.LeakyReLU(s, inplace=True), _conv(f, c, 3))
+        self.reconstruct = nn.Sequential(_conv(f, f, 3), nn.LeakyReLU(s, inplace=True), _conv(f, c_out, 3))
+        if half:
+            self.encode, self.decode = HalfResolutionInput(c), HalfResolutionOutput(c)
+            nn.init.zeros_(self.reconstruct[-1].weight)  # a residual network that starts as the identity
+            nn.init.zeros_(self.reconstruct[-1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.trunk == "half":
+            return self._forward_half(x)
         f0 = self.shallow(x)
         y = self.reconstruct(self.blocks(f0) + f0)
         return y + x if self.cfg.global_residual else y
+
+    def _forward_half(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = pad_to_even(x)
+        f0 = self.shallow(self.encode(x))
+        y = x + self.decode(self.reconstruct(self.blocks(f0) + f0))
+        return y[..., :h, :w]
 
 
 @dataclass

@@ -201,6 +201,7 @@ def test_receptive_field_of_tiny_model() -> None:
     cfg = GeneratorConfig(**TINY)
     assert theoretical_radius(cfg) == 2 + 2 + (1 + 2 + 4 + 8 + 2) + 1 + 1
     assert theoretical_radius(GeneratorConfig()) == 142
+    assert theoretical_radius(GeneratorConfig(**TINY, trunk="half")) == 2 * (2 + 2 + (1 + 2 + 4 + 8 + 2) + 1 + 1) + 1
     torch.manual_seed(0)
     rf = measure(WCDGANGenerator(cfg))
     r = [rf.radius[k] for k in ("1e-02", "1e-03", "1e-04")]

@@ -146,3 +146,92 @@ def test_open_attention_gates_lets_local_detail_through_the_block_chain():
         gate = opened.blocks[0].attention.channel(opened.shallow(x))
     assert float(gate.min()) > 0.9
     assert chain_sensitivity(default) < 1e-3 < 0.1 < chain_sensitivity(opened)
+
+
+HALF = GeneratorConfig(features=16, num_blocks=2, branch_channels=8, trunk="half", skip_around_attention=True)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("hw", [(1, 1), (17, 33), (40, 24)])
+def test_half_trunk_keeps_shape_and_starts_as_the_identity(channels, hw):
+    """Any size (odd ones padded inside); the output convolution starts at zero, so the untrained model returns
+    its input exactly: training starts from the JPEG, not from noise."""
+    g = WCDGANGenerator(GeneratorConfig(**{**HALF.__dict__, "in_channels": channels})).eval()
+    x = torch.rand(2, channels, *hw)
+    with torch.no_grad():
+        torch.testing.assert_close(g(x), x, atol=1e-6, rtol=0)
+
+
+def _perturbed_half(channels: int = 3) -> WCDGANGenerator:
+    torch.manual_seed(0)
+    g = WCDGANGenerator(GeneratorConfig(**{**HALF.__dict__, "in_channels": channels}))
+    torch.nn.init.normal_(g.reconstruct[-1].weight, std=0.05)  # as after training: the residual is not zero
+    return g.eval()
+
+
+def test_half_trunk_reads_chroma_at_its_coded_resolution():
+    """A 4:2:0 JPEG codes Cb/Cr once per 2×2 pixels: a chroma change that keeps every 2×2 mean (luma unchanged)
+    leaves the model's correction unchanged, while a luma change at one pixel does not."""
+    g = _perturbed_half()
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2)) * 0.5 + 0.25
+    # ±d along the Cb axis in RGB (zero luma) on the two pixels of one 2×2 cell: its Cb mean stays.
+    cb = torch.tensor([0.0, -0.344136, 1.772])  # RGB change of +1 in Cb (JFIF inverse), luma 0
+    moved = x.clone()
+    moved[0, :, 4, 4] += 0.05 * cb
+    moved[0, :, 4, 5] -= 0.05 * cb
+    luma = x.clone()
+    luma[0, :, 4, 4] += 0.05
+    with torch.no_grad():
+        base, chroma_only, luma_only = g(x) - x, g(moved) - moved, g(luma) - luma
+    assert (chroma_only - base).abs().max() < 1e-5
+    assert (luma_only - base).abs().max() > 1e-3
+
+
+def _impulse_radius_of(g: WCDGANGenerator, size: int = 129) -> int:
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    g(x)[0, :, size // 2, size // 2].sum().backward()
+    g_abs = x.grad.abs().sum(dim=(0, 1))
+    rows = torch.nonzero(g_abs.sum(dim=1) >= 1e-2 * g_abs.max()).flatten()  # local field (GAP reaches all)
+    return int(size // 2 - rows.min())
+
+
+def test_half_trunk_doubles_the_field_in_pixels():
+    full = WCDGANGenerator(GeneratorConfig(**{**HALF.__dict__, "trunk": "full"})).eval()
+    torch.nn.init.normal_(full.reconstruct[-1].weight, std=0.05)
+    r_full, r_half = _impulse_radius_of(full), _impulse_radius_of(_perturbed_half())
+    assert r_half >= 2 * r_full >= 4, (r_full, r_half)
+
+
+def _block_pass_through(cfg: GeneratorConfig) -> float:
+    """Mean relative change of one block's output per relative change of its input (small random perturbation)."""
+    torch.manual_seed(0)
+    g = WCDGANGenerator(cfg).eval()
+    x = torch.rand(1, cfg.in_channels, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        f0 = g.shallow(g.encode(x) if cfg.trunk == "half" else x)
+        eps = 1e-3 * f0.abs().mean() * torch.randn(f0.shape, generator=torch.Generator().manual_seed(1))
+        block = g.blocks[0]
+        return float((block(f0 + eps) - block(f0)).abs().mean() / eps.abs().mean())
+
+
+def test_skip_around_attention_passes_local_change_through_each_block():
+    """The paper's block multiplies its skip by both gates (≈ 0.5 each at init): ≈ 0.25 of a local change passes.
+    With the skip around the attention at least all of it passes."""
+    paper = _block_pass_through(GeneratorConfig(**{**HALF.__dict__, "skip_around_attention": False}))
+    around = _block_pass_through(HALF)
+    assert paper < 0.4 and around >= 0.9, (paper, around)
+
+
+def test_half_trunk_checkpoint_round_trip(tmp_path):
+    g = _perturbed_half()
+    save_generator(tmp_path / "h.pt", g, {"note": "half"})
+    loaded, meta = load_generator(tmp_path / "h.pt")
+    assert loaded.cfg == g.cfg and meta == {"note": "half"}
+    x = torch.rand(1, 3, 21, 30)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), g(x))
+
+
+def test_unknown_trunk_is_refused():
+    with pytest.raises(ValueError, match="trunk must be one of"):
+        GeneratorConfig(trunk="quarter")

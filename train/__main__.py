@@ -26,7 +26,7 @@ except ModuleNotFoundError as e:  # a missing extra: one line, not a traceback
 from common.cli import UsageError, run_cli
 from common.files import shared_dir
 from models.checkpoint import CheckpointError, load_generator
-from models.wcdgan import GeneratorConfig
+from models.wcdgan import TRUNKS, GeneratorConfig
 from train import probe
 from train.config import PRESETS, TrainConfig, preset_losses
 from train.data import DataError, check_training_dir
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue RUN_DIR/last.pt; its saved configuration is used "
-        "(only --iters, --time-limit, --threads, --workers, --device, -q apply)",
+        "(only --iters, --time-limit, --end-at, --threads, --workers, --device, -q apply)",
     )
     d = p.add_argument_group("degradation")
     d.add_argument(
@@ -111,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--branch", type=int, default=32, help="mixed-convolution branch width")
     m.add_argument("--global-residual", action="store_true", help="add the input to the output (not in the paper)")
     m.add_argument(
+        "--trunk",
+        choices=TRUNKS,
+        default="full",
+        help="full: the paper's full-resolution trunk; half: blocks at half resolution on the 4:2:0 chroma grid "
+        "(luma space-to-depth, Cb/Cr at their coded resolution, residual output; not in the paper, "
+        "models/half_resolution.py). Use a --stride that is a multiple of 16 so patches keep the JPEG grid's phase",
+    )
+    m.add_argument(
+        "--skip-around-attention",
+        action="store_true",
+        help="each block's skip goes around its attention, x + MA(fuse), instead of the paper's MA(fuse + x)",
+    )
+    m.add_argument(
         "--gate-bias",
         type=float,
         metavar="B",
@@ -121,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--init",
         metavar="CKPT",
         help="start from this generator checkpoint's weights (fresh optimiser and lr schedule); its architecture "
-        "replaces --features/--blocks/--branch/--global-residual",
+        "replaces --features/--blocks/--branch/--global-residual/--trunk/--skip-around-attention",
     )
     v = p.add_argument_group("validation and checkpoints")
     v.add_argument("--val-quality", type=int, default=10)
@@ -143,13 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="UNIX_TIME",
         help="like --time-budget, with the budget set when training starts (after data loading and the batch "
-        "probe) so that it ends at this wall-clock time: how train.campaign gives concurrent runs one deadline",
+        "probe) so that it ends at this wall-clock time: how train.campaign gives concurrent runs one deadline. "
+        "With --resume the budget extends the run's training time so far (a lineage across sessions): the cosine "
+        "is stretched to end at this time, so the lr rises again to where the longer cosine stands",
     )
     r.add_argument("--probe-seconds", type=float, default=1.2, help="--batch auto: seconds per probed candidate")
     r.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:N")
     r.add_argument("--threads", type=int, help="torch CPU threads")
     r.add_argument("--workers", type=int, default=-1, help="DataLoader workers (-1: 2 on CUDA, 0 on CPU)")
-    r.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
+    r.add_argument(
+        "--no-amp", action="store_true", help="disable bf16 autocast (on CUDA, and on CPUs with native bf16)"
+    )
     r.add_argument("--channels-last", action="store_true")
     r.add_argument(
         "--compile",
@@ -231,7 +248,15 @@ def generator_config(args: argparse.Namespace) -> GeneratorConfig:
     """The generator of a fresh run: the size flags, or with ``--init`` the checkpoint's own architecture."""
     channels = 3 if args.channel == "rgb" else 1
     if not args.init:
-        return GeneratorConfig(channels, args.features, args.blocks, args.branch, global_residual=args.global_residual)
+        return GeneratorConfig(
+            channels,
+            args.features,
+            args.blocks,
+            args.branch,
+            global_residual=args.global_residual,
+            trunk=args.trunk,
+            skip_around_attention=args.skip_around_attention,
+        )
     cfg = load_generator(args.init)[0].cfg
     if cfg.in_channels != channels:
         raise ValueError(
@@ -297,11 +322,12 @@ def train(args: argparse.Namespace) -> int:
             trainer.load_data()
         cfg = trainer.cfg
         if args.end_at is not None:
-            cfg.time_budget_s = args.end_at - time.time()
-            if cfg.time_budget_s < MIN_BUDGET_S:  # start-up ate the budget: still leave a checkpoint to evaluate
+            left = args.end_at - time.time()
+            if left < MIN_BUDGET_S:  # start-up ate the budget: still leave a checkpoint to evaluate
                 log.warning("warning: --end-at is %.0f s past as training begins; training for %.0f s only",
-                            -cfg.time_budget_s, MIN_BUDGET_S)  # fmt: skip
-                cfg.time_budget_s = MIN_BUDGET_S
+                            -left, MIN_BUDGET_S)  # fmt: skip
+                left = MIN_BUDGET_S
+            cfg.time_budget_s = trainer.wall_time + left  # a resumed run continues its training time
         span = (
             f"for {cfg.time_budget_s / 60:.1f} min"
             if cfg.time_budget_s

@@ -39,6 +39,7 @@ from train.data import (
     load_validation,
 )
 from train.losses import l1_loss, load_vgg_perceptual, lsgan_d_loss, lsgan_g_loss, tv_loss
+from train.probe import fast_bf16
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | os.PathLike, device: str = "auto", quiet: bool = False) -> None:
         self.cfg, self.out, self.quiet = cfg, Path(out_dir), quiet
         self.device = pick_device(device)
-        self.amp = cfg.amp and self.device.type == "cuda"
+        self.amp = cfg.amp and fast_bf16(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed patch shape: pick the fastest conv algorithms once
         torch.manual_seed(cfg.seed)
@@ -170,8 +171,10 @@ class Trainer:
         x = x.to(self.device, non_blocking=True).float().div_(255.0)
         return x.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else x
 
-    def _autocast(self) -> Any:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+    def _autocast(self, training: bool = True) -> Any:
+        """bf16 autocast for training steps; validation on the CPU runs in fp32 (its numbers are the run's record)."""
+        enabled = self.amp and (training or self.device.type == "cuda")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def train_step(self, jpeg: torch.Tensor, clean: torch.Tensor) -> dict[str, float]:
         """One iteration on a uint8 batch: a G step (and a D step after warm-up). Returns the loss terms."""
@@ -232,7 +235,7 @@ class Trainer:
         """Run G on one uint8 image (H×W×3 or H×W) → uint8 of the same shape."""
         self.g.eval()
         x = self._to_device(torch.from_numpy(image[..., None] if image.ndim == 2 else image).permute(2, 0, 1)[None])
-        with self._autocast():
+        with self._autocast(training=False):
             y = self.g(x).float()
         y = (y[0].clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
         return y[..., 0] if image.ndim == 2 else y
@@ -278,6 +281,9 @@ class Trainer:
             "train_config": cfg.to_dict(),
             "iterations": self.iteration,
             "wall_time_s": round(self.wall_time, 1),
+            "patches_per_s": round(self.iteration * cfg.batch_size / self.wall_time, 2) if self.wall_time else None,
+            "threads": torch.get_num_threads(),
+            "bf16_autocast": self.amp,
             "device": str(self.device) if self.device.type != "cuda" else torch.cuda.get_device_name(self.device),
             "channel": cfg.channel,
             "qualities": list(range(cfg.quality_range[0], cfg.quality_range[1] + 1))
