@@ -291,7 +291,8 @@ def build(opts: BuildOptions) -> list[Path]:
         rf = measure(model)
         log.info(
             f"receptive field: radius {rf.radius} px by relative threshold, {rf.mass_radius} px by influence mass "
-            f"(hard bound {rf.theoretical_radius}); recommended overlap {rf.recommended_overlap} px "
+            f"(hard bound {rf.theoretical_radius}); blocks pass {rf.block_pass_through} of a local change; "
+            f"recommended overlap {rf.recommended_overlap} px "
             f"({time.perf_counter() - t0:.1f} s)"
         )
         common = _common_fields(opts, cfg, meta, rf, graph_opset(proto), fp32_numbers)

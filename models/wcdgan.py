@@ -141,19 +141,17 @@ class WCDGANGenerator(nn.Module):
             nn.init.zeros_(self.reconstruct[-1].weight)  # a residual network that starts as the identity
             nn.init.zeros_(self.reconstruct[-1].bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cfg.trunk == "half":
-            return self._forward_half(x)
-        f0 = self.shallow(x)
-        y = self.reconstruct(self.blocks(f0) + f0)
-        return y + x if self.cfg.global_residual else y
+    def shallow_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The trunk's input features F0 (N×F×H×W; the half trunk: ⌈H/2⌉×⌈W/2⌉) of an image batch."""
+        return self.shallow(self.encode(pad_to_even(x)) if self.cfg.trunk == "half" else x)
 
-    def _forward_half(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        x = pad_to_even(x)
-        f0 = self.shallow(self.encode(x))
-        y = x + self.decode(self.reconstruct(self.blocks(f0) + f0))
-        return y[..., :h, :w]
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f0 = self.shallow_features(x)
+        y = self.reconstruct(self.blocks(f0) + f0)
+        if self.cfg.trunk == "half":
+            h, w = x.shape[-2:]
+            return (pad_to_even(x) + self.decode(y))[..., :h, :w]
+        return y + x if self.cfg.global_residual else y
 
 
 @dataclass
