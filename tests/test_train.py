@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -250,6 +252,31 @@ def test_cli_run_resume_and_refuse_overwrite(dirs, tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--resume", "--iters", "3", "-q"]) == 0
     _, meta = load_generator(tmp_path / "g.pt")
     assert meta["iterations"] == 3 and meta["data_dirs"] == [str(dirs[0].resolve())]
+
+
+def test_lineage_resume_moves_data_and_extends_the_time_budget(dirs, tmp_path):
+    """A lineage: a budgeted half-trunk run, its folder and images moved (another machine), resumed with --end-at:
+    it continues the same weights, optimiser and counts, trains for the new time on top of the old, and its lr
+    rises again from the floor the first session ended at."""
+    small = ["--features", "16", "--blocks", "1", "--branch", "8", "--patch", "32", "--stride", "32", "--batch", "4"]
+    first = tmp_path / "first"
+    argv = ["--data", str(dirs[0]), "--val", str(dirs[1]), "--val-crop", "64", "--out", str(first), *small]
+    assert main([*argv, "--trunk", "half", "--skip-around-attention", "--time-budget", "0.02", "-q"]) == 0
+    state = torch.load(first / "last.pt", weights_only=True)
+    moved_data, moved_run = tmp_path / "elsewhere" / "train", tmp_path / "elsewhere" / "run"
+    shutil.copytree(dirs[0], moved_data)
+    shutil.copytree(first, moved_run)
+    assert (
+        main(["--out", str(moved_run), "--resume", "--data", str(moved_data), "--end-at", str(time.time() + 2), "-q"])
+        == 0
+    )
+    _, meta = load_generator(moved_run / "g.pt")
+    assert meta["data_dirs"] == [str(moved_data.resolve())]
+    assert meta["train_config"]["generator"]["trunk"] == "half"
+    assert meta["iterations"] > state["iteration"] and meta["wall_time_s"] >= state["wall_time"] + 1.5
+    lrs = [r["lr_g"] for r in map(json.loads, (moved_run / "log.jsonl").read_text().splitlines()) if "lr_g" in r]
+    first_lrs = [r["lr_g"] for r in map(json.loads, (first / "log.jsonl").read_text().splitlines()) if "lr_g" in r]
+    assert max(lrs[len(first_lrs) :]) > 5 * first_lrs[-1]  # the stretched cosine: above the first run's floor
 
 
 def test_cli_entry_point_has_no_traceback(tmp_path):

@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue RUN_DIR/last.pt; its saved configuration is used "
-        "(only --iters, --time-limit, --end-at, --threads, --workers, --device, -q apply)",
+        "(only --iters, --time-limit, --end-at, --threads, --workers, --device, -q apply, and --data/--val "
+        "to find the same images in another place)",
     )
     d = p.add_argument_group("degradation")
     d.add_argument(
@@ -272,6 +273,10 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
         cfg = TrainConfig.from_dict(state["config"])
         if args.iters is not None:
             cfg.iterations = args.iters
+        if args.data:  # the same images in another place (a lineage continued on another machine)
+            cfg.data_dirs = [str(check_training_dir(d)) for d in args.data]
+        if args.val:
+            cfg.val_dir = args.val
         cfg.num_workers = args.workers
         trainer = Trainer(cfg, out, device=args.device, quiet=args.quiet)
         trainer.load_state_dict(state)
