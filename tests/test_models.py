@@ -154,13 +154,14 @@ HALF = GeneratorConfig(features=16, num_blocks=2, branch_channels=8, trunk="half
 
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("hw", [(1, 1), (17, 33), (40, 24)])
-def test_half_trunk_keeps_shape_and_starts_as_the_identity(channels, hw):
-    """Any size (odd ones padded inside); the output convolution starts at zero, so the untrained model returns
-    its input exactly: training starts from the JPEG, not from noise."""
+def test_half_trunk_keeps_shape_and_starts_near_the_identity(channels, hw):
+    """Any size (odd ones padded inside); the output convolution starts small, so the untrained model changes its
+    input by a few 8-bit levels on average (PyTorch's default: tens): training starts near the JPEG."""
     g = WCDGANGenerator(GeneratorConfig(**{**HALF.__dict__, "in_channels": channels})).eval()
     x = torch.rand(2, channels, *hw)
     with torch.no_grad():
-        torch.testing.assert_close(g(x), x, atol=1e-6, rtol=0)
+        y = g(x)
+    assert y.shape == x.shape and 0 < (y - x).abs().mean() < 4 / 255
 
 
 def _perturbed_half(channels: int = 3) -> WCDGANGenerator:
