@@ -20,8 +20,8 @@ from tests.runtime_fixtures import local_net, write_jpeg
 RGB = data.astronaut()[:48, :72]
 
 
-def cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+def cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "runtime.infer", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd or REPO_ROOT, timeout=120)  # fmt: skip
 
@@ -115,6 +115,19 @@ def test_exif_alpha_gray_sixteen_bit_through_the_cli(tmp_path, model):
     np.testing.assert_array_equal(alpha_out[..., 3], rgba[..., 3])  # alpha untouched
     assert cv2.imread(str(o / "gray.png"), cv2.IMREAD_UNCHANGED).shape == (40, 40)
     assert cv2.imread(str(o / "deep.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def test_a_run_writes_nothing_in_the_home_folder(tmp_path, model):
+    """ONNX Runtime's telemetry writes ~/.cache/Microsoft/DeveloperTools/ on import unless turned off: a run
+    writes only its output (HOME and its cache point into an empty folder here, as on a fresh account)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    quiet_env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    proc = cli(src, "-o", tmp_path / "out.png", "--model", model, env={**quiet_env, "HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.png").is_file()
+    assert [p.relative_to(home).as_posix() for p in home.rglob("*")] == []
 
 
 def test_usage_and_setup_errors(tmp_path, model):
