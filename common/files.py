@@ -24,6 +24,9 @@ except ImportError:  # Windows
 NAME_MAX = 255  # bytes per file name on Linux, macOS and Windows file systems
 # Image files the project reads from folders (OpenCV decodes them all in its standard wheels).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# Common video file names: the image commands point these to runtime.video instead of failing to decode them.
+VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mjpeg", ".mjpg", ".mpg", ".mpeg", ".ts", ".mts",
+                  ".m2ts", ".wmv", ".flv", ".3gp", ".ogv", ".nut")  # fmt: skip
 _TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")  # what a temporary name adds around stem and suffix
 
 

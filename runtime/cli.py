@@ -10,6 +10,7 @@ import glob
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.cli import UsageError
+from common.files import VIDEO_SUFFIXES
 from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
@@ -153,7 +155,11 @@ def collect_inputs(patterns: list[str], skip_suffix: str = "") -> tuple[list[Pat
             matches = [Path(m) for m in sorted(glob.glob(pattern)) if Path(m).is_file()]
             if not matches:
                 errors.append(f"{pattern}: no such file, folder or matching files")
-        found.update(dict.fromkeys(matches))
+        videos = [p for p in matches if p.suffix.lower() in VIDEO_SUFFIXES]
+        errors.extend(
+            f"{p}: a video: restore it with python -m runtime.video {shlex.quote(str(p))} OUTPUT" for p in videos
+        )
+        found.update(dict.fromkeys(p for p in matches if p not in videos))
     return list(found), errors
 
 
@@ -317,6 +323,19 @@ def result_line(src: Path, result: FileResult, seconds: float) -> str:
     quality = f"JPEG {result.jpeg_quality}" if result.jpeg_quality else "not a JPEG"
     ran = f"{result.model} {result.precision}, {result.tiles} tiles, {seconds:.1f} s"
     return f"{src} ({quality}) → {result.output}  [{ran}]"
+
+
+def not_jpeg_note(sources: list[Path]) -> str:
+    """The note for restored inputs that are not JPEG files ("" when none): the model removes JPEG artifacts, so an
+    image never JPEG-compressed has none to remove and only loses detail; one JPEG-compressed earlier and saved
+    losslessly (a screenshot of a JPEG, a JPEG converted to PNG) still gains. Restored anyway: the file cannot tell."""
+    if not sources:
+        return ""
+    which = f"{sources[0]} is" if len(sources) == 1 else f"{len(sources)} inputs ({sources[0]}, ...) are"
+    return (
+        f"note: {which} not JPEG: no JPEG artifacts to remove unless JPEG-compressed before (a JPEG saved as PNG); "
+        "on a clean image the restoration only smooths detail (--strength below 1: a lighter touch)"
+    )
 
 
 def print_result(line: str) -> None:

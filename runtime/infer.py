@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -24,6 +25,7 @@ from runtime.cli import (
     collect_inputs,
     compare_folder,
     log_backend,
+    not_jpeg_note,
     open_compare,
     open_restorer,
     output_paths,
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, device_id=args.device_id, progress=not args.quiet)
     inputs, errors = collect_inputs(args.inputs, args.suffix)
+    if not inputs and len(errors) == 1:  # one input, and the reason it cannot run: one line
+        raise UsageError(errors[0])
     for message in errors:
         log.error("error: %s", message)
     if not inputs:
@@ -86,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     plans = plan_files(inputs, outputs, args.overwrite)
     folder = compare_folder(args, outputs)
     summary = Summary(failed=len(errors))
+    not_jpeg: list[Path] = []
     with (
         open_restorer(args.model, settings) as restorer,
         open_compare(folder, args) or contextlib.nullcontext() as compare,
@@ -101,8 +106,12 @@ def run(args: argparse.Namespace) -> int:
             elif result := restore_one(restorer, plan, args.quality, args.quiet, compare):
                 summary.restored += 1
                 summary.megapixels += math.prod(result.size) / 1e6
+                if result.jpeg_quality is None:
+                    not_jpeg.append(plan.src)
             else:
                 summary.failed += 1
+    if note := not_jpeg_note(not_jpeg):
+        log.info("%s", note)
     if len(plans) + len(errors) > 1 and not args.quiet:
         print_result(summary.line())
     print_report(compare, args.quiet)

@@ -130,6 +130,26 @@ def test_a_run_writes_nothing_in_the_home_folder(tmp_path, model):
     assert [p.relative_to(home).as_posix() for p in home.rglob("*")] == []
 
 
+def test_a_clean_png_is_restored_with_a_note_and_a_video_points_to_runtime_video(tmp_path, model):
+    """A PNG has no JPEG artifacts unless it was a JPEG before: restored (the file cannot tell), with a note on
+    stderr; a JPEG run has none. A video given to the image command: one line naming runtime.video, exit 2."""
+    png = tmp_path / "clean.png"
+    cv2.imwrite(str(png), RGB)
+    jpeg = write_jpeg(tmp_path / "photo.jpg", RGB, 20)
+    proc = cli(png, "-o", tmp_path / "out", "--model", model)
+    assert proc.returncode == 0 and (tmp_path / "out" / "clean.png").is_file(), proc.stderr
+    assert "(not a JPEG)" in proc.stdout
+    assert f"note: {png} is not JPEG: no JPEG artifacts to remove unless JPEG-compressed before" in proc.stderr
+    proc = cli(jpeg, "-o", tmp_path / "out", "--model", model)
+    assert proc.returncode == 0 and "not JPEG" not in proc.stderr, proc.stderr
+    clip = tmp_path / "my clip.mp4"
+    clip.write_bytes(b"\0\0\0\x18ftypmp42")
+    proc = cli(clip, "-o", tmp_path / "video_out", "--model", model)
+    expected = f"error: {clip}: a video: restore it with python -m runtime.video '{clip}' OUTPUT\n"
+    assert proc.returncode == 2 and proc.stderr == expected, proc.stderr
+    assert not (tmp_path / "video_out").exists()
+
+
 def test_usage_and_setup_errors(tmp_path, model):
     src = write_jpeg(tmp_path / "a.jpg", RGB, 50)
     blocker = tmp_path / "file"
