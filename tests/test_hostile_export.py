@@ -318,7 +318,7 @@ def served(tmp_path_factory) -> Path:
 
 
 def _infer_through(mode: str, served: Path, jpeg: Path, out: Path) -> tuple[subprocess.CompletedProcess, str]:
-    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install 'wcdgan-toolkit[triton]')")
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install -e '.[triton]')")
     from tests.fake_triton import FakeTriton
 
     with FakeTriton(mode) as server:
@@ -359,7 +359,7 @@ def _spec(served: Path):
 
 
 def test_triton_server_that_never_answers_times_out(served, monkeypatch):
-    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install 'wcdgan-toolkit[triton]')")
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install -e '.[triton]')")
     import time
 
     import numpy as np
@@ -425,7 +425,7 @@ def test_triton_client_closes_every_client_it_made(served, monkeypatch):
 
 
 def test_triton_client_refuses_a_float64_sidecar(served):
-    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install 'wcdgan-toolkit[triton]')")
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install -e '.[triton]')")
     import dataclasses
 
     from runtime.backends.base import BackendUnavailable
