@@ -171,8 +171,9 @@ def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
         raise UsageError(f"-o {out}: {problem}")
     if out is None and (Path(args.suffix).name != args.suffix or "\0" in args.suffix):
         raise UsageError(f"--suffix {args.suffix!r}: must be a plain file-name part (no folder separators)")
+    tag = strength_tag(args.strength)
     if getattr(args, "output_is_folder", False):  # -o new.png/: a folder, whatever its name looks like
-        return [out / (p.stem + ext) for p in inputs]
+        return [out / (p.stem + tag + ext) for p in inputs]
     named_file = out is not None and not out.is_dir() and out.suffix.lower() in (*IMAGE_SUFFIXES, ".gif")
     if named_file and out.suffix.lower() not in LOSSLESS_SUFFIXES:
         raise UsageError(f"-o {out}: {out.suffix} is lossy; outputs are lossless: {', '.join(LOSSLESS_SUFFIXES)}")
@@ -182,9 +183,15 @@ def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
         return [out]
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder (several inputs need an output folder)")
-    if out is None:
-        return [p.with_name(p.stem + args.suffix + ext) for p in inputs]
-    return [out / (p.stem + ext) for p in inputs]
+    if out is None:  # the tag before the suffix: a folder run still knows these as earlier outputs
+        return [p.with_name(p.stem + tag + args.suffix + ext) for p in inputs]
+    return [out / (p.stem + tag + ext) for p in inputs]
+
+
+def strength_tag(strength: float) -> str:
+    """What the names :func:`output_paths` derives carry for ``--strength`` below 1 (``_strength0.6``; "" at full
+    strength), so that runs at different strengths into one folder each keep their own files."""
+    return "" if strength >= 1 else f"_strength{strength:g}"
 
 
 @dataclass(frozen=True)
@@ -269,7 +276,7 @@ def restore_one(
         return None
     seconds = time.perf_counter() - start
     if not quiet:
-        print_result(result_line(plan.src, result, seconds))
+        print_result(result_line(plan.src, result, seconds, restorer.settings.strength))
     facts = RunFacts(result.model, result.precision, result.backend, seconds, restorer.settings.strength)
     return result if compare is None or compare_one(compare, plan.src, plan.dst, facts) else None
 
@@ -318,10 +325,14 @@ def print_report(compare: CompareRun | None, quiet: bool) -> None:
         print_result(f"compare report: {compare.folder / REPORT_NAME}")
 
 
-def result_line(src: Path, result: FileResult, seconds: float) -> str:
-    """``SRC (JPEG q10) → DST  [default int8, 4 tiles, 1.2 s]``: what was restored, into what, by which model."""
+def result_line(src: Path, result: FileResult, seconds: float, strength: float = 1.0) -> str:
+    """``SRC (JPEG q10) → DST  [default int8, 4 tiles, 1.2 s]``: what was restored, into what, by which model (and
+    ``, strength 0.6`` below full strength)."""
     quality = f"JPEG {result.jpeg_quality}" if result.jpeg_quality else "not a JPEG"
-    ran = f"{result.model} {result.precision}, {result.tiles} tiles, {seconds:.1f} s"
+    tiles = f"{result.tiles} tile{'' if result.tiles == 1 else 's'}"
+    ran = f"{result.model} {result.precision}, {tiles}, {seconds:.1f} s"
+    if strength < 1:
+        ran += f", strength {strength:g}"
     return f"{src} ({quality}) → {result.output}  [{ran}]"
 
 

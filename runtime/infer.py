@@ -39,19 +39,20 @@ from runtime.cli import (
 log = logging.getLogger(__spec__.name)
 
 DESCRIPTION = """\
-Remove JPEG compression artifacts with WCDGAN. Inputs are files, folders (their images, not recursive) or
-glob patterns; any format OpenCV reads (JPEG, PNG, WebP, BMP, TIFF; a GIF named explicitly: its first frame).
-EXIF orientation is applied, alpha is kept, 16-bit images stay 16-bit. Outputs are lossless PNG named
-<name><suffix>.png next to each input, or in -o DIR (named <name>.png), or -o FILE (.png, .tiff, .webp, .bmp)
-for a single input. Inputs are never overwritten; existing outputs are skipped unless --overwrite; a killed run
-leaves no partial file. Which backend runs is printed; -v also says why the others were skipped. The
-estimated JPEG quality of each input is printed and, with a folder of per-quality models (--model DIR),
-picks the model trained on the nearest quality.
+Remove JPEG compression artifacts with WCDGAN. Inputs are files, folders (their images, not recursive) or glob
+patterns; any format OpenCV reads (JPEG, PNG, WebP, BMP, TIFF; a GIF named explicitly: its first frame). EXIF
+orientation is applied, alpha is kept, 16-bit images stay 16-bit. Outputs are lossless PNG named <name><suffix>.png
+next to each input, or in -o DIR (named <name>.png), or -o FILE (.png, .tiff, .webp, .bmp) for a single input;
+below full --strength the names carry it (<name>_strength0.6.png in -o DIR), so runs at different strengths keep
+their own files. Inputs are never overwritten; existing outputs are skipped unless --overwrite; a killed run leaves
+no partial file. Which backend runs is printed; -v also says why the others were skipped. The estimated JPEG
+quality of each input is printed and, with a folder of per-quality models (--model DIR), picks the model trained on
+the nearest quality.
 
 Console: results on stdout (one line per restored file: input, JPEG quality, output, model, precision, tiles,
-seconds; with several inputs a summary line; with --compare the report's path), logs, progress bars, warnings and
-errors on stderr. -v also says why
-each backend, precision and model was chosen; -q prints errors only.
+seconds, strength below 1; with several inputs a summary line; with --compare the report's path), logs, progress
+bars, warnings and errors on stderr. -v also says why each backend, precision and model was chosen; -q prints
+errors only.
 """
 
 

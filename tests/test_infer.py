@@ -150,6 +150,34 @@ def test_a_clean_png_is_restored_with_a_note_and_a_video_points_to_runtime_video
     assert not (tmp_path / "video_out").exists()
 
 
+def test_strength_names_its_outputs_and_shows_on_the_result_line(tmp_path, model):
+    """A lighter --strength into the folder of a full run writes its own file (not skipped as "exists"), names it and
+    says it on the result line; one tile is "1 tile"."""
+    (tmp_path / "in").mkdir()
+    src = write_jpeg(tmp_path / "in" / "a.jpg", RGB, 20)
+    out = tmp_path / "out"
+    proc = cli(src, "-o", out, "--model", model)  # 48×72: one tile
+    assert proc.returncode == 0 and re.search(r"\[local fp32, 1 tile, [\d.]+ s\]\n", proc.stdout), proc.stdout
+    full = (out / "a.png").read_bytes()
+    proc = cli(src, "-o", out, "--model", model, "--strength", "0.5")
+    assert proc.returncode == 0 and "exists" not in proc.stderr, proc.stderr
+    assert re.search(rf"→ {re.escape(str(out / 'a_strength0.5.png'))}  \[.*, strength 0.5\]\n", proc.stdout)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_strength0.5.png"]
+    assert (out / "a.png").read_bytes() == full and (out / "a_strength0.5.png").read_bytes() != full
+    proc = cli(src, "--model", model, "--strength", "0.5")  # next to the input: still an earlier output by its suffix
+    assert proc.returncode == 0 and (tmp_path / "in" / "a_strength0.5_wcdgan.png").is_file()
+    proc = cli(tmp_path / "in", "--model", model, "--strength", "0.5")
+    assert proc.returncode == 0 and "a_strength0.5_wcdgan.png (" not in proc.stdout, proc.stdout
+
+
+def test_help_paragraphs_are_not_broken_mid_sentence():
+    from runtime.infer import DESCRIPTION
+
+    for paragraph in DESCRIPTION.strip().split("\n\n"):
+        lines = paragraph.splitlines()
+        assert all(len(line) > 80 for line in lines[:-1]), lines
+
+
 def test_usage_and_setup_errors(tmp_path, model):
     src = write_jpeg(tmp_path / "a.jpg", RGB, 50)
     blocker = tmp_path / "file"
