@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.cli import CommandFailed, UsageError, exit_missing_extra, run_cli
+from common.cli import CommandFailed, UsageError, exit_missing_extra, pip_install, run_cli
 
 try:
     import torch
@@ -281,7 +281,7 @@ def unavailable_reason(backend: str) -> str | None:
     if backend.startswith("tensorrt") and importlib.util.find_spec("tensorrt") is None:
         return "TensorRT (the tensorrt Python package) is not installed"
     if backend.startswith("openvino") and importlib.util.find_spec("openvino") is None:
-        return "OpenVINO is not installed (pip install 'wcdgan-toolkit[openvino]')"
+        return f"OpenVINO is not installed ({pip_install('openvino')})"
     return None
 
 

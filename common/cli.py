@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from common.log import cli_logging
@@ -81,8 +84,28 @@ def interrupt_on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(signum)
 
 
-# ONNX Runtime comes from exactly one of two extras (onnxruntime and onnxruntime-gpu are one module in two wheels).
-ONNXRUNTIME_INSTALL = "pip install 'wcdgan-toolkit[cpu]' (or '[gpu]' for onnxruntime-gpu; never both)"
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def pip_install(extras: str) -> str:
+    """The command that adds ``extras`` (e.g. ``"cpu"``, ``"cpu,video"``) to this toolkit. The package is on no index:
+    from a clone (this code's folder holds pyproject.toml) ``pip install -e ".[extras]"``, with the clone's path
+    instead of ``.`` when the working directory is elsewhere."""
+    if not (_ROOT / "pyproject.toml").is_file():  # installed from a wheel: the user knows where it came from
+        return f'pip install "WHEEL_OR_CLONE[{extras}]" (wcdgan-toolkit is on no package index)'
+    try:
+        here = "." if Path.cwd().resolve() == _ROOT else str(_ROOT)
+    except OSError:  # the working directory was removed
+        here = str(_ROOT)
+    target = f"{here}[{extras}]"
+    quoted = shlex.quote(target) if re.search(r'["$`!\\]', target) else f'"{target}"'  # as the README writes it
+    return f"pip install -e {quoted}"
+
+
+def onnxruntime_install() -> str:
+    """How to install ONNX Runtime: exactly one of two extras (onnxruntime and onnxruntime-gpu are one module in two
+    wheels)."""
+    return f"{pip_install('cpu')} (or [gpu] for onnxruntime-gpu on an NVIDIA GPU; never both)"
 
 
 def exit_missing_extra(error: ModuleNotFoundError, module_name: str, extra: str) -> None:
@@ -95,7 +118,7 @@ def exit_missing_extra(error: ModuleNotFoundError, module_name: str, extra: str)
         raise error
     missing = error.name or "a dependency"
     hint = "; install PyTorch for this machine first (pytorch.org: e.g. the CPU build)" if missing == "torch" else ""
-    print(f"error: this command needs {missing}: pip install 'wcdgan-toolkit[{extra}]'{hint}", file=sys.stderr)
+    print(f"error: this command needs {missing}: {pip_install(extra)}{hint}", file=sys.stderr)
     raise SystemExit(2)
 
 

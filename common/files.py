@@ -24,6 +24,9 @@ except ImportError:  # Windows
 NAME_MAX = 255  # bytes per file name on Linux, macOS and Windows file systems
 # Image files the project reads from folders (OpenCV decodes them all in its standard wheels).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# Common video file names: the image commands point these to runtime.video instead of failing to decode them.
+VIDEO_SUFFIXES = (".avi", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".mjpeg", ".mjpg", ".mpg", ".mpeg", ".ts", ".mts",
+                  ".m2ts", ".wmv", ".flv", ".3gp", ".ogv", ".nut")  # fmt: skip
 _TEMP_EXTRA = len(".") + len(".") + 8 + len(".tmp")  # what a temporary name adds around stem and suffix
 
 
@@ -143,16 +146,21 @@ def safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0 (NUL, tab, newline, escape...), DEL and C1
+
+
 def check_plain_name(name: object, what: str = "name") -> str:
     """``name`` if it can be used as one file-name component inside a folder the tool writes to: a non-empty string
-    without path separators or NUL, not ``.``/``..``, not starting with ``.`` (hidden, or a temporary's prefix),
-    at most :data:`NAME_MAX` bytes. ValueError naming ``what`` otherwise — so that no name from an option or a
-    sidecar can lead a write out of its folder."""
+    without path separators, NUL or other control characters (a newline in a name breaks every line-based listing
+    and config that holds it), not ``.``/``..``, not starting with ``.`` (hidden, or a temporary's prefix), at most
+    :data:`NAME_MAX` bytes. ValueError naming ``what`` otherwise — so that no name from an option or a sidecar can
+    lead a write out of its folder."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"{what} must be a non-empty string, got {name!r:.60}")
-    if "/" in name or "\\" in name or "\0" in name or name.startswith(".") or len(name.encode()) > NAME_MAX:
+    if "/" in name or "\\" in name or name.startswith(".") or len(name.encode()) > NAME_MAX or _CONTROL.search(name):
         raise ValueError(
-            f"{what} {name!r:.80} is not a plain file name (no path separators, no leading '.', ≤ {NAME_MAX} bytes)"
+            f"{what} {name!r:.80} is not a plain file name (no path separators or control characters, no leading "
+            f"'.', ≤ {NAME_MAX} bytes)"
         )
     return name
 

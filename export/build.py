@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.cli import ONNXRUNTIME_INSTALL, CommandFailed, UsageError, exit_missing_extra, run_cli
+from common.cli import CommandFailed, UsageError, exit_missing_extra, onnxruntime_install, run_cli
 from common.datasets import shared_eval_dir, shared_train_dirs
 
 try:
@@ -446,7 +446,7 @@ def run(opts: BuildOptions) -> int:
     try:
         import onnxruntime  # noqa: F401 (validation, the FP16 converter and the INT8 gate need it; say so first)
     except ImportError as e:
-        raise UsageError(f"onnxruntime is not installed ({e}): {ONNXRUNTIME_INSTALL}") from None
+        raise UsageError(f"onnxruntime is not installed ({e}): {onnxruntime_install()}") from None
     try:
         paths = build(opts)
     except (CheckpointError, NodePatternError, CalibrationError) as e:

@@ -180,6 +180,8 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RepositoryO
     for option, value, lo, hi in ranges:
         if value is not None and not lo <= value <= hi:
             p.error(f"{option} must be in {lo}..{hi}, got {value}")
+    if a.output.exists() and not a.output.is_dir():
+        p.error(f"-o {a.output}: exists and is not a folder")
     if a.name is not None:
         try:
             check_plain_name(a.name, "--name")

@@ -10,6 +10,7 @@ import glob
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.cli import UsageError
+from common.files import VIDEO_SUFFIXES
 from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
@@ -153,7 +155,11 @@ def collect_inputs(patterns: list[str], skip_suffix: str = "") -> tuple[list[Pat
             matches = [Path(m) for m in sorted(glob.glob(pattern)) if Path(m).is_file()]
             if not matches:
                 errors.append(f"{pattern}: no such file, folder or matching files")
-        found.update(dict.fromkeys(matches))
+        videos = [p for p in matches if p.suffix.lower() in VIDEO_SUFFIXES]
+        errors.extend(
+            f"{p}: a video: restore it with python -m runtime.video {shlex.quote(str(p))} OUTPUT" for p in videos
+        )
+        found.update(dict.fromkeys(p for p in matches if p not in videos))
     return list(found), errors
 
 
@@ -165,8 +171,9 @@ def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
         raise UsageError(f"-o {out}: {problem}")
     if out is None and (Path(args.suffix).name != args.suffix or "\0" in args.suffix):
         raise UsageError(f"--suffix {args.suffix!r}: must be a plain file-name part (no folder separators)")
+    tag = strength_tag(args.strength)
     if getattr(args, "output_is_folder", False):  # -o new.png/: a folder, whatever its name looks like
-        return [out / (p.stem + ext) for p in inputs]
+        return [out / (p.stem + tag + ext) for p in inputs]
     named_file = out is not None and not out.is_dir() and out.suffix.lower() in (*IMAGE_SUFFIXES, ".gif")
     if named_file and out.suffix.lower() not in LOSSLESS_SUFFIXES:
         raise UsageError(f"-o {out}: {out.suffix} is lossy; outputs are lossless: {', '.join(LOSSLESS_SUFFIXES)}")
@@ -176,9 +183,15 @@ def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
         return [out]
     if out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder (several inputs need an output folder)")
-    if out is None:
-        return [p.with_name(p.stem + args.suffix + ext) for p in inputs]
-    return [out / (p.stem + ext) for p in inputs]
+    if out is None:  # the tag before the suffix: a folder run still knows these as earlier outputs
+        return [p.with_name(p.stem + tag + args.suffix + ext) for p in inputs]
+    return [out / (p.stem + tag + ext) for p in inputs]
+
+
+def strength_tag(strength: float) -> str:
+    """What the names :func:`output_paths` derives carry for ``--strength`` below 1 (``_strength0.6``; "" at full
+    strength), so that runs at different strengths into one folder each keep their own files."""
+    return "" if strength >= 1 else f"_strength{strength:g}"
 
 
 @dataclass(frozen=True)
@@ -263,7 +276,7 @@ def restore_one(
         return None
     seconds = time.perf_counter() - start
     if not quiet:
-        print_result(result_line(plan.src, result, seconds))
+        print_result(result_line(plan.src, result, seconds, restorer.settings.strength))
     facts = RunFacts(result.model, result.precision, result.backend, seconds, restorer.settings.strength)
     return result if compare is None or compare_one(compare, plan.src, plan.dst, facts) else None
 
@@ -312,11 +325,28 @@ def print_report(compare: CompareRun | None, quiet: bool) -> None:
         print_result(f"compare report: {compare.folder / REPORT_NAME}")
 
 
-def result_line(src: Path, result: FileResult, seconds: float) -> str:
-    """``SRC (JPEG q10) → DST  [default int8, 4 tiles, 1.2 s]``: what was restored, into what, by which model."""
+def result_line(src: Path, result: FileResult, seconds: float, strength: float = 1.0) -> str:
+    """``SRC (JPEG q10) → DST  [default int8, 4 tiles, 1.2 s]``: what was restored, into what, by which model (and
+    ``, strength 0.6`` below full strength)."""
     quality = f"JPEG {result.jpeg_quality}" if result.jpeg_quality else "not a JPEG"
-    ran = f"{result.model} {result.precision}, {result.tiles} tiles, {seconds:.1f} s"
+    tiles = f"{result.tiles} tile{'' if result.tiles == 1 else 's'}"
+    ran = f"{result.model} {result.precision}, {tiles}, {seconds:.1f} s"
+    if strength < 1:
+        ran += f", strength {strength:g}"
     return f"{src} ({quality}) → {result.output}  [{ran}]"
+
+
+def not_jpeg_note(sources: list[Path]) -> str:
+    """The note for restored inputs that are not JPEG files ("" when none): the model removes JPEG artifacts, so an
+    image never JPEG-compressed has none to remove and only loses detail; one JPEG-compressed earlier and saved
+    losslessly (a screenshot of a JPEG, a JPEG converted to PNG) still gains. Restored anyway: the file cannot tell."""
+    if not sources:
+        return ""
+    which = f"{sources[0]} is" if len(sources) == 1 else f"{len(sources)} inputs ({sources[0]}, ...) are"
+    return (
+        f"note: {which} not JPEG: no JPEG artifacts to remove unless JPEG-compressed before (a JPEG saved as PNG); "
+        "on a clean image the restoration only smooths detail (--strength below 1: a lighter touch)"
+    )
 
 
 def print_result(line: str) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import sys
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -24,6 +25,7 @@ from runtime.cli import (
     collect_inputs,
     compare_folder,
     log_backend,
+    not_jpeg_note,
     open_compare,
     open_restorer,
     output_paths,
@@ -37,19 +39,20 @@ from runtime.cli import (
 log = logging.getLogger(__spec__.name)
 
 DESCRIPTION = """\
-Remove JPEG compression artifacts with WCDGAN. Inputs are files, folders (their images, not recursive) or
-glob patterns; any format OpenCV reads (JPEG, PNG, WebP, BMP, TIFF; a GIF named explicitly: its first frame).
-EXIF orientation is applied, alpha is kept, 16-bit images stay 16-bit. Outputs are lossless PNG named
-<name><suffix>.png next to each input, or in -o DIR (named <name>.png), or -o FILE (.png, .tiff, .webp, .bmp)
-for a single input. Inputs are never overwritten; existing outputs are skipped unless --overwrite; a killed run
-leaves no partial file. Which backend runs is printed; -v also says why the others were skipped. The
-estimated JPEG quality of each input is printed and, with a folder of per-quality models (--model DIR),
-picks the model trained on the nearest quality.
+Remove JPEG compression artifacts with WCDGAN. Inputs are files, folders (their images, not recursive) or glob
+patterns; any format OpenCV reads (JPEG, PNG, WebP, BMP, TIFF; a GIF named explicitly: its first frame). EXIF
+orientation is applied, alpha is kept, 16-bit images stay 16-bit. Outputs are lossless PNG named <name><suffix>.png
+next to each input, or in -o DIR (named <name>.png), or -o FILE (.png, .tiff, .webp, .bmp) for a single input;
+below full --strength the names carry it (<name>_strength0.6.png in -o DIR), so runs at different strengths keep
+their own files. Inputs are never overwritten; existing outputs are skipped unless --overwrite; a killed run leaves
+no partial file. Which backend runs is printed; -v also says why the others were skipped. The estimated JPEG
+quality of each input is printed and, with a folder of per-quality models (--model DIR), picks the model trained on
+the nearest quality.
 
 Console: results on stdout (one line per restored file: input, JPEG quality, output, model, precision, tiles,
-seconds; with several inputs a summary line; with --compare the report's path), logs, progress bars, warnings and
-errors on stderr. -v also says why
-each backend, precision and model was chosen; -q prints errors only.
+seconds, strength below 1; with several inputs a summary line; with --compare the report's path), logs, progress
+bars, warnings and errors on stderr. -v also says why each backend, precision and model was chosen; -q prints
+errors only.
 """
 
 
@@ -78,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, device_id=args.device_id, progress=not args.quiet)
     inputs, errors = collect_inputs(args.inputs, args.suffix)
+    if not inputs and len(errors) == 1:  # one input, and the reason it cannot run: one line
+        raise UsageError(errors[0])
     for message in errors:
         log.error("error: %s", message)
     if not inputs:
@@ -86,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     plans = plan_files(inputs, outputs, args.overwrite)
     folder = compare_folder(args, outputs)
     summary = Summary(failed=len(errors))
+    not_jpeg: list[Path] = []
     with (
         open_restorer(args.model, settings) as restorer,
         open_compare(folder, args) or contextlib.nullcontext() as compare,
@@ -101,8 +107,12 @@ def run(args: argparse.Namespace) -> int:
             elif result := restore_one(restorer, plan, args.quality, args.quiet, compare):
                 summary.restored += 1
                 summary.megapixels += math.prod(result.size) / 1e6
+                if result.jpeg_quality is None:
+                    not_jpeg.append(plan.src)
             else:
                 summary.failed += 1
+    if note := not_jpeg_note(not_jpeg):
+        log.info("%s", note)
     if len(plans) + len(errors) > 1 and not args.quiet:
         print_result(summary.line())
     print_report(compare, args.quiet)

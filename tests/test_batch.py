@@ -28,7 +28,7 @@ from runtime.strength import blend
 from tests.conftest import REPO_ROOT, assert_imports_without_torch
 from tests.runtime_fixtures import local_net, write_jpeg
 
-pytest.importorskip("ray.data", reason="runtime.batch needs Ray Data: pip install 'wcdgan-toolkit[ray]'")
+pytest.importorskip("ray.data", reason="runtime.batch needs Ray Data: pip install -e '.[ray]'")
 
 from runtime.batch import LOCK_NAME, MANIFEST_NAME, SETUP_FAILED, RestoreActor, UsageError, list_inputs, pool_size
 from runtime.batch import main as batch_main
@@ -184,7 +184,7 @@ def test_missing_ray_and_torch_free_imports():
     )
     r = subprocess.run([sys.executable, "-c", missing], cwd=REPO_ROOT, env=ENV, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "pip install 'wcdgan-toolkit[ray]'" in r.stderr
+    assert 'pip install -e ".[ray]"' in r.stderr  # from the clone's root: the package is on no index
     assert_imports_without_torch("import runtime.batch", env=ENV)
 
 

@@ -133,15 +133,27 @@ def _missing_need(block: Block) -> str | None:
     return None
 
 
-def _checkout_copy(root: Path) -> Path:
-    """A git repository at ``root/repo`` holding this checkout's files (committed or not, minus ignored ones), with
-    ``root/shared`` pointing at the team's shared folder, so that ``../shared`` in a command resolves."""
+# A virtual environment's marker file (venv, virtualenv; conda): such a folder is never part of the checkout.
+ENV_MARKERS = ("pyvenv.cfg", "conda-meta/history")
+
+
+def checkout_files(source: Path) -> list[str]:
+    """The files of the checkout at ``source`` that a documented command may need: tracked ones and untracked ones
+    git does not ignore (work not yet added), minus any virtual environment inside the clone whatever its name
+    (one such folder holds gigabytes, copied for every block otherwise)."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, capture_output=True, check=True,
+        cwd=source, capture_output=True, check=True,
     ).stdout.decode().split("\0")  # fmt: skip
+    env_roots = tuple(rel[: -len(marker)] for rel in listed for marker in ENV_MARKERS if rel.endswith("/" + marker))
+    return sorted({rel for rel in listed if rel and not rel.startswith(env_roots)})
+
+
+def _checkout_copy(root: Path) -> Path:
+    """A git repository at ``root/repo`` holding this checkout's :func:`checkout_files`, with ``root/shared``
+    pointing at the team's shared folder, so that ``../shared`` in a command resolves."""
     repo = root / "repo"
-    for rel in filter(None, listed):
+    for rel in checkout_files(REPO_ROOT):
         source = REPO_ROOT / rel
         if source.is_file():  # deleted but not yet staged: skip
             (repo / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -152,6 +164,33 @@ def _checkout_copy(root: Path) -> Path:
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "copy"]):
         subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
     return repo
+
+
+def test_the_copy_leaves_virtual_environments_out(tmp_path):
+    """A clone with ``python -m venv .venv`` (or any other name) inside: the docs test copies the checkout's files
+    only, so it stays fast and small however big the environment is."""
+    clone = tmp_path / "clone"
+    files = {
+        ".gitignore": (REPO_ROOT / ".gitignore").read_text(),  # the project's: ignores .venv/ and venv/
+        "tracked.py": "",
+        "not_yet_added.py": "",
+        ".venv/pyvenv.cfg": "home = /usr/bin",
+        ".venv/lib/big.bin": "x" * 1000,
+        "venv/lib/site.py": "",  # no marker: ignored by name
+        "myenv/pyvenv.cfg": "home = /usr/bin",
+        "myenv/lib/site.py": "",
+        "tools/conda_env/conda-meta/history": "",
+        "tools/conda_env/lib/site.py": "",
+    }
+    for rel, text in files.items():
+        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+        (clone / rel).write_text(text)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for args in (["init", "-q"], ["add", ".gitignore", "tracked.py"], ["commit", "-q", "-m", "init"]):
+        subprocess.run([*git, *args], cwd=clone, check=True, capture_output=True)
+    assert checkout_files(clone) == [".gitignore", "not_yet_added.py", "tracked.py"]
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True).stdout
+    assert ".venv" not in status and "venv/" not in status.replace("myenv/", "")  # git itself ignores them too
 
 
 def _add_placeholder_inputs(repo: Path) -> None:

@@ -166,6 +166,21 @@ def test_export_triton_refuses_names_that_leave_the_repository(model, tmp_path, 
     assert [p for p in (tmp_path / "sandbox").rglob("*") if p.is_file()] == []
 
 
+@pytest.mark.parametrize("name", ["two\nlines", "tab\there", "bell\x07", "esc\x1b[31m", "del\x7f", "c1\x85"])
+def test_export_triton_refuses_control_characters_in_the_name(model, tmp_path, capsys, name):
+    code, err = _export_triton(capsys, "--model", model, "-o", tmp_path / "repo", "--cpu", "--name", name)
+    assert code == 2 and "control characters" in err and "Traceback" not in err, err
+    assert not (tmp_path / "repo").exists()
+
+
+def test_export_triton_output_that_is_a_file_is_a_usage_error(model, tmp_path, capsys):
+    file = tmp_path / "notes.txt"
+    file.write_text("a user's file")
+    code, err = _export_triton(capsys, "--model", model, "-o", file, "--cpu")
+    assert code == 2 and "exists and is not a folder" in err and "Traceback" not in err, err
+    assert file.read_text() == "a user's file" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 @pytest.mark.parametrize("name", ["/tmp/wcdgan_escaped_sidecar", "../escaped"])
 def test_export_triton_refuses_sidecar_names_that_leave_the_repository(model, tmp_path, capsys, name):
     hostile = _model_copy(model, tmp_path / "m", name=name)
@@ -303,7 +318,7 @@ def served(tmp_path_factory) -> Path:
 
 
 def _infer_through(mode: str, served: Path, jpeg: Path, out: Path) -> tuple[subprocess.CompletedProcess, str]:
-    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install 'wcdgan-toolkit[triton]')")
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install -e '.[triton]')")
     from tests.fake_triton import FakeTriton
 
     with FakeTriton(mode) as server:
@@ -344,7 +359,7 @@ def _spec(served: Path):
 
 
 def test_triton_server_that_never_answers_times_out(served, monkeypatch):
-    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install 'wcdgan-toolkit[triton]')")
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install -e '.[triton]')")
     import time
 
     import numpy as np
@@ -410,7 +425,7 @@ def test_triton_client_closes_every_client_it_made(served, monkeypatch):
 
 
 def test_triton_client_refuses_a_float64_sidecar(served):
-    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install 'wcdgan-toolkit[triton]')")
+    pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install -e '.[triton]')")
     import dataclasses
 
     from runtime.backends.base import BackendUnavailable

@@ -342,4 +342,14 @@ def test_missing_extra_is_one_line_not_a_traceback(module, extra, missing):
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert f"pip install 'wcdgan-toolkit[{extra}]'" in r.stderr
+    assert f'pip install -e ".[{extra}]"' in r.stderr  # from the clone's root: the package is on no index
+
+
+def test_install_hints_work_from_a_clone(tmp_path, monkeypatch):
+    """No package index serves wcdgan-toolkit: the hint is an editable install of this clone, from anywhere."""
+    from common.cli import pip_install
+
+    monkeypatch.chdir(REPO)
+    assert pip_install("cpu,video") == 'pip install -e ".[cpu,video]"'
+    monkeypatch.chdir(tmp_path)
+    assert pip_install("trt") == f'pip install -e "{REPO}[trt]"'

@@ -20,8 +20,8 @@ from tests.runtime_fixtures import local_net, write_jpeg
 RGB = data.astronaut()[:48, :72]
 
 
-def cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+def cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "runtime.infer", *map(str, args)], capture_output=True, text=True,
                           env=env, cwd=cwd or REPO_ROOT, timeout=120)  # fmt: skip
 
@@ -115,6 +115,67 @@ def test_exif_alpha_gray_sixteen_bit_through_the_cli(tmp_path, model):
     np.testing.assert_array_equal(alpha_out[..., 3], rgba[..., 3])  # alpha untouched
     assert cv2.imread(str(o / "gray.png"), cv2.IMREAD_UNCHANGED).shape == (40, 40)
     assert cv2.imread(str(o / "deep.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def test_a_run_writes_nothing_in_the_home_folder(tmp_path, model):
+    """ONNX Runtime's telemetry writes ~/.cache/Microsoft/DeveloperTools/ on import unless turned off: a run
+    writes only its output (HOME and its cache point into an empty folder here, as on a fresh account)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    quiet_env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    proc = cli(src, "-o", tmp_path / "out.png", "--model", model, env={**quiet_env, "HOME": str(home)})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.png").is_file()
+    assert [p.relative_to(home).as_posix() for p in home.rglob("*")] == []
+
+
+def test_a_clean_png_is_restored_with_a_note_and_a_video_points_to_runtime_video(tmp_path, model):
+    """A PNG has no JPEG artifacts unless it was a JPEG before: restored (the file cannot tell), with a note on
+    stderr; a JPEG run has none. A video given to the image command: one line naming runtime.video, exit 2."""
+    png = tmp_path / "clean.png"
+    cv2.imwrite(str(png), RGB)
+    jpeg = write_jpeg(tmp_path / "photo.jpg", RGB, 20)
+    proc = cli(png, "-o", tmp_path / "out", "--model", model)
+    assert proc.returncode == 0 and (tmp_path / "out" / "clean.png").is_file(), proc.stderr
+    assert "(not a JPEG)" in proc.stdout
+    assert f"note: {png} is not JPEG: no JPEG artifacts to remove unless JPEG-compressed before" in proc.stderr
+    proc = cli(jpeg, "-o", tmp_path / "out", "--model", model)
+    assert proc.returncode == 0 and "not JPEG" not in proc.stderr, proc.stderr
+    clip = tmp_path / "my clip.mp4"
+    clip.write_bytes(b"\0\0\0\x18ftypmp42")
+    proc = cli(clip, "-o", tmp_path / "video_out", "--model", model)
+    expected = f"error: {clip}: a video: restore it with python -m runtime.video '{clip}' OUTPUT\n"
+    assert proc.returncode == 2 and proc.stderr == expected, proc.stderr
+    assert not (tmp_path / "video_out").exists()
+
+
+def test_strength_names_its_outputs_and_shows_on_the_result_line(tmp_path, model):
+    """A lighter --strength into the folder of a full run writes its own file (not skipped as "exists"), names it and
+    says it on the result line; one tile is "1 tile"."""
+    (tmp_path / "in").mkdir()
+    src = write_jpeg(tmp_path / "in" / "a.jpg", RGB, 20)
+    out = tmp_path / "out"
+    proc = cli(src, "-o", out, "--model", model)  # 48×72: one tile
+    assert proc.returncode == 0 and re.search(r"\[local fp32, 1 tile, [\d.]+ s\]\n", proc.stdout), proc.stdout
+    full = (out / "a.png").read_bytes()
+    proc = cli(src, "-o", out, "--model", model, "--strength", "0.5")
+    assert proc.returncode == 0 and "exists" not in proc.stderr, proc.stderr
+    assert re.search(rf"→ {re.escape(str(out / 'a_strength0.5.png'))}  \[.*, strength 0.5\]\n", proc.stdout)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_strength0.5.png"]
+    assert (out / "a.png").read_bytes() == full and (out / "a_strength0.5.png").read_bytes() != full
+    proc = cli(src, "--model", model, "--strength", "0.5")  # next to the input: still an earlier output by its suffix
+    assert proc.returncode == 0 and (tmp_path / "in" / "a_strength0.5_wcdgan.png").is_file()
+    proc = cli(tmp_path / "in", "--model", model, "--strength", "0.5")
+    assert proc.returncode == 0 and "a_strength0.5_wcdgan.png (" not in proc.stdout, proc.stdout
+
+
+def test_help_paragraphs_are_not_broken_mid_sentence():
+    from runtime.infer import DESCRIPTION
+
+    for paragraph in DESCRIPTION.strip().split("\n\n"):
+        lines = paragraph.splitlines()
+        assert all(len(line) > 80 for line in lines[:-1]), lines
 
 
 def test_usage_and_setup_errors(tmp_path, model):

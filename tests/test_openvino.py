@@ -16,7 +16,7 @@ from runtime.backends.openvino import OpenVinoBackend, import_openvino
 from runtime.engine_cache import ENV_VAR
 from runtime.spec import ModelSpec
 
-ov = pytest.importorskip("openvino", reason="openvino is not installed: pip install 'wcdgan-toolkit[openvino]'")
+ov = pytest.importorskip("openvino", reason="openvino is not installed: pip install -e '.[openvino]'")
 
 REPO = Path(__file__).resolve().parents[1]
 ONNX = REPO / "runtime" / "weights" / "default.onnx"
@@ -129,5 +129,5 @@ def test_a_closed_backend_refuses_to_run(image):
 
 def test_without_openvino_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)  # makes `import openvino` raise ImportError
-    with pytest.raises(BackendNotInstalled, match=r"wcdgan-toolkit\[openvino\]"):
+    with pytest.raises(BackendNotInstalled, match=r'pip install -e "[^"]*\[openvino\]"'):
         import_openvino()

@@ -16,7 +16,7 @@ from runtime.spec import ModelSpec, sidecar_path
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
 TRT_SKIP = (
     "tensorrt not importable (not installable on the team's machines, see ../shared/docs/PLATFORM.md; elsewhere: "
-    "pip install 'wcdgan-toolkit[trt]')"
+    "pip install -e '.[trt]')"
 )
 
 
@@ -36,8 +36,9 @@ needs_trt_gpu = pytest.mark.skipif(_SKIP_REASON is not None, reason=_SKIP_REASON
 @pytest.mark.skipif(HAS_TRT, reason="tensorrt is importable: the missing-library path cannot be exercised")
 def test_missing_tensorrt_is_reported_as_unavailable(tmp_path: Path) -> None:
     spec = ModelSpec(name="m", channels=3, color="rgb", precision="fp16")
-    with pytest.raises(BackendUnavailable, match="tensorrt is not importable"):
+    with pytest.raises(BackendUnavailable, match="tensorrt is not importable") as raised:
         TensorRTBackend(tmp_path / "m.onnx", spec, (64, 64), 2, cache_dir=tmp_path)
+    assert "needs an NVIDIA GPU" in str(raised.value) and '[trt]"' in str(raised.value)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install 'wcdgan-toolkit[triton]')")
+pytest.importorskip("tritonclient", reason="tritonclient is not installed (pip install -e '.[triton]')")
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 

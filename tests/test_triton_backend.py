@@ -148,7 +148,7 @@ def test_request_failures_name_the_server(monkeypatch) -> None:
 
 def test_missing_client_library_and_addresses(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "tritonclient.http", None)  # import fails
-    with pytest.raises(BackendNotInstalled, match=r"wcdgan-toolkit\[triton\]"):
+    with pytest.raises(BackendNotInstalled, match=r'pip install -e "[^"]*\[triton\]"'):
         TritonBackend("localhost:8000", SPEC, WINDOW, max_batch=2)
     assert parse_server("localhost:8000") == ("http", "localhost:8000")
     assert parse_server("grpc://h:8001") == ("grpc", "h:8001") and parse_server("http://h:1") == ("http", "h:1")

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from common.cli import ONNXRUNTIME_INSTALL
+from common.cli import onnxruntime_install, pip_install
 from runtime.backends.base import (
     BackendNotInstalled,
     BackendUnavailable,
@@ -39,7 +39,7 @@ _CUDA_EP, _CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
 
 def import_onnxruntime():
     """The ``onnxruntime`` module, or :class:`BackendNotInstalled` naming the extra to install."""
-    return import_library("onnxruntime", ONNXRUNTIME_INSTALL)
+    return import_library("onnxruntime", onnxruntime_install())
 
 
 class OrtBackend(Closing):
@@ -118,7 +118,7 @@ class OrtBackend(Closing):
         if _CUDA_EP not in ort.get_available_providers():
             raise BackendNotInstalled(
                 "onnxruntime has no CUDA execution provider here (the CPU wheel is installed): "
-                "pip uninstall onnxruntime && pip install 'wcdgan-toolkit[gpu]'"
+                f"pip uninstall onnxruntime && {pip_install('gpu')}"
             )
         cuda = (_CUDA_EP, {"device_id": self.device_id, "cudnn_conv_algo_search": "HEURISTIC"})
         try:

@@ -23,16 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
+from common.cli import pip_install
 from runtime.backends.base import BackendUnavailable, Closing, import_library, io_mismatch
 from runtime.engine_cache import OPENVINO_SUBDIR, cache_root
 from runtime.spec import ModelSpec
 
-INSTALL_HINT = "pip install 'wcdgan-toolkit[openvino]'"
-
 
 def import_openvino():
     """The ``openvino`` module, or :class:`BackendNotInstalled` naming the extra to install."""
-    return import_library("openvino", INSTALL_HINT)
+    return import_library("openvino", pip_install("openvino"))
 
 
 def openvino_cache_dir(cache_dir: str | os.PathLike | None = None) -> Path:

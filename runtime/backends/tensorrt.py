@@ -27,6 +27,7 @@ from typing import Any
 import filelock
 import numpy as np
 
+from common.cli import pip_install
 from common.files import atomic_write_bytes, safe_name, sha256_file
 from runtime.backends.base import BackendNotInstalled, BackendUnavailable, Closing, is_out_of_memory
 from runtime.engine_cache import EngineCache, EngineKey, cache_root
@@ -50,16 +51,21 @@ class BuilderOptions:
 BUILDER = BuilderOptions()
 
 
+def install_hint() -> str:
+    """How to get this backend: the ``[trt]`` extra (TensorRT 10+ and cuda-python), on a machine with an NVIDIA GPU."""
+    return f"TensorRT needs an NVIDIA GPU and its driver (CUDA 12 or 13); on such a machine: {pip_install('trt')}"
+
+
 def _import_trt() -> tuple[Any, Any]:
     """``(tensorrt, cuda.bindings.runtime)`` or :class:`BackendUnavailable` with the reason."""
     try:
         import tensorrt as trt
     except ImportError as e:
-        raise BackendNotInstalled(f"tensorrt is not importable ({e}); install TensorRT 10+ for your CUDA") from None
+        raise BackendNotInstalled(f"tensorrt is not importable ({e}); {install_hint()}") from None
     try:
         from cuda.bindings import runtime as cudart
     except ImportError as e:
-        raise BackendNotInstalled(f"cuda-python is not importable ({e}); pip install 'wcdgan-toolkit[trt]'") from None
+        raise BackendNotInstalled(f"cuda-python is not importable ({e}); {install_hint()}") from None
     return trt, cudart
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from common.cli import pip_install
 from runtime.backends.base import BackendNotInstalled, BackendUnavailable, Closing
 from runtime.spec import ModelSpec
 
@@ -84,9 +85,7 @@ class TritonBackend(Closing):
             else:
                 import tritonclient.http as client
         except ImportError as e:
-            raise BackendNotInstalled(
-                f"tritonclient is not installed ({e}): pip install 'wcdgan-toolkit[triton]'"
-            ) from None
+            raise BackendNotInstalled(f"tritonclient is not installed ({e}): {pip_install('triton')}") from None
         self._client_module = client
         self._local = threading.local()  # the HTTP client (gevent) only works in the thread that made it
         self._closed = False
