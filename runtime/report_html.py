@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from runtime.compare import CompareSettings, Metrics, RunFacts, Scores
     from runtime.jpeg_quality import JpegQuality
 
+# How an image whose output existed (its input skipped) is described: the report cannot say how it was made.
+EXISTING_NOTE = "the output of an earlier run (kept; its model, precision and time are not known)"
 # Nothing but inline style/script and data: images; no fetch, font, frame or navigation target.
 CONTENT_SECURITY_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 _PNG_COMPRESSION = 6  # zlib level of the embedded PNGs: about a third smaller than OpenCV's default 1
@@ -136,6 +138,9 @@ class HtmlReport:
             f"left of the split, the input right of it; lossless PNG, long side at most {s.slider_side} px. Crops: "
             f"the {s.crop_size}-pixel regions the restoration changed most, ×{s.zoom} nearest neighbour."
         )
+        existing = sum(row.facts.existing for row in self.rows)
+        if existing:
+            note += f" {existing} of the images: {EXISTING_NOTE}, as it was."
         if measured:
             note += " Metrics against the original: PSNR, SSIM (Gaussian 11×11) and PSNR-B, input JPEG → restored."
         return (
@@ -159,7 +164,7 @@ class HtmlReport:
             f = row.facts
             cells = [
                 f'<a href="#{row.anchor}">{e(row.name)}</a>', e(_quality_text(row.quality)), e(f.model),
-                e(f.precision), e(f.backend), f"{f.seconds:.2f}",
+                e(f.precision), e(f.backend), _seconds_text(f),
             ]  # fmt: skip
             metric_cells = "".join(f'<td class="n">{c}</td>' for c in _metric_cells(row.metrics)) if measured else ""
             lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + metric_cells + "</tr>")
@@ -177,8 +182,10 @@ def _entry(row: _Row, before: np.ndarray, after: np.ndarray, crops: np.ndarray |
     """One image's section: heading, facts, metrics, slider and crops."""
     e = html.escape
     f = row.facts
-    facts = [_quality_text(row.quality), f"model {f.model}", f.precision, f.backend, f"{f.seconds:.2f} s"]
-    if f.strength != 1:
+    facts = [_quality_text(row.quality), f"model {f.model}", f.precision, f.backend, f"{_seconds_text(f)} s"]
+    if f.existing:
+        facts[1:] = [EXISTING_NOTE]
+    elif f.strength != 1:
         facts.append(f"strength {f.strength:g}")
     h, w = before.shape[:2]
     figure = f"{row.anchor}-figure"
@@ -206,6 +213,10 @@ def _entry(row: _Row, before: np.ndarray, after: np.ndarray, crops: np.ndarray |
         parts.append(f'<img class="crops" src="{_png_uri(crops)}" width="{cw}" height="{ch}" alt="zoomed crops">')
     parts.append("</section>\n")
     return "\n".join(parts)
+
+
+def _seconds_text(facts: RunFacts) -> str:
+    return "–" if facts.seconds is None else f"{facts.seconds:.2f}"
 
 
 def _quality_text(quality: JpegQuality | None) -> str:
