@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
+import hashlib
 import html
 import json
 import os
@@ -236,6 +238,19 @@ def test_report_escapes_hostile_names_and_names_nothing_outside(tmp_path):
     assert not re.search(r"https?:|//[a-z]", re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]*", "", text))
 
 
+def test_report_policy_allows_only_its_own_script(tmp_path):
+    src, restored, _ = _files(tmp_path)
+    with CompareRun(tmp_path / "cmp") as run:
+        run.add(src, restored, FACTS)
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', text).group(1)
+    scripts = re.findall(r"<script>(.*?)</script>", text, re.S)
+    assert len(scripts) == 1 and "on" not in re.findall(r"<[^>]* (on)[a-z]+=", text)  # no inline event handlers
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in policy and policy.count("unsafe-inline") == 1  # styles only
+    assert "style-src 'unsafe-inline'" in policy
+
+
 def test_outputs_are_atomic_and_an_interrupted_run_writes_no_report(tmp_path, monkeypatch):
     src, restored, _ = _files(tmp_path)
     folder = tmp_path / "cmp"
@@ -341,6 +356,11 @@ addEventListener("load", () => {{
 </script>"""
 
 
+# What an injection would add to a report: an inline script and an event handler; the policy's hash stops both.
+INJECTED = """<script>document.body.dataset.injected = 1;</script>
+<img src="data:," onerror="document.body.dataset.handler = 1" alt="">"""
+
+
 def _browse(page: Path, profile: Path, *extra: str, timeout: float = 90) -> tuple[str, list[dict]]:
     """Open ``page`` in headless chromium with ``extra`` flags → (the DOM after scripts ran, the URL requests the
     page itself started, from the browser's own net log). The whole process group is killed on every exit path."""
@@ -397,16 +417,22 @@ def test_report_renders_in_a_headless_browser_without_requests(chromium, tmp_pat
         run.add(photo_src, photo_restored, FACTS)
     report = tmp_path / "cmp" / REPORT_NAME
     probed = tmp_path / "probed.html"
-    probed.write_text(report.read_text(encoding="utf-8").replace("</body>", PROBE + "\n</body>"), encoding="utf-8")
+    text = report.read_text(encoding="utf-8").replace("</body>", PROBE + "\n" + INJECTED + "\n</body>")
+    probe_hash = base64.b64encode(hashlib.sha256(PROBE.removeprefix("<script>").removesuffix("</script>").encode())
+                                  .digest()).decode()  # fmt: skip
+    allowed = f"script-src '{report_html.SCRIPT_HASH}'"
+    assert text.count(allowed) == 1  # the report's own script only; the probe's is allowed for this test alone
+    probed.write_text(text.replace(allowed, f"{allowed} 'sha256-{probe_hash}'"), encoding="utf-8")
     shot = tmp_path / "shot.png"
     dom, requests = _browse(probed, tmp_path / "profile", f"--screenshot={shot}", "--window-size=800,1400")
     assert requests == []
+    assert "data-injected" not in dom and "data-handler" not in dom  # scripts the policy does not name never ran
     # scripts ran: the report's own set the split it was moved to; every image decoded at its width
     assert dom.count(f'data-split="{SPLIT}"') == 2
     assert dom.count(f"clip-path: inset(0px {100 - SPLIT}% 0px 0px)") == 2
     widths = re.search(r'data-widths="([0-9,]*)"', dom).group(1).split(",")
     crops = [str(len(c) * 120 + (len(c) + 1) * GAP) for c in ((1, 2), (1, 2, 3))]  # 2 and 3 columns of ≥ 120 px
-    assert widths == ["300", "300", crops[0], "128", "128", crops[1]]
+    assert widths[:6] == ["300", "300", crops[0], "128", "128", crops[1]]  # the 7th: the injected image
     assert f"<h2>{html.escape(str(src), quote=False)}</h2>" in dom  # the name is text: document.images has only 6
     # the screenshot shows the first slider split at SPLIT %: restoration (yellow) left, input (blue) right
     image = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB)
