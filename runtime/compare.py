@@ -100,10 +100,12 @@ class Scores:
 
 @dataclass(frozen=True)
 class Metrics:
-    """The input JPEG's and the restoration's :class:`Scores` against the same original."""
+    """The input JPEG's and the restoration's :class:`Scores` against the same original, measured on ``channels``:
+    "RGB" (all three), "Y" (a gray input against the original's BT.601 Y) or "gray"."""
 
     jpeg: Scores
     restored: Scores
+    channels: str = "RGB"
 
 
 @dataclass(frozen=True)
@@ -139,13 +141,14 @@ def measure(jpeg: np.ndarray, restored: np.ndarray, reference: np.ndarray) -> Me
     Y; an RGB input against a gray reference raises ValueError, as do other shape mismatches.
     """
     jpeg8, restored8, reference8 = to_8bit(jpeg), to_8bit(restored), to_8bit(reference)
-    if jpeg8.ndim == 2 and reference8.ndim == 3:
+    channels = "RGB" if jpeg8.ndim == 3 else "Y" if reference8.ndim == 3 else "gray"
+    if channels == "Y":
         reference8 = rgb_to_y(reference8)
     if jpeg8.shape != restored8.shape:
         raise ValueError(f"restored image {restored8.shape} differs from the input {jpeg8.shape}")
     if jpeg8.shape != reference8.shape:
         raise ValueError(f"reference of shape {reference8.shape} does not match the input's {jpeg8.shape}")
-    return Metrics(_scores(jpeg8, reference8), _scores(restored8, reference8))
+    return Metrics(_scores(jpeg8, reference8), _scores(restored8, reference8), channels)
 
 
 def _scores(image: np.ndarray, reference: np.ndarray) -> Scores:

@@ -38,7 +38,7 @@ _PNG_COMPRESSION = 6  # zlib level of the embedded PNGs: about a third smaller t
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 24px; color: #1b1b1b; background: #fafafa; }
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 0 0 4px; word-break: break-all; }
-.note, .facts, .metrics { color: #555; margin: 2px 0; }
+.note, .facts, .metrics { color: #555; margin: 2px 0; } .worse { color: #b00020; font-weight: 600; }
 .table { overflow-x: auto; margin: 12px 0 24px; } table { border-collapse: collapse; }
 td, th { padding: 3px 10px; border-bottom: 1px solid #ddd; white-space: nowrap; }
 td:first-child { white-space: normal; word-break: break-all; min-width: 14em; }
@@ -147,7 +147,11 @@ class HtmlReport:
         if existing:
             note += f" {existing} of the images: {EXISTING_NOTE}, as it was."
         if measured:
-            note += " Metrics against the original: PSNR, SSIM (Gaussian 11×11) and PSNR-B, input JPEG → restored."
+            note += (
+                " Metrics against the original: PSNR, SSIM (Gaussian 11×11) and PSNR-B on the channels named (RGB: "
+                "all three; Y: a gray input against the original's BT.601 Y), input JPEG → restored; "
+                f"{WORSE}: the restoration scores below the input."
+            )
         return (
             '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">\n'
@@ -158,7 +162,7 @@ class HtmlReport:
 
     def _summary(self, measured: list[_Row]) -> str:
         e = html.escape
-        metric_heads = "<th>PSNR (dB)</th><th>SSIM</th><th>PSNR-B (dB)</th>" if measured else ""
+        metric_heads = "<th>on</th><th>PSNR (dB)</th><th>SSIM</th><th>PSNR-B (dB)</th>" if measured else ""
         lines = [
             '<div class="table"><table class="summary">',
             f"<thead><tr><th>image</th><th>JPEG</th><th>model</th><th>precision</th><th>backend</th>"
@@ -171,14 +175,15 @@ class HtmlReport:
                 f'<a href="#{row.anchor}">{e(row.name)}</a>', e(_quality_text(row.quality)), e(f.model),
                 e(f.precision), e(f.backend), _seconds_text(f),
             ]  # fmt: skip
-            metric_cells = "".join(f'<td class="n">{c}</td>' for c in _metric_cells(row.metrics)) if measured else ""
+            metric_cells = _channels_td(row.metrics) + "".join(map(_metric_td, _metric_cells(row.metrics)))
+            metric_cells = metric_cells if measured else ""
             lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + metric_cells + "</tr>")
         lines.append("</tbody>")
         if measured:
             means = _mean_metrics([row.metrics for row in measured if row.metrics])
             label = f"mean of {len(measured)}"
-            cells = "".join(f'<td class="n">{c}</td>' for c in means)
-            lines.append(f'<tfoot><tr><td colspan="6">{label}</td>{cells}</tr></tfoot>')
+            cells = "".join(map(_metric_td, means))
+            lines.append(f'<tfoot><tr><td colspan="7">{label}</td>{cells}</tr></tfoot>')
         lines.append("</table></div>\n")
         return "\n".join(lines)
 
@@ -200,8 +205,9 @@ def _entry(row: _Row, before: np.ndarray, after: np.ndarray, crops: np.ndarray |
         f'<p class="facts">{e(" · ".join(facts))}</p>',
     ]
     if row.metrics:
-        psnr, ssim, psnr_b = _metric_cells(row.metrics)
-        parts.append(f'<p class="metrics">PSNR {psnr} dB · SSIM {ssim} · PSNR-B {psnr_b} dB (JPEG → restored)</p>')
+        psnr, ssim, psnr_b = (_metric_span(cell) for cell in _metric_cells(row.metrics))
+        parts.append(f'<p class="metrics">PSNR {psnr} dB · SSIM {ssim} · PSNR-B {psnr_b} dB '
+                     f"({row.metrics.channels}; JPEG → restored)</p>")  # fmt: skip
     parts += [
         f'<div class="ba" id="{figure}" style="max-width: {w}px">',
         f'<img class="before" src="{_png_uri(before)}" width="{w}" height="{h}" alt="input">',
@@ -220,6 +226,15 @@ def _entry(row: _Row, before: np.ndarray, after: np.ndarray, crops: np.ndarray |
     return "\n".join(parts)
 
 
+def _metric_span(cell: tuple[str, bool]) -> str:
+    text, worse = cell
+    return f'<span class="worse" title="{WORSE_TITLE}">{text}</span>' if worse else text
+
+
+def _channels_td(metrics: Metrics | None) -> str:
+    return f"<td>{metrics.channels if metrics else ''}</td>"
+
+
 def _seconds_text(facts: RunFacts) -> str:
     return "–" if facts.seconds is None else f"{facts.seconds:.2f}"
 
@@ -229,17 +244,20 @@ def _quality_text(quality: JpegQuality | None) -> str:
 
 
 _DIGITS = {"psnr": 2, "ssim": 4, "psnr_b": 2}  # decimals shown per metric
+WORSE = "▼"  # after a metric where the restoration scores below the input JPEG
+WORSE_TITLE = "the restoration scores below the input JPEG"
 
 
-def _metric_cells(metrics: Metrics | None) -> list[str]:
-    """PSNR, SSIM and PSNR-B as ``JPEG → restored`` texts (empty without metrics)."""
+def _metric_cells(metrics: Metrics | None) -> list[tuple[str, bool]]:
+    """PSNR, SSIM and PSNR-B as (``JPEG → restored`` text, whether the restoration scores below the JPEG) (empty
+    without metrics)."""
     if metrics is None:
-        return ["", "", ""]
+        return [("", False)] * 3
     j, r = metrics.jpeg, metrics.restored
-    return [f"{_number(getattr(j, k), d)} → {_number(getattr(r, k), d)}" for k, d in _DIGITS.items()]
+    return [_pair(getattr(j, k), getattr(r, k), d) for k, d in _DIGITS.items()]
 
 
-def _mean_metrics(all_metrics: list[Metrics]) -> list[str]:
+def _mean_metrics(all_metrics: list[Metrics]) -> list[tuple[str, bool]]:
     """Per-image metrics averaged (the protocol's mean: per image, then over images), as :func:`_metric_cells`."""
 
     def mean(scores: list[Scores], field: str) -> float | None:
@@ -247,7 +265,21 @@ def _mean_metrics(all_metrics: list[Metrics]) -> list[str]:
         return sum(values) / len(values) if values else None
 
     jpeg, restored = [m.jpeg for m in all_metrics], [m.restored for m in all_metrics]
-    return [f"{_number(mean(jpeg, k), d)} → {_number(mean(restored, k), d)}" for k, d in _DIGITS.items()]
+    return [_pair(mean(jpeg, k), mean(restored, k), d) for k, d in _DIGITS.items()]
+
+
+def _pair(jpeg: float | None, restored: float | None, digits: int) -> tuple[str, bool]:
+    """``JPEG → restored`` and whether the restoration is worse (all three metrics: higher is better), then marked
+    with :data:`WORSE`."""
+    worse = jpeg is not None and restored is not None and restored < jpeg
+    return f"{_number(jpeg, digits)} → {_number(restored, digits)}{' ' + WORSE if worse else ''}", worse
+
+
+def _metric_td(cell: tuple[str, bool]) -> str:
+    text, worse = cell
+    if worse:
+        return f'<td class="n worse" title="{WORSE_TITLE}">{text}</td>'
+    return f'<td class="n">{text}</td>'
 
 
 def _number(value: float | None, digits: int) -> str:

@@ -160,8 +160,12 @@ def test_measure_is_common_metrics_and_gray_inputs_use_the_y_protocol():
 
 def _report_metrics(text: str) -> list[list[str]]:
     """The three metric cells of each summary row (and the mean row) of a report."""
-    rows = re.findall(r'<td class="n">([^<]*)</td><td class="n">([^<]*)</td><td class="n">([^<]*)</td>', text)
-    return [list(r) for r in rows]
+    cell = r'<td class="n[^"]*"[^>]*>([^<]*)</td>'
+    return [list(r) for r in re.findall(cell * 3, text)]
+
+
+def _cell(jpeg: float, restored: float, digits: int) -> str:
+    return f"{jpeg:.{digits}f} → {restored:.{digits}f}" + (" ▼" if restored < jpeg else "")
 
 
 def test_report_metrics_equal_common_metrics(tmp_path):
@@ -176,11 +180,33 @@ def test_report_metrics_equal_common_metrics(tmp_path):
         j, r, o = (read_image(p).pixels for p in (src, restored, original))
         triple = [(psnr(j, o), psnr(r, o)), (ssim(j, o), ssim(r, o)), (psnr_b(j, o), psnr_b(r, o))]
         values.append(triple)
-        expected.append([f"{a:.{d}f} → {b:.{d}f}" for (a, b), d in zip(triple, (2, 4, 2), strict=True)])
+        expected.append([_cell(a, b, d) for (a, b), d in zip(triple, (2, 4, 2), strict=True)])
     means = [np.mean([v[k] for v in values], axis=0) for k in range(3)]
-    expected.append([f"{a:.{d}f} → {b:.{d}f}" for (a, b), d in zip(means, (2, 4, 2), strict=True)])
+    expected.append([_cell(a, b, d) for (a, b), d in zip(means, (2, 4, 2), strict=True)])
     assert _report_metrics(text) == expected
     assert "JPEG q15" in text and "JPEG q30" in text and "int8" in text and "ort-cpu" in text and "1.25" in text
+
+
+def test_report_names_the_channels_and_flags_worse_metrics(tmp_path):
+    src, _, original = _files(tmp_path)
+    jpeg = read_image(src).pixels
+    noisy = np.clip(jpeg + np.random.default_rng(3).normal(0, 25, jpeg.shape), 0, 255).astype(np.uint8)
+    write_image(tmp_path / "worse.png", noisy)  # further from the original than the JPEG, on every metric
+    write_image(tmp_path / "gray.png", rgb_to_y(jpeg))
+    write_image(tmp_path / "gray_out.png", rgb_to_y(RGB))  # better: the original's Y itself
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref") as run:
+        run.add(src, original, FACTS)  # the original itself: better
+        run.add(src, tmp_path / "worse.png", FACTS)
+        shutil.copy(original, tmp_path / "ref" / "gray.png")
+        run.add(tmp_path / "gray.png", tmp_path / "gray_out.png", FACTS)
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    better, worse, gray, _ = _report_metrics(text)
+    assert [c.endswith("▼") for c in better + worse + gray] == [False] * 3 + [True] * 3 + [False] * 3
+    rows = text.split("<tfoot>")[0]  # the mean row's flags depend on all three
+    assert rows.count('<td class="n worse" title="the restoration scores below the input JPEG">') == 3
+    assert re.findall(r"<td>(RGB|Y|gray)</td><td class=\"n", text) == ["RGB", "RGB", "Y"]
+    assert text.count("(RGB; JPEG → restored)") == 2 and text.count("(Y; JPEG → restored)") == 1
+    assert "RGB: all three" in text and "▼: the restoration scores below the input" in text
 
 
 def test_missing_reference_and_mismatched_reference(tmp_path, expect_warning):
@@ -207,7 +233,7 @@ def test_sixteen_bit_gray_and_alpha_inputs_are_shown_on_8_bits(tmp_path):
         picture = read_image(run.add(tmp_path / "g.png", tmp_path / "g_out.png", FACTS)).pixels
     assert picture.dtype == np.uint8 and picture.ndim == 3
     y = rgb_to_y(RGB)
-    expected = f"∞ → {psnr(y // 2, y):.2f}"  # the input equals the original's Y: PSNR infinite
+    expected = f"∞ → {psnr(y // 2, y):.2f} ▼"  # the input equals the original's Y: PSNR infinite, worse after
     assert _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))[0][0] == expected
 
 

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from runtime.cli import Summary
 from runtime.infer import plan_files
 from tests.conftest import REPO_ROOT, assert_imports_without_torch
 from tests.runtime_fixtures import local_net, write_jpeg
@@ -247,6 +249,12 @@ def test_compare_shows_existing_outputs_and_keeps_an_earlier_report(tmp_path, mo
     replaced = {p.name: p.stat().st_ino for p in folder.iterdir()}
     assert sorted(replaced) == sorted(kept) and all(replaced[n] != kept[n][0] for n in kept)
     assert "earlier run" not in (folder / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_rate_leaves_out_the_compare_time():
+    summary = Summary(restored=2, megapixels=2.0, start=time.perf_counter() - 10)
+    line = summary.line(excluded=4.0)  # 10 s in all, 4 of them comparing
+    assert re.fullmatch(r"2 restored, 0 skipped, 0 failed in 6\.0 s: 2\.00 MP, 3\.00 s/MP; --compare 4\.0 s", line)
 
 
 def test_compare_with_a_non_utf8_name(tmp_path, model):
