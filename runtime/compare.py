@@ -50,17 +50,21 @@ _FONT, _FONT_SCALE, _FONT_THICKNESS = cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1
 class CompareSettings:
     """How the pictures are made. ``crops``: zoomed regions per image (0 to 6); ``crop_size``: their side in image
     pixels; ``zoom``: their magnification (nearest neighbour); ``slider_side``: the report's before/after images are
-    shrunk (area average) to at most this many pixels on their long side."""
+    shrunk (area average) to at most this many pixels on their long side; ``embedded``: the report embeds the
+    images of this many inputs and lists the others with their facts and metrics (a report of thousands of images
+    would be gigabytes)."""
 
     crops: int = 3
     crop_size: int = 64
     zoom: int = 3
     slider_side: int = 1024
+    embedded: int = 200
 
     def __post_init__(self) -> None:
         for name, value, lo, hi in (
             ("crops", self.crops, 0, len(CROP_COLOURS)), ("crop_size", self.crop_size, 8, 1024),
             ("zoom", self.zoom, 1, 8), ("slider_side", self.slider_side, 64, 16384),
+            ("embedded", self.embedded, 0, 1_000_000),
         ):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
@@ -421,7 +425,10 @@ class CompareRun:
         write_image(picture, render(comparison, self.settings))
         crops = render(comparison, self.settings, full=False) if comparison.corners else None
         before, after = comparison.panels[0][1], comparison.panels[1][1]
-        self.report.add(display_name(src), facts, loaded.jpeg_quality, comparison.metrics, before, after, crops)
+        size = comparison.crop_size
+        marks = [(y, x, size, CROP_COLOURS[n]) for n, (y, x) in enumerate(comparison.corners)]
+        self.report.add(display_name(src), facts, loaded.jpeg_quality, comparison.metrics, before, after, crops,
+                        marks, display_name(Path(picture.name)))  # fmt: skip
         return picture
 
     def _picture_path(self, src: Path, avoid: set[Path | None]) -> Path:

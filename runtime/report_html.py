@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from runtime.compare import CompareSettings, Metrics, RunFacts, Scores
     from runtime.jpeg_quality import JpegQuality
 
+Mark = tuple[int, int, int, tuple[int, int, int]]  # a crop on the full image: top, left, side, outline colour (RGB)
 # How an image whose output existed (its input skipped) is described: the report cannot say how it was made.
 EXISTING_NOTE = "the output of an earlier run (kept; its model, precision and time are not known)"
 _PNG_COMPRESSION = 6  # zlib level of the embedded PNGs: about a third smaller than OpenCV's default 1
@@ -52,7 +54,16 @@ section.image { margin: 28px 0; padding-top: 12px; border-top: 1px solid #ccc; }
 .ba .tag { position: absolute; top: 6px; padding: 2px 6px; font: 12px/1.3 system-ui, sans-serif; color: #fff;
   background: rgba(0, 0, 0, .6); pointer-events: none; }
 .ba .tag.left { left: 6px; } .ba .tag.right { right: 6px; }
-input.split { display: block; width: 100%; margin: 6px 0 10px; }
+.ba .mark { position: absolute; box-sizing: border-box; border: 2px solid; pointer-events: none; }
+.ba .mark span { position: absolute; top: 0; left: 0; padding: 0 3px; font: 11px/1.3 system-ui, sans-serif;
+  color: #000; }
+/* the range input lies over the picture, invisible: drag (or click, or use the arrow keys) on the picture itself */
+.ba input.split { position: absolute; inset: 0; width: 100%; height: 100%; margin: 0; opacity: 0;
+  cursor: ew-resize; -webkit-appearance: none; appearance: none; }
+.ba input.split::-webkit-slider-thumb { -webkit-appearance: none; width: 1px; height: 100%; }
+.ba input.split::-moz-range-thumb { width: 1px; height: 100%; border: 0; }
+.ba input.split:focus-visible { opacity: .25; }
+p.ba-help { color: #555; font-size: 13px; margin: 4px 0 10px; }
 img.crops { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
 """
 # Moves each slider's split: the restoration is shown left of it, the input right of it.
@@ -110,14 +121,22 @@ class HtmlReport:
         before: np.ndarray,
         after: np.ndarray,
         crops: np.ndarray | None,
+        marks: Sequence[Mark] = (),
+        picture: str = "",
     ) -> None:
         """One image: ``name`` as shown (any text; escaped), the input ``before`` and restoration ``after`` (H×W×3
-        uint8 RGB, one shape) for the slider, and the zoomed ``crops`` picture (H×W×3 uint8 RGB) or None."""
+        uint8 RGB, one shape) for the slider, the zoomed ``crops`` picture (H×W×3 uint8 RGB) or None, the crops'
+        places (``marks``, in ``before``'s pixels) outlined on the slider, and the name of its side-by-side
+        ``picture``, named instead of the images once :attr:`CompareSettings.embedded` images are embedded."""
         if before.shape != after.shape or before.ndim != 3 or before.dtype != np.uint8:
             raise ValueError(f"expected two H×W×3 uint8 images of one shape, got {before.shape} and {after.shape}")
         row = _Row(f"img-{len(self.rows) + 1}", name, quality, facts, metrics)
-        before, after = _shrink(before, self.settings.slider_side), _shrink(after, self.settings.slider_side)
-        self._spool.write(_entry(row, before, after, crops).encode())
+        if len(self.rows) < self.settings.embedded:
+            boxes = _boxes(marks, *before.shape[:2])
+            before, after = _shrink(before, self.settings.slider_side), _shrink(after, self.settings.slider_side)
+            self._spool.write(_entry(row, _figure(row, before, after, boxes, crops)).encode())
+        else:
+            self._spool.write(_entry(row, _not_embedded(picture, self.settings.embedded)).encode())
         self.rows.append(row)
 
     def write(self, path: str | os.PathLike) -> Path:
@@ -143,6 +162,12 @@ class HtmlReport:
             f"left of the split, the input right of it; lossless PNG, long side at most {s.slider_side} px. Crops: "
             f"the {s.crop_size}-pixel regions the restoration changed most, ×{s.zoom} nearest neighbour."
         )
+        if len(self.rows) > s.embedded:
+            note += (
+                f" The first {s.embedded} images are embedded; the other {len(self.rows) - s.embedded} are listed "
+                "with their facts, their side-by-side pictures beside this report (each embedded image adds its "
+                "pictures to this one file)."
+            )
         existing = sum(row.facts.existing for row in self.rows)
         if existing:
             note += f" {existing} of the images: {EXISTING_NOTE}, as it was."
@@ -188,8 +213,8 @@ class HtmlReport:
         return "\n".join(lines)
 
 
-def _entry(row: _Row, before: np.ndarray, after: np.ndarray, crops: np.ndarray | None) -> str:
-    """One image's section: heading, facts, metrics, slider and crops."""
+def _entry(row: _Row, figure: str) -> str:
+    """One image's section: heading, facts, metrics, and its ``figure`` (:func:`_figure`, :func:`_not_embedded`)."""
     e = html.escape
     f = row.facts
     facts = [_quality_text(row.quality), f"model {f.model}", f.precision, f.backend, f"{_seconds_text(f)} s"]
@@ -197,8 +222,6 @@ def _entry(row: _Row, before: np.ndarray, after: np.ndarray, crops: np.ndarray |
         facts[1:] = [EXISTING_NOTE]
     elif f.strength != 1:
         facts.append(f"strength {f.strength:g}")
-    h, w = before.shape[:2]
-    figure = f"{row.anchor}-figure"
     parts = [
         f'<section class="image" id="{row.anchor}">',
         f"<h2>{e(row.name)}</h2>",
@@ -208,22 +231,50 @@ def _entry(row: _Row, before: np.ndarray, after: np.ndarray, crops: np.ndarray |
         psnr, ssim, psnr_b = (_metric_span(cell) for cell in _metric_cells(row.metrics))
         parts.append(f'<p class="metrics">PSNR {psnr} dB · SSIM {ssim} · PSNR-B {psnr_b} dB '
                      f"({row.metrics.channels}; JPEG → restored)</p>")  # fmt: skip
-    parts += [
+    parts += [figure, "</section>\n"]
+    return "\n".join(parts)
+
+
+def _figure(row: _Row, before: np.ndarray, after: np.ndarray, boxes: list[str], crops: np.ndarray | None) -> str:
+    """The slider (restoration left of the split, input right of it; the crops' ``boxes`` outlined) and the crops."""
+    h, w = before.shape[:2]
+    figure = f"{row.anchor}-figure"
+    label = html.escape("split between restored and input: " + row.name)
+    parts = [
         f'<div class="ba" id="{figure}" style="max-width: {w}px">',
         f'<img class="before" src="{_png_uri(before)}" width="{w}" height="{h}" alt="input">',
         f'<img class="after" src="{_png_uri(after)}" width="{w}" height="{h}" alt="restored" '
         'style="clip-path: inset(0 50% 0 0)">',
+        *boxes,
         '<div class="divider" style="left: 50%"></div>',
         '<span class="tag left">restored</span><span class="tag right">input</span>',
-        "</div>",
         f'<input type="range" class="split" min="0" max="100" step="0.5" value="50" data-figure="{figure}" '
-        f'style="max-width: {w}px" aria-label="{e("split between restored and input: " + row.name)}">',
+        f'aria-label="{label}">',
+        "</div>",
+        '<p class="ba-help">Drag on the picture (or use the arrow keys) to move the split; the numbered boxes are '
+        "the crops below.</p>",
     ]
     if crops is not None:
         ch, cw = crops.shape[:2]
         parts.append(f'<img class="crops" src="{_png_uri(crops)}" width="{cw}" height="{ch}" alt="zoomed crops">')
-    parts.append("</section>\n")
     return "\n".join(parts)
+
+
+def _boxes(marks: Sequence[Mark], height: int, width: int) -> list[str]:
+    """The crops' outlines on the slider, placed in percent of the image (the slider shows it shrunk)."""
+    boxes = []
+    for number, (y, x, size, (r, g, b)) in enumerate(marks, 1):
+        place = (f"left: {100 * x / width:.3f}%; top: {100 * y / height:.3f}%; width: {100 * size / width:.3f}%; "
+                 f"height: {100 * size / height:.3f}%")  # fmt: skip
+        colour = f"rgb({r}, {g}, {b})"
+        boxes.append(f'<div class="mark" style="{place}; border-color: {colour}">'
+                     f'<span style="background: {colour}">{number}</span></div>')  # fmt: skip
+    return boxes
+
+
+def _not_embedded(picture: str, limit: int) -> str:
+    where = f"its side-by-side picture {picture} is beside this report" if picture else "no picture is embedded"
+    return f'<p class="note">Not embedded (the report embeds its first {limit} images): {html.escape(where)}.</p>'
 
 
 def _metric_span(cell: tuple[str, bool]) -> str:

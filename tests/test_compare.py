@@ -135,7 +135,7 @@ def test_imports_without_torch():
 
 
 def test_settings_are_validated():
-    for bad in ({"crops": 7}, {"crop_size": 4}, {"zoom": 0}, {"zoom": True}, {"slider_side": 10.5}):
+    for bad in ({"crops": 7}, {"crop_size": 4}, {"zoom": 0}, {"zoom": True}, {"slider_side": 10.5}, {"embedded": -1}):
         with pytest.raises(ValueError):
             CompareSettings(**bad)
 
@@ -207,6 +207,21 @@ def test_report_names_the_channels_and_flags_worse_metrics(tmp_path):
     assert re.findall(r"<td>(RGB|Y|gray)</td><td class=\"n", text) == ["RGB", "RGB", "Y"]
     assert text.count("(RGB; JPEG → restored)") == 2 and text.count("(Y; JPEG → restored)") == 1
     assert "RGB: all three" in text and "▼: the restoration scores below the input" in text
+
+
+def test_a_large_report_embeds_the_first_images_and_lists_the_rest(tmp_path):
+    src, restored, _ = _files(tmp_path)
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref", CompareSettings(embedded=1)) as run:
+        run.add(src, restored, FACTS)
+        run.add(src, restored, FACTS)  # the same stem again: photo_compare-2.png
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    assert text.count('<section class="image"') == 2 and text.count('<div class="ba"') == 1
+    assert text.count("<img ") == 3  # before, after and crops of the first image only
+    assert len(_report_metrics(text)) == 3  # both listed with their metrics, and the mean
+    assert "the other 1 are listed with their facts, their side-by-side pictures beside this report" in text
+    assert "Not embedded (the report embeds its first 1 images): its side-by-side picture photo_compare-2.png" in text
+    assert (tmp_path / "cmp" / "photo_compare-2.png").is_file()
+    assert CompareSettings().embedded == 200
 
 
 def test_missing_reference_and_mismatched_reference(tmp_path, expect_warning):
@@ -378,6 +393,12 @@ PROBE = f"""<script>
 for (const r of document.querySelectorAll("input.split")) {{ r.value = {SPLIT}; r.dispatchEvent(new Event("input")); }}
 addEventListener("load", () => {{
   document.body.dataset.widths = [...document.images].map(i => i.complete ? i.naturalWidth : 0).join(",");
+  const figures = [...document.querySelectorAll(".ba")], box = figures[0].getBoundingClientRect();
+  document.body.dataset.hit = document.elementFromPoint(box.left + box.width / 3, box.top + box.height / 2).className;
+  document.body.dataset.marks = [...figures[1].querySelectorAll(".mark")].map(m => {{
+    const r = m.getBoundingClientRect(), f = figures[1].getBoundingClientRect();
+    return [r.top - f.top, r.left - f.left, r.width, r.height].map(Math.round).join(" ");
+  }}).join(",");
 }});
 </script>"""
 
@@ -460,6 +481,11 @@ def test_report_renders_in_a_headless_browser_without_requests(chromium, tmp_pat
     crops = [str(len(c) * 120 + (len(c) + 1) * GAP) for c in ((1, 2), (1, 2, 3))]  # 2 and 3 columns of ≥ 120 px
     assert widths[:6] == ["300", "300", crops[0], "128", "128", crops[1]]  # the 7th: the injected image
     assert f"<h2>{html.escape(str(src), quote=False)}</h2>" in dom  # the name is text: document.images has only 6
+    assert 'data-hit="split"' in dom  # a press on the picture lands on the slider: it drags there
+    settings = CompareSettings(crops=2, crop_size=16)
+    photo = compare_images(read_image(photo_src).pixels, read_image(photo_restored).pixels, settings=settings)
+    marks = re.search(r'data-marks="([0-9 ,]*)"', dom).group(1)  # the crops outlined where they are, at 1:1
+    assert marks == ",".join(f"{y} {x} 16 16" for y, x in photo.corners) and len(photo.corners) == 2
     # the screenshot shows the first slider split at SPLIT %: restoration (yellow) left, input (blue) right
     image = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB)
     yellow, blue = (np.abs(image.astype(int) - c).sum(axis=2) < 30 for c in (YELLOW, BLUE))
