@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     tally = Tally(failed=len(errors))
     with job_lock(folder), contextlib.ExitStack() as stack:
         # planned under the lock (which outputs exist), before the manifest or the compare folder is created
-        plans = plan_compare(pictures, plan_files(inputs, outputs, args.overwrite), args, [manifest_path])
+        plans = plan_compare(pictures, plan_files(inputs, outputs, args.overwrite), args, manifest_path)
         manifest = stack.enter_context(Manifest(manifest_path))
         compare = stack.enter_context(open_compare(pictures, args) or contextlib.nullcontext())
         for plan in plans:

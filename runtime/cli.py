@@ -225,18 +225,19 @@ def plan_files(inputs: list[Path], outputs: list[Path], overwrite: bool) -> list
 
 
 def plan_compare(
-    folder: Path | None, plans: list[FilePlan], args: argparse.Namespace, run_files: list[Path] | None = None
+    folder: Path | None, plans: list[FilePlan], args: argparse.Namespace, manifest: Path | None = None
 ) -> list[FilePlan]:
     """``plans`` with the ``--compare`` picture of each input to compare (restored, or skipped: its existing output
     is compared) in ``folder`` (None: no --compare, ``plans`` as they are). UsageError, before any work, when a
     compare file (a picture, the report) or the folder would be, or be under, an input, an output, an original of
-    ``--reference`` or one of ``run_files`` (e.g. a manifest), or when a compare file exists and ``-f`` is not
-    given: an earlier run's report and pictures are kept."""
+    ``--reference`` or the ``manifest`` (runtime.batch), or when a compare file exists and ``-f`` is not given: an
+    earlier run's report and pictures are kept."""
     if folder is None:
         return plans
     compared = [plan for plan in plans if not plan.error]
     references = [find_reference(args.reference, plan.src) for plan in compared] if args.reference else []
-    taken = {resolved_path(p): "an input" for p in [*(plan.src for plan in plans), *(run_files or [])]}
+    taken = {resolved_path(manifest): "the manifest"} if manifest else {}
+    taken |= {resolved_path(plan.src): "an input" for plan in plans}
     taken |= {resolved_path(p): "an original of --reference" for p in references if p is not None}
     taken |= {resolved_path(plan.dst): "an output" for plan in plans}
     where = resolved_path(folder)

@@ -271,6 +271,13 @@ def test_compare_files_are_planned_with_the_job(tmp_path, model, capsys):
     err = capsys.readouterr().err
     assert err == f"error: --compare {out}: a_compare.png would replace an output of this run; choose another DIR\n"
     assert not out.exists()  # no manifest, no lock file, no folder
+    manifest = out / "m.jsonl"
+    assert (
+        batch_main([str(src), str(out), "--model", str(model), "--manifest", str(manifest), f"--compare={manifest}"])
+        == 2
+    )
+    assert f"{manifest} is the manifest of this run, not a folder for the report" in capsys.readouterr().err
+    assert not out.exists()
     out.mkdir()
     outputs = {}
     for name in ("a", "a_compare"):  # done by an earlier run: skipped
