@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 Mark = tuple[int, int, int, tuple[int, int, int]]  # a crop on the full image: top, left, side, outline colour (RGB)
 # How an image whose output existed (its input skipped) is described: the report cannot say how it was made.
-EXISTING_NOTE = "the output of an earlier run (kept; its model, precision and time are not known)"
+EXISTING_NOTE = "the output of an earlier run, shown as it is (its model, precision and time are not known)"
 _PNG_COMPRESSION = 6  # zlib level of the embedded PNGs: about a third smaller than OpenCV's default 1
 
 _STYLE = """
@@ -63,7 +63,9 @@ section.image { margin: 28px 0; padding-top: 12px; border-top: 1px solid #ccc; }
 .ba input.split::-webkit-slider-thumb { -webkit-appearance: none; width: 1px; height: 100%; }
 .ba input.split::-moz-range-thumb { width: 1px; height: 100%; border: 0; }
 .ba input.split:focus-visible { opacity: .25; }
-p.ba-help { color: #555; font-size: 13px; margin: 4px 0 10px; }
+.ba.zoomed img { image-rendering: pixelated; }
+.pan { overflow: auto; max-height: 90vh; margin-top: 8px; } .pan .ba { margin-top: 0; }
+p.ba-help { color: #555; font-size: 13px; margin: 4px 0 10px; } p.ba-help button { font-size: 12px; }
 img.crops { display: block; max-width: 100%; height: auto; image-rendering: pixelated; }
 """
 # Moves each slider's split: the restoration is shown left of it, the input right of it.
@@ -78,6 +80,17 @@ for (const range of document.querySelectorAll("input.split")) {
   };
   range.addEventListener("input", show);
   show();
+}
+// Zoom buttons: the slider's picture at 1×, 2× or 4× (nearest neighbour), scrolled inside its frame.
+for (const button of document.querySelectorAll("button[data-zoom]")) {
+  button.addEventListener("click", () => {
+    const figure = document.getElementById(button.parentElement.dataset.figure);
+    const width = Number(figure.querySelector(".before").getAttribute("width")), zoom = Number(button.dataset.zoom);
+    figure.style.maxWidth = zoom > 1 ? "none" : width + "px";
+    figure.style.width = zoom > 1 ? width * zoom + "px" : "";
+    figure.classList.toggle("zoomed", zoom > 1);
+    figure.dataset.zoom = zoom;
+  });
 }
 """
 
@@ -170,7 +183,7 @@ class HtmlReport:
             )
         existing = sum(row.facts.existing for row in self.rows)
         if existing:
-            note += f" {existing} of the images: {EXISTING_NOTE}, as it was."
+            note += f" {existing} of the images: {EXISTING_NOTE}."
         if measured:
             note += (
                 " Metrics against the original: PSNR, SSIM (Gaussian 11×11) and PSNR-B on the channels named (RGB: "
@@ -241,6 +254,7 @@ def _figure(row: _Row, before: np.ndarray, after: np.ndarray, boxes: list[str], 
     figure = f"{row.anchor}-figure"
     label = html.escape("split between restored and input: " + row.name)
     parts = [
+        '<div class="pan">',
         f'<div class="ba" id="{figure}" style="max-width: {w}px">',
         f'<img class="before" src="{_png_uri(before)}" width="{w}" height="{h}" alt="input">',
         f'<img class="after" src="{_png_uri(after)}" width="{w}" height="{h}" alt="restored" '
@@ -251,8 +265,11 @@ def _figure(row: _Row, before: np.ndarray, after: np.ndarray, boxes: list[str], 
         f'<input type="range" class="split" min="0" max="100" step="0.5" value="50" data-figure="{figure}" '
         f'aria-label="{label}">',
         "</div>",
-        '<p class="ba-help">Drag on the picture (or use the arrow keys) to move the split; the numbered boxes are '
-        "the crops below.</p>",
+        "</div>",
+        f'<p class="ba-help" data-figure="{figure}">Drag on the picture (or use the arrow keys) to move the split; '
+        "the numbered boxes are the crops below. Zoom: "
+        + " ".join(f'<button type="button" data-zoom="{z}">{z}×</button>' for z in (1, 2, 4))
+        + "</p>",
     ]
     if crops is not None:
         ch, cw = crops.shape[:2]

@@ -399,6 +399,8 @@ addEventListener("load", () => {{
     const r = m.getBoundingClientRect(), f = figures[1].getBoundingClientRect();
     return [r.top - f.top, r.left - f.left, r.width, r.height].map(Math.round).join(" ");
   }}).join(",");
+  document.querySelector(`[data-figure="${{figures[1].id}}"] button[data-zoom="2"]`).click();
+  document.body.dataset.zoomed = figures[1].getBoundingClientRect().width;
 }});
 </script>"""
 
@@ -486,6 +488,7 @@ def test_report_renders_in_a_headless_browser_without_requests(chromium, tmp_pat
     photo = compare_images(read_image(photo_src).pixels, read_image(photo_restored).pixels, settings=settings)
     marks = re.search(r'data-marks="([0-9 ,]*)"', dom).group(1)  # the crops outlined where they are, at 1:1
     assert marks == ",".join(f"{y} {x} 16 16" for y, x in photo.corners) and len(photo.corners) == 2
+    assert 'data-zoomed="256"' in dom  # the 128-px picture at 2×
     # the screenshot shows the first slider split at SPLIT %: restoration (yellow) left, input (blue) right
     image = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB)
     yellow, blue = (np.abs(image.astype(int) - c).sum(axis=2) < 30 for c in (YELLOW, BLUE))
