@@ -50,6 +50,7 @@ from runtime.cli import (
     open_compare,
     output_paths,
     path_problem,
+    plan_compare,
     plan_files,
     print_report,
     print_result,
@@ -84,7 +85,7 @@ written atomically, and temporaries left by killed workers are removed when the 
 per DST at a time: a lock file in DST). A bad file is an error row in the manifest and never stops the job.
 
 With --compare the driver reads back each restored file as its row arrives and adds it to the compare output
-(pictures and report.html in DST/compare unless --compare=DIR); skipped files are not in it.
+(pictures and report.html in DST/compare unless --compare=DIR); a skipped file is compared with its existing output.
 
 The manifest (JSON lines, appended, one row per input of each run): input, output, status (ok, skipped or error),
 jpeg_quality (estimated; null if not a JPEG), model, precision, backend, seconds, megapixels, error.
@@ -145,28 +146,31 @@ def run(args: argparse.Namespace) -> int:
     check_model(args.model, settings)  # a bad model is a usage error here, before any file, not in every actor
     pictures = compare_folder(args, outputs)
     tally = Tally(failed=len(errors))
-    with (
-        job_lock(folder),
-        Manifest(manifest_path) as manifest,
-        open_compare(pictures, args) or contextlib.nullcontext() as compare,
-    ):
-        plans = plan_files(inputs, outputs, args.overwrite)
+    with job_lock(folder), contextlib.ExitStack() as stack:
+        # planned under the lock (which outputs exist), before the manifest or the compare folder is created
+        plans = plan_compare(pictures, plan_files(inputs, outputs, args.overwrite), args, manifest_path)
+        manifest = stack.enter_context(Manifest(manifest_path))
+        compare = stack.enter_context(open_compare(pictures, args) or contextlib.nullcontext())
         for plan in plans:
             if plan.error or plan.skip:
                 error = plan.error and f"{plan.src}: {plan.error}"
                 tally.add(manifest.write(row(plan, "error" if error else "skipped", error=error)))
+            if plan.skip and compare is not None:  # its existing output is compared as it is
+                tally.failed += not compare_one(compare, plan, RunFacts.existing_output())
         todo = [plan for plan in plans if not (plan.error or plan.skip)]
         targets = [plan.dst for plan in todo]
         sweep_stale_temps(targets)  # left by killed workers
         done = 0
         try:
             if todo:
+                by_input = {str(plan.src): plan for plan in todo}
                 with ray_session(args) as actors:
                     for result in restore_on_ray(todo, args, settings, actors):
                         tally.add(manifest.write(result))
                         done += 1
                         if compare is not None and result["status"] == "ok":
-                            tally.failed += not compare_row(compare, result, settings.strength)
+                            plan = by_input[result["input"]]
+                            tally.failed += not compare_row(compare, plan, result, settings.strength)
         except ray.exceptions.RayError as e:  # the pool could not start, or Ray itself failed
             tally.failed += len(todo) - done
             log.error("error: the Ray job failed, rerun to resume (%s)", last_line(e))
@@ -182,9 +186,11 @@ def run(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def job_lock(folder: Path) -> Iterator[None]:
-    """Hold DST's lock file (created with the folder if needed) and remove it at the end; raise UsageError if
-    another job holds it or DST cannot be written."""
+    """Hold DST's lock file (created with the folder if needed) and remove it at the end, with the folders it
+    created if they are left empty (a job refused under the lock leaves nothing); raise UsageError if another job
+    holds it or DST cannot be written."""
     lock = filelock.FileLock(str(folder / LOCK_NAME), timeout=0)
+    created = [path for path in (folder, *folder.parents) if not os.path.lexists(path)]  # the deepest first
     try:
         folder.mkdir(parents=True, exist_ok=True)
         lock.acquire()
@@ -198,13 +204,16 @@ def job_lock(folder: Path) -> Iterator[None]:
         # removed while held: a job that opened it meanwhile finds it unlinked once it holds it, and takes a new one
         (folder / LOCK_NAME).unlink(missing_ok=True)
         lock.release()
+        with contextlib.suppress(OSError):  # stops at the first folder that holds something
+            for path in created:
+                path.rmdir()
 
 
-def compare_row(compare: CompareRun, result: dict[str, Any], strength: float) -> bool:
-    """Add the restoration of an ``ok`` manifest row to the compare output (on the driver, while the actors go on);
-    False (logged) when its comparison failed."""
+def compare_row(compare: CompareRun, plan: FilePlan, result: dict[str, Any], strength: float) -> bool:
+    """Add the restoration of ``plan``, an ``ok`` manifest row, to the compare output (on the driver, while the
+    actors go on); False (logged) when its comparison failed."""
     facts = RunFacts(result["model"], result["precision"], result["backend"], result["seconds"], strength)
-    return compare_one(compare, Path(result["input"]), Path(result["output"]), facts)
+    return compare_one(compare, plan, facts)
 
 
 def check_manifest(path: Path, inputs: list[Path], sources: list[str]) -> None:

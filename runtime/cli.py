@@ -6,6 +6,7 @@ stdout, logs, progress, warnings and errors on stderr."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import logging
 import math
@@ -23,7 +24,15 @@ from common.files import VIDEO_SUFFIXES
 from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
-from runtime.compare import DEFAULT_FOLDER, REPORT_NAME, CompareRun, RunFacts, default_folder
+from runtime.compare import (
+    DEFAULT_FOLDER,
+    REPORT_NAME,
+    CompareRun,
+    RunFacts,
+    default_folder,
+    find_reference,
+    picture_paths,
+)
 from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
 from runtime.model_files import PRECISIONS, ModelError
 from runtime.restorer import FileResult, OutOfMemory, Restorer, check_quality
@@ -86,7 +95,9 @@ def add_restore_options(p: argparse.ArgumentParser, image_output: bool = True) -
                        "--reference) with zoomed crops where the restoration changed most, and one self-contained "
                        f"HTML report ({REPORT_NAME}: a before/after slider per image, model, precision, backend, "
                        f"time; no network access) into DIR (default: a folder '{DEFAULT_FOLDER}' beside the outputs); "
-                       "its path is printed. Put it after the inputs, or write --compare=DIR")  # fmt: skip
+                       "its path is printed. Skipped inputs are compared with their existing outputs; an earlier "
+                       "run's report and pictures there are kept unless -f. Put it after the inputs, or write "
+                       "--compare=DIR")  # fmt: skip
         p.add_argument("--reference", type=Path, metavar="DIR",
                        help="with --compare: the originals (same names as the inputs, any image format); the report "
                        "adds PSNR / SSIM / PSNR-B of input and restoration per image and their means")  # fmt: skip
@@ -196,12 +207,14 @@ def strength_tag(strength: float) -> str:
 
 @dataclass(frozen=True)
 class FilePlan:
-    """One input and its output; ``error`` (it cannot be restored) or ``skip`` (its output exists) say why not."""
+    """One input and its output; ``error`` (it cannot be restored) or ``skip`` (its output exists) say why not;
+    ``picture``: its ``--compare`` picture (:func:`plan_compare`)."""
 
     src: Path
     dst: Path
     error: str | None = None
     skip: str | None = None
+    picture: Path | None = None
 
 
 def plan_files(inputs: list[Path], outputs: list[Path], overwrite: bool) -> list[FilePlan]:
@@ -222,6 +235,39 @@ def plan_files(inputs: list[Path], outputs: list[Path], overwrite: bool) -> list
             plans.append(FilePlan(src, dst))
         seen.add(target)
     return plans
+
+
+def plan_compare(
+    folder: Path | None, plans: list[FilePlan], args: argparse.Namespace, manifest: Path | None = None
+) -> list[FilePlan]:
+    """``plans`` with the ``--compare`` picture of each input to compare (restored, or skipped: its existing output
+    is compared) in ``folder`` (None: no --compare, ``plans`` as they are). UsageError, before any work, when a
+    compare file (a picture, the report) or the folder would be, or be under, an input, an output, an original of
+    ``--reference`` or the ``manifest`` (runtime.batch), or when a compare file exists and ``-f`` is not given: an
+    earlier run's report and pictures are kept."""
+    if folder is None:
+        return plans
+    compared = [plan for plan in plans if not plan.error]
+    references = [find_reference(args.reference, plan.src) for plan in compared] if args.reference else []
+    taken = {resolved_path(manifest): "the manifest"} if manifest else {}
+    taken |= {resolved_path(plan.src): "an input" for plan in plans}
+    taken |= {resolved_path(p): "an original of --reference" for p in references if p is not None}
+    taken |= {resolved_path(plan.dst): "an output" for plan in plans}
+    where = resolved_path(folder)
+    for path in (where, *where.parents):
+        if path in taken:
+            raise UsageError(f"--compare {folder}: {path} is {taken[path]} of this run, not a folder for the report")
+    pictures = picture_paths(folder, [plan.src for plan in compared])
+    for path in (*pictures, folder / REPORT_NAME):
+        what = taken.get(resolved_path(path))
+        if what:
+            raise UsageError(f"--compare {folder}: {path.name} would replace {what} of this run; choose another DIR")
+    existing = [path for path in (folder / REPORT_NAME, *pictures) if _exists(path)]
+    if existing and not args.overwrite:
+        raise UsageError(f"--compare {folder}: {existing[0].name} exists ({len(existing)} compare file(s) of an "
+                         "earlier run): -f replaces them, or choose another DIR")  # fmt: skip
+    by_src = dict(zip((plan.src for plan in compared), pictures, strict=True))
+    return [dataclasses.replace(plan, picture=by_src.get(plan.src)) for plan in plans]
 
 
 def resolved_path(path: Path) -> Path:
@@ -266,8 +312,8 @@ def _exists(path: Path) -> bool:
 def restore_one(
     restorer: Restorer, plan: FilePlan, quality: int | None, quiet: bool, compare: CompareRun | None = None
 ) -> FileResult | None:
-    """Restore one file, print its result line on stdout (not when ``quiet``) and add it to ``compare``; log its
-    error (one line, no traceback) and return None when it (or its comparison) fails."""
+    """Restore one file, print its result line on stdout (not when ``quiet``) and add it to ``compare`` (as
+    ``plan.picture``); log its error (one line, no traceback) and return None when it (or its comparison) fails."""
     start = time.perf_counter()
     try:
         result = restorer.restore_file(plan.src, plan.dst, quality)
@@ -278,7 +324,7 @@ def restore_one(
     if not quiet:
         print_result(result_line(plan.src, result, seconds, restorer.settings.strength))
     facts = RunFacts(result.model, result.precision, result.backend, seconds, restorer.settings.strength)
-    return result if compare is None or compare_one(compare, plan.src, plan.dst, facts) else None
+    return result if compare is None or compare_one(compare, plan, facts) else None
 
 
 def compare_folder(args: argparse.Namespace, outputs: list[Path]) -> Path | None:
@@ -309,12 +355,13 @@ def open_compare(folder: Path | None, args: argparse.Namespace) -> CompareRun | 
         raise UsageError(f"--compare {folder}: {e}") from None
 
 
-def compare_one(compare: CompareRun, src: Path, dst: Path, facts: RunFacts) -> bool:
-    """Add a written restoration to the compare output; log its error (one line) and return whether that worked."""
+def compare_one(compare: CompareRun, plan: FilePlan, facts: RunFacts) -> bool:
+    """Add a written restoration (``plan.dst``) to the compare output as ``plan.picture``; log its error (one
+    line) and return whether that worked."""
     try:
-        compare.add(src, dst, facts)
+        compare.add(plan.src, plan.dst, facts, plan.picture)
     except Exception as e:  # the restoration is written; only its comparison failed (e.g. a reference's size)
-        log.error("error: %s (compare)", failure_message(src, e))
+        log.error("error: %s (compare)", failure_message(plan.src, e))
         return False
     return True
 
@@ -323,6 +370,9 @@ def print_report(compare: CompareRun | None, quiet: bool) -> None:
     """The compare report's path, a result line on stdout (after the run: the report is written on closing)."""
     if compare is not None and not quiet:
         print_result(f"compare report: {compare.folder / REPORT_NAME}")
+    if compare is not None and (existing := compare.existing):
+        log.info("the report shows %d existing output(s) as they are (their inputs were skipped; -f restores them "
+                 "again)", existing)  # fmt: skip
 
 
 def result_line(src: Path, result: FileResult, seconds: float, strength: float = 1.0) -> str:
@@ -372,9 +422,11 @@ class Summary:
     megapixels: float = 0.0
     start: float = field(default_factory=time.perf_counter)
 
-    def line(self) -> str:
-        """``3 restored, 1 skipped, 0 failed in 4.2 s: 1.23 MP, 3.41 s/MP``."""
-        seconds = time.perf_counter() - self.start
+    def line(self, excluded: float = 0.0) -> str:
+        """``3 restored, 1 skipped, 0 failed in 4.2 s: 1.23 MP, 3.41 s/MP``; ``excluded``: seconds of the run spent
+        on ``--compare``, left out of the time and the rate and named after them (``; --compare 0.8 s``)."""
+        seconds = time.perf_counter() - self.start - excluded
         rate = f"{seconds / self.megapixels:.2f} s/MP" if self.megapixels else "no pixels restored"
+        compare = f"; --compare {excluded:.1f} s" if excluded else ""
         return (f"{self.restored} restored, {self.skipped} skipped, {self.failed} failed in {seconds:.1f} s: "
-                f"{self.megapixels:.2f} MP, {rate}")  # fmt: skip
+                f"{self.megapixels:.2f} MP, {rate}{compare}")  # fmt: skip

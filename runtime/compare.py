@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,17 +50,21 @@ _FONT, _FONT_SCALE, _FONT_THICKNESS = cv2.FONT_HERSHEY_SIMPLEX, 0.6, 1
 class CompareSettings:
     """How the pictures are made. ``crops``: zoomed regions per image (0 to 6); ``crop_size``: their side in image
     pixels; ``zoom``: their magnification (nearest neighbour); ``slider_side``: the report's before/after images are
-    shrunk (area average) to at most this many pixels on their long side."""
+    shrunk (area average) to at most this many pixels on their long side; ``embedded``: the report embeds the
+    images of this many inputs and lists the others with their facts and metrics (a report of thousands of images
+    would be gigabytes)."""
 
     crops: int = 3
     crop_size: int = 64
     zoom: int = 3
     slider_side: int = 1024
+    embedded: int = 200
 
     def __post_init__(self) -> None:
         for name, value, lo, hi in (
             ("crops", self.crops, 0, len(CROP_COLOURS)), ("crop_size", self.crop_size, 8, 1024),
             ("zoom", self.zoom, 1, 8), ("slider_side", self.slider_side, 64, 16384),
+            ("embedded", self.embedded, 0, 1_000_000),
         ):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}, got {value!r}")
@@ -67,13 +73,23 @@ class CompareSettings:
 @dataclass(frozen=True)
 class RunFacts:
     """What the command knows about one restoration: the model's name, the precision and backend that ran it, the
-    seconds it took (reading and writing included, as the per-file line reports them) and the ``--strength``."""
+    seconds it took (reading and writing included, as the per-file line reports them; None: not restored by this
+    run, see :meth:`existing_output`) and the ``--strength``."""
 
     model: str
     precision: str
     backend: str
-    seconds: float
+    seconds: float | None
     strength: float = 1.0
+
+    @classmethod
+    def existing_output(cls) -> RunFacts:
+        """An output that existed before the run (its input was skipped): how it was made is not known."""
+        return cls("–", "–", "–", None)
+
+    @property
+    def existing(self) -> bool:
+        return self.seconds is None
 
 
 @dataclass(frozen=True)
@@ -88,10 +104,12 @@ class Scores:
 
 @dataclass(frozen=True)
 class Metrics:
-    """The input JPEG's and the restoration's :class:`Scores` against the same original."""
+    """The input JPEG's and the restoration's :class:`Scores` against the same original, measured on ``channels``:
+    "RGB" (all three), "Y" (a gray input against the original's BT.601 Y) or "gray"."""
 
     jpeg: Scores
     restored: Scores
+    channels: str = "RGB"
 
 
 @dataclass(frozen=True)
@@ -127,13 +145,14 @@ def measure(jpeg: np.ndarray, restored: np.ndarray, reference: np.ndarray) -> Me
     Y; an RGB input against a gray reference raises ValueError, as do other shape mismatches.
     """
     jpeg8, restored8, reference8 = to_8bit(jpeg), to_8bit(restored), to_8bit(reference)
-    if jpeg8.ndim == 2 and reference8.ndim == 3:
+    channels = "RGB" if jpeg8.ndim == 3 else "Y" if reference8.ndim == 3 else "gray"
+    if channels == "Y":
         reference8 = rgb_to_y(reference8)
     if jpeg8.shape != restored8.shape:
         raise ValueError(f"restored image {restored8.shape} differs from the input {jpeg8.shape}")
     if jpeg8.shape != reference8.shape:
         raise ValueError(f"reference of shape {reference8.shape} does not match the input's {jpeg8.shape}")
-    return Metrics(_scores(jpeg8, reference8), _scores(restored8, reference8))
+    return Metrics(_scores(jpeg8, reference8), _scores(restored8, reference8), channels)
 
 
 def _scores(image: np.ndarray, reference: np.ndarray) -> Scores:
@@ -298,6 +317,35 @@ def find_reference(folder: Path, src: Path) -> Path | None:
     return None
 
 
+def picture_paths(folder: Path, sources: Iterable[Path]) -> list[Path]:
+    """The picture of each of ``sources`` in ``folder``: ``<stem>_compare.png``, numbered ``<stem>_compare-2.png``,
+    … when another source has the stem; stems cut to fit :data:`common.files.NAME_MAX` bytes (names are bytes on
+    POSIX, not always UTF-8)."""
+    taken: set[str] = set()
+    return [folder / _free_name(src, taken) for src in sources]
+
+
+def _free_name(src: Path, taken: set[str], avoid: Iterable[Path] = ()) -> str:
+    """The first of ``<stem>_compare.png``, ``<stem>_compare-2.png``, … not in ``taken`` nor among ``avoid``
+    (folder-free names); added to ``taken``."""
+    room = NAME_MAX - len((PICTURE_SUFFIX + "-999999").encode())
+    stem = src.stem
+    while len(os.fsencode(stem)) > room:  # by characters: a cut never splits a UTF-8 sequence
+        stem = stem[:-1]
+    avoided = {p.name for p in avoid}
+    name, number = stem + PICTURE_SUFFIX, 1
+    while name in taken or name in avoided:
+        number += 1
+        name = f"{stem}{PICTURE_SUFFIX[:-4]}-{number}.png"
+    taken.add(name)
+    return name
+
+
+def display_name(path: Path) -> str:
+    """``path`` as text to show: a name that is not UTF-8 (bytes on POSIX) gets U+FFFD for its undecodable bytes."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
 def default_folder(first_output: Path) -> Path:
     """Where ``--compare`` without a folder writes: :data:`DEFAULT_FOLDER` beside the (first) output. A subfolder,
     so that a folder run's inputs never include earlier pictures."""
@@ -330,21 +378,38 @@ class CompareRun:
         self.max_pixels = max_pixels
         self.folder.mkdir(parents=True, exist_ok=True)
         self.report = HtmlReport(self.folder, title, self.settings)
+        self.seconds = 0.0  # spent comparing and writing the report: not part of the restoration's speed
         self._names: set[str] = set()
+
+    @property
+    def existing(self) -> int:
+        """How many of the images added were existing outputs (:meth:`RunFacts.existing_output`)."""
+        return sum(row.facts.existing for row in self.report.rows)
 
     def __enter__(self) -> CompareRun:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
-        if kind is None:
-            self.report.write(self.folder / REPORT_NAME)
-        self.report.close()
+        start = time.perf_counter()
+        try:
+            if kind is None:
+                self.report.write(self.folder / REPORT_NAME)
+        finally:
+            self.report.close()
+            self.seconds += time.perf_counter() - start
 
-    def add(self, src: Path, restored_path: Path, facts: RunFacts) -> Path:
+    def add(self, src: Path, restored_path: Path, facts: RunFacts, picture: Path | None = None) -> Path:
         """Compare ``src`` with its restoration at ``restored_path`` (both read back as :func:`runtime.io.read_image`
         reads them, so the picture shows what was written), write its picture and add it to the report. Returns the
-        picture's path. Raises :class:`runtime.io.ImageError` (with the file's name) for this file only."""
-        src, restored_path = Path(src), Path(restored_path)
+        picture's path: ``picture`` as planned by the caller (:func:`picture_paths`), else named here, never a file
+        this call reads. Raises :class:`runtime.io.ImageError` (with the file's name) for this file only."""
+        start = time.perf_counter()
+        try:
+            return self._add(Path(src), Path(restored_path), facts, picture)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _add(self, src: Path, restored_path: Path, facts: RunFacts, picture: Path | None) -> Path:
         loaded = read_image(src, self.max_pixels)
         restored = read_image(restored_path, self.max_pixels).pixels
         reference_path = self.reference_dir and find_reference(self.reference_dir, src)
@@ -356,25 +421,22 @@ class CompareRun:
             comparison = compare_images(loaded.pixels, restored, reference, label, self.settings)
         except ValueError as e:
             raise ImageError(f"{src}: {e}") from None
-        picture = self._picture_path(src, {restored_path, reference_path})
+        picture = picture or self._picture_path(src, {restored_path, reference_path})
         write_image(picture, render(comparison, self.settings))
         crops = render(comparison, self.settings, full=False) if comparison.corners else None
         before, after = comparison.panels[0][1], comparison.panels[1][1]
-        self.report.add(str(src), facts, loaded.jpeg_quality, comparison.metrics, before, after, crops)
+        size = comparison.crop_size
+        marks = [(y, x, size, CROP_COLOURS[n]) for n, (y, x) in enumerate(comparison.corners)]
+        self.report.add(display_name(src), facts, loaded.jpeg_quality, comparison.metrics, before, after, crops,
+                        marks, display_name(Path(picture.name)))  # fmt: skip
         return picture
 
     def _picture_path(self, src: Path, avoid: set[Path | None]) -> Path:
         """``<stem>_compare.png`` in the folder, numbered when another input of this run has the stem; never a
         path this run reads from."""
-        room = NAME_MAX - len((PICTURE_SUFFIX + "-999999").encode())
-        stem = src.stem.encode()[:room].decode(errors="ignore")
-        readers = {p.resolve() for p in (src, *avoid) if p is not None}
-        name, number = stem + PICTURE_SUFFIX, 1
-        while name in self._names or (self.folder / name).resolve() in readers:
-            number += 1
-            name = f"{stem}{PICTURE_SUFFIX[:-4]}-{number}.png"
-        self._names.add(name)
-        return self.folder / name
+        folder = self.folder.resolve()
+        readers = [p.resolve() for p in (src, *avoid) if p is not None]
+        return self.folder / _free_name(src, self._names, [p for p in readers if p.parent == folder])
 
 
 def _quality_label(quality: JpegQuality) -> str:

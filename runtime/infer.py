@@ -24,17 +24,20 @@ from runtime.cli import (
     add_restore_options,
     collect_inputs,
     compare_folder,
+    compare_one,
     log_backend,
     not_jpeg_note,
     open_compare,
     open_restorer,
     output_paths,
+    plan_compare,
     plan_files,
     print_report,
     print_result,
     restore_one,
     settings_from_args,
 )
+from runtime.compare import RunFacts
 
 log = logging.getLogger(__spec__.name)
 
@@ -88,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     if not inputs:
         raise UsageError("no input images")
     outputs = output_paths(inputs, args)
-    plans = plan_files(inputs, outputs, args.overwrite)
     folder = compare_folder(args, outputs)
+    plans = plan_compare(folder, plan_files(inputs, outputs, args.overwrite), args)
     summary = Summary(failed=len(errors))
     not_jpeg: list[Path] = []
     with (
@@ -104,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             elif plan.skip:
                 log.info("skipped %s: %s", plan.src, plan.skip)
                 summary.skipped += 1
+                if compare is not None and not compare_one(compare, plan, RunFacts.existing_output()):
+                    summary.failed += 1
             elif result := restore_one(restorer, plan, args.quality, args.quiet, compare):
                 summary.restored += 1
                 summary.megapixels += math.prod(result.size) / 1e6
@@ -114,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if note := not_jpeg_note(not_jpeg):
         log.info("%s", note)
     if len(plans) + len(errors) > 1 and not args.quiet:
-        print_result(summary.line())
+        print_result(summary.line(excluded=compare.seconds if compare else 0.0))
     print_report(compare, args.quiet)
     if summary.failed:
         print(f"{summary.failed} input(s) failed", file=sys.stderr)

@@ -97,13 +97,15 @@ def test_killed_jobs_resume_to_the_outputs_of_infer(tmp_path, model):
     proc = batch(*args, "--actors", "2", "--compare", stdout=subprocess.PIPE)
     summary, err = proc.communicate(timeout=180)
     assert proc.returncode == 1 and "2 input(s) failed" in err and "Traceback" not in err, err
-    restored = re.fullmatch(r"(\d+) restored, \d+ skipped, 2 failed in [\d.]+ s: [\d.]+ MP, [\d.]+ s/MP "
+    restored = re.fullmatch(r"(\d+) restored, (\d+) skipped, 2 failed in [\d.]+ s: [\d.]+ MP, [\d.]+ s/MP "
                             r"\(Ray start included; backend: ort-cpu\)\ncompare report: (.*)\n", summary)  # fmt: skip
-    assert restored and Path(restored[2]) == out / "compare" / "report.html"
-    pictures = sorted(p.name for p in (out / "compare").iterdir())  # this run's restorations, compared on the driver
-    assert len(pictures) == int(restored[1]) + 1 > 1 and pictures[-1] == "report.html"
-    report = Path(restored[2]).read_text(encoding="utf-8")
+    assert restored and Path(restored[3]) == out / "compare" / "report.html"
+    pictures = sorted(p.name for p in (out / "compare").iterdir())  # compared on the driver
+    assert int(restored[1]) > 0 and int(restored[2]) > 0
+    assert len(pictures) == len(qualities) + 1 and pictures[-1] == "report.html"  # skipped ones: existing outputs
+    report = Path(restored[3]).read_text(encoding="utf-8")
     assert report.count("<td>local</td><td>fp32</td><td>ort-cpu</td>") == int(restored[1])
+    assert report.count("<td>–</td><td>–</td><td>–</td><td>–</td>") == int(restored[2])
     assert not leftovers(out)
     reference = tmp_path / "reference"
     assert infer_main([str(src), "-o", str(reference), "--model", str(model), "--tile", "32", "-q"]) == 1
@@ -255,6 +257,47 @@ def test_refusals_before_ray_starts_are_one_line(tmp_path, model, capsys):
     assert batch_main([str(src), str(out), "--model", str(model), "--manifest", str(tmp_path / "notes.jsonl")]) == 0
     assert rows(tmp_path / "notes.jsonl")[0]["status"] == "skipped"
     assert sorted(p.name for p in out.iterdir()) == ["good.png"]  # no default manifest, no lock file left
+
+
+def test_compare_files_are_planned_with_the_job(tmp_path, model, capsys):
+    """A picture that would replace an output, or an earlier run's report, is refused before any work and leaves
+    nothing; skipped inputs are compared with their existing outputs (on the driver: no Ray)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    write_jpeg(src / "a.jpg", data.astronaut()[:32, :32], 10)
+    write_jpeg(src / "a_compare.jpg", data.astronaut()[32:64, :32], 20)  # its output: a.jpg's picture in DST
+    out = tmp_path / "out"
+    assert batch_main([str(src), str(out), "--model", str(model), f"--compare={out}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --compare {out}: a_compare.png would replace an output of this run; choose another DIR\n"
+    assert not out.exists()  # no manifest, no lock file, no folder
+    manifest = out / "m.jsonl"
+    assert (
+        batch_main([str(src), str(out), "--model", str(model), "--manifest", str(manifest), f"--compare={manifest}"])
+        == 2
+    )
+    assert f"{manifest} is the manifest of this run, not a folder for the report" in capsys.readouterr().err
+    assert not out.exists()
+    out.mkdir()
+    outputs = {}
+    for name in ("a", "a_compare"):  # done by an earlier run: skipped
+        outputs[name] = cv2.GaussianBlur(read_image(src / f"{name}.jpg").pixels, (3, 3), 0)
+        cv2.imwrite(str(out / f"{name}.png"), cv2.cvtColor(outputs[name], cv2.COLOR_RGB2BGR))
+    (out / "compare").mkdir()
+    (out / "compare" / "report.html").write_text("the first run's report")
+    assert batch_main([str(src), str(out), "--model", str(model), "--compare"]) == 2
+    assert "report.html exists (1 compare file(s) of an earlier run): -f replaces" in capsys.readouterr().err
+    assert (out / "compare" / "report.html").read_text() == "the first run's report"
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_compare.png", "compare"]
+    assert batch_main([str(src), str(out), "--model", str(model), f"--compare={tmp_path / 'cmp'}"]) == 0
+    assert "Ray on" not in capsys.readouterr().err
+    report = (tmp_path / "cmp" / "report.html").read_text(encoding="utf-8")
+    assert report.count('<section class="image"') == 2 and "2 of the images: the output of an earlier run" in report
+    assert sorted(p.name for p in (tmp_path / "cmp").iterdir()) == [
+        "a_compare.png", "a_compare_compare.png", "report.html"
+    ]  # fmt: skip
+    for name, pixels in outputs.items():  # the existing outputs as they are, not restored again
+        assert np.array_equal(read_image(out / f"{name}.png").pixels, pixels)
 
 
 def _ray_processes(session: int) -> list[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
+import hashlib
 import html
 import json
 import os
@@ -133,7 +135,7 @@ def test_imports_without_torch():
 
 
 def test_settings_are_validated():
-    for bad in ({"crops": 7}, {"crop_size": 4}, {"zoom": 0}, {"zoom": True}, {"slider_side": 10.5}):
+    for bad in ({"crops": 7}, {"crop_size": 4}, {"zoom": 0}, {"zoom": True}, {"slider_side": 10.5}, {"embedded": -1}):
         with pytest.raises(ValueError):
             CompareSettings(**bad)
 
@@ -158,8 +160,12 @@ def test_measure_is_common_metrics_and_gray_inputs_use_the_y_protocol():
 
 def _report_metrics(text: str) -> list[list[str]]:
     """The three metric cells of each summary row (and the mean row) of a report."""
-    rows = re.findall(r'<td class="n">([^<]*)</td><td class="n">([^<]*)</td><td class="n">([^<]*)</td>', text)
-    return [list(r) for r in rows]
+    cell = r'<td class="n[^"]*"[^>]*>([^<]*)</td>'
+    return [list(r) for r in re.findall(cell * 3, text)]
+
+
+def _cell(jpeg: float, restored: float, digits: int) -> str:
+    return f"{jpeg:.{digits}f} → {restored:.{digits}f}" + (" ▼" if restored < jpeg else "")
 
 
 def test_report_metrics_equal_common_metrics(tmp_path):
@@ -174,11 +180,48 @@ def test_report_metrics_equal_common_metrics(tmp_path):
         j, r, o = (read_image(p).pixels for p in (src, restored, original))
         triple = [(psnr(j, o), psnr(r, o)), (ssim(j, o), ssim(r, o)), (psnr_b(j, o), psnr_b(r, o))]
         values.append(triple)
-        expected.append([f"{a:.{d}f} → {b:.{d}f}" for (a, b), d in zip(triple, (2, 4, 2), strict=True)])
+        expected.append([_cell(a, b, d) for (a, b), d in zip(triple, (2, 4, 2), strict=True)])
     means = [np.mean([v[k] for v in values], axis=0) for k in range(3)]
-    expected.append([f"{a:.{d}f} → {b:.{d}f}" for (a, b), d in zip(means, (2, 4, 2), strict=True)])
+    expected.append([_cell(a, b, d) for (a, b), d in zip(means, (2, 4, 2), strict=True)])
     assert _report_metrics(text) == expected
     assert "JPEG q15" in text and "JPEG q30" in text and "int8" in text and "ort-cpu" in text and "1.25" in text
+
+
+def test_report_names_the_channels_and_flags_worse_metrics(tmp_path):
+    src, _, original = _files(tmp_path)
+    jpeg = read_image(src).pixels
+    noisy = np.clip(jpeg + np.random.default_rng(3).normal(0, 25, jpeg.shape), 0, 255).astype(np.uint8)
+    write_image(tmp_path / "worse.png", noisy)  # further from the original than the JPEG, on every metric
+    write_image(tmp_path / "gray.png", rgb_to_y(jpeg))
+    write_image(tmp_path / "gray_out.png", rgb_to_y(RGB))  # better: the original's Y itself
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref") as run:
+        run.add(src, original, FACTS)  # the original itself: better
+        run.add(src, tmp_path / "worse.png", FACTS)
+        shutil.copy(original, tmp_path / "ref" / "gray.png")
+        run.add(tmp_path / "gray.png", tmp_path / "gray_out.png", FACTS)
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    better, worse, gray, _ = _report_metrics(text)
+    assert [c.endswith("▼") for c in better + worse + gray] == [False] * 3 + [True] * 3 + [False] * 3
+    rows = text.split("<tfoot>")[0]  # the mean row's flags depend on all three
+    assert rows.count('<td class="n worse" title="the restoration scores below the input JPEG">') == 3
+    assert re.findall(r"<td>(RGB|Y|gray)</td><td class=\"n", text) == ["RGB", "RGB", "Y"]
+    assert text.count("(RGB; JPEG → restored)") == 2 and text.count("(Y; JPEG → restored)") == 1
+    assert "RGB: all three" in text and "▼: the restoration scores below the input" in text
+
+
+def test_a_large_report_embeds_the_first_images_and_lists_the_rest(tmp_path):
+    src, restored, _ = _files(tmp_path)
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref", CompareSettings(embedded=1)) as run:
+        run.add(src, restored, FACTS)
+        run.add(src, restored, FACTS)  # the same stem again: photo_compare-2.png
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    assert text.count('<section class="image"') == 2 and text.count('<div class="ba"') == 1
+    assert text.count("<img ") == 3  # before, after and crops of the first image only
+    assert len(_report_metrics(text)) == 3  # both listed with their metrics, and the mean
+    assert "the other 1 are listed with their facts, their side-by-side pictures beside this report" in text
+    assert "Not embedded (the report embeds its first 1 images): its side-by-side picture photo_compare-2.png" in text
+    assert (tmp_path / "cmp" / "photo_compare-2.png").is_file()
+    assert CompareSettings().embedded == 200
 
 
 def test_missing_reference_and_mismatched_reference(tmp_path, expect_warning):
@@ -205,7 +248,7 @@ def test_sixteen_bit_gray_and_alpha_inputs_are_shown_on_8_bits(tmp_path):
         picture = read_image(run.add(tmp_path / "g.png", tmp_path / "g_out.png", FACTS)).pixels
     assert picture.dtype == np.uint8 and picture.ndim == 3
     y = rgb_to_y(RGB)
-    expected = f"∞ → {psnr(y // 2, y):.2f}"  # the input equals the original's Y: PSNR infinite
+    expected = f"∞ → {psnr(y // 2, y):.2f} ▼"  # the input equals the original's Y: PSNR infinite, worse after
     assert _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))[0][0] == expected
 
 
@@ -234,6 +277,19 @@ def test_report_escapes_hostile_names_and_names_nothing_outside(tmp_path):
     assert text.count("<img ") == 3  # before, after, crops: nothing the names brought in
     assert re.findall(r'(?:src|href)="(?!data:image/png;base64,|#img-)', text) == []
     assert not re.search(r"https?:|//[a-z]", re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]*", "", text))
+
+
+def test_report_policy_allows_only_its_own_script(tmp_path):
+    src, restored, _ = _files(tmp_path)
+    with CompareRun(tmp_path / "cmp") as run:
+        run.add(src, restored, FACTS)
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', text).group(1)
+    scripts = re.findall(r"<script>(.*?)</script>", text, re.S)
+    assert len(scripts) == 1 and "on" not in re.findall(r"<[^>]* (on)[a-z]+=", text)  # no inline event handlers
+    digest = base64.b64encode(hashlib.sha256(scripts[0].encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in policy and policy.count("unsafe-inline") == 1  # styles only
+    assert "style-src 'unsafe-inline'" in policy
 
 
 def test_outputs_are_atomic_and_an_interrupted_run_writes_no_report(tmp_path, monkeypatch):
@@ -337,8 +393,21 @@ PROBE = f"""<script>
 for (const r of document.querySelectorAll("input.split")) {{ r.value = {SPLIT}; r.dispatchEvent(new Event("input")); }}
 addEventListener("load", () => {{
   document.body.dataset.widths = [...document.images].map(i => i.complete ? i.naturalWidth : 0).join(",");
+  const figures = [...document.querySelectorAll(".ba")], box = figures[0].getBoundingClientRect();
+  document.body.dataset.hit = document.elementFromPoint(box.left + box.width / 3, box.top + box.height / 2).className;
+  document.body.dataset.marks = [...figures[1].querySelectorAll(".mark")].map(m => {{
+    const r = m.getBoundingClientRect(), f = figures[1].getBoundingClientRect();
+    return [r.top - f.top, r.left - f.left, r.width, r.height].map(Math.round).join(" ");
+  }}).join(",");
+  document.querySelector(`[data-figure="${{figures[1].id}}"] button[data-zoom="2"]`).click();
+  document.body.dataset.zoomed = figures[1].getBoundingClientRect().width;
 }});
 </script>"""
+
+
+# What an injection would add to a report: an inline script and an event handler; the policy's hash stops both.
+INJECTED = """<script>document.body.dataset.injected = 1;</script>
+<img src="data:," onerror="document.body.dataset.handler = 1" alt="">"""
 
 
 def _browse(page: Path, profile: Path, *extra: str, timeout: float = 90) -> tuple[str, list[dict]]:
@@ -397,17 +466,29 @@ def test_report_renders_in_a_headless_browser_without_requests(chromium, tmp_pat
         run.add(photo_src, photo_restored, FACTS)
     report = tmp_path / "cmp" / REPORT_NAME
     probed = tmp_path / "probed.html"
-    probed.write_text(report.read_text(encoding="utf-8").replace("</body>", PROBE + "\n</body>"), encoding="utf-8")
+    text = report.read_text(encoding="utf-8").replace("</body>", PROBE + "\n" + INJECTED + "\n</body>")
+    probe_hash = base64.b64encode(hashlib.sha256(PROBE.removeprefix("<script>").removesuffix("</script>").encode())
+                                  .digest()).decode()  # fmt: skip
+    allowed = f"script-src '{report_html.SCRIPT_HASH}'"
+    assert text.count(allowed) == 1  # the report's own script only; the probe's is allowed for this test alone
+    probed.write_text(text.replace(allowed, f"{allowed} 'sha256-{probe_hash}'"), encoding="utf-8")
     shot = tmp_path / "shot.png"
     dom, requests = _browse(probed, tmp_path / "profile", f"--screenshot={shot}", "--window-size=800,1400")
     assert requests == []
+    assert "data-injected" not in dom and "data-handler" not in dom  # scripts the policy does not name never ran
     # scripts ran: the report's own set the split it was moved to; every image decoded at its width
     assert dom.count(f'data-split="{SPLIT}"') == 2
     assert dom.count(f"clip-path: inset(0px {100 - SPLIT}% 0px 0px)") == 2
     widths = re.search(r'data-widths="([0-9,]*)"', dom).group(1).split(",")
     crops = [str(len(c) * 120 + (len(c) + 1) * GAP) for c in ((1, 2), (1, 2, 3))]  # 2 and 3 columns of ≥ 120 px
-    assert widths == ["300", "300", crops[0], "128", "128", crops[1]]
+    assert widths[:6] == ["300", "300", crops[0], "128", "128", crops[1]]  # the 7th: the injected image
     assert f"<h2>{html.escape(str(src), quote=False)}</h2>" in dom  # the name is text: document.images has only 6
+    assert 'data-hit="split"' in dom  # a press on the picture lands on the slider: it drags there
+    settings = CompareSettings(crops=2, crop_size=16)
+    photo = compare_images(read_image(photo_src).pixels, read_image(photo_restored).pixels, settings=settings)
+    marks = re.search(r'data-marks="([0-9 ,]*)"', dom).group(1)  # the crops outlined where they are, at 1:1
+    assert marks == ",".join(f"{y} {x} 16 16" for y, x in photo.corners) and len(photo.corners) == 2
+    assert 'data-zoomed="256"' in dom  # the 128-px picture at 2×
     # the screenshot shows the first slider split at SPLIT %: restoration (yellow) left, input (blue) right
     image = cv2.cvtColor(cv2.imread(str(shot)), cv2.COLOR_BGR2RGB)
     yellow, blue = (np.abs(image.astype(int) - c).sum(axis=2) < 30 for c in (YELLOW, BLUE))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from runtime.cli import Summary
 from runtime.infer import plan_files
 from tests.conftest import REPO_ROOT, assert_imports_without_torch
 from tests.runtime_fixtures import local_net, write_jpeg
@@ -238,6 +242,92 @@ def test_compare_reference_and_strength(tmp_path, model):
         assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
         _no_traceback(proc)
     assert not (tmp_path / "x.png").exists()
+
+
+def _tree(folder):
+    """Every file under ``folder`` and its bytes."""
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_compare_files_never_replace_a_file_of_the_run(tmp_path, model):
+    """Pictures and report are planned with the inputs and outputs: a collision is refused before any work."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_jpeg(src / "a.jpg", RGB, 10)
+    cv2.imwrite(str(src / "a_compare.png"), RGB)  # an input named like a.jpg's picture
+    photos = tmp_path / "photos"
+    (photos / "compare").mkdir(parents=True)
+    write_jpeg(photos / "compare" / "x.jpg", RGB, 10)
+    cv2.imwrite(str(photos / "compare" / "x_compare.png"), RGB)  # inputs in the default compare folder
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    write_jpeg(twins / "a.jpg", RGB, 10)
+    write_jpeg(twins / "a_compare.jpg", RGB, 20)  # its output out/a_compare.png is a.jpg's picture there
+    before = _tree(tmp_path)
+    common = ("--model", model, "--tile", "32")
+    out = tmp_path / "out"
+    cases = [
+        ((src, "-o", out, f"--compare={src}"), "a_compare.png would replace an input of this run"),
+        ((photos / "compare", "-o", photos, "--compare"), "x_compare.png would replace an input of this run"),
+        ((twins, "-o", out, f"--compare={out}"), "a_compare.png would replace an output of this run"),
+        ((src / "a.jpg", "-o", out / "r.png", f"--compare={out / 'r.png'}"), "is an output of this run"),
+        ((src / "a.jpg", "-o", out / "r.png", f"--compare={out / 'r.png' / 'sub'}"), "is an output of this run"),
+    ]
+    for args, message in cases:
+        proc = cli(*args, *common)
+        assert proc.returncode == 2 and message in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.splitlines()) == 1, proc.stderr  # one line, before any work
+        assert _tree(tmp_path) == before and not out.exists()
+
+
+def test_compare_shows_existing_outputs_and_keeps_an_earlier_report(tmp_path, model):
+    """The README in order: restore, then --compare into the same -o compares the outputs there; a second report
+    into the same folder is refused unless -f."""
+    src = tmp_path / "in"
+    src.mkdir()
+    write_jpeg(src / "a.jpg", RGB, 10)
+    write_jpeg(src / "b.jpg", RGB, 30)
+    out = tmp_path / "out"
+    common = ("--model", model, "--tile", "32")
+    assert cli(src, "-o", out, *common, "-q").returncode == 0
+    restored = {p.name: p.read_bytes() for p in out.iterdir()}
+    proc = cli(src, "-o", out, *common, "--compare")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^0 restored, 2 skipped, 0 failed in [\d.]+ s: 0.00 MP, no pixels restored; --compare "
+                     r"[\d.]+ s$", proc.stdout, re.M)  # fmt: skip
+    assert "the report shows 2 existing output(s) as they are" in proc.stderr
+    folder = out / "compare"
+    assert sorted(p.name for p in folder.iterdir()) == ["a_compare.png", "b_compare.png", "report.html"]
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == restored  # compared as they are
+    report = (folder / "report.html").read_text(encoding="utf-8")
+    assert report.count('<section class="image"') == 2 and "2 of the images: the output of an earlier run" in report
+    kept = {p.name: (p.stat().st_ino, p.read_bytes()) for p in folder.iterdir()}
+    proc = cli(src, "-o", out, *common, "--compare")
+    assert proc.returncode == 2 and "report.html exists (3 compare file(s) of an earlier run)" in proc.stderr
+    assert {p.name: (p.stat().st_ino, p.read_bytes()) for p in folder.iterdir()} == kept
+    proc = cli(src, "-o", out, *common, "--compare", "-f")
+    assert proc.returncode == 0, proc.stderr
+    replaced = {p.name: p.stat().st_ino for p in folder.iterdir()}
+    assert sorted(replaced) == sorted(kept) and all(replaced[n] != kept[n][0] for n in kept)
+    assert "earlier run" not in (folder / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_rate_leaves_out_the_compare_time():
+    summary = Summary(restored=2, megapixels=2.0, start=time.perf_counter() - 10)
+    line = summary.line(excluded=4.0)  # 10 s in all, 4 of them comparing
+    assert re.fullmatch(r"2 restored, 0 skipped, 0 failed in 6\.0 s: 2\.00 MP, 3\.00 s/MP; --compare 4\.0 s", line)
+
+
+def test_compare_with_a_non_utf8_name(tmp_path, model):
+    src = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jpg"))
+    write_jpeg(src, RGB, 10)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "runtime.infer", src, "-o", tmp_path / "out", "--model", model,
+                           "--compare", "-q"], capture_output=True, env=env, cwd=REPO_ROOT, timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
+    assert os.path.isfile(bytes(tmp_path) + b"/out/compare/caf\xe9_compare.png")
+    report = (tmp_path / "out" / "compare" / "report.html").read_text(encoding="utf-8")
+    assert "<h2>" + html.escape(str(tmp_path)) + "/caf\ufffd.jpg</h2>" in report
 
 
 def test_runtime_imports_without_torch():
