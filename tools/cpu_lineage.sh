@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The CPU training lineage of the half-trunk model (issue 33): one run that goes on across sessions.
+#
+#   tools/cpu_lineage.sh start END [THREADS]   resume the committed state in the background until END (a time `date`
+#                                              reads, e.g. 07:55, or a Unix time), niced, THREADS torch threads (2)
+#   tools/cpu_lineage.sh status                where the run stands (validation curve, last losses)
+#   tools/cpu_lineage.sh commit                copy the run's best generator, full state and curve into the checkout
+#
+# What is committed (models/pretrained/): wcdgan_h_rgb_blind.pt (the best generator by validation PSNR, a
+# self-describing checkpoint), lineage/state.pt (weights, Adam state, iteration, training seconds, best score:
+# what --resume continues) and lineage/log.jsonl (every loss and validation record since the lineage began) —
+# each one file updated in place. Data: ../shared/data/train (CBSD432, SunHays80_HR, Urban100_x2HR without the
+# validation images); validation: every 12th Urban100_x2HR image from the 12th on (8 images). Never LIVE1/Classic5.
+# Each session's --end-at stretches the cosine lr to the new end (train --help, --end-at).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+SHARED=${WCDGAN_SHARED:-../shared}
+WORK=${LINEAGE_WORK:-runs/lineage}
+KEEP=models/pretrained
+STATE=$KEEP/lineage/state.pt
+CURVE=$KEEP/lineage/log.jsonl
+BEST=$KEEP/wcdgan_h_rgb_blind.pt
+
+split_urban() {  # the Urban100 split as symlink folders (the validation images never train)
+    local src="$SHARED/data/train/Urban100_x2HR" i=0
+    rm -rf "$WORK/data" && mkdir -p "$WORK/data/urban_train" "$WORK/data/urban_val"
+    for f in $(ls "$src"/*.png | sort); do
+        if [ $((i % 12)) -eq 11 ]; then ln -s "$(realpath "$f")" "$WORK/data/urban_val/"
+        else ln -s "$(realpath "$f")" "$WORK/data/urban_train/"; fi
+        i=$((i + 1))
+    done
+}
+
+start() {
+    local end threads=${2:-2}
+    end=$(date -d "$1" +%s 2>/dev/null || echo "$1")
+    [ -f "$STATE" ] || { echo "error: $STATE: no lineage to continue" >&2; exit 2; }
+    split_urban
+    if [ ! -f "$WORK/run/last.pt" ]; then
+        mkdir -p "$WORK/run"
+        cp "$STATE" "$WORK/run/last.pt" && cp "$CURVE" "$WORK/run/log.jsonl"
+    fi
+    nohup nice -n 10 "$PY" -m train --resume -o "$WORK/run" --end-at "$end" --threads "$threads" -q \
+        --data "$SHARED/data/train/CBSD432" "$SHARED/data/train/SunHays80_HR" "$WORK/data/urban_train" \
+        --val "$WORK/data/urban_val" > "$WORK/train.log" 2>&1 &
+    echo "lineage training until $(date -d "@$end" +%H:%M) in the background (pid $!, log $WORK/train.log)"
+}
+
+status() {
+    grep val_psnr "$WORK/run/log.jsonl" | tail -5 || true
+    tail -n 1 "$WORK/run/log.jsonl"
+}
+
+commit() {
+    [ -f "$WORK/run/best.pt" ] || { echo "error: $WORK/run/best.pt: nothing to commit" >&2; exit 1; }
+    mkdir -p "$KEEP/lineage"
+    cp "$WORK/run/best.pt" "$BEST" && cp "$WORK/run/last.pt" "$STATE" && cp "$WORK/run/log.jsonl" "$CURVE"
+    echo "copied into $BEST, $STATE, $CURVE"
+}
+
+case "${1:-}" in
+    start) shift; start "$@" ;;
+    status) status ;;
+    commit) commit ;;
+    *) sed -n '2,8p' "$0" >&2; exit 2 ;;
+esac
