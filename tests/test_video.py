@@ -40,8 +40,9 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("cwd", REPO_ROOT)
     return subprocess.run([sys.executable, "-m", "runtime.video", *map(str, args)], capture_output=True, text=True,
-                          env=ENV, cwd=REPO_ROOT, timeout=120, **kwargs)  # fmt: skip
+                          env=ENV, timeout=120, **kwargs)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -416,3 +417,21 @@ def test_pipe_mode_between_two_ffmpeg_processes(tmp_path, models, restorer):
     assert len(got) == len(inputs) == 4
     for frame, rgb in zip(got, inputs, strict=True):
         assert np.array_equal(frame, restorer(rgb))  # FFV1 stores RGB losslessly
+
+
+def test_names_are_files_never_ffmpeg_protocols(tmp_path, models):
+    """``file:x.avi`` and ``concat:a|b`` are file names: the named file is read, and written, never another."""
+    make_mjpeg(tmp_path / "secret.avi", [10] * 5, audio=False)
+    make_mjpeg(tmp_path / "one.avi", [10] * 2, audio=False)
+    make_mjpeg(tmp_path / "two.avi", [10] * 2, audio=False)
+    for name, frames in (("file:secret.avi", 3), ("concat:one.avi|two.avi", 1)):
+        make_mjpeg(tmp_path / name, [15] * frames, audio=False)
+        out = tmp_path / f"file:{frames}.mkv"  # read back by --compare: by its own name too
+        proc = cli(name, out.name, "--model", models, "--compare", "-q", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert len(decoded(out)) == len(decoded(out.with_name(out.stem + "_compare.mkv"))) == frames
+    hls = tmp_path / "list.m3u8"  # a playlist names other files: refused, not followed
+    hls.write_text("#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nsecret.avi\n#EXT-X-ENDLIST\n")
+    proc = cli(hls, tmp_path / "hls.mkv", "--model", models)
+    assert proc.returncode == 1 and "only the named file is read" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "hls.mkv").exists()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 
@@ -92,10 +92,25 @@ class Remux:
     packet: Any
 
 
+@contextlib.contextmanager
+def open_media(path: Path, mode: Literal["r", "w"] = "r") -> Iterator[Any]:
+    """PyAV's container of exactly the file ``path``, read (``"r"``) or written (``"w"``: created or truncated).
+
+    FFmpeg gets a file object opened here, never the name, so a name such as ``file:x.avi`` or ``concat:a|b`` is a
+    file name and never a protocol (the name only hints the format, by its suffix); a file the container would open
+    beside it (a playlist's segments, a reference) is refused (VideoError): nothing but the named file is read."""
+
+    def refuse(url: str, flags: int, options: dict) -> Any:
+        raise VideoError(f"{path}: refers to another file or URL ({url!r:.80}); only the named file is read")
+
+    with open(path, "rb" if mode == "r" else "wb") as file, av.open(file, mode, io_open=refuse) as media:
+        yield media
+
+
 def probe(path: Path, span: Span = Span()) -> Clip:
     """Open ``path``, decode its first video frame at ``span.start``; raise VideoError if it has none."""
     try:
-        with av.open(str(path)) as container:
+        with open_media(path) as container:
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream")
             video = container.streams.video[0]
@@ -108,7 +123,7 @@ def probe(path: Path, span: Span = Span()) -> Clip:
                 video.codec_context.name, first.width, first.height, video.time_base, rate, frame_colour(first),
                 int(first.rotation or 0), is_deep(first), _expected_frames(container, video, rate, span), copied,
             )  # fmt: skip
-    except av.error.FFmpegError as e:
+    except (av.error.FFmpegError, OSError) as e:
         raise VideoError(f"{path}: cannot read as a video ({e.strerror or e})") from None
 
 
@@ -134,7 +149,7 @@ def packet_quality(packet: Any) -> int | None:
 def read_frames(path: Path, clip: Clip, span: Span, stats: Stats) -> Iterator[Frame | Remux]:
     """Restorable :class:`Frame` s and the copied streams' packets of ``path`` in demux order, timestamps shifted so
     that ``span`` starts at 0 (unchanged for a whole clip); corrupt packets are counted in ``stats.corrupt``."""
-    with av.open(str(path)) as container:
+    with open_media(path) as container:
         video = container.streams.video[0]
         copied = tuple(container.streams[i] for i in clip.copied)
         span = span.from_origin(container)

@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 
 from runtime.video.colour import rgb_to_frame
-from runtime.video.container import Clip, Remux
+from runtime.video.container import Clip, Remux, open_media
 from runtime.video.pipeline import Frame, Stats
 
 
@@ -43,7 +43,7 @@ def write_video(path: Path, clip: Clip, codec: Codec, crf: int | None, source: P
                 stats: Stats) -> None:  # fmt: skip
     """Encode restored frames and remux the copied packets into ``path`` (format from its suffix; the copied streams'
     parameters from ``source``); flushes the encoder only when ``items`` ends normally."""
-    with av.open(str(source)) as template, av.open(str(path), "w") as out:
+    with open_media(source) as template, open_media(path, "w") as out:
         stream = out.add_stream(codec.encoder, rate=clip.rate or 25, options={"crf": str(crf)} if crf else {})
         pix_fmt = codec.deep_pix_fmt if clip.deep else codec.pix_fmt
         stream.width, stream.height, stream.pix_fmt = clip.width, clip.height, pix_fmt
