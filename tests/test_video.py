@@ -435,3 +435,20 @@ def test_names_are_files_never_ffmpeg_protocols(tmp_path, models):
     proc = cli(hls, tmp_path / "hls.mkv", "--model", models)
     assert proc.returncode == 1 and "only the named file is read" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "hls.mkv").exists()
+
+
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_crf_0_is_lossless_yuv(tmp_path, restorer, codec):
+    """--crf 0 stores exactly the YUV that the restored RGB (the FFV1 output) converts to: bit for bit."""
+    src = make_mjpeg(tmp_path / "camera.avi", [10, 15, 10], audio=False)
+    rgb, lossless = tmp_path / "rgb.mkv", tmp_path / f"{codec}.mkv"
+    restore_video(src, rgb, restorer)
+    restore_video(src, lossless, restorer, VideoSettings(codec, crf=0))
+    with av.open(str(src)) as container:
+        colour = frame_colour(next(container.decode(video=0)))
+    with av.open(str(lossless)) as container:
+        planes = [f.to_ndarray() for f in container.decode(video=0)]  # yuv420p: Y, then U and V, stacked
+    expected = [rgb_to_frame(pixels, "yuv420p", colour).to_ndarray() for _, pixels, _ in decoded(rgb)]
+    assert len(planes) == len(expected) == 3
+    for got, want in zip(planes, expected, strict=True):
+        np.testing.assert_array_equal(got, want)

@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "with --raw a file or - (stdout)")  # fmt: skip
     p.add_argument("--codec", choices=list(CODECS), default="ffv1",
                    help="output codec: ffv1 = lossless RGB (default), else 4:2:0 YUV at --crf")  # fmt: skip
-    p.add_argument("--crf", type=int, help="quality of h264/h265/av1 (lower: better; default "
-                   + ", ".join(f"{k} {c.crf}" for k, c in CODECS.items() if c.crf is not None) + ")")  # fmt: skip
+    defaults = ", ".join(f"{k} {c.crf}" for k, c in CODECS.items() if c.crf is not None)
+    p.add_argument("--crf", type=int, help=f"quality of h264/h265/av1 (lower: better; 0: lossless YUV for h264/h265; "
+                   f"default {defaults})")  # fmt: skip
     p.add_argument("--start", type=seconds_arg, default=0.0, help="restore from this time (seconds or [HH:]MM:SS)")
     p.add_argument("--duration", type=seconds_arg, help="how long to restore (default: to the end)")
     p.add_argument("--compare", nargs="?", const="", metavar="FILE",

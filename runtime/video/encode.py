@@ -29,12 +29,20 @@ class Codec:
     crf: int | None = None  # None: lossless, no --crf
     crf_max: int = 51
     suffixes: tuple[str, ...] = (".mkv", ".mp4", ".mov")
+    lossless: tuple[tuple[str, str], ...] = ()  # the encoder's options for --crf 0 where it has a lossless mode
+
+    def options(self, crf: int | None) -> dict[str, str]:
+        """The encoder's options for ``crf`` (None: none, the encoder's own default); crf 0 is lossless where the
+        encoder can be (H.264, H.265: YUV stored exactly), else its best quality."""
+        if crf is None:
+            return {}
+        return dict(self.lossless) if crf == 0 and self.lossless else {"crf": str(crf)}
 
 
 CODECS = {
     "ffv1": Codec("ffv1", "bgr0", "rgb48le", suffixes=(".mkv", ".nut", ".avi")),
-    "h264": Codec("libx264", "yuv420p", "yuv420p10le", 18),
-    "h265": Codec("libx265", "yuv420p", "yuv420p10le", 20),
+    "h264": Codec("libx264", "yuv420p", "yuv420p10le", 18, lossless=(("qp", "0"),)),  # crf 0 is not, above 8 bits
+    "h265": Codec("libx265", "yuv420p", "yuv420p10le", 20, lossless=(("x265-params", "lossless=1"),)),
     "av1": Codec("libsvtav1", "yuv420p", "yuv420p10le", 30, crf_max=63),
 }
 
@@ -44,7 +52,7 @@ def write_video(path: Path, clip: Clip, codec: Codec, crf: int | None, source: P
     """Encode restored frames and remux the copied packets into ``path`` (format from its suffix; the copied streams'
     parameters from ``source``); flushes the encoder only when ``items`` ends normally."""
     with open_media(source) as template, open_media(path, "w") as out:
-        stream = out.add_stream(codec.encoder, rate=clip.rate or 25, options={"crf": str(crf)} if crf else {})
+        stream = out.add_stream(codec.encoder, rate=clip.rate or 25, options=codec.options(crf))
         pix_fmt = codec.deep_pix_fmt if clip.deep else codec.pix_fmt
         stream.width, stream.height, stream.pix_fmt = clip.width, clip.height, pix_fmt
         stream.time_base = stream.codec_context.time_base = clip.time_base
