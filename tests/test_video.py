@@ -452,3 +452,23 @@ def test_crf_0_is_lossless_yuv(tmp_path, restorer, codec):
     assert len(planes) == len(expected) == 3
     for got, want in zip(planes, expected, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+def test_start_and_duration_on_mpeg_ts_with_short_gops(tmp_path, restorer):
+    """MPEG-TS has no index: a seek to its first timestamp lands on a later keyframe; every part still decodes."""
+    src = tmp_path / "broadcast.ts"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"g": "12", "bf": "2"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        for i in range(60):
+            frame = av.VideoFrame.from_ndarray(np.roll(PHOTO, 3 * i, axis=1), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = 35 + i, Fraction(1, 25)  # starts at 1.4 s, as ffmpeg writes MPEG-TS
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    ins = decoded(src)
+    for start, first in ((0.0, 0), (0.5, 13), (1.02, 26)):  # 0.5 s: between frames 12 and 13
+        dst = tmp_path / f"part{start}.mkv"
+        assert restore_video(src, dst, restorer, VideoSettings(span=Span(start, 0.4))).frames == 10
+        outs = decoded(dst)
+        assert np.diff([t for t, _, _ in outs]) == pytest.approx([0.04] * 9, abs=1e-3) and outs[0][0] < 0.04
+        assert np.array_equal(outs[0][1], restorer(ins[first][1]))  # the part's first frame, not a later one

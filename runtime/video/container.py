@@ -199,7 +199,7 @@ def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple
 
 def _seek_before(container: Any, video: Any, seconds: float) -> None:
     """Seek to the keyframe at or before ``seconds``; where the container lands after it (MPEG-TS has no index and
-    seeks by bytes), to the beginning instead: slower, never missing frames."""
+    seeks by estimated positions), back to the beginning instead: slower, never missing frames."""
     target = round(seconds * av.time_base)
     container.seek(target)
     first = None
@@ -210,4 +210,16 @@ def _seek_before(container: Any, video: Any, seconds: float) -> None:
             break
     landed = first is not None and first.key_frame and first.pts is not None and first.time <= seconds
     video.codec_context.flush_buffers()  # the look ahead must not leave frames in the decoder
-    container.seek(target if landed else (container.start_time or 0))
+    if landed:
+        container.seek(target)
+    else:
+        _rewind(container)
+
+
+def _rewind(container: Any) -> None:
+    """Back to the first packet. A stream format without a header or index (MPEG-TS, MPEG-PS: timestamps may jump)
+    goes to byte 0, as a seek to its first timestamp can land on a later keyframe; others seek to that timestamp."""
+    if container.format.flags & av.format.Flags.ts_discont.value:
+        container.seek(0, unsupported_byte_offset=True)
+    else:
+        container.seek(container.start_time or 0)
