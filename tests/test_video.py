@@ -472,3 +472,20 @@ def test_start_and_duration_on_mpeg_ts_with_short_gops(tmp_path, restorer):
         outs = decoded(dst)
         assert np.diff([t for t, _, _ in outs]) == pytest.approx([0.04] * 9, abs=1e-3) and outs[0][0] < 0.04
         assert np.array_equal(outs[0][1], restorer(ins[first][1]))  # the part's first frame, not a later one
+
+
+def test_more_usage_errors_are_one_line(tmp_path, models):
+    src = make_mjpeg(tmp_path / "cam.avi", [10] * 2, audio=False)
+    long_name = "a" * 252 + ".mkv"  # 256 bytes
+    for args, message in (
+        ((src, "x.mkv", "--start", "1:-30"), "expected seconds or [HH:]MM:SS"),  # not 30 s
+        ((src, "x.mkv", "--duration", "0:75"), "below 60"),
+        ((src, tmp_path / long_name), "File name too long"),
+        ((src, tmp_path / long_name[5:], "--compare"), "File name too long"),  # its _compare name is too long
+        ((tmp_path / long_name.replace(".mkv", ".avi"), "x.mkv"), "File name too long"),
+        (("--raw", "99999x99999:rgb24", "-", tmp_path / "raw.rgb"), "over --max-pixels"),
+    ):
+        proc = cli(*args, "--model", models, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.splitlines()) == 1 or "usage:" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi"]

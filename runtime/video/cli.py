@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +25,7 @@ from runtime.cli import (
     failure_message,
     log_backend,
     open_restorer,
+    path_problem,
     print_result,
     settings_from_args,
 )
@@ -64,15 +65,18 @@ frames to OUT, - being stdin/stdout, e.g.
 COMPARE_SUFFIX = "_compare"  # --compare's default clip: <OUT stem><this><OUT suffix>
 
 
+_SECONDS = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")  # [[HH:]MM:]SS[.frac], digits only
+
+
 def seconds_arg(text: str) -> float:
-    """``90``, ``1:30`` or ``0:01:30.5`` → seconds (≥ 0)."""
-    try:
-        value = sum(float(part) * 60**i for i, part in enumerate(reversed(text.split(":"))))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}") from None
-    if value < 0 or text.count(":") > 2 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS ≥ 0, got {text!r}")
-    return value
+    """``90``, ``1:30`` or ``0:01:30.5`` → seconds (≥ 0; minutes and seconds after a ``:`` below 60)."""
+    match = _SECONDS.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS[.ms] (digits only), got {text!r}")
+    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
+    if ":" in text and (seconds >= 60 or (match.group(1) is not None and minutes >= 60)):
+        raise argparse.ArgumentTypeError(f"expected [HH:]MM:SS with MM and SS below 60, got {text!r}")
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,10 +188,16 @@ def check_video_options(args: argparse.Namespace) -> None:
     if args.raw:
         if args.start or args.duration or args.codec != "ffv1" or args.compare is not None:
             raise UsageError("--start, --duration, --codec and --compare are for video files, not --raw")
+        if args.raw.width * args.raw.height > args.max_pixels * 1e6:
+            raise UsageError(
+                f"--raw {args.raw.width}x{args.raw.height}: frames over --max-pixels {args.max_pixels:g} MP"
+            )
         if args.output != "-":
             _check_output(Path(args.output), args)
         return
     src, dst = Path(args.input), Path(args.output)
+    if problem := path_problem(src):
+        raise UsageError(f"{src}: {problem}")
     if not src.is_file():
         raise UsageError(f"{src}: no such file")
     if dst.suffix.lower() not in CODECS[args.codec].suffixes:
@@ -197,6 +207,8 @@ def check_video_options(args: argparse.Namespace) -> None:
 
 
 def _check_output(dst: Path, args: argparse.Namespace) -> None:
+    if problem := path_problem(dst):  # e.g. a name over 255 bytes
+        raise UsageError(f"{dst}: {problem}")
     if args.input != "-" and dst.resolve() == Path(args.input).resolve():
         raise UsageError(f"{dst}: is the input; refusing to overwrite an input")
     if dst.exists() and not args.overwrite:
