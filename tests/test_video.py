@@ -14,6 +14,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -489,3 +490,18 @@ def test_more_usage_errors_are_one_line(tmp_path, models):
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert len(proc.stderr.splitlines()) == 1 or "usage:" in proc.stderr, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi"]
+
+
+def test_a_size_change_mid_stream_is_one_clear_line(tmp_path, models):
+    src = tmp_path / "resized.avi"
+    with av.open(str(src), "w") as out:  # a camera that switched resolution while recording
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj420p"
+        for i, size in enumerate([(W, H)] * 3 + [(W // 2, H // 2)] * 3):
+            packet = av.Packet(jpeg_bytes(cv2.resize(PHOTO, size), 10))
+            packet.stream, packet.time_base, packet.pts, packet.dts = video, Fraction(1, 25), i, i
+            out.mux(packet)
+    proc = cli(src, tmp_path / "out.mkv", "--model", models)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"frame size changes at 0.120 s ({W}×{H} → {W // 2}×{H // 2})" in proc.stderr.splitlines()[-1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["resized.avi"]

@@ -163,6 +163,11 @@ def read_frames(path: Path, clip: Clip, span: Span, stats: Stats) -> Iterator[Fr
                     packet.dts = None if packet.dts is None else packet.dts - shift
                 yield Remux(packet.stream.index, packet)
                 continue
+            if (frame.width, frame.height) != (clip.width, clip.height):  # one output stream has one size
+                raise VideoError(
+                    f"{path}: the frame size changes at {float(frame.time or 0):.3f} s ({clip.width}×{clip.height} → "
+                    f"{frame.width}×{frame.height}); restore each part on its own (--start, --duration)"
+                )
             pts = frame.pts - offset if frame.pts is not None else (0 if last_pts is None else last_pts + step)
             last_pts = pts
             yield Frame(frame_to_rgb(frame, clip.colour, clip.deep), pts, found)
