@@ -505,3 +505,42 @@ def test_a_size_change_mid_stream_is_one_clear_line(tmp_path, models):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"frame size changes at 0.120 s ({W}×{H} → {W // 2}×{H // 2})" in proc.stderr.splitlines()[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resized.avi"]
+
+
+def make_ts(path: Path, frames: int) -> Path:
+    """H.264 in MPEG-TS (no header: nothing but whole 188-byte transport packets), as ffmpeg writes it."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"g": "5"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.roll(PHOTO, 3 * i, axis=1), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".avi", ".mov", ".ts"])
+def test_a_truncated_file_exits_1_with_the_count(tmp_path, models, suffix):
+    full = tmp_path / f"full{suffix}"
+    make_ts(full, 20) if suffix == ".ts" else make_mjpeg(full, [10] * 20, audio=False)
+    if suffix == ".mov":  # the index first (as -movflags faststart writes it): the file opens without its end
+        subprocess.run([sys.executable, "-c", "import av, sys; i, o = av.open(sys.argv[1]), av.open(sys.argv[2], 'w', "
+                        "options={'movflags': 'faststart'}); s = o.add_stream_from_template(i.streams.video[0])\n"
+                        "for p in i.demux(video=0):\n if p.size: p.stream = s; o.mux(p)\no.close()", full,
+                        tmp_path / "fast.mov"], check=True)  # fmt: skip
+        full = tmp_path / "fast.mov"
+    proc = cli(full, tmp_path / "whole.mkv", "--model", models, "-q")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # the complete file: no false alarm
+    data = full.read_bytes()
+    src = tmp_path / f"cut{suffix}"
+    src.write_bytes(data[: len(data) // 2 + 7])
+    dst = tmp_path / "restored.mkv"
+    proc = cli(src, dst, "--model", models, "-q")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    count = re.search(r"truncated: (?:about|at least) (\d+) frame\(s\) missing at its end; the output holds the (\d+) "
+                      "frames that decoded", proc.stderr)  # fmt: skip
+    assert count, proc.stderr
+    assert int(count[2]) == len(decoded(dst)) < 20
+    if suffix != ".ts":  # a header gives the length: the count is the frames after the cut
+        assert abs(int(count[1]) + int(count[2]) - 20) <= 2

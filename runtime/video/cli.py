@@ -1,8 +1,9 @@
 """``python -m runtime.video``: the command line — options, checks before any work, the run and its console lines.
 
-Exit codes: 0 every frame restored, 1 the input failed (nothing written) or some packets were corrupt (skipped; the
-output holds every frame that decoded), 2 usage error, 130/143 interrupted (Ctrl-C / SIGTERM: no output and no
-temporary are left). Results on stdout, logs and progress on stderr (in pipe mode stdout carries the frames).
+Exit codes: 0 every frame restored, 1 the input failed (nothing written), some packets were corrupt (skipped) or
+the file is truncated (the output holds every frame that decoded; the count is logged), 2 usage error, 130/143
+interrupted (Ctrl-C / SIGTERM: no output and no temporary are left). Results on stdout, logs and progress on
+stderr (in pipe mode stdout carries the frames).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     report(dst, stats, args.quiet)
     if target is not None and not compare_clip(src, dst, target, clip, video, args.quiet):
         return 1
-    return 1 if stats.corrupt else 0
+    return 1 if stats.corrupt or stats.missing else 0
 
 
 def compare_clip(src: Path, dst: Path, target: Path, clip: Clip, video: VideoSettings, quiet: bool) -> bool:
@@ -246,6 +247,10 @@ def report(dst: Path, stats: Stats, quiet: bool) -> None:
         log.info("models: %s", ", ".join(f"{name} ({n} frames)" for name, n in stats.models.most_common()))
     if stats.corrupt:
         log.error("error: %d corrupt packet(s) skipped; the output holds the %d frames that decoded", stats.corrupt,
+                  stats.frames)  # fmt: skip
+    if stats.missing:
+        log.error("error: the input is truncated: %s frame(s) missing at its end; the output holds the %d frames "
+                  "that decoded", f"about {stats.missing}" if stats.missing > 1 else "at least 1",
                   stats.frames)  # fmt: skip
 
 

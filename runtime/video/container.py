@@ -180,14 +180,19 @@ def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple
         _seek_before(container, video, span.start)  # frames before start are decoded and skipped
     qualities: dict[int | None, int | None] = {}  # packet pts → quality (intra-only MJPEG: frame pts = packet pts)
     jpeg = video.codec_context.name in JPEG_CODECS
+    end = 0.0  # where the last video packet ends, in seconds
     for packet in container.demux(video, *copied):
         if packet.stream is not video:
             if packet.size and span.contains(float((packet.pts if packet.pts is not None else 0) * packet.time_base)):
                 yield packet, None
             continue
+        if packet.pts is not None:
+            end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
         if jpeg and packet.size:
             qualities[packet.pts] = packet_quality(packet)
         try:
+            if packet.is_corrupt:  # the demuxer says so: cut short (the last packet of a truncated file), damaged
+                raise av.error.InvalidDataError(0, "flagged corrupt by the demuxer")
             frames = packet.decode()
         except av.error.FFmpegError as e:
             stats.corrupt += 1
@@ -200,6 +205,48 @@ def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple
                 return
             if span.contains(seconds):
                 yield qualities.pop(frame.pts, None), frame
+    if not span.past_end(end):  # the span reaches the end of the data: is that where the header says it is?
+        stats.missing = _missing_frames(container, video, end)
+
+
+def _missing_frames(container: Any, video: Any, end: float) -> int:
+    """How many frames the header of ``container`` declares for ``video`` after ``end`` (seconds: where its last
+    packet ends), 0 where its header declares no length. A file cut short keeps its header: AVI counts its frames,
+    MP4/MOV and Matroska (the muxers' per-stream DURATION tag) give the stream's duration. MPEG-TS has no header, but
+    a file of whole transport packets ending inside one was cut: at least one frame is missing, how many is unknown."""
+    rate = float(video.average_rate or video.guessed_rate or 0)
+    name, declared = container.format.name, None
+    if name == "avi" and video.frames and rate:
+        declared = video.frames / rate
+    elif name.startswith("mov,") and video.duration:
+        declared = float(((video.start_time or 0) + video.duration) * video.time_base)
+    elif name.startswith("matroska") and (tag := _duration_tag(video.metadata.get("DURATION", ""))) is not None:
+        declared = (container.start_time or 0) / av.time_base + tag
+    elif name == "mpegts" and container.size % _ts_packet_size(container.name):
+        return 1
+    if declared is None or not rate or declared - end < 0.5 / rate:
+        return 0
+    return max(round((declared - end) * rate), 1)
+
+
+def _ts_packet_size(path: str) -> int:
+    """The transport packet size of the MPEG-TS file ``path``: 188, or 192 (M2TS: a 4-byte time code first) or 204
+    (Reed-Solomon bytes after) where the sync bytes say so."""
+    with open(path, "rb") as file:
+        head = file.read(5 * 204)
+    for size, sync in ((188, 0), (192, 4), (204, 0)):
+        if all(head[i * size + sync : i * size + sync + 1] == b"\x47" for i in range(5)):
+            return size
+    return 188
+
+
+def _duration_tag(text: str) -> float | None:
+    """Matroska's ``HH:MM:SS.nnnnnnnnn`` DURATION tag → seconds (None: absent or malformed)."""
+    parts = text.split(":")
+    try:
+        return float(parts[0]) * 3600 + float(parts[1]) * 60 + float(parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        return None
 
 
 def _seek_before(container: Any, video: Any, seconds: float) -> None:
