@@ -7,7 +7,7 @@
 import sys
 
 if sys.argv[:1] == ["-m"]:  # python -m runtime.<command>, while it is located: before the seconds of imports below
-    from common.cli import exit_quietly_while_starting
+    from common.interrupts import exit_quietly_while_starting
 
     exit_quietly_while_starting()
 

@@ -333,7 +333,7 @@ def decoded_safely(path: Path) -> list:
     return frames
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupt_leaves_nothing(tmp_path, models, signum):
     src = tmp_path / "long.avi"
     frame = jpeg_bytes(PHOTO, 10)

@@ -1,8 +1,8 @@
 """``python -m runtime.video``: the command line — options, checks before any work, the run and its console lines.
 
 Exit codes: 0 every frame restored, 1 the input failed (nothing written), some packets were corrupt (skipped) or
-the file is truncated (the output holds every frame that decoded; the count is logged), 2 usage error, 130/143
-interrupted (Ctrl-C / SIGTERM: no output and no temporary are left). Results on stdout, logs and progress on
+the file is truncated (the output holds every frame that decoded; the count is logged), 2 usage error, 130/143/129
+interrupted (Ctrl-C / SIGTERM / SIGHUP: no output and no temporary are left). Results on stdout, logs and progress on
 stderr (in pipe mode stdout carries the frames).
 """
 
