@@ -544,3 +544,27 @@ def test_a_truncated_file_exits_1_with_the_count(tmp_path, models, suffix):
     assert int(count[2]) == len(decoded(dst)) < 20
     if suffix != ".ts":  # a header gives the length: the count is the frames after the cut
         assert abs(int(count[1]) + int(count[2]) - 20) <= 2
+
+
+def test_h264_colour_is_rounded_not_truncated(tmp_path, restorer):
+    """The YUV written for h264 against JFIF's exact full-range BT.601 of the restored RGB (the FFV1 output): no
+    bias (swscale's conversion put chroma half a level low), each sample within rounding."""
+    src = make_mjpeg(tmp_path / "camera.avi", [10, 15], audio=False)  # Motion JPEG: full-range BT.601
+    rgb, lossless = tmp_path / "rgb.mkv", tmp_path / "h264.mkv"
+    restore_video(src, rgb, restorer)
+    restore_video(src, lossless, restorer, VideoSettings("h264", crf=0))  # lossless: the file holds exactly that YUV
+    with av.open(str(lossless)) as container:
+        written = [f.to_ndarray().astype(float) for f in container.decode(video=0)]
+    for (_, pixels, _), yuv in zip(decoded(rgb), written, strict=True):
+        r, g, b = np.moveaxis(pixels.astype(float), -1, 0)
+        exact_y = 0.299 * r + 0.587 * g + 0.114 * b
+        block = (H // 2, 2, W // 2, 2)
+        exact_cb = (128 - 0.168736 * r - 0.331264 * g + 0.5 * b).reshape(block).mean(axis=(1, 3)).ravel()
+        exact_cr = (128 + 0.5 * r - 0.418688 * g - 0.081312 * b).reshape(block).mean(axis=(1, 3)).ravel()
+        flat = yuv.ravel()
+        for got, exact in (
+            (flat[H * W : H * W * 5 // 4], exact_cb),
+            (flat[H * W * 5 // 4 :], exact_cr),
+            (yuv[:H], exact_y),
+        ):
+            assert abs((got - exact).mean()) < 0.15 and np.abs(got - exact).max() <= 0.5 + 1e-3
