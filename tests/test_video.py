@@ -153,7 +153,7 @@ def test_mjpeg_avi_restores_losslessly_with_per_frame_quality(tmp_path, models, 
     with av.open(str(dst)) as out:
         assert out.streams.video[0].codec_context.name == "ffv1"
 
-    h264 = tmp_path / "restored.mp4"
+    h264 = tmp_path / "restored.mov"  # MOV copies PCM audio; MP4 writes it as AAC (test_pcm_in_mp4_...)
     proc = cli(src, h264, "--model", models, "--threads", "1", "--codec", "h264", "-q")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # -q: silent on success
     lossy = decoded(h264)
@@ -568,3 +568,47 @@ def test_h264_colour_is_rounded_not_truncated(tmp_path, restorer):
             (yuv[:H], exact_y),
         ):
             assert abs((got - exact).mean()) < 0.15 and np.abs(got - exact).max() <= 0.5 + 1e-3
+
+
+def test_pcm_in_mp4_becomes_aac_and_422_is_noted(tmp_path, models):
+    """A webcam's clip: 4:2:2 Motion JPEG with PCM audio, restored to H.264 in MP4: the console says that the colour
+    becomes 4:2:0 and the audio AAC (MP4's PCM, ``ipcm``, plays in few players); the audio lasts as long."""
+    src = make_mjpeg(tmp_path / "webcam.avi", [10] * 6)  # with PCM audio
+    with av.open(str(src)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    wide = tmp_path / "wide.avi"
+    with av.open(str(src)) as container, av.open(str(wide), "w") as out:
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj422p"
+        sound = out.add_stream_from_template(container.streams.audio[0])
+        params = [cv2.IMWRITE_JPEG_QUALITY, 10, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422]
+        for i, rgb in enumerate(frames):
+            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+            assert ok
+            packet = av.Packet(jpeg.tobytes())
+            packet.stream, packet.time_base, packet.pts, packet.dts = video, Fraction(1, 25), i, i
+            out.mux(packet)
+        for packet in container.demux(audio=0):
+            if packet.size:
+                packet.stream = sound
+                out.mux(packet)
+    dst = tmp_path / "wide.mp4"
+    proc = cli(wide, dst, "--codec", "h264", "--model", models)
+    assert proc.returncode == 0, proc.stderr
+    assert "note: the input's 4:2:2 colour is stored as 4:2:0 by h264" in proc.stderr
+    assert "note: PCM audio does not play from MP4 in browsers and many players: written as AAC" in proc.stderr
+    with av.open(str(dst)) as out, av.open(str(wide)) as container:
+        assert out.streams.audio[0].codec_context.name == "aac"
+        seconds = [sum(f.samples for f in c.decode(audio=0)) / 8000 for c in (out, container)]
+    assert seconds[1] <= seconds[0] <= seconds[1] + 1024 / 8000  # AAC pads its last frame of 1024 samples
+    proc = cli(wide, tmp_path / "wide.mkv", "--codec", "h264", "--model", models)  # MKV plays PCM: copied as it is
+    assert proc.returncode == 0 and "PCM" not in proc.stderr
+    assert packets(tmp_path / "wide.mkv", "audio") == packets(wide, "audio")
+
+
+def test_the_note_for_other_codecs_is_a_whole_sentence(tmp_path, models):
+    proc = cli(make_ts(tmp_path / "clip.ts", 2), tmp_path / "clip.mkv", "--model", models)
+    assert proc.returncode == 0, proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "not JPEG-based" in line]
+    assert notes == ["note: h264 is not JPEG-based; the model was trained on JPEG artifacts, so on this codec's own it "
+                     "may do less (or smooth detail)"]  # fmt: skip

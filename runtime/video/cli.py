@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     video = VideoSettings(args.codec, args.crf, span, args.quality)
     with open_restorer(args.model, settings) as restorer:
         log_backend(restorer, args.verbose)
-        describe(src, clip)
+        describe(src, clip, args.codec)
         try:
             with atomic_path(dst) as tmp:
                 stats = restore_video(src, tmp, restorer, video, clip, progress=not args.quiet)
@@ -218,15 +218,19 @@ def _check_output(dst: Path, args: argparse.Namespace) -> None:
         raise UsageError(f"{dst}: is a folder; OUT names the output file")
 
 
-def describe(src: Path, clip: Clip) -> None:
-    """Log what will be restored, and the note for codecs the model was not trained for."""
+def describe(src: Path, clip: Clip, codec: str) -> None:
+    """Log what will be restored, the note for codecs the model was not trained for, and what ``codec`` (the output's)
+    does not keep."""
     streams = f", {len(clip.copied)} audio/subtitle stream(s) copied" if clip.copied else ""
     log.info("%s: %s %d×%d, %s frames at %s fps, %s%s", src, clip.codec, clip.width, clip.height,
              clip.frames or "?", f"{float(clip.rate):.3g}" if clip.rate else "?", clip.colour.describe(),
              streams)  # fmt: skip
     if not clip.is_jpeg:
-        log.info("note: %s is not JPEG-based; the model was trained on JPEG artifacts, so it may do less (or smooth "
-                 "detail) on this codec's", clip.codec)  # fmt: skip
+        log.info("note: %s is not JPEG-based; the model was trained on JPEG artifacts, so on this codec's own it may "
+                 "do less (or smooth detail)", clip.codec)  # fmt: skip
+    if CODECS[codec].crf is not None and clip.chroma in ("4:2:2", "4:4:4"):
+        log.info("note: the input's %s colour is stored as 4:2:0 by %s (what players accept): less chroma "
+                 "resolution; the default FFV1 keeps it (RGB)", clip.chroma, codec)  # fmt: skip
 
 
 def report(dst: Path, stats: Stats, quiet: bool) -> None:

@@ -47,6 +47,7 @@ class Clip:
     deep: bool
     frames: int | None  # expected frame count (for progress), None when unknown
     copied: tuple[int, ...]  # indices of the audio and subtitle streams, remuxed untouched
+    chroma: str = "4:2:0"  # the source's chroma subsampling: "4:4:4" (RGB too), "4:2:2", "4:2:0", "4:1:1", "gray"
 
     @property
     def is_jpeg(self) -> bool:
@@ -122,9 +123,24 @@ def probe(path: Path, span: Span = Span()) -> Clip:
             return Clip(
                 video.codec_context.name, first.width, first.height, video.time_base, rate, frame_colour(first),
                 int(first.rotation or 0), is_deep(first), _expected_frames(container, video, rate, span), copied,
+                chroma_subsampling(first),
             )  # fmt: skip
     except (av.error.FFmpegError, OSError) as e:
         raise VideoError(f"{path}: cannot read as a video ({e.strerror or e})") from None
+
+
+def chroma_subsampling(frame: av.VideoFrame) -> str:
+    """``"4:2:0"``, ``"4:2:2"``, ``"4:4:4"`` (RGB too), ``"4:1:1"``, …: the frame's chroma resolution; ``"gray"``."""
+    components = frame.format.components
+    if frame.format.is_rgb:
+        return "4:4:4"
+    if len(components) < 3:
+        return "gray"
+    across = round(components[0].width / components[1].width)
+    down = round(components[0].height / components[1].height)
+    return {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (4, 1): "4:1:1"}.get(
+        (across, down), f"1/{across}×1/{down}"
+    )
 
 
 def _expected_frames(container: Any, video: Any, rate: Fraction | None, span: Span) -> int | None:
