@@ -109,6 +109,10 @@ def test_compare_writes_a_side_by_side_clip(tmp_path, models):
     proc = cli(src, dst, "--model", models, "--threads", "1", "--compare")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == f"compare clip: {beside}"
+    size = f"{dst.stat().st_size / 1e6:.1f} MB for 0.1 s; the input: {src.stat().st_size / 1e6:.1f} MB"
+    assert f"note: FFV1 keeps every restored pixel, but is large ({size}) and browsers do not play it or its " in (
+        proc.stderr
+    )  # the default codec's cost, said once
     assert sorted(p.name for p in tmp_path.iterdir()) == ["camera.avi", "restored.mkv", "restored_compare.mkv"]
     ins, outs, shown = decoded(src), decoded(dst), decoded(beside)
     assert [t for t, _, _ in shown] == pytest.approx([t for t, _, _ in ins], abs=1e-3)
@@ -597,6 +601,7 @@ def test_pcm_in_mp4_becomes_aac_and_422_is_noted(tmp_path, models):
     assert proc.returncode == 0, proc.stderr
     assert "note: the input's 4:2:2 colour is stored as 4:2:0 by h264" in proc.stderr
     assert "note: PCM audio does not play from MP4 in browsers and many players: written as AAC" in proc.stderr
+    assert "FFV1 keeps every restored pixel" not in proc.stderr
     with av.open(str(dst)) as out, av.open(str(wide)) as container:
         assert out.streams.audio[0].codec_context.name == "aac"
         seconds = [sum(f.samples for f in c.decode(audio=0)) / 8000 for c in (out, container)]

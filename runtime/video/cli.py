@@ -144,9 +144,21 @@ def run(args: argparse.Namespace) -> int:
             log.error("error: %s", failure_message(src, e))
             return 1
     report(dst, stats, args.quiet)
+    if args.codec == "ffv1":
+        ffv1_note(src, dst, stats.frames / float(clip.rate or 25), target is not None)
     if target is not None and not compare_clip(src, dst, target, clip, video, args.quiet):
         return 1
     return 1 if stats.corrupt or stats.missing else 0
+
+
+def ffv1_note(src: Path, dst: Path, seconds: float, compare: bool) -> None:
+    """Log what the default codec costs: FFV1 keeps every restored pixel, but is large and browsers do not play it
+    (OUT, and the --compare clip when ``compare``), and what to choose instead."""
+    size = dst.stat().st_size / 1e6
+    log.info("note: FFV1 keeps every restored pixel, but is large (%.1f MB for %.1f s; the input: %.1f MB) and "
+             "browsers do not play %s (VLC, mpv, ffplay do); --codec h264 writes a file a fraction of the size that "
+             "every player opens", size, seconds, src.stat().st_size / 1e6,
+             "it or its side-by-side clip" if compare else "it")  # fmt: skip
 
 
 def compare_clip(src: Path, dst: Path, target: Path, clip: Clip, video: VideoSettings, quiet: bool) -> bool:
