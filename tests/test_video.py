@@ -617,3 +617,16 @@ def test_the_note_for_other_codecs_is_a_whole_sentence(tmp_path, models):
     notes = [line for line in proc.stderr.splitlines() if "not JPEG-based" in line]
     assert notes == ["note: h264 is not JPEG-based; the model was trained on JPEG artifacts, so on this codec's own it "
                      "may do less (or smooth detail)"]  # fmt: skip
+
+
+def test_an_rgb_input_can_be_written_as_yuv(tmp_path, restorer):
+    """An FFV1 (RGB) input restored to h264: the 4:2:0 YUV in the matrix players assume for its height, tagged."""
+    rgb = tmp_path / "rgb.mkv"
+    restore_video(make_mjpeg(tmp_path / "camera.avi", [10, 15], audio=False), rgb, restorer)
+    dst = tmp_path / "again.mp4"
+    assert restore_video(rgb, dst, restorer, VideoSettings("h264", crf=0)).frames == 2
+    with av.open(str(dst)) as container:
+        ctx = container.streams.video[0].codec_context
+        assert (ctx.colorspace, ctx.color_range) == (6, 1)  # BT.601 (under 720 lines), limited range
+    for (_, before, _), (_, after, _) in zip(decoded(rgb), decoded(dst), strict=True):
+        assert np.abs(after.astype(int) - restorer(before)).mean() < 3  # 4:2:0 of the restored frame

@@ -48,6 +48,14 @@ class Colour:
         """This colour for RGB samples (an RGB encoder's output): matrix RGB, full range, the same tags."""
         return replace(self, matrix=RGB, range=FULL)
 
+    def as_yuv(self, height: int) -> Colour:
+        """This colour for a YUV encoder's output: itself, or for RGB samples (an FFV1 input) the matrix of the
+        module's rule for ``height`` (BT.709 from :data:`HD_LINES` up, BT.601 below) in limited range, as players
+        assume."""
+        if self.matrix != RGB:
+            return self
+        return replace(self, matrix=BT709 if height >= HD_LINES else BT601, range=LIMITED)
+
     def describe(self) -> str:
         """``BT.709 limited range`` (``(not declared: assumed)`` when guessed), or ``RGB``: for the log."""
         if self.matrix == RGB:

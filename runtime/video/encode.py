@@ -61,7 +61,7 @@ def write_video(path: Path, clip: Clip, codec: Codec, crf: int | None, source: P
         stream.width, stream.height, stream.pix_fmt = clip.width, clip.height, pix_fmt
         stream.time_base = stream.codec_context.time_base = clip.time_base
         ctx = stream.codec_context
-        colour = clip.colour.as_rgb() if av.VideoFormat(pix_fmt).is_rgb else clip.colour
+        colour = clip.colour.as_rgb() if av.VideoFormat(pix_fmt).is_rgb else clip.colour.as_yuv(clip.height)
         ctx.colorspace, ctx.color_range = colour.matrix, colour.range
         ctx.color_primaries, ctx.color_trc = colour.primaries, colour.trc
         if clip.rotation:
