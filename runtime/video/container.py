@@ -237,7 +237,7 @@ def _missing_frames(container: Any, video: Any, end: float) -> int:
     elif name.startswith("mov,") and video.duration:
         declared = float(((video.start_time or 0) + video.duration) * video.time_base)
     elif name.startswith("matroska") and (tag := _duration_tag(video.metadata.get("DURATION", ""))) is not None:
-        declared = (container.start_time or 0) / av.time_base + tag
+        declared = tag  # FFmpeg's muxer writes where the stream ends (from 0), not how long it lasts
     elif name == "mpegts" and container.size % _ts_packet_size(container.name):
         return 1
     if declared is None or not rate or declared - end < 0.5 / rate:
