@@ -188,7 +188,9 @@ def test_h264_vfr_with_audio_keeps_timestamps_rotation_and_colour(tmp_path, rest
 
     dst = tmp_path / "phone.mkv"
     stats = restore_video(src, dst, restorer)
-    assert stats.frames == len(pts_ms) and stats.corrupt == 0
+    assert stats.frames == len(pts_ms) and stats.corrupt == stats.missing == 0
+    again = restore_video(dst, tmp_path / "again.mkv", restorer)  # its video starts late (the AAC priming)
+    assert again.frames == len(pts_ms) and again.missing == 0  # complete: not "truncated"
     outs = decoded(dst)
     in_times, out_times = [t for t, _, _ in ins], [t for t, _, _ in outs]
     assert np.diff(out_times) == pytest.approx(np.diff(in_times), abs=1e-3)  # VFR kept (MKV: millisecond units)
