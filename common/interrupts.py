@@ -33,6 +33,13 @@ def exit_quietly_while_starting() -> None:
         signal.signal(sig, _exit_while_starting)
 
 
+def exit_quietly_while_a_command_starts() -> None:
+    """:func:`exit_quietly_while_starting` when this process is ``python -m <package>.<command>`` being located: a
+    package's ``__init__`` calls this first, before its seconds of imports. Nothing for a library import."""
+    if sys.argv[:1] == ["-m"]:
+        exit_quietly_while_starting()
+
+
 def _exit_while_starting(signum: int, frame: object) -> None:
     print(INTERRUPTED, file=sys.stderr, flush=True)
     os._exit(128 + signum)

@@ -48,19 +48,21 @@ def test_a_swallowed_signal_still_ends_the_run(tmp_path, capsys, then_s):
     assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN  # the earlier handlers are back
 
 
-def test_handlers_are_in_place_before_the_heavy_imports():
-    """``python -m runtime.<command>``: a Ctrl-C while the libraries load gives the one line, not a traceback, as
-    soon as the runtime package starts: no library (the logging setup, numpy, OpenCV, …) loads before the handlers."""
+@pytest.mark.parametrize("command", ["runtime.infer", "export.build", "train.evaluate"])
+def test_handlers_are_in_place_before_the_heavy_imports(command):
+    """``python -m <package>.<command>``: a Ctrl-C while the libraries load gives the one line, not a traceback, as
+    soon as the package starts: no library (the logging setup, numpy, OpenCV, torch …) loads before the handlers."""
     code = (
         "import signal, sys\n"
-        "sys.argv[:1] = ['-m']  # as while python -m locates runtime.infer\n"
-        "early, heavy, light = [], ('numpy', 'cv2', 'tqdm', 'onnxruntime', 'common'), ('common', 'common.interrupts')\n"
+        "sys.argv[:1] = ['-m']  # as while python -m locates the command\n"
+        "early, light = [], ('common', 'common.interrupts')\n"
+        "heavy = ('numpy', 'cv2', 'tqdm', 'onnxruntime', 'torch', 'onnx', 'common')\n"
         "def hook(event, args):\n"
         "    if event == 'import' and args[0].split('.')[0] in heavy and args[0] not in light:\n"
         "        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:\n"
         "            early.append(args[0])\n"
         "sys.addaudithook(hook)\n"
-        "import runtime.infer\n"
+        f"import {command}\n"
         "print(early)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
