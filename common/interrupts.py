@@ -23,6 +23,7 @@ SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP"
 REPEAT_S = 0.2  # a swallowed interrupt is raised again this often
 _REPEATS = hasattr(signal, "setitimer")  # POSIX; elsewhere a swallowed signal is still noticed at the end
 _pending: list[int] = []  # the first signal of this run whose KeyboardInterrupt is not yet acknowledged
+_alarm_before: list = []  # SIGALRM's handler while the repeats hold it (taken at the first signal only)
 
 
 def exit_quietly_while_starting() -> None:
@@ -64,8 +65,17 @@ def _raise_again(signum: int, frame: object) -> None:
 
 
 def _repeat() -> None:
-    if _REPEATS:
-        signal.setitimer(signal.ITIMER_REAL, REPEAT_S)
+    if not _REPEATS:
+        return
+    if not _alarm_before:
+        _alarm_before.append(signal.signal(signal.SIGALRM, _raise_again))
+    signal.setitimer(signal.ITIMER_REAL, REPEAT_S)
+
+
+def _stop_repeating() -> None:
+    if _alarm_before:  # the timer and SIGALRM are ours only from the first signal on
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, _alarm_before.pop())
 
 
 def acknowledge() -> int | None:
@@ -73,8 +83,7 @@ def acknowledge() -> int | None:
     (None: none came)."""
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
-    if _REPEATS:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+    _stop_repeating()
     return _pending.pop() if _pending else None
 
 
@@ -85,13 +94,10 @@ def interrupts() -> Iterator[list[int]]:
     earlier handlers are restored at the end."""
     _pending.clear()
     previous = {sig: signal.signal(sig, interrupt_on_signal) for sig in SIGNALS}
-    if _REPEATS:
-        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, _raise_again)
     try:
         yield _pending
     finally:
-        if _REPEATS:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+        _stop_repeating()
         _pending.clear()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

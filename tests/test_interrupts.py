@@ -67,3 +67,15 @@ def test_handlers_are_in_place_before_the_heavy_imports(command):
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+def test_a_run_without_signals_leaves_the_alarm_alone(tmp_path):
+    """The repeats take SIGALRM and the real-time timer only once a signal came: others' alarms keep running."""
+    before = signal.signal(signal.SIGALRM, lambda *_: None)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30)
+        assert run_cli(lambda args: 0, SimpleNamespace(quiet=True)) == 0
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 0  # still armed
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
