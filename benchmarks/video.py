@@ -47,8 +47,10 @@ def write_clip(path: Path, height: int, width: int, frames: int, quality: int = 
     import av
     from skimage import data
 
+    from runtime.video.container import open_media
+
     photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (width, height), interpolation=cv2.INTER_AREA)
-    with av.open(str(path), "w") as out:
+    with open_media(path, "w") as out:
         stream = out.add_stream("mjpeg", rate=25)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
         for i in range(frames):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import shlex
 import signal
@@ -14,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from common.interrupts import INTERRUPTED, acknowledge, interrupts
 from common.log import cli_logging
 
 
@@ -25,30 +25,29 @@ class CommandFailed(Exception):
     """The command's work failed (a check, a build, a write): exit 1 with this message."""
 
 
-INTERRUPTED = "interrupted: outputs written so far are complete; nothing partial was left"
-
-
 def run_cli(run_fn: Callable[[Any], int], args: Any, interrupted: str = INTERRUPTED) -> int:
     """A command's ``run_fn(args)`` as every toolkit command behaves: the toolkit's log records on stderr (errors
-    only with ``args.quiet``, the DEBUG reasons too with ``args.verbose``), SIGTERM handled like Ctrl-C (outputs
-    are atomic, so nothing partial remains), :class:`UsageError` → one ``error:`` line and exit 2, interruption →
-    exit 128 + signal (130 Ctrl-C, 143 SIGTERM) after the line ``interrupted``; :class:`CommandFailed` → one ``error:``
-    line and exit 1. ``args``: the parsed options (any object; ``quiet`` and ``verbose`` are read when present).
-    ``run_fn`` returns the exit code: 0 done, 1 some input failed."""
-    if signal.getsignal(signal.SIGINT) is _exit_while_starting:  # the imports are done: Ctrl-C cleans up again
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    previous = signal.signal(signal.SIGTERM, interrupt_on_signal)
-    try:
-        with cli_logging(getattr(args, "quiet", False), getattr(args, "verbose", False)), _names_as_bytes(sys.stdout):
-            return run_fn(args)
-    except (UsageError, CommandFailed) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, UsageError) else 1
-    except KeyboardInterrupt as e:
-        print(interrupted, file=sys.stderr)
-        return 128 + (e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    only with ``args.quiet``, the DEBUG reasons too with ``args.verbose``), Ctrl-C, SIGTERM and SIGHUP raise
+    KeyboardInterrupt (:func:`common.interrupts.interrupts`: outputs are atomic, so nothing partial remains; a signal
+    whose exception a library swallowed still ends the run), :class:`UsageError` → one ``error:`` line and exit 2,
+    interruption → the line ``interrupted`` and exit 128 + signal (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP);
+    :class:`CommandFailed` → one ``error:`` line and exit 1. ``args``: the parsed options (any object; ``quiet`` and
+    ``verbose`` are read when present). ``run_fn`` returns the exit code: 0 done, 1 some input failed."""
+    with interrupts() as pending:
+        try:
+            with cli_logging(getattr(args, "quiet", False), getattr(args, "verbose", False)):
+                with _names_as_bytes(sys.stdout):
+                    code = run_fn(args)
+                if pending:  # its KeyboardInterrupt was swallowed, and the run went on to the end
+                    raise KeyboardInterrupt(pending[0])
+            return code
+        except (UsageError, CommandFailed) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2 if isinstance(e, UsageError) else 1
+        except KeyboardInterrupt as e:
+            signum = acknowledge()
+            print(interrupted, file=sys.stderr, flush=True)
+            return 128 + (signum or (e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT))
 
 
 @contextlib.contextmanager
@@ -64,24 +63,6 @@ def _names_as_bytes(stream: Any) -> Iterator[None]:
         yield
     finally:
         stream.reconfigure(errors=errors)
-
-
-def exit_quietly_while_starting() -> None:
-    """Until :func:`run_cli` runs, end the process on Ctrl-C or SIGTERM with the line ``interrupted`` and exit code
-    128 + signal, instead of a traceback from inside whichever library was being imported (seconds: ONNX Runtime,
-    Ray). Nothing has been written yet, so there is nothing to clean up."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _exit_while_starting)
-
-
-def _exit_while_starting(signum: int, frame: object) -> None:
-    print(INTERRUPTED, file=sys.stderr, flush=True)
-    os._exit(128 + signum)
-
-
-def interrupt_on_signal(signum: int, frame: object) -> None:
-    """A signal handler that turns SIGTERM into KeyboardInterrupt(signum): cleaned up like Ctrl-C."""
-    raise KeyboardInterrupt(signum)
 
 
 _ROOT = Path(__file__).resolve().parents[1]

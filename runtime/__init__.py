@@ -4,14 +4,11 @@
 :class:`runtime.settings.RestoreSettings` for its settings as one record).
 """
 
-import sys
+from common.interrupts import exit_quietly_while_a_command_starts
 
-if sys.argv[:1] == ["-m"]:  # python -m runtime.<command>, while it is located: before the seconds of imports below
-    from common.cli import exit_quietly_while_starting
+exit_quietly_while_a_command_starts()  # python -m runtime.<command>: before the seconds of imports below
 
-    exit_quietly_while_starting()
-
-from runtime.restorer import Restorer
-from runtime.settings import RestoreSettings
+from runtime.restorer import Restorer  # noqa: E402 (after the handlers: these imports take seconds)
+from runtime.settings import RestoreSettings  # noqa: E402
 
 __all__ = ["RestoreSettings", "Restorer"]

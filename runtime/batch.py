@@ -33,8 +33,9 @@ from typing import Any
 import filelock
 import numpy as np
 
-from common.cli import UsageError, exit_missing_extra, interrupt_on_signal, run_cli
+from common.cli import UsageError, exit_missing_extra, run_cli
 from common.files import sweep_stale_temps
+from common.interrupts import interrupt_on_signal
 from runtime import ray_reaper
 from runtime.backends.base import BackendUnavailable, first_line
 from runtime.cli import (

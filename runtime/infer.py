@@ -1,8 +1,8 @@
 """Command line: restore JPEG-compressed images.  ``python -m runtime.infer INPUT... [-o OUT] [options]``
 
 Exit codes: 0 every input restored (or skipped because its output exists), 1 at least one input failed (the
-others were still processed), 2 usage error (bad option, no inputs, model or backend unavailable), 130/143
-interrupted (Ctrl-C / SIGTERM; nothing partial is left behind).
+others were still processed), 2 usage error (bad option, no inputs, model or backend unavailable), 130/143/129
+interrupted (Ctrl-C / SIGTERM / SIGHUP; nothing partial is left behind).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """``python -m runtime.video``: the command line — options, checks before any work, the run and its console lines.
 
-Exit codes: 0 every frame restored, 1 the input failed (nothing written) or some packets were corrupt (skipped; the
-output holds every frame that decoded), 2 usage error, 130/143 interrupted (Ctrl-C / SIGTERM: no output and no
-temporary are left). Results on stdout, logs and progress on stderr (in pipe mode stdout carries the frames).
+Exit codes: 0 every frame restored, 1 the input failed (nothing written), some packets were corrupt (skipped) or
+the file is truncated (the output holds every frame that decoded; the count is logged), 2 usage error, 130/143/129
+interrupted (Ctrl-C / SIGTERM / SIGHUP: no output and no temporary are left). Results on stdout, logs and progress on
+stderr (in pipe mode stdout carries the frames).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +26,7 @@ from runtime.cli import (
     failure_message,
     log_backend,
     open_restorer,
+    path_problem,
     print_result,
     settings_from_args,
 )
@@ -64,15 +66,18 @@ frames to OUT, - being stdin/stdout, e.g.
 COMPARE_SUFFIX = "_compare"  # --compare's default clip: <OUT stem><this><OUT suffix>
 
 
+_SECONDS = re.compile(r"(?:(?:(\d+):)?(\d+):)?(\d+(?:\.\d*)?|\.\d+)")  # [[HH:]MM:]SS[.frac], digits only
+
+
 def seconds_arg(text: str) -> float:
-    """``90``, ``1:30`` or ``0:01:30.5`` → seconds (≥ 0)."""
-    try:
-        value = sum(float(part) * 60**i for i, part in enumerate(reversed(text.split(":"))))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS, got {text!r}") from None
-    if value < 0 or text.count(":") > 2 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS ≥ 0, got {text!r}")
-    return value
+    """``90``, ``1:30`` or ``0:01:30.5`` → seconds (≥ 0; minutes and seconds after a ``:`` below 60)."""
+    match = _SECONDS.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"expected seconds or [HH:]MM:SS[.ms] (digits only), got {text!r}")
+    hours, minutes, seconds = (float(part) if part else 0.0 for part in match.groups())
+    if ":" in text and (seconds >= 60 or (match.group(1) is not None and minutes >= 60)):
+        raise argparse.ArgumentTypeError(f"expected [HH:]MM:SS with MM and SS below 60, got {text!r}")
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "with --raw a file or - (stdout)")  # fmt: skip
     p.add_argument("--codec", choices=list(CODECS), default="ffv1",
                    help="output codec: ffv1 = lossless RGB (default), else 4:2:0 YUV at --crf")  # fmt: skip
-    p.add_argument("--crf", type=int, help="quality of h264/h265/av1 (lower: better; default "
-                   + ", ".join(f"{k} {c.crf}" for k, c in CODECS.items() if c.crf is not None) + ")")  # fmt: skip
+    defaults = ", ".join(f"{k} {c.crf}" for k, c in CODECS.items() if c.crf is not None)
+    p.add_argument("--crf", type=int, help=f"quality of h264/h265/av1 (lower: better; 0: lossless YUV for h264/h265; "
+                   f"default {defaults})")  # fmt: skip
     p.add_argument("--start", type=seconds_arg, default=0.0, help="restore from this time (seconds or [HH:]MM:SS)")
     p.add_argument("--duration", type=seconds_arg, help="how long to restore (default: to the end)")
     p.add_argument("--compare", nargs="?", const="", metavar="FILE",
@@ -127,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     video = VideoSettings(args.codec, args.crf, span, args.quality)
     with open_restorer(args.model, settings) as restorer:
         log_backend(restorer, args.verbose)
-        describe(src, clip)
+        describe(src, clip, args.codec)
         try:
             with atomic_path(dst) as tmp:
                 stats = restore_video(src, tmp, restorer, video, clip, progress=not args.quiet)
@@ -138,9 +144,21 @@ def run(args: argparse.Namespace) -> int:
             log.error("error: %s", failure_message(src, e))
             return 1
     report(dst, stats, args.quiet)
+    if args.codec == "ffv1":
+        ffv1_note(src, dst, stats.frames / float(clip.rate or 25), target is not None)
     if target is not None and not compare_clip(src, dst, target, clip, video, args.quiet):
         return 1
-    return 1 if stats.corrupt else 0
+    return 1 if stats.corrupt or stats.missing else 0
+
+
+def ffv1_note(src: Path, dst: Path, seconds: float, compare: bool) -> None:
+    """Log what the default codec costs: FFV1 keeps every restored pixel, but is large and browsers do not play it
+    (OUT, and the --compare clip when ``compare``), and what to choose instead."""
+    size = dst.stat().st_size / 1e6
+    log.info("note: FFV1 keeps every restored pixel, but is large (%.1f MB for %.1f s; the input: %.1f MB) and "
+             "browsers do not play %s (VLC, mpv, ffplay do); --codec h264 writes a file a fraction of the size that "
+             "every player opens", size, seconds, src.stat().st_size / 1e6,
+             "it or its side-by-side clip" if compare else "it")  # fmt: skip
 
 
 def compare_clip(src: Path, dst: Path, target: Path, clip: Clip, video: VideoSettings, quiet: bool) -> bool:
@@ -183,10 +201,16 @@ def check_video_options(args: argparse.Namespace) -> None:
     if args.raw:
         if args.start or args.duration or args.codec != "ffv1" or args.compare is not None:
             raise UsageError("--start, --duration, --codec and --compare are for video files, not --raw")
+        if args.raw.width * args.raw.height > args.max_pixels * 1e6:
+            raise UsageError(
+                f"--raw {args.raw.width}x{args.raw.height}: frames over --max-pixels {args.max_pixels:g} MP"
+            )
         if args.output != "-":
             _check_output(Path(args.output), args)
         return
     src, dst = Path(args.input), Path(args.output)
+    if problem := path_problem(src):
+        raise UsageError(f"{src}: {problem}")
     if not src.is_file():
         raise UsageError(f"{src}: no such file")
     if dst.suffix.lower() not in CODECS[args.codec].suffixes:
@@ -196,6 +220,8 @@ def check_video_options(args: argparse.Namespace) -> None:
 
 
 def _check_output(dst: Path, args: argparse.Namespace) -> None:
+    if problem := path_problem(dst):  # e.g. a name over 255 bytes
+        raise UsageError(f"{dst}: {problem}")
     if args.input != "-" and dst.resolve() == Path(args.input).resolve():
         raise UsageError(f"{dst}: is the input; refusing to overwrite an input")
     if dst.exists() and not args.overwrite:
@@ -204,15 +230,19 @@ def _check_output(dst: Path, args: argparse.Namespace) -> None:
         raise UsageError(f"{dst}: is a folder; OUT names the output file")
 
 
-def describe(src: Path, clip: Clip) -> None:
-    """Log what will be restored, and the note for codecs the model was not trained for."""
+def describe(src: Path, clip: Clip, codec: str) -> None:
+    """Log what will be restored, the note for codecs the model was not trained for, and what ``codec`` (the output's)
+    does not keep."""
     streams = f", {len(clip.copied)} audio/subtitle stream(s) copied" if clip.copied else ""
     log.info("%s: %s %d×%d, %s frames at %s fps, %s%s", src, clip.codec, clip.width, clip.height,
              clip.frames or "?", f"{float(clip.rate):.3g}" if clip.rate else "?", clip.colour.describe(),
              streams)  # fmt: skip
     if not clip.is_jpeg:
-        log.info("note: %s is not JPEG-based; the model was trained on JPEG artifacts, so it may do less (or smooth "
-                 "detail) on this codec's", clip.codec)  # fmt: skip
+        log.info("note: %s is not JPEG-based; the model was trained on JPEG artifacts, so on this codec's own it may "
+                 "do less (or smooth detail)", clip.codec)  # fmt: skip
+    if CODECS[codec].crf is not None and clip.chroma in ("4:2:2", "4:4:4"):
+        log.info("note: the input's %s colour is stored as 4:2:0 by %s (what players accept): less chroma "
+                 "resolution; the default FFV1 keeps it (RGB)", clip.chroma, codec)  # fmt: skip
 
 
 def report(dst: Path, stats: Stats, quiet: bool) -> None:
@@ -233,6 +263,10 @@ def report(dst: Path, stats: Stats, quiet: bool) -> None:
         log.info("models: %s", ", ".join(f"{name} ({n} frames)" for name, n in stats.models.most_common()))
     if stats.corrupt:
         log.error("error: %d corrupt packet(s) skipped; the output holds the %d frames that decoded", stats.corrupt,
+                  stats.frames)  # fmt: skip
+    if stats.missing:
+        log.error("error: the input is truncated: %s frame(s) missing at its end; the output holds the %d frames "
+                  "that decoded", f"about {stats.missing}" if stats.missing > 1 else "at least 1",
                   stats.frames)  # fmt: skip
 
 

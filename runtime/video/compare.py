@@ -11,12 +11,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import av
 import numpy as np
 
 from runtime.compare import CompareSettings, compare_images, render
 from runtime.video.colour import frame_colour, frame_to_rgb
-from runtime.video.container import Clip, Remux, VideoError, read_frames
+from runtime.video.container import Clip, Remux, VideoError, open_media, read_frames
 from runtime.video.encode import CODECS, write_video
 from runtime.video.pipeline import Frame, Stats
 from runtime.video.restore import VideoSettings
@@ -38,7 +37,7 @@ def write_compare(src: Path, restored: Path, target: Path, clip: Clip, settings:
     size = side_by_side(blank, blank, "").shape[:2]
     shown = replace(clip, height=size[0], width=size[1], deep=False)
     stats = Stats()
-    with av.open(str(restored)) as output:
+    with open_media(restored) as output:
         after = (frame_to_rgb(f, frame_colour(f), clip.deep) for f in output.decode(video=0))
 
         def pairs() -> Iterator[Frame | Remux]:

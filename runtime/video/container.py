@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 
@@ -47,6 +47,7 @@ class Clip:
     deep: bool
     frames: int | None  # expected frame count (for progress), None when unknown
     copied: tuple[int, ...]  # indices of the audio and subtitle streams, remuxed untouched
+    chroma: str = "4:2:0"  # the source's chroma subsampling: "4:4:4" (RGB too), "4:2:2", "4:2:0", "4:1:1", "gray"
 
     @property
     def is_jpeg(self) -> bool:
@@ -92,10 +93,25 @@ class Remux:
     packet: Any
 
 
+@contextlib.contextmanager
+def open_media(path: Path, mode: Literal["r", "w"] = "r") -> Iterator[Any]:
+    """PyAV's container of exactly the file ``path``, read (``"r"``) or written (``"w"``: created or truncated).
+
+    FFmpeg gets a file object opened here, never the name, so a name such as ``file:x.avi`` or ``concat:a|b`` is a
+    file name and never a protocol (the name only hints the format, by its suffix); a file the container would open
+    beside it (a playlist's segments, a reference) is refused (VideoError): nothing but the named file is read."""
+
+    def refuse(url: str, flags: int, options: dict) -> Any:
+        raise VideoError(f"{path}: refers to another file or URL ({url!r:.80}); only the named file is read")
+
+    with open(path, "rb" if mode == "r" else "wb") as file, av.open(file, mode, io_open=refuse) as media:
+        yield media
+
+
 def probe(path: Path, span: Span = Span()) -> Clip:
     """Open ``path``, decode its first video frame at ``span.start``; raise VideoError if it has none."""
     try:
-        with av.open(str(path)) as container:
+        with open_media(path) as container:
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream")
             video = container.streams.video[0]
@@ -107,9 +123,24 @@ def probe(path: Path, span: Span = Span()) -> Clip:
             return Clip(
                 video.codec_context.name, first.width, first.height, video.time_base, rate, frame_colour(first),
                 int(first.rotation or 0), is_deep(first), _expected_frames(container, video, rate, span), copied,
+                chroma_subsampling(first),
             )  # fmt: skip
-    except av.error.FFmpegError as e:
+    except (av.error.FFmpegError, OSError) as e:
         raise VideoError(f"{path}: cannot read as a video ({e.strerror or e})") from None
+
+
+def chroma_subsampling(frame: av.VideoFrame) -> str:
+    """``"4:2:0"``, ``"4:2:2"``, ``"4:4:4"`` (RGB too), ``"4:1:1"``, …: the frame's chroma resolution; ``"gray"``."""
+    components = frame.format.components
+    if frame.format.is_rgb:
+        return "4:4:4"
+    if len(components) < 3:
+        return "gray"
+    across = round(components[0].width / components[1].width)
+    down = round(components[0].height / components[1].height)
+    return {(1, 1): "4:4:4", (2, 1): "4:2:2", (2, 2): "4:2:0", (4, 1): "4:1:1"}.get(
+        (across, down), f"1/{across}×1/{down}"
+    )
 
 
 def _expected_frames(container: Any, video: Any, rate: Fraction | None, span: Span) -> int | None:
@@ -134,7 +165,7 @@ def packet_quality(packet: Any) -> int | None:
 def read_frames(path: Path, clip: Clip, span: Span, stats: Stats) -> Iterator[Frame | Remux]:
     """Restorable :class:`Frame` s and the copied streams' packets of ``path`` in demux order, timestamps shifted so
     that ``span`` starts at 0 (unchanged for a whole clip); corrupt packets are counted in ``stats.corrupt``."""
-    with av.open(str(path)) as container:
+    with open_media(path) as container:
         video = container.streams.video[0]
         copied = tuple(container.streams[i] for i in clip.copied)
         span = span.from_origin(container)
@@ -148,6 +179,11 @@ def read_frames(path: Path, clip: Clip, span: Span, stats: Stats) -> Iterator[Fr
                     packet.dts = None if packet.dts is None else packet.dts - shift
                 yield Remux(packet.stream.index, packet)
                 continue
+            if (frame.width, frame.height) != (clip.width, clip.height):  # one output stream has one size
+                raise VideoError(
+                    f"{path}: the frame size changes at {float(frame.time or 0):.3f} s ({clip.width}×{clip.height} → "
+                    f"{frame.width}×{frame.height}); restore each part on its own (--start, --duration)"
+                )
             pts = frame.pts - offset if frame.pts is not None else (0 if last_pts is None else last_pts + step)
             last_pts = pts
             yield Frame(frame_to_rgb(frame, clip.colour, clip.deep), pts, found)
@@ -160,14 +196,19 @@ def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple
         _seek_before(container, video, span.start)  # frames before start are decoded and skipped
     qualities: dict[int | None, int | None] = {}  # packet pts → quality (intra-only MJPEG: frame pts = packet pts)
     jpeg = video.codec_context.name in JPEG_CODECS
+    end = 0.0  # where the last video packet ends, in seconds
     for packet in container.demux(video, *copied):
         if packet.stream is not video:
             if packet.size and span.contains(float((packet.pts if packet.pts is not None else 0) * packet.time_base)):
                 yield packet, None
             continue
+        if packet.pts is not None:
+            end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
         if jpeg and packet.size:
             qualities[packet.pts] = packet_quality(packet)
         try:
+            if packet.is_corrupt:  # the demuxer says so: cut short (the last packet of a truncated file), damaged
+                raise av.error.InvalidDataError(0, "flagged corrupt by the demuxer")
             frames = packet.decode()
         except av.error.FFmpegError as e:
             stats.corrupt += 1
@@ -180,11 +221,53 @@ def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple
                 return
             if span.contains(seconds):
                 yield qualities.pop(frame.pts, None), frame
+    if not span.past_end(end):  # the span reaches the end of the data: is that where the header says it is?
+        stats.missing = _missing_frames(container, video, end)
+
+
+def _missing_frames(container: Any, video: Any, end: float) -> int:
+    """How many frames the header of ``container`` declares for ``video`` after ``end`` (seconds: where its last
+    packet ends), 0 where its header declares no length. A file cut short keeps its header: AVI counts its frames,
+    MP4/MOV and Matroska (the muxers' per-stream DURATION tag) give the stream's duration. MPEG-TS has no header, but
+    a file of whole transport packets ending inside one was cut: at least one frame is missing, how many is unknown."""
+    rate = float(video.average_rate or video.guessed_rate or 0)
+    name, declared = container.format.name, None
+    if name == "avi" and video.frames and rate:
+        declared = video.frames / rate
+    elif name.startswith("mov,") and video.duration:
+        declared = float(((video.start_time or 0) + video.duration) * video.time_base)
+    elif name.startswith("matroska") and (tag := _duration_tag(video.metadata.get("DURATION", ""))) is not None:
+        declared = tag  # FFmpeg's muxer writes where the stream ends (from 0), not how long it lasts
+    elif name == "mpegts" and container.size % _ts_packet_size(container.name):
+        return 1
+    if declared is None or not rate or declared - end < 0.5 / rate:
+        return 0
+    return max(round((declared - end) * rate), 1)
+
+
+def _ts_packet_size(path: str) -> int:
+    """The transport packet size of the MPEG-TS file ``path``: 188, or 192 (M2TS: a 4-byte time code first) or 204
+    (Reed-Solomon bytes after) where the sync bytes say so."""
+    with open(path, "rb") as file:
+        head = file.read(5 * 204)
+    for size, sync in ((188, 0), (192, 4), (204, 0)):
+        if all(head[i * size + sync : i * size + sync + 1] == b"\x47" for i in range(5)):
+            return size
+    return 188
+
+
+def _duration_tag(text: str) -> float | None:
+    """Matroska's ``HH:MM:SS.nnnnnnnnn`` DURATION tag → seconds (None: absent or malformed)."""
+    parts = text.split(":")
+    try:
+        return float(parts[0]) * 3600 + float(parts[1]) * 60 + float(parts[2]) if len(parts) == 3 else None
+    except ValueError:
+        return None
 
 
 def _seek_before(container: Any, video: Any, seconds: float) -> None:
     """Seek to the keyframe at or before ``seconds``; where the container lands after it (MPEG-TS has no index and
-    seeks by bytes), to the beginning instead: slower, never missing frames."""
+    seeks by estimated positions), back to the beginning instead: slower, never missing frames."""
     target = round(seconds * av.time_base)
     container.seek(target)
     first = None
@@ -195,4 +278,16 @@ def _seek_before(container: Any, video: Any, seconds: float) -> None:
             break
     landed = first is not None and first.key_frame and first.pts is not None and first.time <= seconds
     video.codec_context.flush_buffers()  # the look ahead must not leave frames in the decoder
-    container.seek(target if landed else (container.start_time or 0))
+    if landed:
+        container.seek(target)
+    else:
+        _rewind(container)
+
+
+def _rewind(container: Any) -> None:
+    """Back to the first packet. A stream format without a header or index (MPEG-TS, MPEG-PS: timestamps may jump)
+    goes to byte 0, as a seek to its first timestamp can land on a later keyframe; others seek to that timestamp."""
+    if container.format.flags & av.format.Flags.ts_discont.value:
+        container.seek(0, unsupported_byte_offset=True)
+    else:
+        container.seek(container.start_time or 0)

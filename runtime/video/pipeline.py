@@ -34,6 +34,7 @@ class Stats:
 
     frames: int = 0
     corrupt: int = 0  # packets (raw mode: trailing partial frames) that could not be decoded
+    missing: int = 0  # frames the input's header declares after where the file ends (a truncated file)
     qualities: collections.Counter = field(default_factory=collections.Counter)  # estimated JPEG quality → frames
     models: collections.Counter = field(default_factory=collections.Counter)  # model name → frames
     decode_s: float = 0.0
