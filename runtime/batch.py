@@ -87,7 +87,8 @@ With --compare the driver reads back each restored file as its row arrives and a
 (pictures and report.html in DST/compare unless --compare=DIR); skipped files are not in it.
 
 The manifest (JSON lines, appended, one row per input of each run): input, output, status (ok, skipped or error),
-jpeg_quality (estimated; null if not a JPEG), model, precision, backend, seconds, megapixels, error.
+jpeg_quality (estimated; null if not a JPEG), model, precision, backend, seconds, megapixels, error, consistent
+(with --consistent: the share of luma DCT coefficients that quantise to the file's values; else null).
 
 Without --address Ray starts on this machine (all its cores; --actors x --threads CPUs are reserved). With
 --address auto (a cluster started by `ray start` on this node) or ray://HEAD:10001 the job runs on the cluster:
@@ -100,7 +101,9 @@ MAX_BLOCKS = 10_000  # rows are spread over this many blocks at most: small enou
 SETUP_FAILED = "setup-failed"  # an actor's status for every row when its Restorer could not be built
 FIELDS = (
     "input", "output", "status", "jpeg_quality", "model", "precision", "backend", "seconds", "megapixels", "error",
+    "consistent",
 )  # fmt: skip
+FIELDS_BEFORE_CONSISTENT = set(FIELDS) - {"consistent"}  # manifests written before --consistent: resumed alike
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,7 +206,8 @@ def job_lock(folder: Path) -> Iterator[None]:
 def compare_row(compare: CompareRun, result: dict[str, Any], strength: float) -> bool:
     """Add the restoration of an ``ok`` manifest row to the compare output (on the driver, while the actors go on);
     False (logged) when its comparison failed."""
-    facts = RunFacts(result["model"], result["precision"], result["backend"], result["seconds"], strength)
+    facts = RunFacts(result["model"], result["precision"], result["backend"], result["seconds"], strength,
+                     result.get("consistent"))  # fmt: skip
     return compare_one(compare, Path(result["input"]), Path(result["output"]), facts)
 
 
@@ -232,7 +236,7 @@ def is_manifest(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
             first = f.readline(1 << 20)
-        return not first or set(json.loads(first)) == set(FIELDS)
+        return not first or set(json.loads(first)) in (set(FIELDS), FIELDS_BEFORE_CONSISTENT)
     except (OSError, ValueError, TypeError, RecursionError):
         return False
 
@@ -348,7 +352,7 @@ class RestoreActor:
         return row(
             plan, "ok", jpeg_quality=result.jpeg_quality and result.jpeg_quality.quality, model=result.model,
             precision=result.precision, backend=result.backend,
-            seconds=time.perf_counter() - start, megapixels=math.prod(result.size) / 1e6,
+            seconds=time.perf_counter() - start, megapixels=math.prod(result.size) / 1e6, consistent=result.consistent,
         )  # fmt: skip
 
 

@@ -67,13 +67,15 @@ class CompareSettings:
 @dataclass(frozen=True)
 class RunFacts:
     """What the command knows about one restoration: the model's name, the precision and backend that ran it, the
-    seconds it took (reading and writing included, as the per-file line reports them) and the ``--strength``."""
+    seconds it took (reading and writing included, as the per-file line reports them), the ``--strength`` and, with
+    ``--consistent``, the share of luma coefficients true to the JPEG file (None: the mode did not run)."""
 
     model: str
     precision: str
     backend: str
     seconds: float
     strength: float = 1.0
+    consistent: float | None = None
 
 
 @dataclass(frozen=True)

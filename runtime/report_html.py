@@ -180,6 +180,9 @@ def _entry(row: _Row, before: np.ndarray, after: np.ndarray, crops: np.ndarray |
     facts = [_quality_text(row.quality), f"model {f.model}", f.precision, f.backend, f"{f.seconds:.2f} s"]
     if f.strength != 1:
         facts.append(f"strength {f.strength:g}")
+    if f.consistent is not None:
+        share = math.floor(f.consistent * 1e4) / 100  # floor: 100 % means all
+        facts.append(f"consistent with the JPEG: {share:.2f} % of luma coefficients")
     h, w = before.shape[:2]
     figure = f"{row.anchor}-figure"
     parts = [
