@@ -39,7 +39,9 @@ import numpy as np
 from runtime.io import ImageError, apply_orientation, undo_orientation
 from runtime.settings import CONSISTENT_INSTALL_HINT
 
-_ROUNDS = 3  # project, bring into 8-bit RGB, again: rounding (and clipping luma to [0, 255]) moves a few out again
+# project, bring into 8-bit RGB, again: bringing into range and rounding move a few out again (LIVE1 q40, worst of 4
+# images: 99.84 % of luma coefficients consistent after one round, 99.96 % after two, 99.98 % after three)
+_ROUNDS = 2
 # libjpeg's RGB → YCbCr (jccolor.c, JFIF full range) with the DCT's level shift: Y − 128, and Cb/Cr without their
 # offset of 128, which the shift takes off again.
 _RGB_TO_YCC = np.array(
@@ -142,11 +144,12 @@ def project(image: np.ndarray, jpeg: JpegCoefficients) -> np.ndarray:
     for _ in range(_ROUNDS):
         ycc = _to_ycc(out)
         planes = [ycc] if gray else [ycc[..., k] for k in range(3)]
-        for plane, component in zip(planes, jpeg.components, strict=True):
-            _project_plane(plane, component)
+        clamped = [_project_plane(plane, component) for plane, component in zip(planes, jpeg.components, strict=True)]
+        if not any(clamped):
+            break
         rgb = np.clip(ycc + 128, 0, 255) if gray else _desaturate_into_gamut(cv2.transform(ycc, _TO_RGB))
         out = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-    return apply_orientation(out, jpeg.orientation)
+    return apply_orientation(out.copy() if out is stored else out, jpeg.orientation)
 
 
 def consistent_share(image: np.ndarray, jpeg: JpegCoefficients) -> float:
@@ -195,24 +198,27 @@ def _desaturate_into_gamut(rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _project_plane(plane: np.ndarray, component: Component) -> None:
-    """Clamp, in place, the coefficients of the full blocks of ``plane`` (level-shifted, full resolution) as coded at
-    ``component``'s sampling: at full resolution directly, else on the box average with the correction replicated."""
+def _project_plane(plane: np.ndarray, component: Component) -> bool:
+    """Clamp, in place, the coefficients of the full blocks of ``plane`` (level-shifted, full resolution) as coded
+    at ``component``'s sampling: at full resolution directly, else on the box average with the correction
+    replicated. Whether any coefficient was out of its interval."""
     fv, fh = component.factor
     rows, cols = plane.shape[0] // (8 * fv), plane.shape[1] // (8 * fh)
     if rows * cols == 0:
-        return
+        return False
     region = plane[: rows * 8 * fv, : cols * 8 * fh]
     coded = region if (fv, fh) == (1, 1) else cv2.resize(region, (cols * 8, rows * 8), interpolation=cv2.INTER_AREA)
     coefficients = _dct_blocks(coded)
     stored = component.coefficients[:rows, :cols].astype(np.float32) * component.table
     half = component.table / 2
     inner = np.maximum(half - MARGIN, half / 2)  # the margin, but never more than half the interval
-    clamped = np.where(
-        np.abs(coefficients - stored) <= half, coefficients, np.clip(coefficients, stored - inner, stored + inner)
-    )
+    outside = np.abs(coefficients - stored) > half
+    if not outside.any():
+        return False
+    clamped = np.where(outside, np.clip(coefficients, stored - inner, stored + inner), coefficients)
     change = _idct_blocks(clamped - coefficients)
     region += change if (fv, fh) == (1, 1) else np.repeat(np.repeat(change, fv, axis=0), fh, axis=1)
+    return True
 
 
 def _dct_blocks(plane: np.ndarray) -> np.ndarray:
