@@ -47,6 +47,7 @@ from runtime.cli import (
     compare_folder,
     compare_one,
     failure_message,
+    floor_percent,
     open_compare,
     output_paths,
     path_problem,
@@ -524,19 +525,23 @@ class Tally(Summary):
     def __init__(self, failed: int = 0) -> None:
         super().__init__(failed=failed)
         self.backends: set[str] = set()
+        self.least_consistent: float | None = None  # --consistent: the lowest share of the restored files
 
     def add(self, result: dict[str, Any]) -> None:
         self.restored += result["status"] == "ok"
         self.skipped += result["status"] == "skipped"
         self.megapixels += result["megapixels"] or 0.0
         self.backends.add(result["backend"])
+        if result.get("consistent") is not None:
+            self.least_consistent = min(result["consistent"], self.least_consistent or 1.0)
         if result["status"] == "error":
             self.failed += 1
             log.error("error: %s", result["error"])
 
     def summary(self) -> str:
         backends = ", ".join(sorted(filter(None, self.backends))) or "none"
-        return f"{self.line()} (Ray start included; backend: {backends})"
+        consistent = "" if self.least_consistent is None else f"; consistent ≥ {floor_percent(self.least_consistent)}"
+        return f"{self.line()} (Ray start included; backend: {backends}{consistent})"
 
 
 if __name__ == "__main__":

@@ -324,8 +324,13 @@ def result_line(src: Path, result: FileResult, seconds: float) -> str:
     quality = f"JPEG {result.jpeg_quality}" if result.jpeg_quality else "not a JPEG"
     ran = f"{result.model} {result.precision}, {result.tiles} tiles, {seconds:.1f} s"
     if result.consistent is not None:
-        ran += f", consistent {math.floor(result.consistent * 1e4) / 100:.2f} %"  # floor: 100 % means all
+        ran += f", consistent {floor_percent(result.consistent)}"
     return f"{src} ({quality}) → {result.output}  [{ran}]"
+
+
+def floor_percent(share: float) -> str:
+    """``99.98 %``: a share rounded down, so that 100 % means all of them."""
+    return f"{math.floor(share * 1e4) / 100:.2f} %"
 
 
 def print_result(line: str) -> None:
