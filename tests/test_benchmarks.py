@@ -263,3 +263,16 @@ def test_cpu_paths_runs_each_setting_in_its_own_process(tmp_path):
         assert row["s_per_mp_min"] <= row["s_per_mp_median"] <= row["s_per_mp_max"]
     table = (tmp_path / "cpu_paths.md").read_text()
     assert "| fp32-fixed256 | default.onnx |" in table and "1.00×" in table
+
+
+def test_consistency_benchmark_one_image(tmp_path, shared_dir):
+    pytest.importorskip("jpeglib", reason="--consistent's reader: pip install '.[consistent]'")
+    from benchmarks import consistency
+
+    assert consistency._parse_args(["--update-results"]).output == RESULTS_DIR
+    assert consistency.main(["--images", "1", "--qualities", "40", "-o", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "consistency.json").read_text())["summary"]
+    assert row["quality"] == 40 and row["images"] == 1
+    assert row["share_restored"] < 0.99 <= 0.999 <= row["share_projected"]  # the model leaves the intervals
+    assert row["psnr_projected"] >= row["psnr_restored"] - 0.02
+    assert "| 40 |" in (tmp_path / "consistency.md").read_text()

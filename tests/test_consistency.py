@@ -219,3 +219,27 @@ def test_png_bytes_are_not_a_jpeg(tmp_path):
     fake.write_bytes(buffer.getvalue())
     with pytest.raises(jc.ConsistencyError, match="needs a JPEG file"):
         jc.read_coefficients(fake)
+
+
+def test_api_restore_file_and_settings(tmp_path, model):
+    from runtime import Restorer, RestoreSettings
+
+    src = made_up(tmp_path)["progressive"]
+    with Restorer(model, tile=64, threads=1, consistent=True) as restorer:
+        result = restorer.restore_file(src, tmp_path / "c.png")
+        assert restorer.settings == RestoreSettings(tile=64, threads=1, consistent=True)
+    written = read_image(tmp_path / "c.png").pixels
+    assert result.consistent == jc.consistent_share(written, jc.read_coefficients(src)) >= 0.999
+    with Restorer(model, tile=64, threads=1) as restorer:
+        assert restorer.restore_file(src, tmp_path / "plain.png").consistent is None
+    with pytest.raises(ValueError, match="consistent must be True or False, got 'yes'"):
+        RestoreSettings(consistent="yes")
+
+
+def test_batch_resumes_manifests_written_before_the_consistent_field(tmp_path):
+    pytest.importorskip("ray.data", reason="runtime.batch needs Ray Data")
+    from runtime.batch import FIELDS, is_manifest
+
+    old = tmp_path / "old.jsonl"
+    old.write_text(json.dumps(dict.fromkeys(f for f in FIELDS if f != "consistent")) + "\n")
+    assert is_manifest(old)
