@@ -141,6 +141,10 @@ def test_api_refusals(tmp_path):
         jc.project(PHOTO.astype(np.uint16) * 257, jpeg)
     with pytest.raises(jc.ConsistencyError, match="gray image cannot be projected onto a 3-component JPEG"):
         jc.project(PHOTO[..., 0].copy(), jpeg)
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.fromarray(np.zeros((16, 16, 4), np.uint8), "CMYK").save(cmyk, quality=50)
+    with pytest.raises(jc.ConsistencyError, match="handles YCbCr and gray JPEGs, not CMYK"):
+        jc.read_coefficients(cmyk)
 
 
 @pytest.fixture(scope="module")
