@@ -2,8 +2,12 @@
 
 ``from runtime import Restorer``; see :class:`runtime.restorer.Restorer` for the contract (and
 :class:`runtime.settings.RestoreSettings` for its settings as one record).
+
+The names below are imported on first use, so that importing a leaf (``runtime.spec``, export's door) does not load
+the restorer, OpenCV, ONNX Runtime or tqdm.
 """
 
+import importlib
 import sys
 
 if sys.argv[:1] == ["-m"]:  # python -m runtime.<command>, while it is located: before the seconds of imports below
@@ -11,7 +15,16 @@ if sys.argv[:1] == ["-m"]:  # python -m runtime.<command>, while it is located: 
 
     exit_quietly_while_starting()
 
-from runtime.restorer import Restorer
-from runtime.settings import RestoreSettings
-
+_MODULE_OF = {"Restorer": "restorer", "RestoreSettings": "settings"}
 __all__ = ["RestoreSettings", "Restorer"]
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
