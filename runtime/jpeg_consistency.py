@@ -23,12 +23,16 @@ What is exact and what is not:
 - The result is rounded to 8-bit RGB (and clipped to [0, 255]): coefficients clamped into an interval are put
   :data:`MARGIN` inside it (when the interval is wide enough), so that this rounding does not push them back out.
 
+Blocks never straddle whole MCU rows, so the work runs strip by strip (:data:`_STRIP_BLOCKS` block rows): its float
+copies take memory for a strip, not the image, and stay in the CPU's caches (3× faster here than in one piece).
+
 Coefficients are read by ``jpeglib`` (libjpeg's own Huffman decoding: baseline, progressive, restart markers, any
 sampling), an optional dependency: ``pip install 'wcdgan-toolkit[consistent]'``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +46,7 @@ from runtime.settings import CONSISTENT_INSTALL_HINT
 # project, bring into 8-bit RGB, again: bringing into range and rounding move a few out again (LIVE1 q40, worst of 4
 # images: 99.84 % of luma coefficients consistent after one round, 99.96 % after two, 99.98 % after three)
 _ROUNDS = 2
+_STRIP_BLOCKS = 16  # block rows per strip (128 image rows, 256 for 4:2:0): bounds the float copies' memory
 # libjpeg's RGB → YCbCr (jccolor.c, JFIF full range) with the DCT's level shift: Y − 128, and Cb/Cr without their
 # offset of 128, which the shift takes off again.
 _RGB_TO_YCC = np.array(
@@ -140,16 +145,33 @@ def project(image: np.ndarray, jpeg: JpegCoefficients) -> np.ndarray:
     if gray != (len(jpeg.components) == 1):
         kind = "gray" if gray else "colour"
         raise ConsistencyError(f"a {kind} image cannot be projected onto a {len(jpeg.components)}-component JPEG")
-    out = stored
+    rows = 8 * max(c.factor[0] for c in jpeg.components) * _STRIP_BLOCKS  # whole MCU rows: strips are independent
+    out = np.empty_like(stored)
+    for top in range(0, stored.shape[0], rows):
+        strip = [_rows_of(c, top, rows) for c in jpeg.components]
+        out[top : top + rows] = _project_strip(stored[top : top + rows], strip)
+    return apply_orientation(out, jpeg.orientation)
+
+
+def _rows_of(component: Component, top: int, rows: int) -> Component:
+    """``component`` restricted to the block rows under image rows ``top`` to ``top + rows`` (MCU-aligned)."""
+    first, count = top // (8 * component.factor[0]), rows // (8 * component.factor[0])
+    return dataclasses.replace(component, coefficients=component.coefficients[first : first + count])
+
+
+def _project_strip(pixels: np.ndarray, components: list[Component]) -> np.ndarray:
+    """:func:`project` of a strip of whole MCU rows (file orientation), given the components' blocks under it."""
+    gray = pixels.ndim == 2
+    out = pixels
     for _ in range(_ROUNDS):
         ycc = _to_ycc(out)
         planes = [ycc] if gray else [ycc[..., k] for k in range(3)]
-        clamped = [_project_plane(plane, component) for plane, component in zip(planes, jpeg.components, strict=True)]
+        clamped = [_project_plane(plane, component) for plane, component in zip(planes, components, strict=True)]
         if not any(clamped):
             break
         rgb = np.clip(ycc + 128, 0, 255) if gray else _desaturate_into_gamut(cv2.transform(ycc, _TO_RGB))
         out = np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-    return apply_orientation(out.copy() if out is stored else out, jpeg.orientation)
+    return out
 
 
 def consistent_share(image: np.ndarray, jpeg: JpegCoefficients) -> float:

@@ -247,3 +247,16 @@ def test_batch_resumes_manifests_written_before_the_consistent_field(tmp_path):
     old = tmp_path / "old.jsonl"
     old.write_text(json.dumps(dict.fromkeys(f for f in FIELDS if f != "consistent")) + "\n")
     assert is_manifest(old)
+
+
+@pytest.mark.parametrize("kind", ["4:2:0", "4:2:2", "gray"])
+def test_strips_give_the_whole_image_projection(tmp_path, kind, monkeypatch):
+    """The projection runs in strips of whole MCU rows (bounded memory); blocks never straddle them, so the result
+    is the one-piece projection's, bit for bit."""
+    path = made_up(tmp_path)[kind]
+    image, jpeg = read_image(path), jc.read_coefficients(path)
+    restored = a_restoration(image.pixels)
+    monkeypatch.setattr(jc, "_STRIP_BLOCKS", 1)  # 8 or 16 rows a strip: many strips and a partial last one
+    strips = jc.project(restored, jpeg)
+    monkeypatch.setattr(jc, "_STRIP_BLOCKS", 1000)
+    np.testing.assert_array_equal(strips, jc.project(restored, jpeg))
