@@ -134,6 +134,8 @@ def read_coefficients(path: str | os.PathLike, orientation: int = 1) -> JpegCoef
             raise ConsistencyError(f"{path}: sampling factors {sampling.tolist()} are not integer ratios")
         table = tables[np.asarray(jpeg.quant_tbl_no)[i]].astype(np.float32)
         components.append(Component(np.asarray(plane), table, (int(max_v // v), int(max_h // h))))
+    if components[0].factor != (1, 1):  # the luma carries the image's full resolution in every usual file
+        raise ConsistencyError(f"{path}: sampling factors {sampling.tolist()} leave the luma subsampled")
     return JpegCoefficients(int(jpeg.height), int(jpeg.width), tuple(components), orientation)
 
 

@@ -145,6 +145,13 @@ def test_api_refusals(tmp_path):
     Image.fromarray(np.zeros((16, 16, 4), np.uint8), "CMYK").save(cmyk, quality=50)
     with pytest.raises(jc.ConsistencyError, match="handles YCbCr and gray JPEGs, not CMYK"):
         jc.read_coefficients(cmyk)
+    import jpeglib
+
+    odd = jpeglib.from_spatial(PHOTO[:32, :32].copy())
+    odd.samp_factor = ((1, 1), (2, 2), (2, 2))  # chroma sampled finer than luma: legal, and never seen in practice
+    odd.write_spatial(str(tmp_path / "odd.jpg"), qt=50)
+    with pytest.raises(jc.ConsistencyError, match=r"\[\[1, 1\], \[2, 2\], \[2, 2\]\] leave the luma subsampled"):
+        jc.read_coefficients(tmp_path / "odd.jpg")
 
 
 @pytest.fixture(scope="module")
