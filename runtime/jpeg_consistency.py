@@ -2,9 +2,11 @@
 
 A JPEG stores, per 8×8 block and component, quantised DCT coefficients ``c = round(F / Q)``. The original photo's
 coefficients ``F`` therefore lie in ``[(c − ½)·Q, (c + ½)·Q]``; a restoration whose coefficients leave those
-intervals contradicts the file. :func:`project` clamps them back (the Euclidean projection onto the set the file
-allows, so it can only move the output towards the original there), and :func:`consistent_share` measures the share
-of luma coefficients that quantise back to the file's values (the "never worse" check).
+intervals contradicts the file. :func:`project` clamps them back — in the DCT domain of each YCbCr plane that is
+the Euclidean projection onto the set the file allows, and the photo lies in that set, so it can only move the
+output towards the photo (bringing the result back into 8-bit RGB adds small deviations) — and
+:func:`consistent_share` measures the share of luma coefficients that quantise back to the file's values (the "never
+worse" check).
 
 What is exact and what is not:
 
