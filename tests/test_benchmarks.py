@@ -276,3 +276,14 @@ def test_consistency_benchmark_one_image(tmp_path, shared_dir):
     assert row["share_restored"] < 0.99 <= 0.999 <= row["share_projected"]  # the model leaves the intervals
     assert row["psnr_projected"] >= row["psnr_restored"] - 0.02
     assert "| 40 |" in (tmp_path / "consistency.md").read_text()
+
+
+def test_startup_benchmark_splits_a_one_image_process(tmp_path, shared_dir):
+    from benchmarks import startup
+
+    assert startup._parse_args(["--update-results"]).output == RESULTS_DIR
+    assert startup.main(["--repeats", "1", "-o", str(tmp_path)]) == 0
+    cpu = {r["step"]: r["cpu_s"] for r in json.loads((tmp_path / "startup.json").read_text())["rows"]}
+    assert cpu["import runtime"] < cpu["import runtime.infer"]  # the façade loads nothing heavy
+    assert cpu["Restorer() without the self-test (in process)"] < cpu["Restorer() with the self-test (in process)"]
+    assert "Start-up = the one-image process − its steady restore" in (tmp_path / "startup.md").read_text()
