@@ -47,8 +47,8 @@ estimated JPEG quality of each input is printed and, with a folder of per-qualit
 picks the model trained on the nearest quality.
 
 Console: results on stdout (one line per restored file: input, JPEG quality, output, model, precision, tiles,
-seconds; with several inputs a summary line; with --compare the report's path), logs, progress bars, warnings and
-errors on stderr. -v also says why
+seconds, with --consistent the share of luma coefficients true to the JPEG; with several inputs a summary line;
+with --compare the report's path), logs, progress bars, warnings and errors on stderr. -v also says why
 each backend, precision and model was chosen; -q prints errors only.
 """
 
