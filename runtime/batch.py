@@ -48,6 +48,7 @@ from runtime.cli import (
     compare_folder,
     compare_one,
     failure_message,
+    floor_percent,
     open_compare,
     output_paths,
     path_problem,
@@ -89,7 +90,8 @@ With --compare the driver reads back each restored file as its row arrives and a
 (pictures and report.html in DST/compare unless --compare=DIR); a skipped file is compared with its existing output.
 
 The manifest (JSON lines, appended, one row per input of each run): input, output, status (ok, skipped or error),
-jpeg_quality (estimated; null if not a JPEG), model, precision, backend, seconds, megapixels, error.
+jpeg_quality (estimated; null if not a JPEG), model, precision, backend, seconds, megapixels, error, consistent
+(with --consistent: the share of luma DCT coefficients that quantise to the file's values; else null).
 
 Without --address Ray starts on this machine (all its cores; --actors x --threads CPUs are reserved). With
 --address auto (a cluster started by `ray start` on this node) or ray://HEAD:10001 the job runs on the cluster:
@@ -102,7 +104,9 @@ MAX_BLOCKS = 10_000  # rows are spread over this many blocks at most: small enou
 SETUP_FAILED = "setup-failed"  # an actor's status for every row when its Restorer could not be built
 FIELDS = (
     "input", "output", "status", "jpeg_quality", "model", "precision", "backend", "seconds", "megapixels", "error",
+    "consistent",
 )  # fmt: skip
+FIELDS_BEFORE_CONSISTENT = set(FIELDS) - {"consistent"}  # manifests written before --consistent: resumed alike
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,7 +217,8 @@ def job_lock(folder: Path) -> Iterator[None]:
 def compare_row(compare: CompareRun, plan: FilePlan, result: dict[str, Any], strength: float) -> bool:
     """Add the restoration of ``plan``, an ``ok`` manifest row, to the compare output (on the driver, while the
     actors go on); False (logged) when its comparison failed."""
-    facts = RunFacts(result["model"], result["precision"], result["backend"], result["seconds"], strength)
+    facts = RunFacts(result["model"], result["precision"], result["backend"], result["seconds"], strength,
+                     result.get("consistent"))  # fmt: skip
     return compare_one(compare, plan, facts)
 
 
@@ -242,7 +247,7 @@ def is_manifest(path: Path) -> bool:
     try:
         with open(path, "rb") as f:
             first = f.readline(1 << 20)
-        return not first or set(json.loads(first)) == set(FIELDS)
+        return not first or set(json.loads(first)) in (set(FIELDS), FIELDS_BEFORE_CONSISTENT)
     except (OSError, ValueError, TypeError, RecursionError):
         return False
 
@@ -358,7 +363,7 @@ class RestoreActor:
         return row(
             plan, "ok", jpeg_quality=result.jpeg_quality and result.jpeg_quality.quality, model=result.model,
             precision=result.precision, backend=result.backend,
-            seconds=time.perf_counter() - start, megapixels=math.prod(result.size) / 1e6,
+            seconds=time.perf_counter() - start, megapixels=math.prod(result.size) / 1e6, consistent=result.consistent,
         )  # fmt: skip
 
 
@@ -530,19 +535,23 @@ class Tally(Summary):
     def __init__(self, failed: int = 0) -> None:
         super().__init__(failed=failed)
         self.backends: set[str] = set()
+        self.least_consistent: float | None = None  # --consistent: the lowest share of the restored files
 
     def add(self, result: dict[str, Any]) -> None:
         self.restored += result["status"] == "ok"
         self.skipped += result["status"] == "skipped"
         self.megapixels += result["megapixels"] or 0.0
         self.backends.add(result["backend"])
+        if result.get("consistent") is not None:
+            self.least_consistent = min(result["consistent"], self.least_consistent or 1.0)
         if result["status"] == "error":
             self.failed += 1
             log.error("error: %s", result["error"])
 
     def summary(self) -> str:
         backends = ", ".join(sorted(filter(None, self.backends))) or "none"
-        return f"{self.line()} (Ray start included; backend: {backends})"
+        consistent = "" if self.least_consistent is None else f"; consistent ≥ {floor_percent(self.least_consistent)}"
+        return f"{self.line()} (Ray start included; backend: {backends}{consistent})"
 
 
 if __name__ == "__main__":

@@ -74,13 +74,15 @@ class CompareSettings:
 class RunFacts:
     """What the command knows about one restoration: the model's name, the precision and backend that ran it, the
     seconds it took (reading and writing included, as the per-file line reports them; None: not restored by this
-    run, see :meth:`existing_output`) and the ``--strength``."""
+    run, see :meth:`existing_output`), the ``--strength`` and, with ``--consistent``, the share of luma coefficients
+    true to the JPEG file (None: the mode did not run)."""
 
     model: str
     precision: str
     backend: str
     seconds: float | None
     strength: float = 1.0
+    consistent: float | None = None
 
     @classmethod
     def existing_output(cls) -> RunFacts:

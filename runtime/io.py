@@ -42,6 +42,7 @@ class LoadedImage:
     pixels: np.ndarray  # H×W or H×W×3 RGB, uint8 or uint16
     alpha: np.ndarray | None  # H×W, same dtype as pixels
     jpeg_quality: JpegQuality | None  # estimated IJG quality of a JPEG file, None otherwise
+    orientation: int = 1  # the EXIF orientation tag (1–8) that turned the stored pixels upright
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -80,9 +81,9 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit integer images only)")
     pixels, alpha = _split_channels(image, path)
     orientation = _exif_orientation(meta_types, meta)
-    pixels = _apply_orientation(pixels, orientation)
-    alpha = None if alpha is None else _apply_orientation(alpha, orientation)
-    return LoadedImage(pixels, alpha, read_jpeg_quality(path) if is_jpeg else None)
+    pixels = apply_orientation(pixels, orientation)
+    alpha = None if alpha is None else apply_orientation(alpha, orientation)
+    return LoadedImage(pixels, alpha, read_jpeg_quality(path) if is_jpeg else None, orientation)
 
 
 def check_size(path: Path, size: tuple[int, int] | int, max_pixels: int) -> None:
@@ -227,7 +228,12 @@ def _tiff_tags(tiff: bytes, wanted: tuple[int, ...]) -> dict[int, int]:
     return found
 
 
-def _apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+def undo_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """An upright image turned back as the file stores it: the inverse of :func:`apply_orientation`."""
+    return apply_orientation(image, {6: 8, 8: 6}.get(orientation, orientation))  # the others undo themselves
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
     """Turn a stored image upright (EXIF 2–8: mirrors and rotations); contiguous result."""
     if orientation == 1:
         return image

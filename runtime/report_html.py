@@ -235,6 +235,9 @@ def _entry(row: _Row, figure: str) -> str:
         facts[1:] = [EXISTING_NOTE]
     elif f.strength != 1:
         facts.append(f"strength {f.strength:g}")
+    if f.consistent is not None:
+        share = math.floor(f.consistent * 1e4) / 100  # floor: 100 % means all
+        facts.append(f"consistent with the JPEG: {share:.2f} % of luma coefficients")
     parts = [
         f'<section class="image" id="{row.anchor}">',
         f"<h2>{e(row.name)}</h2>",

@@ -28,7 +28,14 @@ from common.files import NAME_MAX
 from common.tiling import ALIGN, TileGrid, crop_slices, extract_window, window_grid
 from runtime.backends.base import Backend, BackendUnavailable, first_line, is_out_of_memory
 from runtime.backends.select import BACKENDS, GPU_BACKENDS, default_tile, select_backend
-from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
+from runtime.io import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
+from runtime.jpeg_consistency import (
+    ConsistencyError,
+    JpegCoefficients,
+    consistent_share,
+    project,
+    read_coefficients,
+)
 from runtime.jpeg_quality import JpegQuality
 from runtime.model_files import Model, ModelError, ModelSet, resolve_models
 from runtime.settings import RestoreSettings
@@ -56,6 +63,7 @@ class FileResult:
     backend: str
     tiles: int
     size: tuple[int, int]  # height, width
+    consistent: float | None = None  # consistent mode: the share of luma coefficients that quantise to the file's
 
 
 @dataclass
@@ -97,6 +105,11 @@ class Restorer:
         verify: run the load-time self-test of each model (:func:`self_test`); off only for timing random weights.
         strength: the fraction of the restoration applied, 0 < S ≤ 1 (1: all of it): every result is
             ``round(input + S · (restored − input))`` (:func:`runtime.strength.blend`), for a lighter touch.
+        consistent: :meth:`restore_file` projects each restoration onto what its JPEG file allows (every DCT
+            coefficient inside the quantisation interval of the file's; :mod:`runtime.jpeg_consistency`), refuses
+            other inputs, and reports the share of luma coefficients that quantise back to the file's values. Needs
+            the ``[consistent]`` extra (``jpeglib``). Arrays given to ``restorer(image)`` have no file: project them
+            with :func:`runtime.jpeg_consistency.project`.
 
     The settings are held as one :class:`~runtime.settings.RestoreSettings` (``.settings``; invalid ones raise its
     :class:`~runtime.settings.SettingError`, a ``ValueError``; :meth:`from_settings` takes one directly). A model
@@ -135,11 +148,12 @@ class Restorer:
         server: str | None = None,
         remote_model: str | None = None,
         strength: float = 1.0,
+        consistent: bool = False,
     ) -> None:
         settings = RestoreSettings(
             backend=backend, tile=tile, overlap=overlap, batch=batch, precision=precision, device_id=device_id,
             threads=threads, spin=spin, cache_dir=cache_dir, align=align, progress=progress, max_pixels=max_pixels,
-            verify=verify, server=server, remote_model=remote_model, strength=strength,
+            verify=verify, server=server, remote_model=remote_model, strength=strength, consistent=consistent,
         )  # fmt: skip
         self._open(model, settings)
 
@@ -232,8 +246,10 @@ class Restorer:
     def restore_file(
         self, path: str | os.PathLike, out_path: str | os.PathLike, quality: int | None = None
     ) -> FileResult:
-        """Read ``path``, restore it (model chosen by ``quality`` or the file's estimated JPEG quality) and
-        write ``out_path`` atomically (format from its suffix; alpha re-attached). Never writes over ``path``."""
+        """Read ``path``, restore it (model chosen by ``quality`` or the file's estimated JPEG quality; in consistent
+        mode projected onto the file's DCT coefficients) and write ``out_path`` atomically (format from its suffix;
+        alpha re-attached). Never writes over ``path``. In consistent mode a file that is not an 8-bit JPEG raises
+        :class:`~runtime.jpeg_consistency.ConsistencyError` (an ImageError) before the model runs."""
         path, out_path = Path(path), Path(out_path)
         self._check_open()
         check_quality(quality)
@@ -241,6 +257,7 @@ class Restorer:
             raise ImageError(f"{out_path}: is the input itself; refusing to overwrite an input")
         check_writable(out_path)  # before minutes of work, not after
         image = read_image(path, self.settings.max_pixels)
+        jpeg = self._coefficients(path, image) if self.settings.consistent else None
         if quality is None and image.jpeg_quality is not None:
             quality = image.jpeg_quality.quality
         model, why = self.models.choose(quality)
@@ -252,9 +269,13 @@ class Restorer:
             tiles = len(self._grid(image.pixels, engine))
         alpha, quality_found = image.alpha, image.jpeg_quality
         del image  # drop the input pixels: the encoder needs a full-size buffer of its own
+        share = None
+        if jpeg is not None:
+            restored = project(restored, jpeg)
+            share = consistent_share(restored, jpeg)
         write_image(out_path, restored, alpha, in_place=True)
         return FileResult(
-            out_path, quality_found, model.name, engine.precision, self.backend_name, tiles, restored.shape[:2]
+            out_path, quality_found, model.name, engine.precision, self.backend_name, tiles, restored.shape[:2], share
         )
 
     # -- internals -------------------------------------------------------------------------------------------
@@ -262,6 +283,14 @@ class Restorer:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this Restorer is closed (close() or the end of its with block); make a new one")
+
+    @staticmethod
+    def _coefficients(path: Path, image: LoadedImage) -> JpegCoefficients:
+        """The JPEG's coefficients for consistent mode; ConsistencyError for an input it cannot work on."""
+        jpeg = read_coefficients(path, image.orientation)
+        if image.pixels.dtype != np.uint8:
+            raise ConsistencyError(f"{path}: consistent mode works on 8-bit JPEGs; this one decodes to 16 bit")
+        return jpeg
 
     def _engine(self, model: Model, core: tuple[int, int] | None = None, batch: int | None = None) -> _Engine:
         """The loaded engine for ``model`` (built on first use, or rebuilt for a new ``core`` or ``batch``)."""

@@ -7,6 +7,7 @@ API callers (``str(error)``) and the option for command-line users (:meth:`Setti
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from runtime.io import DEFAULT_MAX_PIXELS
 from runtime.model_files import PRECISIONS
 from runtime.strength import check_strength
 
+CONSISTENT_INSTALL_HINT = "pip install 'wcdgan-toolkit[consistent]'"  # the reader of JPEG coefficients
 MAX_BATCH = 256
 MAX_BUFFER_BYTES = 4 << 30  # one batch of float32 windows: beyond this a setting is a typo, not a plan
 # field → the command-line option that sets it (align, progress and verify have none: API only)
@@ -25,6 +27,7 @@ OPTIONS = {
     "backend": "--backend", "tile": "--tile", "overlap": "--overlap", "batch": "--batch", "precision": "--precision",
     "device_id": "--device-id", "threads": "--threads", "spin": "--spin", "cache_dir": "--cache-dir",
     "max_pixels": "--max-pixels", "server": "--url", "remote_model": "--remote-model", "strength": "--strength",
+    "consistent": "--consistent",
 }  # fmt: skip
 
 
@@ -60,6 +63,7 @@ class RestoreSettings:
     server: str | None = None
     remote_model: str | None = None
     strength: float = 1.0
+    consistent: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", *BACKENDS, *REMOTE_BACKENDS):
@@ -75,6 +79,10 @@ class RestoreSettings:
             check_strength(self.strength)
         except ValueError:
             raise SettingError("strength", f"must be a number in (0, 1], got {self.strength!r}") from None
+        if self.consistent not in (True, False):
+            raise SettingError("consistent", f"must be True or False, got {self.consistent!r}")
+        if self.consistent and importlib.util.find_spec("jpeglib") is None:
+            raise SettingError("consistent", f"needs the jpeglib package: {CONSISTENT_INSTALL_HINT}")
         object.__setattr__(self, "tile", _tile_pair(self.tile))
         sides = self.tile or (max(CPU_CORE.values()),) * 2  # the buffer check below, at the largest default
         for field, value, lo, hi in (

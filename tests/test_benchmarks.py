@@ -263,3 +263,27 @@ def test_cpu_paths_runs_each_setting_in_its_own_process(tmp_path):
         assert row["s_per_mp_min"] <= row["s_per_mp_median"] <= row["s_per_mp_max"]
     table = (tmp_path / "cpu_paths.md").read_text()
     assert "| fp32-fixed256 | default.onnx |" in table and "1.00×" in table
+
+
+def test_consistency_benchmark_one_image(tmp_path, shared_dir):
+    pytest.importorskip("jpeglib", reason="--consistent's reader: pip install '.[consistent]'")
+    from benchmarks import consistency
+
+    assert consistency._parse_args(["--update-results"]).output == RESULTS_DIR
+    assert consistency.main(["--images", "1", "--qualities", "40", "-o", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "consistency.json").read_text())["summary"]
+    assert row["quality"] == 40 and row["images"] == 1
+    assert row["share_restored"] < 0.99 <= 0.999 <= row["share_projected"]  # the model leaves the intervals
+    assert row["psnr_projected"] >= row["psnr_restored"] - 0.02
+    assert "| 40 |" in (tmp_path / "consistency.md").read_text()
+
+
+def test_startup_benchmark_splits_a_one_image_process(tmp_path, shared_dir):
+    from benchmarks import startup
+
+    assert startup._parse_args(["--update-results"]).output == RESULTS_DIR
+    assert startup.main(["--repeats", "1", "-o", str(tmp_path)]) == 0
+    cpu = {r["step"]: r["cpu_s"] for r in json.loads((tmp_path / "startup.json").read_text())["rows"]}
+    assert cpu["import runtime"] < cpu["import runtime.infer"]  # the façade loads nothing heavy
+    assert cpu["Restorer() without the self-test (in process)"] < cpu["Restorer() with the self-test (in process)"]
+    assert "Start-up = the one-image process − its steady restore" in (tmp_path / "startup.md").read_text()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,19 @@ def test_the_documented_layout_table_names_every_package():
     table = page[page.index("# Architecture") : page.index("## Logging")]
     for package in PROJECT:
         assert f"`{package}/`" in table, package
+
+
+def test_importing_a_runtime_leaf_loads_no_heavy_library():
+    """``runtime/__init__`` is a lazy façade: export's door (``runtime.spec``) and ``import runtime`` load neither
+    the restorer nor OpenCV, ONNX Runtime or tqdm; ``from runtime import Restorer`` still works."""
+    code = """
+import sys
+import runtime, runtime.spec
+heavy = [m for m in ("runtime.restorer", "cv2", "onnxruntime", "tqdm") if m in sys.modules]
+assert not heavy, heavy
+from runtime import Restorer, RestoreSettings
+assert Restorer.__module__ == "runtime.restorer" and "cv2" in sys.modules
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "ok", proc.stderr
