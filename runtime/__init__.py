@@ -1,17 +1,29 @@
-"""Torch-free runtime: tiled WCDGAN inference on ONNX Runtime or TensorRT, and the ``python -m runtime.infer`` CLI.
+"""Torch-free runtime: tiled WCDGAN inference on ONNX Runtime, TensorRT, OpenVINO or a Triton server, and the
+commands ``python -m runtime.infer`` (images), ``runtime.batch`` (Ray), ``runtime.video`` and ``runtime.cache``.
 
 ``from runtime import Restorer``; see :class:`runtime.restorer.Restorer` for the contract (and
 :class:`runtime.settings.RestoreSettings` for its settings as one record).
+
+The names below are imported on first use: importing this package (which ``import runtime.spec``, export's door to
+the sidecar, does first) loads neither the restorer nor OpenCV, ONNX Runtime or tqdm, and has no side effects. The
+commands install their own start-up signal handlers (:func:`common.cli.exit_quietly_while_starting`).
 """
 
-import sys
+from __future__ import annotations
 
-if sys.argv[:1] == ["-m"]:  # python -m runtime.<command>, while it is located: before the seconds of imports below
-    from common.cli import exit_quietly_while_starting
+import importlib
 
-    exit_quietly_while_starting()
+_EXPORTS = {"restorer": ("Restorer",), "settings": ("RestoreSettings",)}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
 
-from runtime.restorer import Restorer
-from runtime.settings import RestoreSettings
 
-__all__ = ["RestoreSettings", "Restorer"]
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -30,6 +30,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from common.cli import exit_quietly_while_starting
+
+if __name__ == "__main__":  # before the imports below (seconds): Ctrl-C while they load ends in one line
+    exit_quietly_while_starting()
+
 import filelock
 import numpy as np
 

@@ -8,7 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.cli import UsageError, run_cli
+from common.cli import UsageError, exit_quietly_while_starting, run_cli
+
+if __name__ == "__main__":  # before the imports below: Ctrl-C while they load ends in one line
+    exit_quietly_while_starting()
+
 from runtime.engine_cache import (
     ENV_VAR,
     OPENVINO_SUBDIR,

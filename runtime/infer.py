@@ -14,6 +14,11 @@ import math
 import sys
 from pathlib import Path
 
+from common.cli import exit_quietly_while_starting
+
+if __name__ == "__main__":  # before the imports below (seconds): Ctrl-C while they load ends in one line
+    exit_quietly_while_starting()
+
 from tqdm import tqdm
 
 from common.cli import UsageError, run_cli

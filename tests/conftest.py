@@ -26,22 +26,33 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["WCDGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="wcdgan-test-engines-")
 
 
-def assert_imports_without_torch(statements: str, env: dict[str, str] | None = None) -> None:
-    """Run ``statements`` in a fresh interpreter in which importing torch, models, train or export fails; they must
-    succeed and leave torch unloaded (the runtime's contract: no PyTorch needed, even transitively)."""
-    block = """
+TORCH_SIDE = ("torch", "models", "train", "export")
+
+
+def assert_imports_without(statements: str, blocked: tuple[str, ...], env: dict[str, str] | None = None) -> None:
+    """Run ``statements`` in a fresh interpreter in which importing any module of ``blocked`` (a name covers its
+    submodules: ``"runtime.restorer"``, ``"cv2"``) fails; they must succeed and leave every blocked module unloaded."""
+    block = f"""
         import importlib.abc, sys
+        BLOCKED = {tuple(blocked)!r}
         class Block(importlib.abc.MetaPathFinder):
             def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "models", "train", "export"):
-                    raise ImportError(f"blocked: {name}")
+                if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+                    raise ImportError(f"blocked: {{name}}")
         sys.meta_path.insert(0, Block())
     """
-    code = textwrap.dedent(block) + textwrap.dedent(statements) + '\nassert "torch" not in sys.modules\nprint("ok")\n'
+    check = "\nassert not [m for m in sys.modules if any(m == b or m.startswith(b + '.') for b in BLOCKED)]\n"
+    code = textwrap.dedent(block) + textwrap.dedent(statements) + check + 'print("ok")\n'
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def assert_imports_without_torch(statements: str, env: dict[str, str] | None = None) -> None:
+    """Run ``statements`` in a fresh interpreter in which importing torch, models, train or export fails; they must
+    succeed and leave torch unloaded (the runtime's contract: no PyTorch needed, even transitively)."""
+    assert_imports_without(statements, TORCH_SIDE, env)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from common.log import PACKAGES
+from tests.conftest import TORCH_SIDE, assert_imports_without
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = (*PACKAGES, "tools")  # tools/ (scripts, not installed) sits on top
@@ -88,3 +89,20 @@ def test_the_documented_layout_table_names_every_package():
     table = page[page.index("# Architecture") : page.index("## Logging")]
     for package in PROJECT:
         assert f"`{package}/`" in table, package
+
+
+def test_importing_the_sidecar_contract_loads_no_restorer_nor_its_libraries():
+    """``import runtime.spec`` (export's door) and ``import runtime`` stay light: no restorer, settings or backends,
+    no OpenCV, ONNX Runtime or tqdm (they are blocked: a machine without them imports the contract too), and no
+    signal handler is installed; ``from runtime import Restorer`` still works where they are."""
+    assert_imports_without(
+        """
+        import signal, sys
+        sys.argv[:1] = ["-m"]  # as while python -m locates a module: the package used to install handlers then
+        import runtime, runtime.spec, runtime.model_files
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        """,
+        blocked=("runtime.restorer", "runtime.settings", "runtime.backends.select", "cv2", "onnxruntime", "tqdm"),
+    )
+    assert_imports_without("from runtime import Restorer, RestoreSettings", blocked=TORCH_SIDE)

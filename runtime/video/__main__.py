@@ -2,7 +2,10 @@
 
 import sys
 
-from common.cli import exit_missing_extra
+from common.cli import exit_missing_extra, exit_quietly_while_starting
+
+if __name__ == "__main__":  # before the imports below (seconds): Ctrl-C while they load ends in one line
+    exit_quietly_while_starting()
 
 try:
     import av  # noqa: F401 (the [video] extra, checked before anything imports it)
