@@ -22,7 +22,7 @@ from common.cli import UsageError
 from common.files import VIDEO_SUFFIXES
 from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
-from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
+from runtime.backends.catalogue import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.compare import DEFAULT_FOLDER, REPORT_NAME, CompareRun, RunFacts, default_folder
 from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
 from runtime.model_files import PRECISIONS, ModelError

@@ -27,7 +27,8 @@ from common.color import rgb_to_y, with_luma
 from common.files import NAME_MAX
 from common.tiling import ALIGN, TileGrid, crop_slices, extract_window, window_grid
 from runtime.backends.base import Backend, BackendUnavailable, first_line, is_out_of_memory
-from runtime.backends.select import BACKENDS, GPU_BACKENDS, default_tile, select_backend
+from runtime.backends.catalogue import BACKENDS, GPU_BACKENDS, default_tile
+from runtime.backends.select import select_backend
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
 from runtime.model_files import Model, ModelError, ModelSet, resolve_models
@@ -82,7 +83,7 @@ class Restorer:
         tile: core tile size, int or (h, w), rounded up to ``align``; the window adds ``overlap`` per side. On
             backends that take any window (the CPU ones) it is the largest core: each image gets the core that
             covers it in the fewest tiles (:meth:`common.tiling.TileGrid.fitted`). None: the backend's
-            :func:`~runtime.backends.select.default_tile` (256 on GPU backends and Triton; on the CPU 1024 for
+            :func:`~runtime.backends.catalogue.default_tile` (256 on GPU backends and Triton; on the CPU 1024 for
             INT8 graphs, 512 for FP32).
         overlap: context pixels per side; None takes the sidecar's ``recommended_overlap`` (else 32,
             :data:`common.tiling.DEFAULT_OVERLAP`).
