@@ -1,7 +1,7 @@
-"""What the restoring commands (``runtime.infer``, ``runtime.batch``) share: their restore options and the
-:class:`~runtime.settings.RestoreSettings` read from them, listing inputs, naming and planning outputs, restoring one
-file, and the console lines of the console contract — results (one line per restored file, the run's summary) on
-stdout, logs, progress, warnings and errors on stderr."""
+"""What the restoring commands share: their restore options and the :class:`~runtime.settings.RestoreSettings` read
+from them (``runtime.infer``, ``runtime.batch``, ``runtime.video``); for the image commands also listing inputs, naming
+and planning outputs, restoring one file and the ``--compare`` report; and the console lines — results (one line per
+restored file, the run's summary) on stdout, logs, progress, warnings and errors on stderr."""
 
 from __future__ import annotations
 
