@@ -266,6 +266,7 @@ def test_cli_bad_quality_is_an_argparse_error(colour_dir, capsys):
     assert "1..100" in capsys.readouterr().err
 
 
+@pytest.mark.cli
 def test_cli_as_module_reports_a_bad_checkpoint_cleanly(colour_dir, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 10)

@@ -154,6 +154,7 @@ def test_failed_validation_exits_1_and_publishes_nothing(tmp_path: Path, capsys,
     assert list(out.iterdir()) == []  # nothing half-valid left behind
 
 
+@pytest.mark.cli
 def test_cli_user_errors_exit_2_without_traceback(tmp_path: Path, capsys) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     missing = [sys.executable, "-m", "export.build", "--ckpt", str(tmp_path / "missing.pt")]

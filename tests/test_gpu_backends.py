@@ -157,6 +157,7 @@ def _stubbed_cli(module: str, argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.cli
 def test_cli_with_a_broken_gpu_stack_ends_on_the_cpu_saying_why(tmp_path, fp16_model):
     from tests.runtime_fixtures import write_jpeg
 
@@ -167,6 +168,7 @@ def test_cli_with_a_broken_gpu_stack_ends_on_the_cpu_saying_why(tmp_path, fp16_m
     assert "Traceback" not in r.stderr and (tmp_path / "o.png").is_file()
 
 
+@pytest.mark.cli
 def test_export_engine_auto_with_a_broken_gpu_stack_keeps_the_onnx(tmp_path, fp16_model):
     ckpt = fp16_model.with_name("tiny.pt")
     for engine, code, message in (("auto", 0, "no TensorRT engine was built: no CUDA GPU"),

@@ -70,6 +70,7 @@ def test_graph_takes_any_size_and_matches_pytorch(half_build, hw) -> None:
     assert got.shape == x.shape and np.abs(got - want).max() < 1e-5
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_runtime_cli_restores_a_jpeg_like_pytorch(half_build, precision) -> None:
     """``runtime.infer`` with small tiles (many windows, odd image size) gives PyTorch's whole-image result away from

@@ -279,6 +279,7 @@ def test_lineage_resume_moves_data_and_extends_the_time_budget(dirs, tmp_path):
     assert max(lrs[len(first_lrs) :]) > 5 * first_lrs[-1]  # the stretched cosine: above the first run's floor
 
 
+@pytest.mark.cli
 def test_cli_entry_point_has_no_traceback(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")],
