@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from common.color import rgb_to_y, with_luma
 from common.files import NAME_MAX
-from common.tiling import ALIGN, TileGrid, crop_slices, extract_window, window_grid
+from common.tiling import ALIGN, TileGrid, crop_slices, extract_window
 from runtime.backends.base import Backend, BackendUnavailable, first_line, is_out_of_memory
-from runtime.backends.catalogue import BACKENDS, GPU_BACKENDS, default_tile
-from runtime.backends.select import select_backend
+from runtime.backends.catalogue import BACKENDS
+from runtime.backends.select import backend_file, select_backend, tile_grid
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
 from runtime.model_files import Model, ModelError, ModelSet, resolve_models
@@ -269,20 +269,13 @@ class Restorer:
         engine = self._engines.get(model.key)
         if engine is not None and core in (None, engine.core) and batch in (None, engine.batch):
             return engine
-        spec, settings = model.spec, self.settings
-
-        def grid_for(kind: str) -> TileGrid:
-            largest = core or settings.tile or default_tile(kind, model, settings.precision)
-            return window_grid(largest, spec.recommended_overlap, settings.overlap, settings.align)
-
+        settings = self.settings
         batch = batch or self.batch
         if engine is not None:  # free the old backend (GPU memory) before building the next one
             del self._engines[model.key]
             engine.backend.close()
-        backend, skipped = select_backend(
-            self._backend_kind, model, lambda kind: grid_for(kind).window, batch, settings
-        )
-        probe = grid_for(backend.name)
+        backend, skipped = select_backend(self._backend_kind, model, core, batch, settings)
+        probe = tile_grid(backend.name, model, settings, core)
         log.debug("backend %s: %s", backend.name, "asked for" if self._backend_kind != "auto" else
                   f"auto takes the first that loads of {' > '.join(BACKENDS)}; skipped: {len(skipped)}")  # fmt: skip
         if self._backend_kind == "auto":
@@ -291,7 +284,7 @@ class Restorer:
             self._backend_kind = backend.name  # later models use the same backend
         if backend.note:
             log.warning("%s: %s", backend.name, backend.note)
-        file, why = model.choose_file(settings.precision, "gpu" if backend.name in GPU_BACKENDS else "cpu")
+        file, why = backend_file(backend.name, model, settings.precision)  # the file create_backend loaded
         log.debug("precision %s for model %s on %s: %s", file.spec.precision, model.name, backend.name, why)
         if self.batch is None:
             self.batch = backend.max_batch  # the backend's default, now known

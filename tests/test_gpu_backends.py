@@ -137,7 +137,7 @@ def test_a_foreign_plan_is_rebuilt_with_a_warning(stubs, fp16_model, tmp_path, e
 def test_auto_moves_on_to_onnx_runtime_with_the_reason(stubs, fp16_model, tmp_path):
     stubs.FAULTS["device_count_error"] = 100
     settings = RestoreSettings(cache_dir=tmp_path)
-    backend, skipped = select_backend("auto", resolve_models(fp16_model).for_quality(None), lambda _: (64, 64), 2,
+    backend, skipped = select_backend("auto", resolve_models(fp16_model).for_quality(None), (64, 64), 2,
                                       settings)  # fmt: skip
     assert backend.name == "ort-cpu"
     assert str(skipped[0]).startswith("tensorrt unavailable: no CUDA GPU") and skipped[0].installed  # news: said

@@ -5,10 +5,10 @@ that loads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from common.tiling import TileGrid, window_grid
 from runtime.backends.base import Backend, BackendNotInstalled, BackendUnavailable
 from runtime.backends.catalogue import (  # noqa: F401 (CPU_CORE, default_tile: re-exported for select's users)
     BACKENDS,
@@ -18,7 +18,7 @@ from runtime.backends.catalogue import (  # noqa: F401 (CPU_CORE, default_tile: 
     REMOTE_BACKENDS,
     default_tile,
 )
-from runtime.model_files import Model
+from runtime.model_files import Model, ModelFile
 
 if TYPE_CHECKING:
     from runtime.settings import RestoreSettings
@@ -39,7 +39,7 @@ def create_backend(
     if kind not in (*BACKENDS, *REMOTE_BACKENDS):
         raise ValueError(f"unknown backend {kind!r} (choose from auto, {', '.join((*BACKENDS, *REMOTE_BACKENDS))})")
     s = settings
-    file = model.file(s.precision, "gpu" if kind in GPU_BACKENDS else "cpu")
+    file, _ = backend_file(kind, model, s.precision)
     max_batch = max_batch or DEFAULT_BATCH[kind]
     if kind == "triton":
         from runtime.backends.triton import TritonBackend
@@ -75,15 +75,24 @@ class Skip:
         return f"{self.name} unavailable: {self.reason}"
 
 
+def backend_file(kind: str, model: Model, precision: str) -> tuple[ModelFile, str]:
+    """The file of ``model`` that backend ``kind`` runs at ``precision`` ("auto": GPU backends FP16 > FP32, CPU
+    backends INT8 > FP32) and, for the user, why (:meth:`Model.choose_file`)."""
+    return model.choose_file(precision, "gpu" if kind in GPU_BACKENDS else "cpu")
+
+
+def tile_grid(kind: str, model: Model, settings: RestoreSettings, core: tuple[int, int] | None = None) -> TileGrid:
+    """The (largest) tile grid backend ``kind`` is built for: of ``core`` (a shrunk one), else the settings' tile,
+    else the backend's :func:`default_tile`, with the model's overlap and the settings' overlap and grid."""
+    largest = core or settings.tile or default_tile(kind, model, settings.precision)
+    return window_grid(largest, model.spec.recommended_overlap, settings.overlap, settings.align)
+
+
 def select_backend(
-    kind: str,
-    model: Model,
-    window_for: Callable[[str], tuple[int, int]],
-    max_batch: int | None,
-    settings: RestoreSettings,
+    kind: str, model: Model, core: tuple[int, int] | None, max_batch: int | None, settings: RestoreSettings
 ) -> tuple[Backend, list[Skip]]:
-    """``kind`` or, for "auto", the first of :data:`BACKENDS` that loads, built for the (largest) window
-    ``window_for(candidate)`` with ``settings`` (:func:`create_backend`).
+    """``kind`` or, for "auto", the first of :data:`BACKENDS` that loads, built for its :func:`tile_grid` window
+    (of ``core``, None: the settings' or the backend's default) with ``settings`` (:func:`create_backend`).
 
     Returns the backend and, for "auto", one :class:`Skip` per backend passed over.
     Raises :class:`BackendUnavailable` (all reasons in its message) when nothing loads.
@@ -92,7 +101,8 @@ def select_backend(
     skipped: list[Skip] = []
     for candidate in candidates:
         try:
-            return create_backend(candidate, model, window_for(candidate), max_batch, settings), skipped
+            window = tile_grid(candidate, model, settings, core).window
+            return create_backend(candidate, model, window, max_batch, settings), skipped
         except BackendUnavailable as e:
             skipped.append(Skip(candidate, str(e), not isinstance(e, BackendNotInstalled)))
     raise BackendUnavailable("; ".join(map(str, skipped)))
