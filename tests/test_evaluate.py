@@ -28,6 +28,8 @@ from train.evaluate import (
     main,
 )
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 TINY_Y = GeneratorConfig(in_channels=1, features=16, num_blocks=1, branch_channels=8)
 TINY_RGB = GeneratorConfig(in_channels=3, features=16, num_blocks=1, branch_channels=8)
 

@@ -23,6 +23,8 @@ from export.receptive_field import measure, theoretical_radius
 from models import GeneratorConfig, WCDGANGenerator, load_generator, save_generator
 from runtime.spec import ModelSpec, base_name, exported_name, sidecar_path
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
 NO_TRT = importlib.util.find_spec("tensorrt") is None

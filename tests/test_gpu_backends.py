@@ -168,6 +168,7 @@ def test_cli_with_a_broken_gpu_stack_ends_on_the_cpu_saying_why(tmp_path, fp16_m
     assert "Traceback" not in r.stderr and (tmp_path / "o.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.cli
 def test_export_engine_auto_with_a_broken_gpu_stack_keeps_the_onnx(tmp_path, fp16_model):
     ckpt = fp16_model.with_name("tiny.pt")
@@ -278,6 +279,7 @@ def test_missing_onnxruntime_names_the_extra_to_install(monkeypatch, tmp_path):
         ort_backend.OrtBackend(tmp_path / "m.onnx", spec, (32, 32), 1)
 
 
+@pytest.mark.slow
 def test_gpu_check_script_rehearses_on_cpu(tmp_path):
     """tools/gpu_check.sh's `run` step minus the wheel: the check runs and reports the missing CUDA provider."""
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}

@@ -22,6 +22,8 @@ from models import GeneratorConfig, WCDGANGenerator, load_generator, save_genera
 from runtime.spec import ModelSpec
 from tests.runtime_fixtures import write_jpeg
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 ROOT = Path(__file__).resolve().parents[1]
 HALF = GeneratorConfig(features=16, num_blocks=2, branch_channels=8, trunk="half", skip_around_attention=True)
 

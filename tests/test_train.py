@@ -34,6 +34,8 @@ from train.data import (
 )
 from train.loop import Trainer, lr_at
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
 
