@@ -123,23 +123,23 @@ def run(a: argparse.Namespace) -> int:
     megapixels = image.shape[0] * image.shape[1] / 1e6
 
     # FP32: what restore_native runs and restore_embedded runs by default
-    restorer = Restorer(backend="ort-cpu", precision="fp32", tile=a.tile, threads=a.threads)
-    common = ["--tile", str(a.tile), "--threads", str(a.threads)]
-    samples = {
-        "embedded": [str(a.build / "restore_embedded"), "--backend", "ort-cpu", *common],
-        "native": [str(a.build / "restore_native"), str(model), *common],
-    }
-    seconds: dict[str, list[float]] = {"python": [], **{route: [] for route in samples}}
-    agreement = {}
-    for _ in range(a.repeat):  # routes interleaved: a busy shared machine slows them alike
-        t0 = time.perf_counter()
-        reference = restorer(image)
-        seconds["python"].append(time.perf_counter() - t0)
-        for route, args in samples.items():
-            out = work / f"{route}.png"
-            seconds[route] += sample_seconds(run_sample([*args, str(source), str(out)]).stderr)
-            same = np.array_equal(restored := read_rgb(out), reference)
-            agreement[route] = "bit-identical" if same else f"{psnr(restored, reference):.2f} dB PSNR"
+    with Restorer(backend="ort-cpu", precision="fp32", tile=a.tile, threads=a.threads) as restorer:
+        common = ["--tile", str(a.tile), "--threads", str(a.threads)]
+        samples = {
+            "embedded": [str(a.build / "restore_embedded"), "--backend", "ort-cpu", *common],
+            "native": [str(a.build / "restore_native"), str(model), *common],
+        }
+        seconds: dict[str, list[float]] = {"python": [], **{route: [] for route in samples}}
+        agreement = {}
+        for _ in range(a.repeat):  # routes interleaved: a busy shared machine slows them alike
+            t0 = time.perf_counter()
+            reference = restorer(image)
+            seconds["python"].append(time.perf_counter() - t0)
+            for route, args in samples.items():
+                out = work / f"{route}.png"
+                seconds[route] += sample_seconds(run_sample([*args, str(source), str(out)]).stderr)
+                same = np.array_equal(restored := read_rgb(out), reference)
+                agreement[route] = "bit-identical" if same else f"{psnr(restored, reference):.2f} dB PSNR"
 
     print(f"{source.name}: {image.shape[1]}×{image.shape[0]} ({megapixels:.2f} MP), tile {a.tile}, {a.threads} threads")
     print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")

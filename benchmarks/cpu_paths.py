@@ -102,26 +102,26 @@ def run_child(setting: Setting, images: list[Path], repeats: int, threads: int, 
     from runtime.io import read_image
 
     t0 = time.perf_counter()
-    restorer = Restorer(
+    with Restorer(
         model, backend=setting.backend, tile=setting.tile, precision=setting.precision,
         threads=setting.threads or threads, spin=setting.spin,
-    )  # fmt: skip
-    load_s = time.perf_counter() - t0
-    engine = next(iter(restorer._engines.values()))
-    if setting.fixed_grid:
-        engine.backend.any_window = False  # the pre-fitting runtime: one core × core window for every image
-    pixels = computed = 0
-    for path in images:
-        grid = restorer._grid(read_image(path).pixels, engine)  # the tiling restore_file will use
-        pixels, computed = pixels + grid.height * grid.width, computed + len(grid) * grid.window[0] * grid.window[1]
-    passes = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(repeats + 1):
-            t0 = time.perf_counter()
-            for path in images:
-                restorer.restore_file(path, Path(tmp) / f"{path.stem}.png")
-            if i:  # pass 0 is the warm-up
-                passes.append(time.perf_counter() - t0)
+    ) as restorer:  # fmt: skip
+        load_s = time.perf_counter() - t0
+        engine = next(iter(restorer._engines.values()))
+        if setting.fixed_grid:
+            engine.backend.any_window = False  # the pre-fitting runtime: one core × core window for every image
+        pixels = computed = 0
+        for path in images:
+            grid = restorer._grid(read_image(path).pixels, engine)  # the tiling restore_file will use
+            pixels, computed = pixels + grid.height * grid.width, computed + len(grid) * grid.window[0] * grid.window[1]
+        passes = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(repeats + 1):
+                t0 = time.perf_counter()
+                for path in images:
+                    restorer.restore_file(path, Path(tmp) / f"{path.stem}.png")
+                if i:  # pass 0 is the warm-up
+                    passes.append(time.perf_counter() - t0)
     return {
         "load_s": load_s,
         "passes_s": passes,

@@ -19,6 +19,7 @@ Rerun whenever the default model changes::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -86,12 +87,13 @@ def restorer_fn(restorer: Any) -> RestoreFn:
     return restore
 
 
-def bundled_methods() -> dict[str, RestoreFn]:
-    """The bundled default model's FP32 and INT8 graphs on ONNX Runtime CPU."""
+def bundled_methods(stack: contextlib.ExitStack) -> dict[str, RestoreFn]:
+    """The bundled default model's FP32 and INT8 graphs on ONNX Runtime CPU; their Restorers close with ``stack``."""
     from runtime import Restorer
 
     return {
-        f"WCDGAN default {p.upper()}": restorer_fn(Restorer(backend="ort-cpu", precision=p)) for p in ("fp32", "int8")
+        f"WCDGAN default {p.upper()}": restorer_fn(stack.enter_context(Restorer(backend="ort-cpu", precision=p)))
+        for p in ("fp32", "int8")
     }
 
 
@@ -110,22 +112,23 @@ def measure_gains(
     from models.checkpoint import load_generator
     from train.evaluate import BASELINE_NAME, evaluate_methods, generator_restore_fn
 
-    fixed: dict[str, RestoreFn] = bundled_methods()
-    fixed |= {p.stem: generator_restore_fn(load_generator(p)[0]) for p in checkpoints}
-    methods: dict[str, dict[str, dict[str, float]]] = {}
-    images: list[str] = []
-    for q in qualities:  # one pass per quality: AR-CNN's model depends on it
-        run: dict[str, RestoreFn | None] = {BASELINE_NAME: None}
-        run |= {} if weights_dir is None else peer_methods(weights_dir, "rgb", q)
-        run |= fixed
-        res = evaluate_methods(run, data_dir, [q], "rgb", progress=progress)
-        images = res["images"]
-        jpeg = res["methods"][BASELINE_NAME][str(q)]["psnr"]
-        for name, by_q in res["methods"].items():
-            m = by_q[str(q)]
-            methods.setdefault(name, {})[str(q)] = {
-                "psnr": m["psnr"], "ssim": m["ssim"], "psnr_b": m["psnr_b"], "gain_db": m["psnr"] - jpeg
-            }  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        fixed: dict[str, RestoreFn] = bundled_methods(stack)
+        fixed |= {p.stem: generator_restore_fn(load_generator(p)[0]) for p in checkpoints}
+        methods: dict[str, dict[str, dict[str, float]]] = {}
+        images: list[str] = []
+        for q in qualities:  # one pass per quality: AR-CNN's model depends on it
+            run: dict[str, RestoreFn | None] = {BASELINE_NAME: None}
+            run |= {} if weights_dir is None else peer_methods(weights_dir, "rgb", q)
+            run |= fixed
+            res = evaluate_methods(run, data_dir, [q], "rgb", progress=progress)
+            images = res["images"]
+            jpeg = res["methods"][BASELINE_NAME][str(q)]["psnr"]
+            for name, by_q in res["methods"].items():
+                m = by_q[str(q)]
+                methods.setdefault(name, {})[str(q)] = {
+                    "psnr": m["psnr"], "ssim": m["ssim"], "psnr_b": m["psnr_b"], "gain_db": m["psnr"] - jpeg
+                }  # fmt: skip
     return {"images": images, "methods": methods}
 
 
@@ -369,8 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if weights is not None and not weights.is_dir():
             raise FileNotFoundError(f"{weights}: peer weights folder not found (use --weights DIR or --no-peers)")
         originals = [(ref.split("/")[-1], read_rgb(find_image(args.data_root, ref))) for ref in args.hero]
-        with Contention() as contention, tempfile.TemporaryDirectory(prefix="wcdgan-figures-") as scratch:
-            restorer = Restorer(backend="ort-cpu", precision=hero.precision)
+        with (
+            Contention() as contention,
+            tempfile.TemporaryDirectory(prefix="wcdgan-figures-") as scratch,
+            Restorer(backend="ort-cpu", precision=hero.precision) as restorer,
+        ):
             hero_rgb, crops = hero_figure(originals, restorer, hero)
             data_dir = subset_folder(args.data_root / args.dataset, args.images, Path(scratch))
             gains = measure_gains(data_dir, args.qualities, weights, args.ckpt, progress=not args.quiet)

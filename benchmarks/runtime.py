@@ -420,20 +420,20 @@ def end_to_end_row(entry: ModelEntry, backend: str, label: str, plan: Plan, ctx:
             raise Skip(f"runtime.Restorer not importable ({e})") from None
         folder = _export(entry, entry.build().eval(), ctx["onnx_dir"], precision_of(backend))
         tile = {} if plan.e2e_tile is None else {"tile": plan.e2e_tile}
-        restorer = Restorer(folder, backend=RUNTIME_BACKEND[backend], verify=False, **tile)  # random weights
-        tile = list(restorer.tile) if restorer.tile else "backend default"
-        row.update({"tile": tile, "batch": restorer.batch, "runtime_backend": restorer.backend_name})
-        image = sample_image(height, width, 3)
-        _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 10])
+        with Restorer(folder, backend=RUNTIME_BACKEND[backend], verify=False, **tile) as restorer:  # random weights
+            tile = list(restorer.tile) if restorer.tile else "backend default"
+            row.update({"tile": tile, "batch": restorer.batch, "runtime_backend": restorer.backend_name})
+            image = sample_image(height, width, 3)
+            _, jpeg = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 10])
 
-        def run() -> bytes:
-            decoded = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            restored = restorer(decoded)
-            return cv2.imencode(".png", cv2.cvtColor(restored, cv2.COLOR_RGB2BGR))[1].tobytes()
+            def run() -> bytes:
+                decoded = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                restored = restorer(decoded)
+                return cv2.imencode(".png", cv2.cvtColor(restored, cv2.COLOR_RGB2BGR))[1].tobytes()
 
-        with Contention() as machine:
-            row.update(time_runs(run, _no_sync, plan.warmup, plan.repeats, plan.budget_s))
-        row.update(machine.as_dict())
+            with Contention() as machine:
+                row.update(time_runs(run, _no_sync, plan.warmup, plan.repeats, plan.budget_s))
+            row.update(machine.as_dict())
     except Skip as e:
         return row | {"status": "skipped", "reason": str(e)}
     except Exception as e:  # the runtime is another team's moving target: report, don't abort the benchmark

@@ -89,20 +89,21 @@ def run(args: argparse.Namespace) -> int:
     whole = {}
     for name, _, jpeg in tqdm(images, desc="whole images", disable=args.quiet):
         h, w = jpeg.shape[:2]
-        whole[name] = restorer((align_up(h, 16), align_up(w, 16)), ref_overlap)(jpeg, args.quality)
+        with restorer((align_up(h, 16), align_up(w, 16)), ref_overlap) as one_tile:
+            whole[name] = one_tile(jpeg, args.quality)
     rows = []
     for tile in args.tiles:
         for overlap in args.overlaps:
-            r = restorer(tile, overlap)
-            start, vs_whole, gt_tiled, gt_whole = time.perf_counter(), [], [], []
-            for name, gt, jpeg in tqdm(images, desc=f"tile {tile} overlap {overlap}", disable=args.quiet):
-                tiled = r(jpeg, args.quality)
-                vs_whole.append(psnr_capped(tiled, whole[name]))
-                gt_tiled.append(psnr_capped(tiled, gt))
-                gt_whole.append(psnr_capped(whole[name], gt))
-            seconds = time.perf_counter() - start
-            rows.append(Row(tile, overlap, float(np.mean(vs_whole)), float(np.min(vs_whole)),
-                            float(np.mean(gt_tiled)), float(np.mean(gt_whole)), seconds))  # fmt: skip
+            with restorer(tile, overlap) as r:
+                start, vs_whole, gt_tiled, gt_whole = time.perf_counter(), [], [], []
+                for name, gt, jpeg in tqdm(images, desc=f"tile {tile} overlap {overlap}", disable=args.quiet):
+                    tiled = r(jpeg, args.quality)
+                    vs_whole.append(psnr_capped(tiled, whole[name]))
+                    gt_tiled.append(psnr_capped(tiled, gt))
+                    gt_whole.append(psnr_capped(whole[name], gt))
+                seconds = time.perf_counter() - start
+                rows.append(Row(tile, overlap, float(np.mean(vs_whole)), float(np.min(vs_whole)),
+                                float(np.mean(gt_tiled)), float(np.mean(gt_whole)), seconds))  # fmt: skip
     print(f"model {args.model} ({r.backend_name}), {len(images)} images of {args.data.name}, JPEG q{args.quality}")
     print(f"{'tile':>5} {'overlap':>7} {'vs whole mean':>13} {'min':>7} {'GT tiled':>9} {'GT whole':>9} {'s':>7}")
     for row in rows:

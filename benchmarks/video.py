@@ -68,11 +68,11 @@ def time_row(clip: Path, size: str, precision: str, threads: int, folder: Path) 
     from runtime.video import Span, VideoSettings, restore_video
 
     t0 = time.perf_counter()
-    restorer = Restorer(precision=precision, backend="ort-cpu", threads=threads)
-    load_s = time.perf_counter() - t0
-    restore_video(clip, folder / "warmup.mkv", restorer, VideoSettings(span=Span(0.0, 0.04)))
-    with Contention() as machine:
-        stats = restore_video(clip, folder / f"{size}_{precision}.mkv", restorer)
+    with Restorer(precision=precision, backend="ort-cpu", threads=threads) as restorer:
+        load_s = time.perf_counter() - t0
+        restore_video(clip, folder / "warmup.mkv", restorer, VideoSettings(span=Span(0.0, 0.04)))
+        with Contention() as machine:
+            stats = restore_video(clip, folder / f"{size}_{precision}.mkv", restorer)
     height, width = (SIZES | TINY)[size]
     megapixels = stats.frames * height * width / 1e6
     return {

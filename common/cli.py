@@ -9,9 +9,9 @@ import re
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from common.interrupts import INTERRUPTED, acknowledge, interrupts
 from common.log import cli_logging
@@ -23,6 +23,26 @@ class UsageError(Exception):
 
 class CommandFailed(Exception):
     """The command's work failed (a check, a build, a write): exit 1 with this message."""
+
+
+class OptionError(ValueError):
+    """An invalid field of an options record that validates itself on construction, for the Python API and the
+    command line alike: ``str()`` names fields as the API does (``tile must ...``), :meth:`for_cli` by the options
+    that set them (``--tile must ...``; a command turns it into a usage error). ``problem`` may name other fields as
+    ``{field}``. Subclasses set :attr:`OPTIONS`."""
+
+    OPTIONS: ClassVar[Mapping[str, str]] = {}  # field → the command-line option that sets it
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field, self.problem = field, problem
+        super().__init__(f"{field} {self._naming(problem, str)}")
+
+    def for_cli(self) -> str:
+        option = self.OPTIONS.get
+        return f"{option(self.field, self.field)} {self._naming(self.problem, lambda f: option(f, f))}"
+
+    def _naming(self, problem: str, name: Callable[[str], str]) -> str:
+        return re.sub(r"\{(\w+)\}", lambda m: name(m[1]) if m[1] in self.OPTIONS else m[0], problem)
 
 
 def run_cli(run_fn: Callable[[Any], int], args: Any, interrupted: str = INTERRUPTED) -> int:

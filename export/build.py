@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.cli import CommandFailed, UsageError, exit_missing_extra, onnxruntime_install, run_cli
+from common.cli import CommandFailed, OptionError, UsageError, exit_missing_extra, onnxruntime_install, run_cli
 from common.datasets import shared_eval_dir, shared_train_dirs
 
 try:
@@ -50,9 +50,27 @@ from runtime.spec import ModelSpec, exported_name, sidecar_path
 log = logging.getLogger(__spec__.name)
 
 
+# BuildOptions field → the command-line option that sets it (for BuildOptionError.for_cli)
+OPTIONS = {
+    "ckpt": "--ckpt", "output": "-o", "name": "--name", "opset": "--opset", "fp16": "--fp16", "fp16_io": "--fp16-io",
+    "fp32_nodes": "--fp32-nodes", "engine": "--engine", "tiles": "--tile", "max_batch": "--max-batch",
+    "int8": "--int8", "calibration": "--calib", "windows": "--calib-windows", "gate_data": "--gate-data",
+    "gate_qualities": "--gate-quality", "max_loss_db": "--max-int8-loss", "max_worst_loss_db": "--max-int8-worst-loss",
+}  # fmt: skip
+OPSETS = range(13, 21)
+MIN_TILE = 16  # an engine's tile core: smaller is a typo, not a plan
+
+
+class BuildOptionError(OptionError):
+    """An invalid :class:`BuildOptions` field (``str()`` names the field, :meth:`for_cli` its option)."""
+
+    OPTIONS = OPTIONS
+
+
 @dataclasses.dataclass
 class BuildOptions:
-    """What the command line controls (the thresholds are also recorded in each sidecar)."""
+    """What the command line controls (the thresholds are also recorded in each sidecar), validated on construction
+    from Python and from the command line alike (:class:`BuildOptionError`)."""
 
     ckpt: Path
     output: Path
@@ -69,6 +87,41 @@ class BuildOptions:
     quiet: bool = False
     opencv: bool = False
     int8: Int8Options | None = None  # None: no INT8 graph
+
+    def __post_init__(self) -> None:
+        if self.opset not in OPSETS:
+            raise BuildOptionError("opset", f"{self.opset}: supported range is {OPSETS[0]}..{OPSETS[-1]}")
+        if self.max_batch < 1:
+            raise BuildOptionError("max_batch", f"must be ≥ 1, got {self.max_batch}")
+        if not self.tiles or min(self.tiles) < MIN_TILE:
+            raise BuildOptionError("tiles", f"sizes must be ≥ {MIN_TILE}, got {self.tiles}")
+        if self.engine not in ("auto", "require", "skip"):
+            raise BuildOptionError("engine", f"must be auto, require or skip, got {self.engine!r}")
+        if (self.fp16_io or self.fp32_nodes) and not self.fp16:
+            raise BuildOptionError("fp16_io", "and {fp32_nodes} need {fp16}")
+        if self.output.exists() and not self.output.is_dir():
+            raise BuildOptionError("output", f"{self.output}: exists and is not a folder")
+        try:
+            check_plain_name(self.name)
+        except ValueError as e:
+            raise BuildOptionError("name", str(e).removeprefix("name ")) from None
+        if self.int8 is not None:
+            _check_int8(self.int8)
+
+
+def _check_int8(i8: Int8Options) -> None:
+    """BuildOptionError unless ``i8`` can calibrate and gate an INT8 graph."""
+    if i8.windows < 1:
+        raise BuildOptionError("windows", f"must be ≥ 1, got {i8.windows}")
+    for field in ("max_loss_db", "max_worst_loss_db"):
+        if getattr(i8, field) < 0:
+            raise BuildOptionError(field, f"must be ≥ 0, got {getattr(i8, field)}")
+    if not all(1 <= q <= 100 for q in i8.gate_qualities):
+        raise BuildOptionError("gate_qualities", f"{list(i8.gate_qualities)}: JPEG qualities are 1..100")
+    if not i8.calibration or i8.gate_data is None or not Path(i8.gate_data).is_dir():
+        raise BuildOptionError(
+            "int8", "needs training images ({calibration} DIR...) and ground-truth gate images ({gate_data} DIR)"
+        )
 
 
 def _add_checkpoint_options(p: argparse.ArgumentParser) -> None:
@@ -203,38 +256,18 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
     p.add_argument("--cache-dir", type=Path, help="engine cache folder (default: $WCDGAN_CACHE_DIR or the user cache)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     a = p.parse_args(argv)
-    if not 13 <= a.opset <= 20:
-        p.error(f"--opset {a.opset}: supported range is 13..20")
-    if a.max_batch < 1 or min(a.tile) < 16:
-        p.error("--max-batch must be ≥ 1 and --tile sizes ≥ 16")
-    if (a.fp16_io or a.fp32_nodes) and not a.fp16:
-        p.error("--fp16-io and --fp32-nodes need --fp16")
-    if a.output is not None and a.output.exists() and not a.output.is_dir():
-        p.error(f"-o {a.output}: exists and is not a folder")
+    int8_only = {"--calib": a.calib, "--gate-data": a.gate_data, "--gate-quality": a.gate_quality}
+    if any(int8_only.values()) and not a.int8:
+        p.error(f"{', '.join(int8_only)} need --int8")
     try:
-        check_plain_name(a.name or a.ckpt.stem, "--name")
-    except ValueError as e:
-        p.error(str(e))
-    if (a.calib or a.gate_data or a.gate_quality) and not a.int8:
-        p.error("--calib, --gate-data and --gate-quality need --int8")
-    if a.calib_windows < 1 or a.max_int8_loss < 0 or a.max_int8_worst_loss < 0:
-        p.error("--calib-windows must be ≥ 1, --max-int8-loss and --max-int8-worst-loss ≥ 0")
-    if a.gate_quality and not all(1 <= q <= 100 for q in a.gate_quality):
-        p.error("--gate-quality: JPEG qualities are 1..100")
-    int8_options = None
-    if a.int8:
-        calib = a.calib or shared_train_dirs()
-        gate_data = a.gate_data or shared_eval_dir() / "LIVE1"
-        if not calib or not gate_data.is_dir():
-            p.error("--int8 needs training images (--calib DIR...) and ground-truth gate images (--gate-data DIR)")
-        int8_options = Int8Options(
-            calib,
-            a.calib_windows,
-            gate_data=gate_data,
-            gate_qualities=tuple(sorted(set(a.gate_quality or []))),
-            max_loss_db=a.max_int8_loss,
-            max_worst_loss_db=a.max_int8_worst_loss,
-        )
+        return _options(a)
+    except BuildOptionError as e:
+        p.error(e.for_cli())
+
+
+def _options(a: argparse.Namespace) -> BuildOptions:
+    """The parsed command line as :class:`BuildOptions` (which validates it), with the defaults that depend on other
+    options or on the machine: the checkpoint's folder and stem, the team's shared calibration and gate data."""
     return BuildOptions(
         ckpt=a.ckpt,
         output=a.output or a.ckpt.parent,
@@ -250,7 +283,16 @@ def parse_args(argv: list[str] | None = None) -> BuildOptions:
         cache_dir=a.cache_dir,
         quiet=a.quiet,
         opencv=a.opencv,
-        int8=int8_options,
+        int8=Int8Options(
+            a.calib or shared_train_dirs(),
+            a.calib_windows,
+            gate_data=a.gate_data or shared_eval_dir() / "LIVE1",
+            gate_qualities=tuple(sorted(set(a.gate_quality or []))),
+            max_loss_db=a.max_int8_loss,
+            max_worst_loss_db=a.max_int8_worst_loss,
+        )
+        if a.int8
+        else None,
     )
 
 
@@ -323,12 +365,12 @@ def build(opts: BuildOptions) -> list[Path]:
 
 
 def _fp16_arithmetic(fp32_path: Path, fp16_path: Path, images: list, thresholds: Thresholds) -> dict[str, Any]:
-    """The FP16 graph computed in FP16 (:mod:`export.fp16_check`): its numbers, or ValidationError."""
+    """The FP16 graph computed in FP16 (:mod:`export.fp16_check`): its numbers for the sidecar, or ValidationError."""
     t0 = time.perf_counter()
     numbers = fp16_check.check_numbers(fp32_path, fp16_path, images)
-    log.info(f"FP16 arithmetic, {numbers['kind']}: {fp16_check.summary(numbers)} ({time.perf_counter() - t0:.1f} s)")
+    log.info(f"FP16 arithmetic, {numbers.kind}: {fp16_check.summary(numbers)} ({time.perf_counter() - t0:.1f} s)")
     fp16_check.check(fp16_path.name, numbers, thresholds.fp16_min_psnr)
-    return numbers
+    return dataclasses.asdict(numbers)
 
 
 def _int8_graph(fp32_path: Path, opts: BuildOptions, common: dict[str, Any]) -> tuple[Path, ModelSpec]:

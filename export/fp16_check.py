@@ -19,7 +19,8 @@ graph stores as float16, and on an 8-bit output PSNR below the threshold.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -71,104 +72,161 @@ def node_outputs(path: str | os.PathLike) -> onnx.ModelProto:
     return model
 
 
-def fp16_tensors(fp16_path: str | os.PathLike, image: np.ndarray) -> dict[str, np.ndarray]:
-    """Every tensor of the FP16 graph for one 1×C×H×W float32 image, computed in FP16 (see module docstring)."""
+@dataclass
+class Fp16Numbers:
+    """What :func:`check_numbers` measured; :func:`dataclasses.asdict` of it is the sidecar's
+    ``validation.fp16_arithmetic``. The defaults describe a check that found nothing."""
+
+    kind: str = KIND  # how FP16 was computed
+    min_psnr_uint8_db: float = 100.0  # FP16 vs FP32 output, 8-bit, worst image
+    mean_psnr_uint8_db: float = 100.0
+    max_abs_error: float = 0.0
+    nonfinite_tensors: list[str] = field(default_factory=list)  # FP16 tensors holding NaN/Inf
+    overflow_tensors: list[str] = field(default_factory=list)  # FP32 tensors beyond FP16_MAX that FP16 stores
+    fp32_max_abs: float = 0.0  # largest |x| of a tensor the FP16 graph stores as float16
+    fp32_max_abs_tensor: str | None = None
+    fp16_headroom: float = float("inf")  # FP16_MAX / fp32_max_abs
+    fp32_min_nonzero_abs: float = float("inf")
+    share_subnormal_in_fp16: float = 0.0  # of the non-zero values FP16 stores: below its normal range
+    share_flushed_to_zero_in_fp16: float = 0.0  # ... and flushed to zero
+    attention_average_abs_range: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    fp32_ranges: dict[str, list[float]] = field(default_factory=dict)  # tensor → [largest |x|, smallest non-zero]
+
+
+Tensors = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def fp16_evaluator(fp16_path: str | os.PathLike) -> Tensors:
+    """A function of one 1×C×H×W float32 image returning every tensor of the FP16 graph, computed in FP16 (see module
+    docstring); the graph is loaded once."""
     model = onnx.load(str(fp16_path))
     evaluator = ReferenceEvaluator(model, new_ops=[Conv])
     names = [o for n in model.graph.node for o in n.output if o]
     feed_type = model.graph.input[0].type.tensor_type.elem_type
-    feed = {model.graph.input[0].name: image.astype(onnx.helper.tensor_dtype_to_np_dtype(feed_type))}
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is a finding, reported by check_numbers
-        return dict(zip(names, evaluator.run(names, feed), strict=True))
+    feed_name, feed_dtype = model.graph.input[0].name, onnx.helper.tensor_dtype_to_np_dtype(feed_type)
+
+    def run(image: np.ndarray) -> dict[str, np.ndarray]:
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is a finding, reported by check_numbers
+            return dict(zip(names, evaluator.run(names, {feed_name: image.astype(feed_dtype)}), strict=True))
+
+    return run
 
 
-def fp32_tensors(fp32_path: str | os.PathLike, image: np.ndarray) -> dict[str, np.ndarray]:
-    """Every node output of the FP32 graph (ONNX Runtime CPU) for one image."""
+def fp16_tensors(fp16_path: str | os.PathLike, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Every tensor of the FP16 graph for one 1×C×H×W float32 image, computed in FP16 (see module docstring)."""
+    return fp16_evaluator(fp16_path)(image)
+
+
+def fp32_session(fp32_path: str | os.PathLike) -> Tensors:
+    """A function of one image returning every node output of the FP32 graph (ONNX Runtime CPU; one session)."""
     import onnxruntime as ort
 
     model = node_outputs(fp32_path)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in model.graph.output]
-    return dict(zip(names, session.run(names, {model.graph.input[0].name: image}), strict=True))
+    names, feed_name = [o.name for o in model.graph.output], model.graph.input[0].name
+    return lambda image: dict(zip(names, session.run(names, {feed_name: image}), strict=True))
 
 
-def check_numbers(
-    fp32_path: str | os.PathLike, fp16_path: str | os.PathLike, images: list[np.ndarray]
-) -> dict[str, Any]:
-    """Run both graphs on ``images``; the numbers for the sidecar (``kind`` says how FP16 was computed,
-    ``fp32_ranges`` maps each FP32 tensor to [largest |x|, smallest non-zero |x|] over the images)."""
+def fp32_tensors(fp32_path: str | os.PathLike, image: np.ndarray) -> dict[str, np.ndarray]:
+    """Every node output of the FP32 graph (ONNX Runtime CPU) for one image."""
+    return fp32_session(fp32_path)(image)
+
+
+def check_numbers(fp32_path: str | os.PathLike, fp16_path: str | os.PathLike, images: list[np.ndarray]) -> Fp16Numbers:
+    """Run both graphs on ``images``; the numbers for the sidecar (``fp32_ranges`` maps each FP32 tensor to
+    [largest |x|, smallest non-zero |x|] over the images)."""
     graph = onnx.load(str(fp32_path), load_external_data=False).graph
-    output, ops = graph.output[0].name, {o: n.op_type for n in graph.node for o in n.output}
-    ranges: dict[str, list[float]] = {}
-    counts = np.zeros(3, np.int64)  # non-zero values; of them below FP16's normal range; flushed to zero in FP16
-    nonfinite: set[str] = set()
-    stored_fp16: set[str] = set()
-    psnrs, max_abs = [], 0.0
+    tally = _Tally(output=graph.output[0].name)
+    run_fp32, run_fp16 = fp32_session(fp32_path), fp16_evaluator(fp16_path)
     for image in images:
-        fp32, fp16 = fp32_tensors(fp32_path, image), fp16_tensors(fp16_path, image)
-        nonfinite |= {name for name, t in fp16.items() if t.dtype.kind == "f" and not np.isfinite(t).all()}
-        stored_fp16 |= {name for name, t in fp16.items() if t.dtype == np.float16}
+        tally.add(run_fp32(image), run_fp16(image))
+    return tally.numbers(ops={o: n.op_type for n in graph.node for o in n.output})
+
+
+class _Tally:
+    """:func:`check_numbers`' running numbers, image by image."""
+
+    def __init__(self, output: str) -> None:
+        self.output = output
+        self.ranges: dict[str, list[float]] = {}  # FP32 tensor → [largest |x|, smallest non-zero |x|]
+        self.counts = np.zeros(3, np.int64)  # non-zero values; of them below FP16's normal range; flushed in FP16
+        self.nonfinite: set[str] = set()
+        self.stored_fp16: set[str] = set()
+        self.psnrs: list[float] = []
+        self.max_abs = 0.0
+
+    def add(self, fp32: dict[str, np.ndarray], fp16: dict[str, np.ndarray]) -> None:
+        """One image's tensors of both graphs."""
+        output = self.output
+        self.nonfinite |= {name for name, t in fp16.items() if t.dtype.kind == "f" and not np.isfinite(t).all()}
+        self.stored_fp16 |= {name for name, t in fp16.items() if t.dtype == np.float16}
         for name, t in fp32.items():
-            if t.dtype.kind != "f":  # shape arithmetic (the half trunk's padding): integers, no FP16 limits
-                continue
-            magnitude = np.abs(t[np.isfinite(t)])
-            nonzero = magnitude[magnitude > 0]
-            top, low = ranges.get(name, [0.0, float("inf")])
-            ranges[name] = [max(top, float(magnitude.max(initial=0))), min(low, float(nonzero.min(initial=np.inf)))]
-            if name in stored_fp16:
-                counts += [nonzero.size, (nonzero < FP16_MIN_NORMAL).sum(), (nonzero < FP16_MIN_SUBNORMAL / 2).sum()]
+            if t.dtype.kind == "f":  # not shape arithmetic (the half trunk's padding): integers, no FP16 limits
+                self._add_range(name, t)
         a, b = fp32[output].astype(np.float64), fp16[output].astype(np.float64)
         finite = bool(np.isfinite(b).all())  # else the check fails on the non-finite tensors
-        psnrs.append(psnr_capped(to_uint8(a), to_uint8(b)) if finite else 0.0)
-        max_abs = max(max_abs, float(np.abs(a - b).max()) if finite else float("inf"))
-    checked = {name: r for name, r in ranges.items() if name in stored_fp16}  # FP32-kept nodes cannot overflow
-    overflow = sorted(name for name, (top, _) in checked.items() if top > FP16_MAX)
-    largest = max(checked, key=lambda name: checked[name][0], default=None)
-    averages = [r for name, r in ranges.items() if ops.get(name) == "GlobalAveragePool"]
-    return {
-        "kind": KIND,
-        "min_psnr_uint8_db": min(psnrs),
-        "mean_psnr_uint8_db": float(np.mean(psnrs)),
-        "max_abs_error": max_abs,
-        "nonfinite_tensors": sorted(nonfinite),
-        "overflow_tensors": overflow,
-        "fp32_max_abs": checked[largest][0] if largest else 0.0,
-        "fp32_max_abs_tensor": largest,
-        "fp16_headroom": FP16_MAX / checked[largest][0] if largest and checked[largest][0] else float("inf"),
-        "fp32_min_nonzero_abs": min((low for _, low in checked.values()), default=float("inf")),
-        "share_subnormal_in_fp16": float(counts[1] / max(counts[0], 1)),
-        "share_flushed_to_zero_in_fp16": float(counts[2] / max(counts[0], 1)),
-        "attention_average_abs_range": [
-            min((low for _, low in averages), default=0.0),
-            max((top for top, _ in averages), default=0.0),
-        ],
-        "fp32_ranges": {name: [float(f"{top:.4g}"), float(f"{low:.4g}")] for name, (top, low) in ranges.items()},
-    }
+        self.psnrs.append(psnr_capped(to_uint8(a), to_uint8(b)) if finite else 0.0)
+        self.max_abs = max(self.max_abs, float(np.abs(a - b).max()) if finite else float("inf"))
+
+    def _add_range(self, name: str, t: np.ndarray) -> None:
+        magnitude = np.abs(t[np.isfinite(t)])
+        nonzero = magnitude[magnitude > 0]
+        top, low = self.ranges.get(name, [0.0, float("inf")])
+        self.ranges[name] = [max(top, float(magnitude.max(initial=0))), min(low, float(nonzero.min(initial=np.inf)))]
+        if name in self.stored_fp16:
+            self.counts += [nonzero.size, (nonzero < FP16_MIN_NORMAL).sum(), (nonzero < FP16_MIN_SUBNORMAL / 2).sum()]
+
+    def numbers(self, ops: dict[str, str]) -> Fp16Numbers:
+        """The totals; ``ops``: each tensor's producing op type (the attention's averages are reported apart)."""
+        ranges, counts = self.ranges, self.counts
+        checked = {name: r for name, r in ranges.items() if name in self.stored_fp16}  # FP32-kept nodes can't overflow
+        largest = max(checked, key=lambda name: checked[name][0], default=None)
+        largest_abs = checked[largest][0] if largest else 0.0
+        averages = [r for name, r in ranges.items() if ops.get(name) == "GlobalAveragePool"]
+        return Fp16Numbers(
+            min_psnr_uint8_db=min(self.psnrs),
+            mean_psnr_uint8_db=float(np.mean(self.psnrs)),
+            max_abs_error=self.max_abs,
+            nonfinite_tensors=sorted(self.nonfinite),
+            overflow_tensors=sorted(name for name, (top, _) in checked.items() if top > FP16_MAX),
+            fp32_max_abs=largest_abs,
+            fp32_max_abs_tensor=largest,
+            fp16_headroom=FP16_MAX / largest_abs if largest_abs else float("inf"),
+            fp32_min_nonzero_abs=min((low for _, low in checked.values()), default=float("inf")),
+            share_subnormal_in_fp16=float(counts[1] / max(counts[0], 1)),
+            share_flushed_to_zero_in_fp16=float(counts[2] / max(counts[0], 1)),
+            attention_average_abs_range=[
+                min((low for _, low in averages), default=0.0),
+                max((top for top, _ in averages), default=0.0),
+            ],
+            fp32_ranges={name: [float(f"{top:.4g}"), float(f"{low:.4g}")] for name, (top, low) in ranges.items()},
+        )
 
 
-def check(name: str, numbers: dict, min_psnr: float) -> None:
+def check(name: str, numbers: Fp16Numbers, min_psnr: float) -> None:
     """Raise :class:`ValidationError` on a non-finite FP16 tensor, an FP16 overflow or too low an output PSNR."""
     problems = []
-    if numbers["nonfinite_tensors"]:
-        first = numbers["nonfinite_tensors"][0]
-        problems.append(f"NaN/Inf in {len(numbers['nonfinite_tensors'])} FP16 tensors (first: {first})")
-    if numbers["overflow_tensors"]:
+    if numbers.nonfinite_tensors:
+        first = numbers.nonfinite_tensors[0]
+        problems.append(f"NaN/Inf in {len(numbers.nonfinite_tensors)} FP16 tensors (first: {first})")
+    if numbers.overflow_tensors:
         problems.append(
-            f"overflow: {len(numbers['overflow_tensors'])} tensors exceed the FP16 maximum {FP16_MAX:g} "
-            f"(largest |x| = {numbers['fp32_max_abs']:.4g} in {numbers['fp32_max_abs_tensor']})"
+            f"overflow: {len(numbers.overflow_tensors)} tensors exceed the FP16 maximum {FP16_MAX:g} "
+            f"(largest |x| = {numbers.fp32_max_abs:.4g} in {numbers.fp32_max_abs_tensor})"
         )
-    if not numbers["min_psnr_uint8_db"] >= min_psnr:
-        problems.append(f"output PSNR {numbers['min_psnr_uint8_db']:.2f} dB < {min_psnr:g} dB")
+    if not numbers.min_psnr_uint8_db >= min_psnr:
+        problems.append(f"output PSNR {numbers.min_psnr_uint8_db:.2f} dB < {min_psnr:g} dB")
     if problems:
         raise ValidationError(f"{name} failed the FP16 arithmetic check ({KIND}): {'; '.join(problems)}")
 
 
-def summary(numbers: dict) -> str:
+def summary(numbers: Fp16Numbers) -> str:
     """One log line of the numbers."""
+    n = numbers
     return (
-        f"min PSNR {numbers['min_psnr_uint8_db']:.2f} dB, max abs {numbers['max_abs_error']:.3g}, "
-        f"{len(numbers['nonfinite_tensors'])} non-finite and {len(numbers['overflow_tensors'])} overflowing tensors, "
-        f"largest |x| {numbers['fp32_max_abs']:.4g} ({numbers['fp16_headroom']:.3g}× headroom), smallest non-zero "
-        f"|x| {numbers['fp32_min_nonzero_abs']:.3g}, attention averages |x| in "
-        f"[{numbers['attention_average_abs_range'][0]:.3g}, {numbers['attention_average_abs_range'][1]:.3g}]"
+        f"min PSNR {n.min_psnr_uint8_db:.2f} dB, max abs {n.max_abs_error:.3g}, "
+        f"{len(n.nonfinite_tensors)} non-finite and {len(n.overflow_tensors)} overflowing tensors, "
+        f"largest |x| {n.fp32_max_abs:.4g} ({n.fp16_headroom:.3g}× headroom), smallest non-zero "
+        f"|x| {n.fp32_min_nonzero_abs:.3g}, attention averages |x| in "
+        f"[{n.attention_average_abs_range[0]:.3g}, {n.attention_average_abs_range[1]:.3g}]"
     )

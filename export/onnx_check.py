@@ -10,6 +10,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx.external_data_helper import uses_external_data
 
+from runtime.backends.base import first_line
 from runtime.model_files import ModelError
 from runtime.spec import ModelSpec
 
@@ -26,7 +27,7 @@ def load_checked(onnx_path: str | os.PathLike, spec: ModelSpec) -> onnx.ModelPro
         model = onnx.load(os.fspath(onnx_path), load_external_data=False)
         onnx.checker.check_model(model)
     except (OSError, ValueError, DecodeError, onnx.checker.ValidationError) as e:
-        raise ModelError(f"{onnx_path}: not a valid ONNX model ({_first_line(e)})") from None
+        raise ModelError(f"{onnx_path}: not a valid ONNX model ({first_line(e)[:200]})") from None
     if any(uses_external_data(t) for t in model.graph.initializer):
         raise ModelError(f"{onnx_path}: keeps its weights in external data files; export a self-contained .onnx")
     graph = model.graph
@@ -43,8 +44,3 @@ def load_checked(onnx_path: str | os.PathLike, spec: ModelSpec) -> onnx.ModelPro
         if dims[1].dim_value not in (0, spec.channels):  # 0: symbolic
             raise ModelError(f"{onnx_path}: '{name}' has {dims[1].dim_value} channels, its sidecar {spec.channels}")
     return model
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__

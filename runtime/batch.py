@@ -292,9 +292,9 @@ def check_batch_options(args: argparse.Namespace) -> RestoreSettings:
 
 
 def list_inputs(sources: list[str]) -> tuple[list[Path], list[str]]:
-    """Expand sources like :func:`runtime.infer.collect_inputs`, reading ``.txt``/``.parquet`` manifests of paths;
-    returns (paths in order without duplicates, error messages). Paths in manifests are not checked here: a
-    missing one is an error row of the job."""
+    """Expand sources like :func:`runtime.cli.collect_inputs` (as ``runtime.infer`` does), reading ``.txt``/``.parquet``
+    manifests of paths; returns (paths in order without duplicates, error messages). Paths in manifests are not
+    checked here: a missing one is an error row of the job."""
     found: dict[Path, None] = {}
     errors: list[str] = []
     for source in sources:
@@ -335,7 +335,8 @@ class RestoreActor:
 
     An actor whose Restorer cannot be built (backend missing on that node, bad model) answers every row with status
     :data:`SETUP_FAILED` and the reason, rather than dying: the driver stops the job with one line, not Ray's
-    tracebacks of actor restarts.
+    tracebacks of actor restarts. The Restorer is closed when the actor ends (Ray Data deletes its callable as the
+    pool shuts down, which calls ``__del__``), or by :meth:`close`.
     """
 
     def __init__(self, model: str | None, settings: RestoreSettings, quality: int | None) -> None:
@@ -345,6 +346,14 @@ class RestoreActor:
             self.restorer = Restorer.from_settings(settings, model)
         except (ModelError, BackendUnavailable, ValueError, TypeError) as e:
             self.setup_error = str(e)
+
+    def close(self) -> None:
+        """Release the Restorer's backends (sessions, GPU memory) now. Idempotent."""
+        if getattr(self, "restorer", None) is not None:
+            self.restorer.close()
+
+    def __del__(self) -> None:
+        self.close()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[str]]:
         plans = [FilePlan(Path(src), Path(dst)) for src, dst in zip(batch["input"], batch["output"], strict=True)]

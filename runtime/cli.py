@@ -1,7 +1,7 @@
-"""What the restoring commands (``runtime.infer``, ``runtime.batch``) share: their restore options and the
-:class:`~runtime.settings.RestoreSettings` read from them, listing inputs, naming and planning outputs, restoring one
-file, and the console lines of the console contract — results (one line per restored file, the run's summary) on
-stdout, logs, progress, warnings and errors on stderr."""
+"""What the restoring commands share: their restore options and the :class:`~runtime.settings.RestoreSettings` read
+from them (``runtime.infer``, ``runtime.batch``, ``runtime.video``); for the image commands also listing inputs, naming
+and planning outputs, restoring one file and the ``--compare`` report; and the console lines — results (one line per
+restored file, the run's summary) on stdout, logs, progress, warnings and errors on stderr."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from common.cli import UsageError
 from common.files import VIDEO_SUFFIXES
 from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
-from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
+from runtime.backends.catalogue import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.compare import (
     DEFAULT_FOLDER,
     REPORT_NAME,

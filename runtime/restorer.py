@@ -25,9 +25,10 @@ from tqdm import tqdm
 
 from common.color import rgb_to_y, with_luma
 from common.files import NAME_MAX
-from common.tiling import ALIGN, TileGrid, crop_slices, extract_window, window_grid
+from common.tiling import ALIGN, TileGrid, crop_slices, extract_window
 from runtime.backends.base import Backend, BackendUnavailable, first_line, is_out_of_memory
-from runtime.backends.select import BACKENDS, GPU_BACKENDS, default_tile, select_backend
+from runtime.backends.catalogue import BACKENDS
+from runtime.backends.select import backend_file, select_backend, tile_grid
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
 from runtime.jpeg_consistency import (
     ConsistencyError,
@@ -90,7 +91,7 @@ class Restorer:
         tile: core tile size, int or (h, w), rounded up to ``align``; the window adds ``overlap`` per side. On
             backends that take any window (the CPU ones) it is the largest core: each image gets the core that
             covers it in the fewest tiles (:meth:`common.tiling.TileGrid.fitted`). None: the backend's
-            :func:`~runtime.backends.select.default_tile` (256 on GPU backends and Triton; on the CPU 1024 for
+            :func:`~runtime.backends.catalogue.default_tile` (256 on GPU backends and Triton; on the CPU 1024 for
             INT8 graphs, 512 for FP32).
         overlap: context pixels per side; None takes the sidecar's ``recommended_overlap`` (else 32,
             :data:`common.tiling.DEFAULT_OVERLAP`).
@@ -297,20 +298,13 @@ class Restorer:
         engine = self._engines.get(model.key)
         if engine is not None and core in (None, engine.core) and batch in (None, engine.batch):
             return engine
-        spec, settings = model.spec, self.settings
-
-        def grid_for(kind: str) -> TileGrid:
-            largest = core or settings.tile or default_tile(kind, model, settings.precision)
-            return window_grid(largest, spec.recommended_overlap, settings.overlap, settings.align)
-
+        settings = self.settings
         batch = batch or self.batch
         if engine is not None:  # free the old backend (GPU memory) before building the next one
             del self._engines[model.key]
             engine.backend.close()
-        backend, skipped = select_backend(
-            self._backend_kind, model, lambda kind: grid_for(kind).window, batch, settings
-        )
-        probe = grid_for(backend.name)
+        backend, skipped = select_backend(self._backend_kind, model, core, batch, settings)
+        probe = tile_grid(backend.name, model, settings, core)
         log.debug("backend %s: %s", backend.name, "asked for" if self._backend_kind != "auto" else
                   f"auto takes the first that loads of {' > '.join(BACKENDS)}; skipped: {len(skipped)}")  # fmt: skip
         if self._backend_kind == "auto":
@@ -319,7 +313,7 @@ class Restorer:
             self._backend_kind = backend.name  # later models use the same backend
         if backend.note:
             log.warning("%s: %s", backend.name, backend.note)
-        file, why = model.choose_file(settings.precision, "gpu" if backend.name in GPU_BACKENDS else "cpu")
+        file, why = backend_file(backend.name, model, settings.precision)  # the file create_backend loaded
         log.debug("precision %s for model %s on %s: %s", file.spec.precision, model.name, backend.name, why)
         if self.batch is None:
             self.batch = backend.max_batch  # the backend's default, now known

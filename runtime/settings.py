@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from common.cli import OptionError
 from common.tiling import ALIGN, MAX_OVERLAP, MAX_TILE
-from runtime.backends.select import BACKENDS, CPU_CORE, REMOTE_BACKENDS
+from runtime.backends.catalogue import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.io import DEFAULT_MAX_PIXELS
 from runtime.model_files import PRECISIONS
 from runtime.strength import check_strength
@@ -31,15 +32,10 @@ OPTIONS = {
 }  # fmt: skip
 
 
-class SettingError(ValueError):
+class SettingError(OptionError):
     """An invalid setting. ``str()`` names the field (``tile must ...``), :meth:`for_cli` its option (``--tile``)."""
 
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field} {problem}")
-        self.field, self.problem = field, problem
-
-    def for_cli(self) -> str:
-        return f"{OPTIONS.get(self.field, self.field)} {self.problem}"
+    OPTIONS = OPTIONS
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,10 @@
-"""Shared fixtures: the repository root and the team's ``../shared`` inputs (skipped cleanly when absent)."""
+"""Shared helpers and fixtures: the repository root and the team's ``../shared`` inputs (skipped cleanly when absent),
+the tiny model most runtime tests restore with (:func:`tiny_model`), running a command as a user does
+(:func:`run_module`), and import checks (:func:`assert_imports_without`).
+
+Markers (pyproject.toml): ``cli`` (runs commands in subprocesses), ``video`` (PyAV), ``ray`` (starts Ray), ``slow``
+(exports, trains, builds or runs the documented commands). ``pytest -m "not slow and not ray and not video"`` is the
+inner loop."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import tempfile
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,24 +31,69 @@ SHARED = shared_dir()
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Engines built by a test run (on a GPU machine) go to a throw-away folder, never the user's engine cache.
 os.environ["WCDGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="wcdgan-test-engines-")
+# A command run by a test imports this checkout's code, whatever is installed.
+MODULE_ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def module_command(module: str, *args: object) -> list[str]:
+    """``python -m module args...`` as an argument list (paths and numbers as strings)."""
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def run_module(
+    module: str,
+    *args: object,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    **kwargs: Any,
+) -> subprocess.CompletedProcess:
+    """``python -m module args...`` run as a user runs it, from ``cwd`` (default: the repository root) with this
+    checkout's code first on the path (``env`` default: this process's), output captured as text unless ``kwargs``
+    say otherwise; a hang fails the test after ``timeout`` seconds."""
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    options = {"capture_output": True, "text": True} | kwargs
+    return subprocess.run(module_command(module, *args), env=env, cwd=cwd or REPO_ROOT, timeout=timeout, **options)
+
+
+def tiny_model(
+    folders: pytest.TempPathFactory, name: str = "local.onnx", net: Callable[..., Path] | None = None, **sidecar: Any
+) -> Path:
+    """A tiny ONNX model with its sidecar in a fresh folder, for a module-scoped ``model`` fixture: ``net`` (default
+    :func:`tests.runtime_fixtures.local_net`: three convolutions, receptive-field radius 3) written as ``name``,
+    ``sidecar`` overriding the sidecar's fields."""
+    from tests.runtime_fixtures import local_net  # torch: imported by the tests that need a model, when they do
+
+    return (net or local_net)(folders.mktemp("model") / name, **sidecar)
+
+
+TORCH_SIDE = ("torch", "models", "train", "export")
+
+
+def assert_imports_without(statements: str, blocked: tuple[str, ...], env: dict[str, str] | None = None) -> None:
+    """Run ``statements`` in a fresh interpreter in which importing any module of ``blocked`` (a name covers its
+    submodules: ``"runtime.restorer"``, ``"cv2"``) fails; they must succeed and leave every blocked module unloaded."""
+    block = f"""
+        import importlib.abc, sys
+        BLOCKED = {tuple(blocked)!r}
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+                    raise ImportError(f"blocked: {{name}}")
+        sys.meta_path.insert(0, Block())
+    """
+    check = "\nassert not [m for m in sys.modules if any(m == b or m.startswith(b + '.') for b in BLOCKED)]\n"
+    code = textwrap.dedent(block) + textwrap.dedent(statements) + check + 'print("ok")\n'
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
 def assert_imports_without_torch(statements: str, env: dict[str, str] | None = None) -> None:
     """Run ``statements`` in a fresh interpreter in which importing torch, models, train or export fails; they must
     succeed and leave torch unloaded (the runtime's contract: no PyTorch needed, even transitively)."""
-    block = """
-        import importlib.abc, sys
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in ("torch", "models", "train", "export"):
-                    raise ImportError(f"blocked: {name}")
-        sys.meta_path.insert(0, Block())
-    """
-    code = textwrap.dedent(block) + textwrap.dedent(statements) + '\nassert "torch" not in sys.modules\nprint("ok")\n'
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    assert_imports_without(statements, TORCH_SIDE, env)
 
 
 @pytest.fixture(scope="session")

@@ -44,7 +44,7 @@ def test_auto_takes_onnx_runtime_before_openvino_and_says_why_it_skipped_the_gpu
         return kind
 
     monkeypatch.setattr(select, "create_backend", create)
-    backend, skipped = select.select_backend("auto", model, lambda kind: (64, 64), None, RestoreSettings())
+    backend, skipped = select.select_backend("auto", model, (64, 64), None, RestoreSettings())
     assert backend == "ort-cpu" and tried == ["tensorrt", "ort-cuda", "ort-cpu"]
     assert [(s.name, s.installed) for s in skipped] == [("tensorrt", False), ("ort-cuda", True)]
     assert str(skipped[1]) == "ort-cuda unavailable: ort-cuda: no GPU"
@@ -54,7 +54,7 @@ def test_auto_takes_onnx_runtime_before_openvino_and_says_why_it_skipped_the_gpu
 
     monkeypatch.setattr(select, "create_backend", unavailable)
     with pytest.raises(BackendUnavailable, match=r"tensorrt unavailable: tensorrt; .*openvino unavailable: openvino"):
-        select.select_backend("auto", model, lambda kind: (64, 64), None, RestoreSettings())
+        select.select_backend("auto", model, (64, 64), None, RestoreSettings())
 
 
 @pytest.mark.parametrize(

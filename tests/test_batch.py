@@ -25,8 +25,8 @@ from skimage import data
 from runtime.infer import main as infer_main
 from runtime.io import read_image
 from runtime.strength import blend
-from tests.conftest import REPO_ROOT, assert_imports_without_torch
-from tests.runtime_fixtures import local_net, write_jpeg
+from tests.conftest import MODULE_ENV, REPO_ROOT, assert_imports_without_torch, module_command, tiny_model
+from tests.runtime_fixtures import write_jpeg
 
 pytest.importorskip("ray.data", reason="runtime.batch needs Ray Data: pip install -e '.[ray]'")
 
@@ -34,11 +34,13 @@ from runtime.batch import LOCK_NAME, MANIFEST_NAME, SETUP_FAILED, RestoreActor, 
 from runtime.batch import main as batch_main
 from runtime.settings import RestoreSettings
 
-ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.ray
+
+ENV = MODULE_ENV
 
 
 def batch(*args, **popen) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "runtime.batch", *map(str, args)]
+    cmd = module_command("runtime.batch", *args)
     return subprocess.Popen(cmd, cwd=REPO_ROOT, env=ENV, stderr=subprocess.PIPE, text=True, **popen)
 
 
@@ -58,9 +60,10 @@ def leftovers(folder: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return local_net(tmp_path_factory.mktemp("model") / "local.onnx")
+    return tiny_model(tmp_path_factory)
 
 
+@pytest.mark.cli
 def test_killed_jobs_resume_to_the_outputs_of_infer(tmp_path, model):
     """SIGTERM, then SIGKILL of the whole job half way, then a run to the end: the outputs are those of
     runtime.infer, bad files are error rows, nothing partial is left; a rerun of finished work starts no Ray."""
@@ -320,6 +323,7 @@ def small_job(tmp_path_factory) -> Path:
     return src
 
 
+@pytest.mark.cli
 def test_a_clean_run_is_quiet_and_leaves_nothing(tmp_path, model, small_job):
     """Ray's notices (token-auth warning, core-worker 'E' line, INFO lines) only with -v; no lock file, no Ray
     process, no Ray folder afterwards."""
@@ -335,6 +339,7 @@ def test_a_clean_run_is_quiet_and_leaves_nothing(tmp_path, model, small_job):
     assert not _ray_processes(proc.pid) and _reaper_roots() == roots
 
 
+@pytest.mark.cli
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="runtime.ray_reaper reads /proc (Linux)")
 @pytest.mark.parametrize(
     ("sig", "moment", "whole_group", "code"),

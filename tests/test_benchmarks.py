@@ -18,6 +18,8 @@ from benchmarks.common import DEFAULT_OUTPUT, RESULTS_DIR, Contention, markdown_
 from common.color import rgb_to_y
 from models.wcdgan import count_parameters
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 

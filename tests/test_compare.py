@@ -452,6 +452,7 @@ def chromium() -> Path:
     return CHROMIUM
 
 
+@pytest.mark.slow
 def test_report_renders_in_a_headless_browser_without_requests(chromium, tmp_path):
     # Flat colours make the slider measurable in the screenshot: input blue, restoration yellow.
     jpeg_rgb, restored_rgb = np.zeros((90, 300, 3), np.uint8), np.zeros((90, 300, 3), np.uint8)

@@ -33,6 +33,8 @@ from runtime import Restorer
 from runtime.model_files import DEFAULT_MODEL
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 BUILD = REPO_ROOT / "build" / "cpp-tests"
 EXAMPLE = REPO_ROOT / "examples" / "astronaut_q10.jpg"
 THREADS = "1"  # ONNX Runtime on one thread in Python and C++ alike: the same arithmetic, and the CI's 2 cores

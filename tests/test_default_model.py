@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 from skimage import data
 
 from common.files import sha256_file
@@ -16,6 +17,7 @@ from tests.conftest import REPO_ROOT
 EXAMPLE = REPO_ROOT / "examples" / "astronaut_q10.jpg"  # skimage's astronaut[:384, :384] at libjpeg q10
 
 
+@pytest.mark.cli
 def test_readme_main_command_beats_jpeg_on_the_example(tmp_path):
     before = sha256_file(EXAMPLE)
     proc = subprocess.run(

@@ -20,6 +20,8 @@ import pytest
 from tests.conftest import REPO_ROOT, SHARED
 from tests.video_fixtures import make_mjpeg
 
+pytestmark = [pytest.mark.slow, pytest.mark.cli]  # exports, trains, builds or runs commands: not in the inner loop
+
 DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 NOT_RUN = re.compile(r"^<!--\s*not run:\s*(\S.*?)\s*-->$")
 FENCE = re.compile(r"^```(\S*)\s*$")

@@ -178,6 +178,7 @@ def _get_in_process(root: str, log: str, out: str) -> None:
     Path(out).write_text(json.dumps(engine))
 
 
+@pytest.mark.slow
 def test_two_processes_build_once_and_share(tmp_path: Path) -> None:
     ctx = mp.get_context("spawn")
     log = tmp_path / "builds.log"

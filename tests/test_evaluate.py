@@ -28,6 +28,8 @@ from train.evaluate import (
     main,
 )
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 TINY_Y = GeneratorConfig(in_channels=1, features=16, num_blocks=1, branch_channels=8)
 TINY_RGB = GeneratorConfig(in_channels=3, features=16, num_blocks=1, branch_channels=8)
 
@@ -266,6 +268,7 @@ def test_cli_bad_quality_is_an_argparse_error(colour_dir, capsys):
     assert "1..100" in capsys.readouterr().err
 
 
+@pytest.mark.cli
 def test_cli_as_module_reports_a_bad_checkpoint_cleanly(colour_dir, tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 10)

@@ -17,10 +17,13 @@ import torch
 
 from common.files import sha256_file
 from export import build, opencv_compat, validate
+from export.int8 import Int8Options
 from export.onnx_export import export_onnx
 from export.receptive_field import measure, theoretical_radius
 from models import GeneratorConfig, WCDGANGenerator, load_generator, save_generator
 from runtime.spec import ModelSpec, base_name, exported_name, sidecar_path
+
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
@@ -153,6 +156,7 @@ def test_failed_validation_exits_1_and_publishes_nothing(tmp_path: Path, capsys,
     assert list(out.iterdir()) == []  # nothing half-valid left behind
 
 
+@pytest.mark.cli
 def test_cli_user_errors_exit_2_without_traceback(tmp_path: Path, capsys) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     missing = [sys.executable, "-m", "export.build", "--ckpt", str(tmp_path / "missing.pt")]
@@ -171,6 +175,36 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path: Path, capsys) -> Non
             build.main(["--ckpt", str(ckpt), *args])
         assert exc.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "g.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "api", "cli"),
+    [
+        ({"opset": 21}, "opset 21: supported range is 13..20", "--opset 21: supported range is 13..20"),
+        ({"fp16_io": True}, "fp16_io and fp32_nodes need fp16", "--fp16-io and --fp32-nodes need --fp16"),
+        ({"fp32_nodes": ["*"]}, "fp16_io and fp32_nodes need fp16", "--fp16-io and --fp32-nodes need --fp16"),
+        ({"tiles": [8]}, "tiles sizes must be ≥ 16", "--tile sizes must be ≥ 16"),
+        ({"max_batch": 0}, "max_batch must be ≥ 1", "--max-batch must be ≥ 1"),
+        ({"engine": "always"}, "engine must be auto, require or skip", "--engine must be"),
+        ({"name": "../g"}, "name '../g' is not a plain file name", "--name '../g' is not a plain file name"),
+        (
+            {"int8": Int8Options()},
+            "int8 needs training images (calibration DIR",
+            "--int8 needs training images (--calib",
+        ),
+        ({"int8": Int8Options(windows=0)}, "windows must be ≥ 1", "--calib-windows must be ≥ 1"),
+    ],
+)
+def test_build_options_validate_themselves_from_python(tmp_path: Path, change, api, cli) -> None:
+    """``build(BuildOptions(...))`` from Python gets the command line's checks: the error names the field, and the
+    option when the command line reports it."""
+    with pytest.raises(ValueError, match="") as e:
+        build.BuildOptions(**{"ckpt": tmp_path / "g.pt", "output": tmp_path, "name": "g", **change})
+    assert str(e.value).startswith(api), e.value
+    assert e.value.for_cli().startswith(cli)
+    (tmp_path / "file").write_text("a user's file")
+    with pytest.raises(ValueError, match=r"output .*file: exists and is not a folder"):
+        build.BuildOptions(ckpt=tmp_path / "g.pt", output=tmp_path / "file", name="g")
 
 
 @pytest.mark.skipif(not NO_TRT, reason="tensorrt is importable here: the missing-TensorRT path cannot be exercised")

@@ -11,6 +11,8 @@ import pytest
 from benchmarks import figures
 from benchmarks.common import DEFAULT_OUTPUT
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 
 def _tiny_eval_root(root):
     """``root/LIVE1`` with two 128² colour PNGs with edges and texture (JPEG q10 damages them visibly)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from export.onnx_export import export_onnx
 from export.validate import ValidationError
 from models import GeneratorConfig, WCDGANGenerator, save_generator
 from runtime.spec import ModelSpec
+
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
 
 TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
 
@@ -77,8 +80,8 @@ def test_planted_overflow_fails_the_fp16_build_while_fp32_is_unchanged(tmp_path:
     fp32, fp16 = validate.run_onnx([tmp_path / "p.onnx", tmp_path / "p_fp16.onnx"], images)
     validate.check("p_fp16.onnx", validate.compare_fp16(fp32, fp16), validate.Thresholds())
     numbers = fp16_check.check_numbers(tmp_path / "p.onnx", tmp_path / "p_fp16.onnx", images)
-    assert numbers["overflow_tensors"] == ["/reconstruct/reconstruct.0/Conv_output_0"]
-    assert numbers["fp32_max_abs"] > fp16_check.FP16_MAX and "output" in numbers["nonfinite_tensors"]
+    assert numbers.overflow_tensors == ["/reconstruct/reconstruct.0/Conv_output_0"]
+    assert numbers.fp32_max_abs > fp16_check.FP16_MAX and "output" in numbers.nonfinite_tensors
 
     save_generator(tmp_path / "planted.pt", planted, {"qualities": [10]})
     out = tmp_path / "out"
@@ -95,9 +98,9 @@ def test_headroom_below_the_limit_passes_and_is_recorded(tmp_path: Path) -> None
     convert_fp16(proto, tmp_path / "p_fp16.onnx")
     numbers = fp16_check.check_numbers(tmp_path / "p.onnx", tmp_path / "p_fp16.onnx", validate.validation_images(3))
     fp16_check.check("p_fp16.onnx", numbers, 40.0)
-    assert 1 < numbers["fp16_headroom"] < 16 and numbers["fp32_max_abs_tensor"].startswith("/reconstruct/")
-    top, low = numbers["fp32_ranges"]["/reconstruct/reconstruct.0/Conv_output_0"]
-    assert top == pytest.approx(fp16_check.FP16_MAX / numbers["fp16_headroom"], rel=1e-3) and 0 < low < top
+    assert 1 < numbers.fp16_headroom < 16 and numbers.fp32_max_abs_tensor.startswith("/reconstruct/")
+    top, low = numbers.fp32_ranges["/reconstruct/reconstruct.0/Conv_output_0"]
+    assert top == pytest.approx(fp16_check.FP16_MAX / numbers.fp16_headroom, rel=1e-3) and 0 < low < top
 
 
 def test_an_overflow_hidden_by_a_sigmoid_is_still_found(tmp_path: Path) -> None:
@@ -122,14 +125,14 @@ def test_an_overflow_hidden_by_a_sigmoid_is_still_found(tmp_path: Path) -> None:
     numbers = fp16_check.check_numbers(
         tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
     )
-    assert numbers["nonfinite_tensors"] == ["huge"] and numbers["overflow_tensors"] == ["huge"]
-    assert numbers["min_psnr_uint8_db"] == 100.0  # the output itself looks perfect
+    assert numbers.nonfinite_tensors == ["huge"] and numbers.overflow_tensors == ["huge"]
+    assert numbers.min_psnr_uint8_db == 100.0  # the output itself looks perfect
     with pytest.raises(ValidationError, match="NaN/Inf in 1 FP16 tensors"):
         fp16_check.check("s_fp16.onnx", numbers, 40.0)
 
 
 def test_check_rules() -> None:
-    good = {"nonfinite_tensors": [], "overflow_tensors": [], "min_psnr_uint8_db": 55.0}
+    good = fp16_check.Fp16Numbers(nonfinite_tensors=[], overflow_tensors=[], min_psnr_uint8_db=55.0)
     fp16_check.check("m_fp16.onnx", good, 40.0)
     bad = [
         ({"nonfinite_tensors": ["t"]}, "NaN/Inf in 1 FP16 tensors"),
@@ -139,7 +142,7 @@ def test_check_rules() -> None:
     ]
     for change, message in bad:
         with pytest.raises(ValidationError, match=message):
-            fp16_check.check("m_fp16.onnx", {**good, **change}, 40.0)
+            fp16_check.check("m_fp16.onnx", dataclasses.replace(good, **change), 40.0)
 
 
 def test_build_records_the_kind_of_fp16_check(tmp_path: Path) -> None:

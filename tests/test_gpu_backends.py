@@ -137,7 +137,7 @@ def test_a_foreign_plan_is_rebuilt_with_a_warning(stubs, fp16_model, tmp_path, e
 def test_auto_moves_on_to_onnx_runtime_with_the_reason(stubs, fp16_model, tmp_path):
     stubs.FAULTS["device_count_error"] = 100
     settings = RestoreSettings(cache_dir=tmp_path)
-    backend, skipped = select_backend("auto", resolve_models(fp16_model).for_quality(None), lambda _: (64, 64), 2,
+    backend, skipped = select_backend("auto", resolve_models(fp16_model).for_quality(None), (64, 64), 2,
                                       settings)  # fmt: skip
     assert backend.name == "ort-cpu"
     assert str(skipped[0]).startswith("tensorrt unavailable: no CUDA GPU") and skipped[0].installed  # news: said
@@ -157,6 +157,7 @@ def _stubbed_cli(module: str, argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.cli
 def test_cli_with_a_broken_gpu_stack_ends_on_the_cpu_saying_why(tmp_path, fp16_model):
     from tests.runtime_fixtures import write_jpeg
 
@@ -167,6 +168,8 @@ def test_cli_with_a_broken_gpu_stack_ends_on_the_cpu_saying_why(tmp_path, fp16_m
     assert "Traceback" not in r.stderr and (tmp_path / "o.png").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.cli
 def test_export_engine_auto_with_a_broken_gpu_stack_keeps_the_onnx(tmp_path, fp16_model):
     ckpt = fp16_model.with_name("tiny.pt")
     for engine, code, message in (("auto", 0, "no TensorRT engine was built: no CUDA GPU"),
@@ -276,6 +279,7 @@ def test_missing_onnxruntime_names_the_extra_to_install(monkeypatch, tmp_path):
         ort_backend.OrtBackend(tmp_path / "m.onnx", spec, (32, 32), 1)
 
 
+@pytest.mark.slow
 def test_gpu_check_script_rehearses_on_cpu(tmp_path):
     """tools/gpu_check.sh's `run` step minus the wheel: the check runs and reports the missing CUDA provider."""
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}

@@ -22,6 +22,8 @@ from models import GeneratorConfig, WCDGANGenerator, load_generator, save_genera
 from runtime.spec import ModelSpec
 from tests.runtime_fixtures import write_jpeg
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 ROOT = Path(__file__).resolve().parents[1]
 HALF = GeneratorConfig(features=16, num_blocks=2, branch_channels=8, trunk="half", skip_around_attention=True)
 
@@ -70,6 +72,7 @@ def test_graph_takes_any_size_and_matches_pytorch(half_build, hw) -> None:
     assert got.shape == x.shape and np.abs(got - want).max() < 1e-5
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_runtime_cli_restores_a_jpeg_like_pytorch(half_build, precision) -> None:
     """``runtime.infer`` with small tiles (many windows, odd image size) gives PyTorch's whole-image result away from

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from runtime.cache import main as cache_main
 from runtime.engine_cache import EngineKey
+from tests.conftest import run_module, tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = EngineKey(
@@ -25,10 +25,7 @@ KEY = EngineKey(
 
 def _command(module: str, *args: object, timeout: float = 60) -> subprocess.CompletedProcess:
     """``python -m module args`` in a subprocess (bounded: a hang fails the test instead of blocking it)."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    return run_module(module, *args, timeout=timeout)
 
 
 def _entry(cache: Path, key: EngineKey = KEY, **record: object) -> Path:
@@ -63,6 +60,7 @@ def test_cache_clear_never_follows_links_out_of_the_cache(tmp_path, capsys):
     assert sorted(p.name for p in cache.iterdir()) == ["openvino", "timing"]  # the links to folders stay
 
 
+@pytest.mark.cli
 def test_cache_commands_do_not_block_on_a_fifo_named_json(tmp_path):
     cache = tmp_path / "cache"
     _entry(cache)
@@ -128,9 +126,7 @@ def test_cache_list_survives_deeply_nested_json(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    from tests.runtime_fixtures import local_net
-
-    return local_net(tmp_path_factory.mktemp("model") / "tiny.onnx", recommended_overlap=8)
+    return tiny_model(tmp_path_factory, "tiny.onnx", recommended_overlap=8)
 
 
 def _model_copy(model: Path, folder: Path, onnx_bytes: bytes | None = None, **sidecar: object) -> Path:
@@ -243,6 +239,7 @@ def _opencv_compat(*argv: object) -> subprocess.CompletedProcess:
     return _command("export.opencv_compat", *argv)
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(
     ("case", "message"),
     [("absolute name", "sidecar name"), ("junk", "not a valid ONNX model"), ("channels", "channels, its sidecar 1"),
@@ -327,6 +324,7 @@ def _infer_through(mode: str, served: Path, jpeg: Path, out: Path) -> tuple[subp
     return proc, server.url
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize(
     ("mode", "message"),
     [("meta_list", "metadata of model 'tiny' is not a model description"),
@@ -344,6 +342,7 @@ def test_triton_client_failures_at_start_are_one_line_exit_2(served, jpeg, tmp_p
     assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.cli
 def test_triton_server_dying_mid_run_is_one_line(served, jpeg, tmp_path):
     proc, url = _infer_through("die_after_one", served, jpeg, tmp_path / "out.png")
     errors = [line for line in proc.stderr.splitlines() if "rror" in line]

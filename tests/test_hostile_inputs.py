@@ -292,6 +292,7 @@ def test_stale_temporaries_of_a_killed_run_are_swept(world, tmp_path):
     assert not stale.exists() and live.exists() and (out / "good.png").is_file()
 
 
+@pytest.mark.cli
 def test_sigterm_leaves_nothing_partial(tmp_path):
     big = write_jpeg(tmp_path / "big.jpg", cv2.resize(data.astronaut(), (4000, 4000)), 30)
     model = local_net(tmp_path / "m.onnx")
@@ -312,6 +313,7 @@ def test_sigterm_leaves_nothing_partial(tmp_path):
     assert not (out.exists() and any(out.iterdir()))  # no partial output, no temporary
 
 
+@pytest.mark.cli
 def test_cpu_install_output_is_quiet_and_free_of_progress_bars(world, tmp_path):
     """On a machine without TensorRT or onnxruntime-gpu the skip reasons are noise (shown with -v only), and a log
     file (not a terminal) gets no progress bars."""

@@ -27,16 +27,16 @@ from runtime.infer import main as infer_main
 from runtime.io import ImageError, read_image
 from runtime.model_files import ModelError
 from runtime.spec import sidecar_path
-from tests.conftest import REPO_ROOT
-from tests.runtime_fixtures import LocalNet, local_net, write_jpeg
+from tests.conftest import MODULE_ENV, REPO_ROOT, tiny_model
+from tests.runtime_fixtures import LocalNet, write_jpeg
 
 RGB = data.astronaut()[:40, :56]
-ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+ENV = MODULE_ENV
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return local_net(tmp_path_factory.mktemp("model") / "good.onnx", onnx_sha256="")
+    return tiny_model(tmp_path_factory, "good.onnx", onnx_sha256="")
 
 
 @pytest.fixture
@@ -240,6 +240,7 @@ def test_full_disk_is_reported_as_what_it_is(model, tmp_path):
 # -- item 7: names are bytes ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.cli
 def test_non_utf8_names_are_restored_by_the_cli_and_the_api(model, tmp_path):
     src = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jpg")
     write_jpeg(Path(src), RGB, 20)
@@ -302,6 +303,7 @@ def test_temporary_of_a_sigkilled_writer_goes_at_once_of_a_live_one_never(model,
 # -- item 6: Ctrl-C while the libraries load -----------------------------------------------------------------------
 
 
+@pytest.mark.cli
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="waits on /proc/PID/maps (Linux)")
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_while_importing_is_one_line(model, jpg, sig, code):

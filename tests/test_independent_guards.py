@@ -24,6 +24,7 @@ from common.tiling import TileGrid
 from export import validate
 from models.wcdgan import GeneratorConfig, WCDGANGenerator
 from runtime import Restorer
+from runtime.backends.select import tile_grid
 from runtime.engine_cache import EngineCache, EngineKey
 from runtime.jpeg_quality import estimate_quality, ijg_table, read_quant_tables
 from tests.runtime_fixtures import export_onnx
@@ -63,7 +64,10 @@ def test_restorer_default_grid_is_the_mcu_grid(monkeypatch, tmp_path):
     monkeypatch.setattr(
         runtime.restorer,
         "select_backend",
-        lambda kind, m, hw, b, settings: (seen.append(hw(kind)) or _Recorder(hw(kind)), []),
+        lambda kind, m, core, b, settings: (
+            seen.append(hw := tile_grid(kind, m, settings, core).window) or _Recorder(hw),
+            [],
+        ),
     )
     spec = ModelSpec(name="m", channels=3, color="rgb", precision="fp32", recommended_overlap=10)
     Restorer(ModelSet([Model("m", {"fp32": ModelFile(None, spec)})]), tile=40, verify=False)

@@ -6,7 +6,6 @@ import html
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,27 +17,26 @@ from skimage import data
 
 from runtime.cli import Summary
 from runtime.infer import plan_files
-from tests.conftest import REPO_ROOT, assert_imports_without_torch
-from tests.runtime_fixtures import local_net, write_jpeg
+from tests.conftest import assert_imports_without_torch, run_module, tiny_model
+from tests.runtime_fixtures import write_jpeg
 
 RGB = data.astronaut()[:48, :72]
 
 
 def cli(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
-    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "runtime.infer", *map(str, args)], capture_output=True, text=True,
-                          env=env, cwd=cwd or REPO_ROOT, timeout=120)  # fmt: skip
+    return run_module("runtime.infer", *args, env=env, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    return local_net(tmp_path_factory.mktemp("model") / "local.onnx")
+    return tiny_model(tmp_path_factory)
 
 
 def _no_traceback(proc):
     assert "Traceback" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.cli
 def test_folder_run_continues_past_bad_files(tmp_path, model):
     src = tmp_path / "in"
     src.mkdir()
@@ -64,6 +62,7 @@ def test_folder_run_continues_past_bad_files(tmp_path, model):
     assert cv2.imread(str(tmp_path / "out" / "good.png")).shape == RGB.shape
 
 
+@pytest.mark.cli
 def test_outputs_next_to_inputs_never_clobbered(tmp_path, model):
     src = write_jpeg(tmp_path / "photo.jpg", RGB, 20)
     proc = cli(src, "--model", model, "-q")
@@ -86,6 +85,7 @@ def test_outputs_next_to_inputs_never_clobbered(tmp_path, model):
     _no_traceback(proc)
 
 
+@pytest.mark.cli
 def test_overwrite_never_replaces_another_input_of_the_run(tmp_path, model):
     """photo.jpg's output photo.png is the run's other input: -f must refuse it like the input itself."""
     write_jpeg(tmp_path / "photo.jpg", RGB, 20)
@@ -100,6 +100,7 @@ def test_overwrite_never_replaces_another_input_of_the_run(tmp_path, model):
     assert [bool(p.error) for p in plans] == [True, False, True] and "another input's output" in plans[2].error
 
 
+@pytest.mark.cli
 def test_exif_alpha_gray_sixteen_bit_through_the_cli(tmp_path, model):
     exif_path = tmp_path / "exif.jpg"
     pil = Image.fromarray(RGB)
@@ -121,6 +122,7 @@ def test_exif_alpha_gray_sixteen_bit_through_the_cli(tmp_path, model):
     assert cv2.imread(str(o / "deep.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
 
 
+@pytest.mark.cli
 def test_a_run_writes_nothing_in_the_home_folder(tmp_path, model):
     """ONNX Runtime's telemetry writes ~/.cache/Microsoft/DeveloperTools/ on import unless turned off: a run
     writes only its output (HOME and its cache point into an empty folder here, as on a fresh account)."""
@@ -134,6 +136,7 @@ def test_a_run_writes_nothing_in_the_home_folder(tmp_path, model):
     assert [p.relative_to(home).as_posix() for p in home.rglob("*")] == []
 
 
+@pytest.mark.cli
 def test_a_clean_png_is_restored_with_a_note_and_a_video_points_to_runtime_video(tmp_path, model):
     """A PNG has no JPEG artifacts unless it was a JPEG before: restored (the file cannot tell), with a note on
     stderr; a JPEG run has none. A video given to the image command: one line naming runtime.video, exit 2."""
@@ -154,6 +157,7 @@ def test_a_clean_png_is_restored_with_a_note_and_a_video_points_to_runtime_video
     assert not (tmp_path / "video_out").exists()
 
 
+@pytest.mark.cli
 def test_strength_names_its_outputs_and_shows_on_the_result_line(tmp_path, model):
     """A lighter --strength into the folder of a full run writes its own file (not skipped as "exists"), names it and
     says it on the result line; one tile is "1 tile"."""
@@ -182,6 +186,7 @@ def test_help_paragraphs_are_not_broken_mid_sentence():
         assert all(len(line) > 80 for line in lines[:-1]), lines
 
 
+@pytest.mark.cli
 def test_usage_and_setup_errors(tmp_path, model):
     src = write_jpeg(tmp_path / "a.jpg", RGB, 50)
     blocker = tmp_path / "file"
@@ -200,6 +205,7 @@ def test_usage_and_setup_errors(tmp_path, model):
         _no_traceback(proc)
 
 
+@pytest.mark.cli
 def test_compare_reference_and_strength(tmp_path, model):
     from runtime.io import read_image
     from runtime.strength import blend
@@ -321,9 +327,7 @@ def test_the_rate_leaves_out_the_compare_time():
 def test_compare_with_a_non_utf8_name(tmp_path, model):
     src = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.jpg"))
     write_jpeg(src, RGB, 10)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "runtime.infer", src, "-o", tmp_path / "out", "--model", model,
-                           "--compare", "-q"], capture_output=True, env=env, cwd=REPO_ROOT, timeout=120)  # fmt: skip
+    proc = run_module("runtime.infer", src, "-o", tmp_path / "out", "--model", model, "--compare", "-q", text=False)
     assert proc.returncode == 0 and proc.stderr == b"", proc.stderr
     assert os.path.isfile(bytes(tmp_path) + b"/out/compare/caf\xe9_compare.png")
     report = (tmp_path / "out" / "compare" / "report.html").read_text(encoding="utf-8")

@@ -26,6 +26,8 @@ from export.validate import ValidationError
 from models import GeneratorConfig, WCDGANGenerator, save_generator
 from runtime.spec import ModelSpec
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
 
 

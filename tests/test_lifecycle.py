@@ -3,6 +3,8 @@ a GPU must not wait for garbage collection), close is idempotent, and a closed R
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 from skimage import data
@@ -10,14 +12,14 @@ from skimage import data
 from runtime import Restorer
 from runtime.backends.onnxruntime import OrtBackend
 from runtime.model_files import resolve_models
-from tests.runtime_fixtures import local_net
+from tests.conftest import tiny_model
 
 RGB = data.astronaut()[:40, :56]
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    return local_net(tmp_path_factory.mktemp("model") / "local.onnx")
+    return tiny_model(tmp_path_factory)
 
 
 def _backends(restorer: Restorer) -> list:
@@ -69,3 +71,22 @@ def test_backends_close_idempotently_and_as_context_managers(model):
     openvino.close()
     with pytest.raises(RuntimeError, match="closed"):
         openvino.run(x)
+
+
+def test_a_ray_actor_releases_its_restorer_when_it_ends(model):
+    """Ray Data deletes a pool's callable as its actor shuts down: the actor's Restorer is closed then (its ONNX
+    Runtime sessions released, not left to the interpreter's exit), or earlier by ``close()``."""
+    from runtime.batch import RestoreActor
+    from runtime.settings import RestoreSettings
+
+    actor = RestoreActor(str(model), RestoreSettings(backend="ort-cpu", tile=32), None)
+    backends = _backends(actor.restorer)
+    assert backends and all(b.session is not None for b in backends)
+    del actor
+    gc.collect()
+    assert all(b.session is None for b in backends)
+
+    actor = RestoreActor(str(model), RestoreSettings(backend="ort-cpu", tile=32), None)
+    actor.close()
+    with pytest.raises(RuntimeError, match="Restorer is closed"):
+        actor.restorer(RGB)

@@ -148,6 +148,7 @@ def test_interleave_balances_bytes_not_counts():
     assert [img.source for img, _ in order] == ["A", "B", "A", "A", "A", "B"]
 
 
+@pytest.mark.cli
 def test_cli_errors_are_messages_with_exit_code_2(tmp_path, capsys):
     assert main([str(tmp_path / "missing"), "-o", str(tmp_path / "o"), "-q"]) == 2
     assert "no such folder" in capsys.readouterr().err

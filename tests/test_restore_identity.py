@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import pytest
 
 from tests.conftest import REPO_ROOT
 
@@ -61,6 +62,7 @@ def restore_hashes(work: Path) -> dict[str, str]:
     return hashes
 
 
+@pytest.mark.slow
 def test_restores_match_the_pre_refactor_reference(tmp_path):
     expected = json.loads(REFERENCE.read_text())
     assert restore_hashes(tmp_path) == expected

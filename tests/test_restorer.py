@@ -13,6 +13,7 @@ import runtime.model_files
 import runtime.restorer
 from runtime import Restorer
 from runtime.backends.base import BackendUnavailable
+from runtime.backends.select import tile_grid
 from runtime.model_files import PRECISIONS, PREFERENCE, Model, ModelError, ModelFile, ModelSet, resolve_models
 from runtime.spec import ModelSpec
 from tests.runtime_fixtures import local_net, tiny_wcdgan, write_jpeg
@@ -185,8 +186,8 @@ def test_out_of_memory_shrinks_batch_then_tile_rebuilding_the_backend(monkeypatc
     calls: list = []
     built: list = []
 
-    def fake_select(kind, model, window_for, max_batch, settings):
-        tile_hw = window_for(kind)
+    def fake_select(kind, model, core, max_batch, settings):
+        tile_hw = tile_grid(kind, model, settings, core).window
         built.append((tile_hw, max_batch))
         return _FakeBackend(tile_hw, max_batch, calls, max_ok_batch=1, max_ok_window=100, max_build_window=150), []
 
@@ -210,8 +211,8 @@ def test_out_of_memory_shrinks_batch_then_tile_rebuilding_the_backend(monkeypatc
 def test_out_of_memory_while_building_keeps_shrinking(monkeypatch):
     built: list = []
 
-    def fake_select(kind, model, window_for, max_batch, settings):
-        tile_hw = window_for(kind)
+    def fake_select(kind, model, core, max_batch, settings):
+        tile_hw = tile_grid(kind, model, settings, core).window
         built.append(tile_hw[0])
         return _FakeBackend(tile_hw, max_batch, [], max_ok_batch=8, max_ok_window=100, max_build_window=150), []
 

@@ -4,11 +4,13 @@ field for API callers and the option for command-line users."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import pickle
 
 import pytest
 
 from runtime.infer import build_parser
+from runtime.restorer import Restorer
 from runtime.settings import OPTIONS, RestoreSettings, SettingError
 
 API_ONLY = {"align", "progress", "verify"}  # no command-line option sets them
@@ -50,3 +52,27 @@ def test_every_field_has_its_option_and_the_options_exist():
     assert fields == set(OPTIONS) | API_ONLY
     options = set(build_parser()._option_string_actions)
     assert set(OPTIONS.values()) <= options
+
+
+# a valid value, other than the default, for every field (a new field needs one here)
+NON_DEFAULT = {
+    "backend": "triton", "tile": (64, 32), "overlap": 8, "batch": 2, "precision": "fp32", "device_id": 1,
+    "threads": 2, "spin": True, "cache_dir": "cache", "align": 32, "progress": True, "max_pixels": 1000,
+    "verify": False, "server": "host:8000", "remote_model": "m", "strength": 0.5,
+}  # fmt: skip
+
+
+def test_restorer_keywords_are_the_settings_fields_one_for_one(monkeypatch):
+    """``Restorer(model, **keywords)`` repeats RestoreSettings' fields for its signature: the same names in the same
+    order with the same defaults and types, each reaching the settings unchanged (a field added to one of the two
+    only, or a keyword not passed on, fails here)."""
+    fields = dataclasses.fields(RestoreSettings)
+    keywords = [p for p in inspect.signature(Restorer.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    assert [(p.name, p.default, p.annotation) for p in keywords] == [(f.name, f.default, f.type) for f in fields]
+
+    assert list(NON_DEFAULT) == [f.name for f in fields]
+    assert all(NON_DEFAULT[f.name] != f.default for f in fields)
+    opened = []
+    monkeypatch.setattr(Restorer, "_open", lambda self, model, settings: opened.append(settings))
+    Restorer(None, **NON_DEFAULT)
+    assert opened == [RestoreSettings(**NON_DEFAULT)]

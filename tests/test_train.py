@@ -34,6 +34,8 @@ from train.data import (
 )
 from train.loop import Trainer, lr_at
 
+pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
 
@@ -279,6 +281,7 @@ def test_lineage_resume_moves_data_and_extends_the_time_budget(dirs, tmp_path):
     assert max(lrs[len(first_lrs) :]) > 5 * first_lrs[-1]  # the stretched cosine: above the first run's floor
 
 
+@pytest.mark.cli
 def test_cli_entry_point_has_no_traceback(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run")],

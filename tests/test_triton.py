@@ -27,6 +27,7 @@ from runtime import Restorer
 from runtime.backends.base import BackendUnavailable
 from runtime.infer import main as infer_main
 from runtime.io import read_image
+from tests.conftest import tiny_model
 from tests.runtime_fixtures import tiny_wcdgan, write_jpeg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return tiny_wcdgan(tmp_path_factory.mktemp("model") / "tiny.onnx", recommended_overlap=16)
+    return tiny_model(tmp_path_factory, "tiny.onnx", net=tiny_wcdgan, recommended_overlap=16)
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +197,7 @@ def test_clear_errors_for_a_wrong_model_address_or_window(server, model, capsys)
     assert "needs a server address" in capsys.readouterr().err
 
 
+@pytest.mark.cli
 def test_server_killed_mid_run_fails_the_file_cleanly(repository, model, tmp_path):
     python = _server_python()
     if python is None:

@@ -4,7 +4,6 @@ the Restorer's, the pipe mode between processes, interrupts and bad input."""
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
@@ -18,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT, assert_imports_without_torch
+from tests.conftest import MODULE_ENV, REPO_ROOT, assert_imports_without_torch, run_module
 from tests.runtime_fixtures import local_net
 from tests.video_fixtures import PHOTO, H, W, jpeg_bytes, make_mjpeg
 
@@ -37,13 +36,13 @@ from runtime.video import (  # noqa: E402
     side_by_side,
 )
 
-ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+pytestmark = pytest.mark.video
+
+ENV = MODULE_ENV
 
 
 def cli(*args, **kwargs) -> subprocess.CompletedProcess:
-    kwargs.setdefault("cwd", REPO_ROOT)
-    return subprocess.run([sys.executable, "-m", "runtime.video", *map(str, args)], capture_output=True, text=True,
-                          env=ENV, timeout=120, **kwargs)  # fmt: skip
+    return run_module("runtime.video", *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +101,7 @@ def packets(path: Path, kind: str) -> list[tuple[float, bytes]]:
         return [(float(p.pts * p.time_base), bytes(p)) for p in container.demux(**{kind: 0}) if p.size]
 
 
+@pytest.mark.cli
 def test_compare_writes_a_side_by_side_clip(tmp_path, models):
     qualities = [10, 15, 10]
     src = make_mjpeg(tmp_path / "camera.avi", qualities)
@@ -135,6 +135,7 @@ def test_imports_without_torch():
     assert_imports_without_torch("import runtime.video.cli")  # the command imports every module of the package
 
 
+@pytest.mark.cli
 def test_mjpeg_avi_restores_losslessly_with_per_frame_quality(tmp_path, models, restorer):
     qualities = [10, 10, 15, 15, 10, 15]
     src = make_mjpeg(tmp_path / "camera.avi", qualities)
@@ -228,6 +229,7 @@ def test_colour_round_trip(matrix, value_range):
     assert error(frame_to_rgb(frame, Colour(matrix, 3 - value_range, 2, 2))) > 10  # and so does the range
 
 
+@pytest.mark.cli
 def test_mov_start_duration_and_odd_size(tmp_path, restorer):
     src = make_mjpeg(tmp_path / "clip.mov", [10] * 8, size=(W - 1, H - 1))
     dst = tmp_path / "part.mkv"
@@ -280,6 +282,7 @@ def test_ten_bit_stays_sixteen_bit(tmp_path, restorer):
         assert restored.dtype == np.uint16 and np.array_equal(restored, restorer(rgb))
 
 
+@pytest.mark.cli
 def test_truncated_and_garbage_inputs(tmp_path, models):
     full = make_mjpeg(tmp_path / "full.avi", [10] * 10, audio=False).read_bytes()
     src = tmp_path / "cut.avi"
@@ -339,6 +342,7 @@ def decoded_safely(path: Path) -> list:
     return frames
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupt_leaves_nothing(tmp_path, models, signum):
     src = tmp_path / "long.avi"
@@ -367,6 +371,7 @@ def test_interrupt_leaves_nothing(tmp_path, models, signum):
     assert src.read_bytes() == before
 
 
+@pytest.mark.cli
 def test_pipe_mode_between_two_processes(tmp_path, models, restorer):
     src = make_mjpeg(tmp_path / "cam.avi", [10] * 5, audio=False)
     producer_code = (
@@ -400,6 +405,7 @@ def test_pipe_mode_between_two_processes(tmp_path, models, restorer):
         assert np.array_equal(got, restorer(rgb))
 
 
+@pytest.mark.cli
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg program is not installed (CI installs it)")
 def test_pipe_mode_between_two_ffmpeg_processes(tmp_path, models, restorer):
     """docs/video.md's pipe example, shrunk: ffmpeg decodes, runtime.video restores raw frames, ffmpeg encodes FFV1."""

@@ -1,43 +1,27 @@
-"""Backend choice: ``auto`` takes the fastest backend that actually loads (tensorrt > ort-cuda > ort-cpu > openvino).
-
-OpenVINO comes after ONNX Runtime's CPU backend because it was slower end to end on the team's CPU with the
-model's INT8 graph (AMD EPYC, AVX2 without VNNI; ``benchmarks/results/cpu_paths.md``): ``auto`` reaches it only
-where ONNX Runtime is not installed; ``--backend openvino`` asks for it.
+"""Backend construction: :func:`create_backend` loads one backend of the catalogue (:mod:`runtime.backends.catalogue`:
+the names, the order ``auto`` tries them in, the default batches and tiles), :func:`select_backend` the first of them
+that loads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from common.tiling import DEFAULT_CORE, ENGINE_BATCH
+from common.tiling import TileGrid, window_grid
 from runtime.backends.base import Backend, BackendNotInstalled, BackendUnavailable
-from runtime.model_files import Model
+from runtime.backends.catalogue import (  # noqa: F401 (CPU_CORE, default_tile: re-exported for select's users)
+    BACKENDS,
+    CPU_CORE,
+    DEFAULT_BATCH,
+    GPU_BACKENDS,
+    REMOTE_BACKENDS,
+    default_tile,
+)
+from runtime.model_files import Model, ModelFile
 
-if TYPE_CHECKING:  # runtime.settings imports this module's backend names
+if TYPE_CHECKING:
     from runtime.settings import RestoreSettings
-
-BACKENDS = ("tensorrt", "ort-cuda", "ort-cpu", "openvino")  # what auto tries, in order (see module docstring)
-REMOTE_BACKENDS = ("triton",)  # need a server address; auto never picks them
-GPU_BACKENDS = frozenset({"tensorrt", "ort-cuda"})
-# Tiles per call when none is asked for: batching fills a GPU; on a CPU it saves nothing and each tile in
-# flight costs ONNX Runtime its activations.
-# triton: windows in flight per call.
-DEFAULT_BATCH = {"tensorrt": ENGINE_BATCH, "ort-cuda": ENGINE_BATCH, "ort-cpu": 1, "openvino": 1, "triton": 8}
-# Largest tile core when none is asked for. Fixed-window backends (engines, bound GPU buffers, a server's
-# configured shape) use the engines' prebuilt 256. CPU backends fit a core ≤ CPU_CORE[precision] to each image
-# (common.tiling.TileGrid.fitted): a larger core recomputes less overlap but holds more activations, and INT8
-# activations take a quarter of FP32's bytes (measured s/MP and peak RSS per core: benchmarks/results/cpu_paths.md).
-CPU_BACKENDS = frozenset(BACKENDS) - GPU_BACKENDS  # local backends that take any window
-CPU_CORE = {"fp32": 512, "fp16": 512, "int8": 1024}
-
-
-def default_tile(kind: str, model: Model, precision: str = "auto") -> int:
-    """The largest tile core backend ``kind`` uses for ``model`` at ``precision`` when no tile is asked for."""
-    if kind not in CPU_BACKENDS:
-        return DEFAULT_CORE
-    return CPU_CORE[model.file(precision, "cpu").spec.precision]
 
 
 def create_backend(
@@ -55,7 +39,7 @@ def create_backend(
     if kind not in (*BACKENDS, *REMOTE_BACKENDS):
         raise ValueError(f"unknown backend {kind!r} (choose from auto, {', '.join((*BACKENDS, *REMOTE_BACKENDS))})")
     s = settings
-    file = model.file(s.precision, "gpu" if kind in GPU_BACKENDS else "cpu")
+    file, _ = backend_file(kind, model, s.precision)
     max_batch = max_batch or DEFAULT_BATCH[kind]
     if kind == "triton":
         from runtime.backends.triton import TritonBackend
@@ -91,15 +75,24 @@ class Skip:
         return f"{self.name} unavailable: {self.reason}"
 
 
+def backend_file(kind: str, model: Model, precision: str) -> tuple[ModelFile, str]:
+    """The file of ``model`` that backend ``kind`` runs at ``precision`` ("auto": GPU backends FP16 > FP32, CPU
+    backends INT8 > FP32) and, for the user, why (:meth:`Model.choose_file`)."""
+    return model.choose_file(precision, "gpu" if kind in GPU_BACKENDS else "cpu")
+
+
+def tile_grid(kind: str, model: Model, settings: RestoreSettings, core: tuple[int, int] | None = None) -> TileGrid:
+    """The (largest) tile grid backend ``kind`` is built for: of ``core`` (a shrunk one), else the settings' tile,
+    else the backend's :func:`default_tile`, with the model's overlap and the settings' overlap and grid."""
+    largest = core or settings.tile or default_tile(kind, model, settings.precision)
+    return window_grid(largest, model.spec.recommended_overlap, settings.overlap, settings.align)
+
+
 def select_backend(
-    kind: str,
-    model: Model,
-    window_for: Callable[[str], tuple[int, int]],
-    max_batch: int | None,
-    settings: RestoreSettings,
+    kind: str, model: Model, core: tuple[int, int] | None, max_batch: int | None, settings: RestoreSettings
 ) -> tuple[Backend, list[Skip]]:
-    """``kind`` or, for "auto", the first of :data:`BACKENDS` that loads, built for the (largest) window
-    ``window_for(candidate)`` with ``settings`` (:func:`create_backend`).
+    """``kind`` or, for "auto", the first of :data:`BACKENDS` that loads, built for its :func:`tile_grid` window
+    (of ``core``, None: the settings' or the backend's default) with ``settings`` (:func:`create_backend`).
 
     Returns the backend and, for "auto", one :class:`Skip` per backend passed over.
     Raises :class:`BackendUnavailable` (all reasons in its message) when nothing loads.
@@ -108,7 +101,8 @@ def select_backend(
     skipped: list[Skip] = []
     for candidate in candidates:
         try:
-            return create_backend(candidate, model, window_for(candidate), max_batch, settings), skipped
+            window = tile_grid(candidate, model, settings, core).window
+            return create_backend(candidate, model, window, max_batch, settings), skipped
         except BackendUnavailable as e:
             skipped.append(Skip(candidate, str(e), not isinstance(e, BackendNotInstalled)))
     raise BackendUnavailable("; ".join(map(str, skipped)))

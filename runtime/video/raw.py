@@ -64,8 +64,9 @@ def raw_format(text: str) -> RawFormat:
 
 def restore_raw(source: BinaryIO, target: BinaryIO, fmt: RawFormat, restorer: Restorer, quality: int | None,
                 stats: Stats, progress: bool = False) -> None:  # fmt: skip
-    """Restore the frames of ``source`` into ``target`` (``quality``: the JPEG quality choosing the model, None:
-    estimated per frame), counting in ``stats`` (filled in as it goes: read it after an error too)."""
+    """Restore the frames of ``source`` into ``target`` (``quality``: the JPEG quality choosing the model; None: the
+    model for an unknown quality, as raw frames carry no JPEG tables to estimate it from), counting in ``stats``
+    (filled in as it goes: read it after an error too)."""
 
     def restore(frames: list[Frame]) -> list[Frame]:
         return restore_window(restorer, frames, [quality] * len(frames))
