@@ -218,7 +218,7 @@ def test_input_names_the_file_system_refuses(model, tmp_path, capsys, name):
     name = name.format(long="L" * 300, deep="L/" * 3000)
     assert infer_main([str(tmp_path / name), "--model", str(model)]) == 2
     err = capsys.readouterr().err
-    assert "File name too long" in err and "no input images" in err and "Traceback" not in err
+    assert "File name too long" in err and err.count("\n") == 1 and "Traceback" not in err  # one input: its reason
 
 
 def test_full_disk_is_reported_as_what_it_is(model, tmp_path):

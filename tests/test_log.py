@@ -9,8 +9,9 @@ from pathlib import Path
 from common.log import PACKAGES, cli_logging
 
 REPO = Path(__file__).resolve().parents[1]
-# Command helpers that print for their commands: the missing-extra error line, a benchmark's result table.
-PRINTING_HELPERS = {"common/cli.py", "benchmarks/common.py"}
+# Command helpers that print for their commands: the missing-extra error line, a benchmark's result table, the
+# "interrupted" line of a signal while a command's libraries load (no logging is set up yet).
+PRINTING_HELPERS = {"common/cli.py", "benchmarks/common.py", "common/interrupts.py"}
 
 
 def test_cli_logging_shows_info_by_default_errors_only_when_quiet_and_restores(capsys, caplog) -> None:

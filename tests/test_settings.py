@@ -58,7 +58,7 @@ def test_every_field_has_its_option_and_the_options_exist():
 NON_DEFAULT = {
     "backend": "triton", "tile": (64, 32), "overlap": 8, "batch": 2, "precision": "fp32", "device_id": 1,
     "threads": 2, "spin": True, "cache_dir": "cache", "align": 32, "progress": True, "max_pixels": 1000,
-    "verify": False, "server": "host:8000", "remote_model": "m", "strength": 0.5,
+    "verify": False, "server": "host:8000", "remote_model": "m", "strength": 0.5, "consistent": True,
 }  # fmt: skip
 
 
