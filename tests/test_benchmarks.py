@@ -289,3 +289,34 @@ def test_startup_benchmark_splits_a_one_image_process(tmp_path, shared_dir):
     assert cpu["import runtime"] < cpu["import runtime.infer"]  # the façade loads nothing heavy
     assert cpu["Restorer() without the self-test (in process)"] < cpu["Restorer() with the self-test (in process)"]
     assert "Start-up = the one-image process − its steady restore" in (tmp_path / "startup.md").read_text()
+
+
+def test_colour_split_measures_luma_chroma_and_the_colour_shift(tmp_path):
+    """The split is right on a planted change (a red cast: shift +4 on R only; a luma-free change: Y untouched), and
+    the command measures the bundled model on a small folder through the runtime (the JPEG row has no time)."""
+    from benchmarks import colour_split
+
+    rng = np.random.default_rng(0)
+    original = rng.integers(40, 200, (32, 48, 3), dtype=np.uint8)
+    red = original.copy()
+    red[..., 0] += 4
+    scores = colour_split.summarise([colour_split.split_scores(red, original)])
+    assert scores["shift_rgb"] == [4.0, 0.0, 0.0] and scores["cbcr"] < 60 and scores["y"] < 60
+    cb_axis = np.array([0.0, -0.344136, 1.772]) * 6  # +6 in Cb, luma unchanged
+    moved = np.clip(np.round(original + cb_axis), 0, 255).astype(np.uint8)
+    moved_scores = colour_split.split_scores(moved, original)
+    assert moved_scores["y"] > 50 > moved_scores["cbcr"]  # only rounding reaches luma
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, rgb in (("astronaut", data.astronaut()[:96, :128]), ("coffee", data.coffee()[:96, :128])):
+        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    assert (
+        colour_split.main(["--data", str(folder), "--quality", "10", "-o", str(tmp_path / "out"), "--threads", "1"])
+        == 0
+    )
+    results = json.loads((tmp_path / "out" / "colour_split.json").read_text())["results"]["10"]
+    (name,) = [n for n in results if n != "JPEG"]
+    assert name.startswith("default [") and "s_per_mp" not in results["JPEG"] and results[name]["s_per_mp"] > 0
+    assert results[name]["rgb"] > results["JPEG"]["rgb"]  # the bundled model gains on q10
+    assert len(results[name]["shift_rgb"]) == 3
