@@ -65,3 +65,22 @@ def write_jpeg(path: Path, rgb, quality: int) -> Path:
     assert ok
     path.write_bytes(buf.tobytes())
     return path
+
+
+def write_pngs(folder: Path, images: dict) -> Path:
+    """Write RGB uint8 ``images`` (name → H×W×3) as lossless PNGs into ``folder`` (created); returns it."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rgb in images.items():
+        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+def calibration_folders(tmp: Path) -> tuple[Path, Path]:
+    """INT8 calibration photos (training-like) and gate photos (ground truths) for tiny export tests."""
+    import skimage.data
+
+    calib = write_pngs(tmp / "train", {"rocket": skimage.data.rocket()[:192, :256], "coffee": skimage.data.coffee()})
+    gate = write_pngs(tmp / "gate", {"astronaut": skimage.data.astronaut()[64:192, 96:256]})
+    return calib, gate

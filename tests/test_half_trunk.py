@@ -20,19 +20,12 @@ import torch
 from export import build
 from models import GeneratorConfig, WCDGANGenerator, load_generator, save_generator
 from runtime.spec import ModelSpec
-from tests.runtime_fixtures import write_jpeg
+from tests.runtime_fixtures import calibration_folders, write_jpeg
 
 pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
 
 ROOT = Path(__file__).resolve().parents[1]
 HALF = GeneratorConfig(features=16, num_blocks=2, branch_channels=8, trunk="half", skip_around_attention=True)
-
-
-def _png_folder(folder: Path, images: dict[str, np.ndarray]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, rgb in images.items():
-        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +37,7 @@ def half_build(tmp_path_factory) -> dict[str, Path]:
     torch.nn.init.normal_(g.reconstruct[-1].weight, std=0.01)
     ckpt = tmp / "half.pt"
     save_generator(ckpt, g, {"qualities": [10]})
-    calib = _png_folder(tmp / "train", {"rocket": skimage.data.rocket()[:192, :256], "coffee": skimage.data.coffee()})
-    gate = _png_folder(tmp / "gate", {"astronaut": skimage.data.astronaut()[64:192, 96:256]})
+    calib, gate = calibration_folders(tmp)
     out = tmp / "out"
     argv = ["--ckpt", str(ckpt), "-o", str(out), "--name", "half", "--engine", "skip", "-q", "--fp16", "--int8"]
     assert build.main([*argv, "--calib", str(calib), "--gate-data", str(gate), "--gate-quality", "10"]) == 0

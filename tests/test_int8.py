@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import onnx
 import pytest
@@ -25,17 +24,11 @@ from export.int8 import (
 from export.validate import ValidationError
 from models import GeneratorConfig, WCDGANGenerator, save_generator
 from runtime.spec import ModelSpec
+from tests.runtime_fixtures import calibration_folders, write_pngs
 
 pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
 
 TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
-
-
-def _write_pngs(folder: Path, images: dict[str, np.ndarray]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, rgb in images.items():
-        cv2.imwrite(str(folder / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +38,8 @@ def setup(tmp_path_factory) -> dict[str, Path]:
     torch.manual_seed(0)
     ckpt = tmp / "g.pt"
     save_generator(ckpt, WCDGANGenerator(GeneratorConfig(**TINY)), {"qualities": [10]})
-    calib = _write_pngs(tmp / "train", {"rocket": skimage.data.rocket()[:192, :256], "coffee": skimage.data.coffee()})
-    gate = _write_pngs(tmp / "gate", {"astronaut": skimage.data.astronaut()[64:192, 96:256]})
-    black = _write_pngs(tmp / "black", {f"b{i}": np.zeros((96, 96, 3), np.uint8) for i in range(2)})
+    calib, gate = calibration_folders(tmp)
+    black = write_pngs(tmp / "black", {f"b{i}": np.zeros((96, 96, 3), np.uint8) for i in range(2)})
     return {"tmp": tmp, "ckpt": ckpt, "calib": calib, "gate": gate, "black": black}
 
 
@@ -164,7 +156,7 @@ def test_served_qualities_gate_what_the_model_serves() -> None:
 
 
 def test_evaluation_sets_are_refused_for_calibration(setup, capsys) -> None:
-    live1 = _write_pngs(setup["tmp"] / "LIVE1", {"x": skimage.data.astronaut()[:64, :64]})
+    live1 = write_pngs(setup["tmp"] / "LIVE1", {"x": skimage.data.astronaut()[:64, :64]})
     assert _build(setup, setup["tmp"] / "refused", live1) == 2
     assert "refusing to calibrate on an evaluation set" in capsys.readouterr().err
     for folders in ([setup["calib"], live1], [live1, setup["calib"]]):  # wherever it is in the list
