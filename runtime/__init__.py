@@ -12,23 +12,11 @@ the sidecar, does first) loads neither the restorer nor OpenCV, ONNX Runtime or 
 
 from __future__ import annotations
 
-import importlib
-
 from common.interrupts import exit_quietly_while_a_command_starts
 
 exit_quietly_while_a_command_starts()
 
+from common.lazy import lazy_exports  # noqa: E402 (after the handlers: nothing may load before them)
+
 _EXPORTS = {"restorer": ("Restorer",), "settings": ("RestoreSettings",)}
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -21,7 +21,7 @@ runtime.video`` (which imports this package first) can say in one line that the 
 
 from __future__ import annotations
 
-import importlib
+from common.lazy import lazy_exports
 
 _EXPORTS = {
     "colour": ("HD_LINES", "Colour", "frame_colour", "frame_to_rgb", "is_deep", "rgb_to_frame"),
@@ -33,16 +33,4 @@ _EXPORTS = {
     "raw": ("RAW_FORMATS", "RawFormat", "raw_format", "read_raw", "restore_raw", "write_raw"),
     "cli": ("main",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

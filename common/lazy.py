@@ -1,0 +1,27 @@
+"""Packages whose public names load on first use (PEP 562), so that importing a package or one of its leaves stays
+cheap: ``runtime`` (the restorer loads OpenCV, ONNX Runtime, tqdm) and ``runtime.video`` (PyAV)."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping
+
+
+def lazy_exports(
+    package: str, exports: Mapping[str, tuple[str, ...]]
+) -> tuple[list[str], Callable[[str], object], Callable[[], list[str]]]:
+    """``(__all__, __getattr__, __dir__)`` for ``package`` whose names live in its submodules: ``exports`` maps a
+    submodule (relative name) to the names it defines. A name is imported from its submodule when first read."""
+    module_of = {name: module for module, names in exports.items() for name in names}
+
+    def __getattr__(name: str) -> object:
+        module = module_of.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+    def __dir__() -> list[str]:
+        return sorted({*vars(sys.modules[package]), *module_of})
+
+    return sorted(module_of), __getattr__, __dir__
