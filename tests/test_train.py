@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -368,3 +370,51 @@ def test_compile_failure_falls_back_to_eager(dirs, tmp_path, expect_warning):
     with expect_warning("training eagerly"):
         t.run()
     assert t.iteration == 2 and t.g_train is t.g and t.cfg.compile is None
+
+
+def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
+    """tools/cpu_lineage.sh: ``start`` continues the kept state in the background on the shared data layout (the
+    Urban100 split made anew, validation images never trained), ``commit`` copies best, state and curve back."""
+    shared = tmp_path / "shared" / "data" / "train"
+    for name in ("CBSD432", "SunHays80_HR"):
+        shutil.copytree(dirs[0], shared / name)
+    (shared / "Urban100_x2HR").mkdir()
+    for i in range(12):  # the 12th (sorted) is the one validation image
+        shutil.copy(sorted(dirs[0].iterdir())[i % 3], shared / "Urban100_x2HR" / f"img_{i:03d}.png")
+    run, keep = tmp_path / "first", tmp_path / "keep" / "lineage"
+    small = ["--features", "16", "--blocks", "1", "--branch", "8", "--patch", "32", "--batch", "4", "--val-crop", "64"]
+    assert (
+        main(["--data", str(dirs[0]), "--val", str(dirs[1]), "--out", str(run), *small, "--time-budget", "0.02", "-q"])
+        == 0
+    )
+    first = torch.load(run / "last.pt", weights_only=True)
+    keep.mkdir(parents=True)
+    shutil.copy(run / "last.pt", keep / "state.pt")
+    shutil.copy(run / "log.jsonl", keep / "log.jsonl")
+    shutil.copy(run / "best.pt", keep / "best.pt")
+    env = {**os.environ, "LINEAGE_KEEP": str(keep.parent), "LINEAGE_WORK": str(tmp_path / "work"),
+           "WCDGAN_SHARED": str(tmp_path / "shared"), "PYTHON": sys.executable, "PYTHONPATH": str(REPO)}  # fmt: skip
+    script = [str(REPO / "tools" / "cpu_lineage.sh")]
+    usage = subprocess.run(script, env=env, capture_output=True, text=True)
+    assert usage.returncode == 2 and "start END" in usage.stderr
+    nothing = subprocess.run([*script, "commit"], env=env, capture_output=True, text=True)
+    assert nothing.returncode == 1 and "nothing to commit" in nothing.stderr
+
+    started = subprocess.run(
+        [*script, "start", str(int(time.time()) + 3), "1"], env=env, capture_output=True, text=True
+    )
+    assert started.returncode == 0, started.stderr
+    pid = int(re.search(r"pid (\d+)", started.stdout)[1])
+    deadline = time.monotonic() + 120
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    work = tmp_path / "work"
+    assert sorted(p.name for p in (work / "data" / "urban_val").iterdir()) == ["img_011.png"]
+    assert len(list((work / "data" / "urban_train").iterdir())) == 11
+    committed = subprocess.run([*script, "commit"], env=env, capture_output=True, text=True)
+    assert committed.returncode == 0, committed.stderr + (work / "train.log").read_text()
+    state = torch.load(keep / "state.pt", weights_only=True)
+    assert state["iteration"] > first["iteration"] and state["wall_time"] > first["wall_time"] + 1  # continued
+    assert len((keep / "log.jsonl").read_text().splitlines()) > len((run / "log.jsonl").read_text().splitlines())
+    best, meta = load_generator(keep / "best.pt")
+    assert best.cfg.features == 16 and meta["val_psnr"] == state["best_val"]  # the session's best, or the kept one

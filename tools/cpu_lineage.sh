@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The CPU training lineage of the half-trunk model (issue 33): one run that goes on across sessions.
+# The CPU training lineage of the bundled default model (issue 33): one run that goes on across sessions.
 #
 #   tools/cpu_lineage.sh start END [THREADS]   resume the committed state in the background until END (a time `date`
 #                                              reads, e.g. 07:55, or a Unix time), niced, THREADS torch threads (2)
 #   tools/cpu_lineage.sh status                where the run stands (validation curve, last losses)
 #   tools/cpu_lineage.sh commit                copy the run's best generator, full state and curve into the checkout
 #
-# What is committed (models/pretrained/): wcdgan_h_rgb_blind.pt (the best generator by validation PSNR, a
-# self-describing checkpoint), lineage/state.pt (weights, Adam state, iteration, training seconds, best score:
-# what --resume continues) and lineage/log.jsonl (every loss and validation record since the lineage began) —
-# each one file updated in place. Data: ../shared/data/train (CBSD432, SunHays80_HR, Urban100_x2HR without the
+# What is committed (models/pretrained/lineage/): best.pt (the best generator by validation PSNR, a self-describing
+# checkpoint; shipping it as the default is a separate step, docs/export.md), state.pt (weights, Adam state,
+# iteration, training seconds, best score: what --resume continues) and log.jsonl (every loss and validation record
+# since the lineage began; a resumed session repeats the records after the last periodic checkpoint) — each one
+# file updated in place. The lineage began from models/pretrained/wcdgan_s_rgb_blind.pt (--init; command in
+# models/pretrained/README.md). Data: ../shared/data/train (CBSD432, SunHays80_HR, Urban100_x2HR without the
 # validation images); validation: every 12th Urban100_x2HR image from the 12th on (8 images). Never LIVE1/Classic5.
 # Each session's --end-at stretches the cosine lr to the new end (train --help, --end-at).
 set -euo pipefail
@@ -18,10 +20,10 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 SHARED=${WCDGAN_SHARED:-../shared}
 WORK=${LINEAGE_WORK:-runs/lineage}
-KEEP=models/pretrained
+KEEP=${LINEAGE_KEEP:-models/pretrained}
 STATE=$KEEP/lineage/state.pt
 CURVE=$KEEP/lineage/log.jsonl
-BEST=$KEEP/wcdgan_h_rgb_blind.pt
+BEST=$KEEP/lineage/best.pt
 
 split_urban() {  # the Urban100 split as symlink folders (the validation images never train)
     local src="$SHARED/data/train/Urban100_x2HR" i=0
@@ -41,6 +43,7 @@ start() {
     if [ ! -f "$WORK/run/last.pt" ]; then
         mkdir -p "$WORK/run"
         cp "$STATE" "$WORK/run/last.pt" && cp "$CURVE" "$WORK/run/log.jsonl"
+        if [ -f "$BEST" ]; then cp "$BEST" "$WORK/run/best.pt"; fi  # kept unless this session beats its score
     fi
     nohup nice -n 10 "$PY" -m train --resume -o "$WORK/run" --end-at "$end" --threads "$threads" -q \
         --data "$SHARED/data/train/CBSD432" "$SHARED/data/train/SunHays80_HR" "$WORK/data/urban_train" \
