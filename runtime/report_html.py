@@ -29,8 +29,8 @@ import numpy as np
 from common.files import atomic_path
 
 if TYPE_CHECKING:
-    from runtime.compare import CompareSettings, Metrics, RunFacts, Scores
     from runtime.jpeg_quality import JpegQuality
+    from runtime.report_types import CompareSettings, Metrics, RunFacts, Scores
 
 Mark = tuple[int, int, int, tuple[int, int, int]]  # a crop on the full image: top, left, side, outline colour (RGB)
 # How an image whose output existed (its input skipped) is described: the report cannot say how it was made.
@@ -116,7 +116,7 @@ class HtmlReport:
     """Collects a run's images (:meth:`add`) and writes the report (:meth:`write`); :meth:`close` frees the spool.
 
     ``folder``: where the spool lives (the report's own folder, which the user chose); ``settings``: the
-    :class:`runtime.compare.CompareSettings` that made the pictures (the report states them).
+    :class:`runtime.report_types.CompareSettings` that made the pictures (the report states them).
     """
 
     def __init__(self, folder: str | os.PathLike, title: str, settings: CompareSettings) -> None:
