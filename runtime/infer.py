@@ -19,6 +19,7 @@ from tqdm import tqdm
 from common.cli import UsageError, run_cli
 from runtime.cli import (
     DEFAULT_SUFFIX,
+    FilePlan,
     OutputAction,
     Summary,
     add_restore_options,
@@ -37,7 +38,8 @@ from runtime.cli import (
     restore_one,
     settings_from_args,
 )
-from runtime.compare import RunFacts
+from runtime.compare import CompareRun, RunFacts
+from runtime.restorer import Restorer
 
 log = logging.getLogger(__spec__.name)
 
@@ -81,15 +83,67 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(run, build_parser().parse_args(argv))
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args, device_id=args.device_id, progress=not args.quiet)
-    inputs, errors = collect_inputs(args.inputs, args.suffix)
+def collect_images(patterns: list[str], suffix: str) -> tuple[list[Path], list[str]]:
+    """Expand the command line's inputs; return (images, errors), with every error already logged.
+
+    Raises UsageError when nothing can run: the one reason for a single unusable input, else "no input images".
+    """
+    inputs, errors = collect_inputs(patterns, suffix)
     if not inputs and len(errors) == 1:  # one input, and the reason it cannot run: one line
         raise UsageError(errors[0])
     for message in errors:
         log.error("error: %s", message)
     if not inputs:
         raise UsageError("no input images")
+    return inputs, errors
+
+
+def process_plan(
+    plan: FilePlan,
+    restorer: Restorer,
+    compare: CompareRun | None,
+    args: argparse.Namespace,
+    summary: Summary,
+    not_jpeg: list[Path],
+) -> None:
+    """Handle one planned file: log its planning error, skip it (still comparing an existing output) or restore it.
+
+    Counts the outcome in ``summary``; appends the input to ``not_jpeg`` when it was restored but is not a JPEG.
+    """
+    if plan.error:
+        log.error("error: %s: %s", plan.src, plan.error)
+        summary.failed += 1
+    elif plan.skip:
+        log.info("skipped %s: %s", plan.src, plan.skip)
+        summary.skipped += 1
+        if compare is not None and not compare_one(compare, plan, RunFacts.existing_output()):
+            summary.failed += 1
+    elif result := restore_one(restorer, plan, args.quality, args.quiet, compare):
+        summary.restored += 1
+        summary.megapixels += math.prod(result.size) / 1e6
+        if result.jpeg_quality is None:
+            not_jpeg.append(plan.src)
+    else:
+        summary.failed += 1
+
+
+def finish(summary: Summary, compare: CompareRun | None, not_jpeg: list[Path], inputs_seen: int, quiet: bool) -> int:
+    """Print the not-a-JPEG note, the summary line (several inputs, not quiet), the compare report and the
+    failure count; return the exit code (1 if any input failed, else 0)."""
+    if note := not_jpeg_note(not_jpeg):
+        log.info("%s", note)
+    if inputs_seen > 1 and not quiet:
+        print_result(summary.line(excluded=compare.seconds if compare else 0.0))
+    print_report(compare, quiet)
+    if summary.failed:
+        print(f"{summary.failed} input(s) failed", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Restore every input the command line names; return the exit code (0 all done or skipped, 1 a failure)."""
+    settings = settings_from_args(args, device_id=args.device_id, progress=not args.quiet)
+    inputs, errors = collect_images(args.inputs, args.suffix)
     outputs = output_paths(inputs, args)
     folder = compare_folder(args, outputs)
     plans = plan_compare(folder, plan_files(inputs, outputs, args.overwrite), args)
@@ -101,29 +155,8 @@ def run(args: argparse.Namespace) -> int:
     ):
         log_backend(restorer, args.verbose)
         for plan in tqdm(plans, unit="file", disable=True if args.quiet or len(plans) < 2 else None):
-            if plan.error:
-                log.error("error: %s: %s", plan.src, plan.error)
-                summary.failed += 1
-            elif plan.skip:
-                log.info("skipped %s: %s", plan.src, plan.skip)
-                summary.skipped += 1
-                if compare is not None and not compare_one(compare, plan, RunFacts.existing_output()):
-                    summary.failed += 1
-            elif result := restore_one(restorer, plan, args.quality, args.quiet, compare):
-                summary.restored += 1
-                summary.megapixels += math.prod(result.size) / 1e6
-                if result.jpeg_quality is None:
-                    not_jpeg.append(plan.src)
-            else:
-                summary.failed += 1
-    if note := not_jpeg_note(not_jpeg):
-        log.info("%s", note)
-    if len(plans) + len(errors) > 1 and not args.quiet:
-        print_result(summary.line(excluded=compare.seconds if compare else 0.0))
-    print_report(compare, args.quiet)
-    if summary.failed:
-        print(f"{summary.failed} input(s) failed", file=sys.stderr)
-    return 1 if summary.failed else 0
+            process_plan(plan, restorer, compare, args, summary, not_jpeg)
+    return finish(summary, compare, not_jpeg, len(plans) + len(errors), args.quiet)
 
 
 if __name__ == "__main__":
