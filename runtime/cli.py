@@ -183,25 +183,38 @@ def output_paths(inputs: list[Path], args: argparse.Namespace) -> list[Path]:
     """Where each input's restoration goes (``--help`` of runtime.infer): ``args.output``, ``.format``, ``.suffix``."""
     ext = "." + args.format
     out = args.output
-    if out is not None and (problem := path_problem(out)):
-        raise UsageError(f"-o {out}: {problem}")
-    if out is None and (Path(args.suffix).name != args.suffix or "\0" in args.suffix):
-        raise UsageError(f"--suffix {args.suffix!r}: must be a plain file-name part (no folder separators)")
+    _check_output_names(out, args.suffix)
     tag = strength_tag(args.strength)
     if getattr(args, "output_is_folder", False):  # -o new.png/: a folder, whatever its name looks like
         return [out / (p.stem + tag + ext) for p in inputs]
-    named_file = out is not None and not out.is_dir() and out.suffix.lower() in (*IMAGE_SUFFIXES, ".gif")
-    if named_file and out.suffix.lower() not in LOSSLESS_SUFFIXES:
-        raise UsageError(f"-o {out}: {out.suffix} is lossy; outputs are lossless: {', '.join(LOSSLESS_SUFFIXES)}")
-    if named_file and len(inputs) > 1:
-        raise UsageError(f"-o {out} names one file but there are {len(inputs)} inputs: give a folder")
-    if out is not None and len(inputs) == 1 and not out.is_dir() and out.suffix:
-        return [out]
-    if out is not None and out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder (several inputs need an output folder)")
     if out is None:  # the tag before the suffix: a folder run still knows these as earlier outputs
         return [p.with_name(p.stem + tag + args.suffix + ext) for p in inputs]
+    if _output_is_one_file(out, len(inputs)):
+        return [out]
     return [out / (p.stem + tag + ext) for p in inputs]
+
+
+def _check_output_names(out: Path | None, suffix: str) -> None:
+    """UsageError when the file system refuses ``-o`` as a name, or ``--suffix`` is not a plain file-name part."""
+    if out is not None and (problem := path_problem(out)):
+        raise UsageError(f"-o {out}: {problem}")
+    if out is None and (Path(suffix).name != suffix or "\0" in suffix):
+        raise UsageError(f"--suffix {suffix!r}: must be a plain file-name part (no folder separators)")
+
+
+def _output_is_one_file(out: Path, count: int) -> bool:
+    """Whether ``-o out`` names the output file of the single input (else it is the outputs' folder); UsageError
+    when it names a lossy image file, one file for ``count`` > 1 inputs, or an existing file that is no folder."""
+    named_file = not out.is_dir() and out.suffix.lower() in (*IMAGE_SUFFIXES, ".gif")
+    if named_file and out.suffix.lower() not in LOSSLESS_SUFFIXES:
+        raise UsageError(f"-o {out}: {out.suffix} is lossy; outputs are lossless: {', '.join(LOSSLESS_SUFFIXES)}")
+    if named_file and count > 1:
+        raise UsageError(f"-o {out} names one file but there are {count} inputs: give a folder")
+    if count == 1 and not out.is_dir() and out.suffix:
+        return True
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder (several inputs need an output folder)")
+    return False
 
 
 def strength_tag(strength: float) -> str:
