@@ -266,26 +266,50 @@ def plan_compare(
     if folder is None:
         return plans
     compared = [plan for plan in plans if not plan.error]
-    references = [find_reference(args.reference, plan.src) for plan in compared] if args.reference else []
+    taken = _paths_of_run(plans, compared, args.reference, manifest)
+    _check_compare_folder(folder, taken)
+    pictures = picture_paths(folder, [plan.src for plan in compared])
+    _check_compare_files(folder, pictures, taken)
+    _check_no_earlier_compare(folder, pictures, args.overwrite)
+    by_src = dict(zip((plan.src for plan in compared), pictures, strict=True))
+    return [dataclasses.replace(plan, picture=by_src.get(plan.src)) for plan in plans]
+
+
+def _paths_of_run(
+    plans: list[FilePlan], compared: list[FilePlan], reference: Path | None, manifest: Path | None
+) -> dict[Path, str]:
+    """Every resolved path the run reads or writes → what it is to the run ("an input", "an output", ...): the
+    ``manifest``, the inputs, the ``--reference`` originals of the ``compared`` plans and the outputs."""
+    references = [find_reference(reference, plan.src) for plan in compared] if reference else []
     taken = {resolved_path(manifest): "the manifest"} if manifest else {}
     taken |= {resolved_path(plan.src): "an input" for plan in plans}
     taken |= {resolved_path(p): "an original of --reference" for p in references if p is not None}
     taken |= {resolved_path(plan.dst): "an output" for plan in plans}
+    return taken
+
+
+def _check_compare_folder(folder: Path, taken: dict[Path, str]) -> None:
+    """UsageError when the compare ``folder`` is, or is under, a path the run reads or writes (``taken``)."""
     where = resolved_path(folder)
     for path in (where, *where.parents):
         if path in taken:
             raise UsageError(f"--compare {folder}: {path} is {taken[path]} of this run, not a folder for the report")
-    pictures = picture_paths(folder, [plan.src for plan in compared])
+
+
+def _check_compare_files(folder: Path, pictures: list[Path], taken: dict[Path, str]) -> None:
+    """UsageError when a compare picture or the report would replace a path the run reads or writes (``taken``)."""
     for path in (*pictures, folder / REPORT_NAME):
         what = taken.get(resolved_path(path))
         if what:
             raise UsageError(f"--compare {folder}: {path.name} would replace {what} of this run; choose another DIR")
+
+
+def _check_no_earlier_compare(folder: Path, pictures: list[Path], overwrite: bool) -> None:
+    """UsageError when the report or a compare picture exists and ``overwrite`` (-f) is not given."""
     existing = [path for path in (folder / REPORT_NAME, *pictures) if _exists(path)]
-    if existing and not args.overwrite:
+    if existing and not overwrite:
         raise UsageError(f"--compare {folder}: {existing[0].name} exists ({len(existing)} compare file(s) of an "
                          "earlier run): -f replaces them, or choose another DIR")  # fmt: skip
-    by_src = dict(zip((plan.src for plan in compared), pictures, strict=True))
-    return [dataclasses.replace(plan, picture=by_src.get(plan.src)) for plan in plans]
 
 
 def resolved_path(path: Path) -> Path:
