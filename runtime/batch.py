@@ -139,11 +139,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Plan on the driver, restore the remaining files on Ray, append the manifest and print the summary."""
     settings = check_batch_options(args)
-    inputs, errors = list_inputs(args.sources)
-    for message in errors:
-        log.error("error: %s", message)
-    if not inputs:
-        raise UsageError("no input images")
+    inputs, errors = list_or_refuse(args.sources)
     outputs = output_paths(inputs, args)
     folder = outputs[0].parent
     manifest_path = args.manifest or folder / MANIFEST_NAME
@@ -156,34 +152,70 @@ def run(args: argparse.Namespace) -> int:
         plans = plan_compare(pictures, plan_files(inputs, outputs, args.overwrite), args, manifest_path)
         manifest = stack.enter_context(Manifest(manifest_path))
         compare = stack.enter_context(open_compare(pictures, args) or contextlib.nullcontext())
-        for plan in plans:
-            if plan.error or plan.skip:
-                error = plan.error and f"{plan.src}: {plan.error}"
-                tally.add(manifest.write(row(plan, "error" if error else "skipped", error=error)))
-            if plan.skip and compare is not None:  # its existing output is compared as it is
-                tally.failed += not compare_one(compare, plan, RunFacts.existing_output())
+        record_unrestored(plans, manifest, compare, tally)
         todo = [plan for plan in plans if not (plan.error or plan.skip)]
-        targets = [plan.dst for plan in todo]
-        sweep_stale_temps(targets)  # left by killed workers
-        done = 0
-        try:
-            if todo:
-                by_input = {str(plan.src): plan for plan in todo}
-                with ray_session(args) as actors:
-                    for result in restore_on_ray(todo, args, settings, actors):
-                        tally.add(manifest.write(result))
-                        done += 1
-                        if compare is not None and result["status"] == "ok":
-                            plan = by_input[result["input"]]
-                            tally.failed += not compare_row(compare, plan, result, settings.strength)
-        except ray.exceptions.RayError as e:  # the pool could not start, or Ray itself failed
-            tally.failed += len(todo) - done
-            log.error("error: the Ray job failed, rerun to resume (%s)", last_line(e))
-        finally:  # interrupted: workers killed mid-write leave temporaries
-            sweep_stale_temps(targets)
-    if not args.quiet:
+        restore_remaining(todo, args, settings, manifest, compare, tally)
+    return finish(tally, compare, args.quiet)
+
+
+def list_or_refuse(sources: list[str]) -> tuple[list[Path], list[str]]:
+    """:func:`list_inputs`, with every error logged; UsageError "no input images" when none is left."""
+    inputs, errors = list_inputs(sources)
+    for message in errors:
+        log.error("error: %s", message)
+    if not inputs:
+        raise UsageError("no input images")
+    return inputs, errors
+
+
+def record_unrestored(plans: list[FilePlan], manifest: Manifest, compare: CompareRun | None, tally: Tally) -> None:
+    """Write the manifest row of each plan that is not restored (an error or a skip) and tally it; compare the
+    existing output of each skipped plan (a failed comparison counts as failed)."""
+    for plan in plans:
+        if plan.error or plan.skip:
+            error = plan.error and f"{plan.src}: {plan.error}"
+            tally.add(manifest.write(row(plan, "error" if error else "skipped", error=error)))
+        if plan.skip and compare is not None:  # its existing output is compared as it is
+            tally.failed += not compare_one(compare, plan, RunFacts.existing_output())
+
+
+def restore_remaining(
+    todo: list[FilePlan],
+    args: argparse.Namespace,
+    settings: RestoreSettings,
+    manifest: Manifest,
+    compare: CompareRun | None,
+    tally: Tally,
+) -> None:
+    """Restore ``todo`` on Ray, appending and tallying each row as it arrives and comparing each restored file;
+    a Ray failure counts the files without a row as failed (logged: a rerun resumes). Temporaries of killed
+    workers are swept before and after, whatever happens."""
+    targets = [plan.dst for plan in todo]
+    sweep_stale_temps(targets)  # left by killed workers
+    done = 0
+    try:
+        if todo:
+            by_input = {str(plan.src): plan for plan in todo}
+            with ray_session(args) as actors:
+                for result in restore_on_ray(todo, args, settings, actors):
+                    tally.add(manifest.write(result))
+                    done += 1
+                    if compare is not None and result["status"] == "ok":
+                        plan = by_input[result["input"]]
+                        tally.failed += not compare_row(compare, plan, result, settings.strength)
+    except ray.exceptions.RayError as e:  # the pool could not start, or Ray itself failed
+        tally.failed += len(todo) - done
+        log.error("error: the Ray job failed, rerun to resume (%s)", last_line(e))
+    finally:  # interrupted: workers killed mid-write leave temporaries
+        sweep_stale_temps(targets)
+
+
+def finish(tally: Tally, compare: CompareRun | None, quiet: bool) -> int:
+    """Print the summary line (not when ``quiet``), the compare report and the failure count; return the exit code
+    (1 if any input failed, else 0)."""
+    if not quiet:
         print_result(tally.summary())
-    print_report(compare, args.quiet)
+    print_report(compare, quiet)
     if tally.failed:
         print(f"{tally.failed} input(s) failed", file=sys.stderr)
     return 1 if tally.failed else 0
