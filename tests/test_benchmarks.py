@@ -17,6 +17,8 @@ from benchmarks import model_size, quality, runtime
 from benchmarks.common import DEFAULT_OUTPUT, RESULTS_DIR, Contention, markdown_table, model_entries
 from common.color import rgb_to_y
 from models.wcdgan import count_parameters
+from runtime.spec import ModelSpec
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
 
@@ -257,9 +259,11 @@ def test_cpu_paths_runs_each_setting_in_its_own_process(tmp_path):
     fixed, fitted = payload["rows"]
     assert fixed["status"] == fitted["status"] == "ok", (fixed["reason"], fitted["reason"])
     assert (fixed["file"], fitted["file"]) == ("default.onnx", "default_int8.onnx")
-    # 200×344 at a fixed 256 core: 1×2 windows of 320²; fitted ≤ 512: one 208×352 core in a 272×416 window
-    assert fixed["computed_per_output_pixel"] == pytest.approx(2 * 320 * 320 / (200 * 344))
-    assert fitted["computed_per_output_pixel"] == pytest.approx(272 * 416 / (200 * 344))
+    # 200×344 at a fixed 256 core: 1×2 windows of (256 + 2·overlap)²; fitted ≤ 512: one 208×352 core, its window
+    # 2·overlap larger per side (overlap: the bundled model's recommended one, from its sidecar)
+    o = ModelSpec.load(REPO_ROOT / "runtime" / "weights" / "default.json").recommended_overlap
+    assert fixed["computed_per_output_pixel"] == pytest.approx(2 * (256 + 2 * o) ** 2 / (200 * 344))
+    assert fitted["computed_per_output_pixel"] == pytest.approx((208 + 2 * o) * (352 + 2 * o) / (200 * 344))
     for row in (fixed, fitted):
         assert row["peak_rss_mb"] > 50 and len(row["passes_s"]) == 2 and row["foreign_cores"] is not None
         assert row["s_per_mp_min"] <= row["s_per_mp_median"] <= row["s_per_mp_max"]
