@@ -35,15 +35,10 @@ from benchmarks.common import (
     write_results,
 )
 from common.cli import UsageError, run_cli
+from common.color import rgb_to_ycbcr_jfif
 from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr
 from runtime import Restorer
-
-
-def ycbcr_planes(rgb: np.ndarray) -> np.ndarray:
-    """H×W×3 uint8 RGB → H×W×3 float64 full-range YCbCr (JFIF, what libjpeg codes), not rounded."""
-    m = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-    return rgb.astype(np.float64) @ m.T + np.array([0.0, 128.0, 128.0])
 
 
 def _psnr_float(a: np.ndarray, b: np.ndarray) -> float:
@@ -53,7 +48,7 @@ def _psnr_float(a: np.ndarray, b: np.ndarray) -> float:
 
 def split_scores(restored: np.ndarray, original: np.ndarray) -> dict[str, Any]:
     """RGB, Y and CbCr PSNR (dB) and the summed per-channel difference (levels) of one restored image."""
-    yr, yo = ycbcr_planes(restored), ycbcr_planes(original)
+    yr, yo = rgb_to_ycbcr_jfif(restored), rgb_to_ycbcr_jfif(original)
     return {
         "rgb": psnr(restored, original),
         "y": _psnr_float(yr[..., 0], yo[..., 0]),

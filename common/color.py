@@ -9,6 +9,8 @@ _RGB_TO_YCBCR = np.array(
     [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float64
 )
 _YCBCR_OFFSET = np.array([16.0, 128.0, 128.0])
+# JFIF (ITU-T T.871) full-range RGB → YCbCr: what libjpeg codes (chroma centred on 128 for 8 bits, 0.5 for [0, 1]).
+JFIF_RGB_TO_YCBCR = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
 
 
 def rgb_to_y(rgb: np.ndarray) -> np.ndarray:
@@ -45,3 +47,9 @@ def with_luma(rgb: np.ndarray, y: np.ndarray) -> np.ndarray:
 def _check_rgb_uint8(rgb: np.ndarray) -> None:
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"expected an H×W×3 uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+
+
+def rgb_to_ycbcr_jfif(rgb: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8 RGB → H×W×3 float64 full-range YCbCr as a JPEG codes it (:data:`JFIF_RGB_TO_YCBCR`), not rounded."""
+    _check_rgb_uint8(rgb)
+    return rgb.astype(np.float64) @ np.array(JFIF_RGB_TO_YCBCR).T + np.array([0.0, 128.0, 128.0])

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# JFIF (ITU-T T.871) full-range RGB → YCbCr, as libjpeg encodes; values in [0, 1], chroma centred on 0.5.
-RGB_TO_YCBCR = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+from common.color import JFIF_RGB_TO_YCBCR as RGB_TO_YCBCR  # values in [0, 1], chroma centred on 0.5
+
 CHROMA_OFFSET = 0.5
 
 
