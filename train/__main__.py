@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-d", type=float, default=1e-4)
     t.add_argument("--lr-halve-every", type=int, default=20_000)
     t.add_argument("--w-l1", type=float, help="override the preset's L1 weight")
+    t.add_argument(
+        "--w-mse",
+        type=float,
+        help="weight of a mean-squared-error term (default 0; `--w-l1 0 --w-mse 1` trains on MSE alone, which the "
+        "half trunk needs: with L1 alone it stays at a zero residual, models/pretrained/README.md)",
+    )
     t.add_argument("--w-perceptual", type=float, help="override the preset's perceptual weight")
     t.add_argument("--w-adv", type=float, help="override the preset's adversarial weight")
     t.add_argument("--w-tv", type=float, help="override the preset's TV weight")
@@ -198,6 +204,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     loss = preset_losses(args.preset)
     for name, value in (
         ("l1", args.w_l1),
+        ("mse", args.w_mse),
         ("perceptual", args.w_perceptual),
         ("adversarial", args.w_adv),
         ("tv", args.w_tv),

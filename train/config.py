@@ -42,6 +42,7 @@ class LossWeights:
     """Weight of each generator loss term (0 disables the term; perceptual > 0 needs VGG weights)."""
 
     l1: float = 1.0
+    mse: float = 0.0  # mean squared error: PSNR's own loss; from a zero residual it learns where L1 stalls
     perceptual: float = 0.0
     adversarial: float = 0.0
     tv: float = 0.0

@@ -38,7 +38,7 @@ from train.data import (
     load_images,
     load_validation,
 )
-from train.losses import l1_loss, load_vgg_perceptual, lsgan_d_loss, lsgan_g_loss, tv_loss
+from train.losses import l1_loss, load_vgg_perceptual, lsgan_d_loss, lsgan_g_loss, mse_loss, tv_loss
 from train.probe import fast_bf16
 
 log = logging.getLogger(__name__)
@@ -187,8 +187,11 @@ class Trainer:
         full = self.iteration >= cfg.warmup_iters  # after warm-up: every term and the discriminator
         self.g.train()
         out = self._generate(x)
-        terms: dict[str, torch.Tensor] = {"l1": l1_loss(out, y)}
+        terms: dict[str, torch.Tensor] = {"l1": l1_loss(out, y)}  # logged even at weight 0: the run's record
         total = w.l1 * terms["l1"]
+        if w.mse > 0:
+            terms["mse"] = mse_loss(out, y)
+            total = total + w.mse * terms["mse"]
         if full and self.vgg is not None:
             with self._autocast():
                 terms["perceptual"] = self.vgg(out, y).float()

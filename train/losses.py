@@ -1,4 +1,4 @@
-"""WCDGAN losses (paper eq. 18–23): L1 content, VGG19 conv5_4 perceptual, LSGAN adversarial, TV.
+"""WCDGAN losses (paper eq. 18–23): L1 content (or MSE, not in the paper), VGG19 conv5_4 perceptual, LSGAN, TV.
 
 All image tensors are N×C×H×W float in [0, 1] (C = 1 or 3). Each function returns a scalar tensor
 (mean over every element), so the term magnitudes do not depend on batch or patch size.
@@ -23,6 +23,11 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # to
 def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Content loss ``L_c = mean |out − gt|`` (eq. 18)."""
     return F.l1_loss(output, target)
+
+
+def mse_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Pixel loss ``mean (out − gt)²`` (not in the paper): the loss PSNR measures."""
+    return F.mse_loss(output, target)
 
 
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
