@@ -263,6 +263,14 @@ def test_cli_run_resume_and_refuse_overwrite(dirs, tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--resume", "--iters", "3", "-q"]) == 0
     _, meta = load_generator(tmp_path / "g.pt")
     assert meta["iterations"] == 3 and meta["data_dirs"] == [str(dirs[0].resolve())]
+    # a lineage changes its pixel loss: the new weights train from the next iteration and are recorded
+    assert main(["--out", str(tmp_path), "--resume", "--iters", "5", "--w-l1", "0", "--w-mse", "1", "-q"]) == 0
+    _, meta = load_generator(tmp_path / "g.pt")
+    assert meta["iterations"] == 5 and meta["train_config"]["loss"]["mse"] == 1.0
+    losses = [r for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "total" in r]
+    assert losses[-1]["iter"] == 5 and losses[-1]["total"] == pytest.approx(losses[-1]["mse"])
+    assert main(["--out", str(tmp_path), "--resume", "--iters", "6", "--w-adv", "1", "-q"]) == 2
+    assert "adversarial" in capsys.readouterr().err
 
 
 def test_lineage_resume_moves_data_and_extends_the_time_budget(dirs, tmp_path):
@@ -408,7 +416,10 @@ def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
     assert nothing.returncode == 1 and "nothing to commit" in nothing.stderr
 
     started = subprocess.run(
-        [*script, "start", str(int(time.time()) + 3), "1"], env=env, capture_output=True, text=True
+        [*script, "start", str(int(time.time()) + 3), "1", "--w-l1", "0", "--w-mse", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert started.returncode == 0, started.stderr
     pid = int(re.search(r"pid (\d+)", started.stdout)[1])
@@ -422,6 +433,7 @@ def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
     assert committed.returncode == 0, committed.stderr + (work / "train.log").read_text()
     state = torch.load(keep / "state.pt", weights_only=True)
     assert state["iteration"] > first["iteration"] and state["wall_time"] > first["wall_time"] + 1  # continued
+    assert state["config"]["loss"]["mse"] == 1.0 and state["config"]["loss"]["l1"] == 0.0  # the session's recipe
     assert len((keep / "log.jsonl").read_text().splitlines()) > len((run / "log.jsonl").read_text().splitlines())
     best, meta = load_generator(keep / "best.pt")
     assert best.cfg.features == 16 and meta["val_psnr"] == state["best_val"]  # the session's best, or the kept one

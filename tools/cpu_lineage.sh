@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The CPU training lineage of the bundled default model (issue 33): one run that goes on across sessions.
 #
-#   tools/cpu_lineage.sh start END [THREADS]   resume the committed state in the background until END (a time `date`
-#                                              reads, e.g. 07:55, or a Unix time), niced, THREADS torch threads (2)
+#   tools/cpu_lineage.sh start END [THREADS [TRAIN_ARGS...]]
+#                                              resume the committed state in the background until END (a time `date`
+#                                              reads, e.g. 07:55, or a Unix time), niced, THREADS torch threads (2);
+#                                              TRAIN_ARGS go to `train --resume` (e.g. `--w-l1 0 --w-mse 1`: a recipe
+#                                              change, recorded in the checkpoints)
 #   tools/cpu_lineage.sh status                where the run stands (validation curve, last losses)
 #   tools/cpu_lineage.sh commit                copy the run's best generator, full state and curve into the checkout
 #
@@ -38,6 +41,7 @@ split_urban() {  # the Urban100 split as symlink folders (the validation images 
 start() {
     local end threads=${2:-2}
     end=$(date -d "$1" +%s 2>/dev/null || echo "$1")
+    shift $(($# < 2 ? $# : 2))  # what is left goes to train
     [ -f "$STATE" ] || { echo "error: $STATE: no lineage to continue" >&2; exit 2; }
     split_urban
     if [ ! -f "$WORK/run/last.pt" ]; then
@@ -47,7 +51,7 @@ start() {
     fi
     nohup nice -n 10 "$PY" -m train --resume -o "$WORK/run" --end-at "$end" --threads "$threads" -q \
         --data "$SHARED/data/train/CBSD432" "$SHARED/data/train/SunHays80_HR" "$WORK/data/urban_train" \
-        --val "$WORK/data/urban_val" > "$WORK/train.log" 2>&1 &
+        --val "$WORK/data/urban_val" "$@" > "$WORK/train.log" 2>&1 &
     echo "lineage training until $(date -d "@$end" +%H:%M) in the background (pid $!, log $WORK/train.log)"
 }
 
@@ -67,5 +71,5 @@ case "${1:-}" in
     start) shift; start "$@" ;;
     status) status ;;
     commit) commit ;;
-    *) sed -n '2,8p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,11p' "$0" >&2; exit 2 ;;
 esac

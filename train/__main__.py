@@ -28,7 +28,7 @@ from common.files import shared_dir
 from models.checkpoint import CheckpointError, load_generator
 from models.wcdgan import TRUNKS, GeneratorConfig
 from train import probe
-from train.config import PRESETS, TrainConfig, preset_losses
+from train.config import PRESETS, LossWeights, TrainConfig, preset_losses
 from train.data import DataError, check_training_dir
 from train.loop import ResumeError, Trainer, load_run_data, load_training_state, pick_device
 
@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue RUN_DIR/last.pt; its saved configuration is used "
-        "(only --iters, --time-limit, --end-at, --threads, --workers, --device, -q apply, and --data/--val "
-        "to find the same images in another place)",
+        "(only --iters, --time-limit, --end-at, --threads, --workers, --device, -q apply, --data/--val "
+        "to find the same images in another place, and --w-* to change a lineage's loss, recorded in its checkpoints)",
     )
     d = p.add_argument_group("degradation")
     d.add_argument(
@@ -196,21 +196,28 @@ def _batch(text: str) -> int:
     return int(text)
 
 
+def override_loss_weights(loss: LossWeights, args: argparse.Namespace) -> bool:
+    """Apply the ``--w-*`` flags the user gave to ``loss``; True if any was given."""
+    given = {
+        "l1": args.w_l1,
+        "mse": args.w_mse,
+        "perceptual": args.w_perceptual,
+        "adversarial": args.w_adv,
+        "tv": args.w_tv,
+    }
+    given = {name: value for name, value in given.items() if value is not None}
+    for name, value in given.items():
+        setattr(loss, name, value)
+    return bool(given)
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """A fresh run's TrainConfig from the command line (raises DataError/ValueError on bad input)."""
     if not args.data:
         raise DataError("--data is required (folders of clean training images)")
     data_dirs = [str(check_training_dir(d)) for d in args.data]
     loss = preset_losses(args.preset)
-    for name, value in (
-        ("l1", args.w_l1),
-        ("mse", args.w_mse),
-        ("perceptual", args.w_perceptual),
-        ("adversarial", args.w_adv),
-        ("tv", args.w_tv),
-    ):
-        if value is not None:
-            setattr(loss, name, value)
+    override_loss_weights(loss, args)
     vgg = args.vgg_weights or (str(SHARED_VGG) if loss.perceptual > 0 and SHARED_VGG.is_file() else None)
     budgeted = args.time_budget or args.end_at
     iters = args.iters if args.iters is not None else (UNCAPPED_ITERS if budgeted else DEFAULT_ITERS)
@@ -284,6 +291,11 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
             cfg.data_dirs = [str(check_training_dir(d)) for d in args.data]
         if args.val:
             cfg.val_dir = args.val
+        networks = (cfg.loss.perceptual > 0, cfg.loss.uses_discriminator)
+        if override_loss_weights(cfg.loss, args):  # a lineage's recipe change: Adam's state carries over
+            if (cfg.loss.perceptual > 0, cfg.loss.uses_discriminator) != networks:
+                raise ValueError("--resume cannot switch the perceptual or adversarial loss on or off")
+            log.info("loss weights from now on: %s", cfg.loss)
         cfg.num_workers = args.workers
         trainer = Trainer(cfg, out, device=args.device, quiet=args.quiet)
         trainer.load_state_dict(state)
