@@ -12,8 +12,11 @@ TensorRT profile and ONNX Runtime's bound device buffers are sized for the maxim
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import platform
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,14 +24,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from common.color import rgb_to_y, with_luma
-from common.files import NAME_MAX
+from common.files import NAME_MAX, sha256_file
 from common.tiling import ALIGN, TileGrid, crop_slices, extract_window
 from runtime.backends.base import Backend, BackendUnavailable, first_line, is_out_of_memory
 from runtime.backends.catalogue import BACKENDS
 from runtime.backends.select import backend_file, select_backend, tile_grid
+from runtime.engine_cache import passed_self_test, record_self_test
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
 from runtime.jpeg_consistency import (
     ConsistencyError,
@@ -38,7 +41,7 @@ from runtime.jpeg_consistency import (
     read_coefficients,
 )
 from runtime.jpeg_quality import JpegQuality
-from runtime.model_files import Model, ModelError, ModelSet, resolve_models
+from runtime.model_files import Model, ModelError, ModelFile, ModelSet, resolve_models
 from runtime.settings import RestoreSettings
 from runtime.strength import blend
 
@@ -101,9 +104,11 @@ class Restorer:
         device_id: GPU ordinal. threads: ORT CPU intra-op threads (None: ONNX Runtime's default). spin: whether
             idle ORT CPU threads busy-wait (None: unless the machine is busy at start,
             :func:`runtime.backends.onnxruntime.spin_default`).
-        cache_dir: TensorRT engine cache. align: tile grid (16 = JPEG 4:2:0 MCU). progress: tqdm bar over tiles
-            (on terminals only). max_pixels: :meth:`restore_file` refuses larger images (checked from the header).
+        cache_dir: TensorRT engine cache (also the records of passed self-tests). align: tile grid (16 = JPEG 4:2:0
+            MCU). progress: tqdm bar over tiles (on terminals only). max_pixels: :meth:`restore_file` refuses larger images (checked from the header).
         verify: run the load-time self-test of each model (:func:`self_test`); off only for timing random weights.
+            On CPU backends a passed test is recorded in ``cache_dir`` per graph bytes, library and machine
+            (:func:`self_test_key`): later loads of the same file skip it.
         strength: the fraction of the restoration applied, 0 < S ≤ 1 (1: all of it): every result is
             ``round(input + S · (restored − input))`` (:func:`runtime.strength.blend`), for a lighter touch.
         consistent: :meth:`restore_file` projects each restoration onto what its JPEG file allows (every DCT
@@ -322,13 +327,20 @@ class Restorer:
             # a fixed-window backend is tested at its window (it must fit); one taking any window at a small one:
             # the same check, without seconds of start-up for a large CPU core
             window = probe.window if not backend.any_window else tuple(min(w, SELF_TEST_WINDOW) for w in probe.window)
-            try:
-                self_test(model, backend, window)
-            except Exception as e:
-                backend.close()
-                if is_out_of_memory(e):  # one window does not fit: for _shrink, as if the build had failed
-                    raise BackendUnavailable(f"out of memory running one {probe.window} window: {e}") from e
-                raise
+            key = self_test_key(file, backend, window)
+            if key is not None and passed_self_test(settings.cache_dir, key):
+                log.debug("self-test of %s on %s: passed before on this machine (same graph bytes)", model.name,
+                          backend.name)  # fmt: skip
+            else:
+                try:
+                    self_test(model, backend, window)
+                except Exception as e:
+                    backend.close()
+                    if is_out_of_memory(e):  # one window does not fit: for _shrink, as if the build had failed
+                        raise BackendUnavailable(f"out of memory running one {probe.window} window: {e}") from e
+                    raise
+                if key is not None:
+                    record_self_test(settings.cache_dir, key)
         self._engines[model.key] = engine
         return engine
 
@@ -379,7 +391,7 @@ class Restorer:
         adapter = _ColorAdapter(engine.model.spec.channels, images[0])
         tiles = [(image, out, tile) for image, out in zip(images, outs, strict=True) for tile in grid]
         buffer = np.empty((engine.batch, engine.model.spec.channels, *grid.window), dtype=np.float32)
-        with tqdm(total=len(tiles), unit="tile", disable=None if self.settings.progress else True, leave=False) as bar:
+        with _tile_bar(len(tiles), self.settings.progress) as bar:
             for pos in range(0, len(tiles), engine.batch):
                 chunk = tiles[pos : pos + engine.batch]
                 batch = buffer[: len(chunk)]
@@ -395,6 +407,26 @@ class Restorer:
                     restored = result[i][(slice(None), *window_region)]
                     out[image_region] = adapter.from_model(restored, image[image_region])
                 bar.update(len(chunk))
+
+
+class _NoBar(contextlib.nullcontext):
+    """What :func:`_tile_bar` gives without progress: a context manager whose ``update`` does nothing."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def _tile_bar(total: int, progress: bool) -> contextlib.AbstractContextManager:
+    """A tqdm bar over ``total`` tiles (on terminals) with ``progress``; else :class:`_NoBar`, without importing tqdm
+    (a one-image command never needs it)."""
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="tile", disable=None, leave=False)
 
 
 def check_quality(quality: int | None) -> None:
@@ -413,6 +445,27 @@ def check_writable(out_path: Path) -> None:
         folder = folder.parent  # the nearest existing ancestor must let us create the rest
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise ImageError(f"{out_path}: cannot write into {folder} (not a writable folder)")
+
+
+_CPU_LIBRARIES = {"ort-cpu": "onnxruntime", "openvino": "openvino"}  # backend → the module that runs the graph
+
+
+def self_test_key(file: ModelFile, backend: Backend, window: tuple[int, int]) -> dict | None:
+    """What a passed :func:`self_test` depends on, for :func:`runtime.engine_cache.passed_self_test`: the graph's
+    SHA-256 (the sidecar's, which :mod:`runtime.model_files` checked against the file's bytes when it loaded them;
+    else hashed now), the backend, its library's version, the window and this machine. None (test every time) for a
+    backend whose result depends on more than that: a GPU's card and driver, a Triton server's current model.
+
+    A record saves a one-image process the test (≈ 0.17 s CPU at a 320² window, ``benchmarks/results/startup.md``);
+    a changed graph file has another hash, so it is tested again."""
+    library = sys.modules.get(_CPU_LIBRARIES.get(backend.name, ""))
+    if library is None or file.onnx is None:
+        return None
+    return {
+        "onnx_sha256": file.spec.onnx_sha256 or sha256_file(file.onnx), "backend": backend.name,
+        "library": f"{library.__name__} {getattr(library, '__version__', '?')}", "window": list(window),
+        "host": platform.node(), "machine": platform.machine(),
+    }  # fmt: skip
 
 
 def self_test(model: Model, backend: Backend, window: tuple[int, int]) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 from common.cli import OptionError
 from common.tiling import ALIGN, MAX_OVERLAP, MAX_TILE
 from runtime.backends.catalogue import BACKENDS, CPU_CORE, REMOTE_BACKENDS
-from runtime.io import DEFAULT_MAX_PIXELS
+from runtime.formats import DEFAULT_MAX_PIXELS
 from runtime.model_files import PRECISIONS
 from runtime.strength import check_strength
 

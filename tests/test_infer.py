@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import importlib.util
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from skimage import data
 
 from runtime.cli import Summary
 from runtime.infer import plan_files
-from tests.conftest import assert_imports_without_torch, run_module, tiny_model
+from tests.conftest import REPO_ROOT, assert_imports_without_torch, run_module, tiny_model
 from tests.runtime_fixtures import write_jpeg
 
 RGB = data.astronaut()[:48, :72]
@@ -343,3 +345,37 @@ def test_runtime_imports_without_torch():
         from runtime import Restorer
         """
     )
+
+
+# What start-up must not pay for (issue 34): loaded only by the runs that use them.
+HEAVY = ("cv2", "onnxruntime", "tqdm", "PIL", "av", "jpeglib", "runtime.restorer", "runtime.compare")
+
+
+def test_importing_the_command_loads_no_codec_runtime_or_progress_library():
+    """``import runtime`` and ``import runtime.infer`` (and building its --help) load neither OpenCV, ONNX Runtime,
+    tqdm, Pillow, PyAV, jpeglib, nor the restorer or the compare output: they cost a one-image process CPU only when
+    its work needs them."""
+    from tests.conftest import assert_imports_without
+
+    assert_imports_without("import runtime, runtime.infer\nruntime.infer.build_parser().format_help()", HEAVY)
+
+
+@pytest.mark.cli
+def test_a_one_jpeg_run_loads_no_progress_bars_pillow_compare_or_tensorrt_module(tmp_path, model):
+    """A one-JPEG run without --compare loads what restoring needs and nothing more: no tqdm (no bar for one file,
+    -q), no Pillow (the JPEG's size comes from its frame header), no compare output, no TensorRT backend module where
+    TensorRT is not installed; and it still writes its output."""
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    unneeded = ("tqdm", "PIL", "runtime.compare", "filelock")
+    if importlib.util.find_spec("tensorrt") is None:
+        unneeded += ("runtime.backends.tensorrt",)
+    code = (
+        "import sys, runtime.infer\n"
+        f"code = runtime.infer.main([{str(src)!r}, '-o', {str(tmp_path / 'out.png')!r}, '--model', {str(model)!r}, "
+        "'-q', '--no-consistent'])\n"
+        f"print(code, sorted(m for m in {unneeded!r} if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.stdout.strip() == "0 []", proc.stdout + proc.stderr
+    assert (tmp_path / "out.png").is_file()
