@@ -105,7 +105,8 @@ class Restorer:
             idle ORT CPU threads busy-wait (None: unless the machine is busy at start,
             :func:`runtime.backends.onnxruntime.spin_default`).
         cache_dir: TensorRT engine cache (also the records of passed self-tests). align: tile grid (16 = JPEG 4:2:0
-            MCU). progress: tqdm bar over tiles (on terminals only). max_pixels: :meth:`restore_file` refuses larger images (checked from the header).
+            MCU). progress: tqdm bar over tiles (on terminals only). max_pixels: :meth:`restore_file` refuses
+            larger images (checked from the header).
         verify: run the load-time self-test of each model (:func:`self_test`); off only for timing random weights.
             On CPU backends a passed test is recorded in ``cache_dir`` per graph bytes, library and machine
             (:func:`self_test_key`): later loads of the same file skip it.
