@@ -97,14 +97,18 @@ def add_restore_options(p: argparse.ArgumentParser, image_output: bool = True) -
                        "its path is printed. Skipped inputs are compared with their existing outputs; an earlier "
                        "run's report and pictures there are kept unless -f. Put it after the inputs, or write "
                        "--compare=DIR")  # fmt: skip
-        p.add_argument("--consistent", action=argparse.BooleanOptionalAction, default=False,
-                       help="JPEG inputs only: project each restoration onto what the file's DCT coefficients allow "
-                       "(it re-encodes to the same coefficients: it may fill in what quantisation lost, never "
-                       "contradict the file) and print the share of luma coefficients that do; needs the "
-                       "[consistent] extra (default: off)")  # fmt: skip
         p.add_argument("--reference", type=Path, metavar="DIR",
                        help="with --compare: the originals (same names as the inputs, any image format); the report "
                        "adds PSNR / SSIM / PSNR-B of input and restoration per image and their means")  # fmt: skip
+    what = "JPEG input" if image_output else "Motion-JPEG frame"
+    p.add_argument("--consistent", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"project each restored {what} onto what its own DCT coefficients allow (it re-encodes to "
+                   "the same coefficients: it may fill in what quantisation lost, never contradict the file) and "
+                   "print the share of luma coefficients that do. Default: on for "
+                   f"{'8-bit JPEG inputs; other inputs are restored as they are' if image_output else 'Motion JPEG'}"
+                   " and the result line says so; --consistent refuses "
+                   f"{'other inputs' if image_output else 'other codecs'}; --no-consistent: off (measured: "
+                   "benchmarks/results/consistency.md)")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bars, per-file lines or summary; errors only")  # fmt: skip
 
@@ -125,7 +129,7 @@ def settings_from_args(args: argparse.Namespace, **fields: object) -> RestoreSet
             backend=args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch, precision=args.precision,
             threads=args.threads, spin={"auto": None, "on": True, "off": False}[args.spin], cache_dir=args.cache_dir,
             max_pixels=round(args.max_pixels * 1e6), server=args.url, remote_model=args.remote_model,
-            strength=args.strength, consistent=getattr(args, "consistent", False), **fields,
+            strength=args.strength, consistent=args.consistent, **fields,
         )  # fmt: skip
     except SettingError as e:
         raise UsageError(e.for_cli()) from None
@@ -431,8 +435,8 @@ def print_report(compare: CompareRun | None, quiet: bool) -> None:
 
 def result_line(src: Path, result: FileResult, seconds: float, strength: float = 1.0) -> str:
     """``SRC (JPEG q10) → DST  [default int8, 4 tiles, 1.2 s]``: what was restored, into what, by which model (with
-    ``, strength 0.6`` below full strength, and ``, consistent 99.98 %`` in consistent mode: the share of luma
-    coefficients true to the file)."""
+    ``, strength 0.6`` below full strength, and ``, consistent 99.98 %`` where the projection ran: the share of luma
+    coefficients true to the file; else ``, not projected: not a JPEG`` (why not))."""
     quality = f"JPEG {result.jpeg_quality}" if result.jpeg_quality else "not a JPEG"
     tiles = f"{result.tiles} tile{'' if result.tiles == 1 else 's'}"
     ran = f"{result.model} {result.precision}, {tiles}, {seconds:.1f} s"
@@ -440,6 +444,8 @@ def result_line(src: Path, result: FileResult, seconds: float, strength: float =
         ran += f", strength {strength:g}"
     if result.consistent is not None:
         ran += f", consistent {floor_percent(result.consistent)}"
+    elif result.unprojected:
+        ran += f", not projected: {result.unprojected}"
     return f"{src} ({quality}) → {result.output}  [{ran}]"
 
 

@@ -58,9 +58,10 @@ quality of each input is printed and, with a folder of per-quality models (--mod
 the nearest quality.
 
 Console: results on stdout (one line per restored file: input, JPEG quality, output, model, precision, tiles,
-seconds, strength below 1, with --consistent the share of luma coefficients true to the JPEG; with several inputs
-a summary line; with --compare the report's path), logs, progress bars, warnings and errors on stderr. -v also says
-why each backend, precision and model was chosen; -q prints errors only.
+seconds, strength below 1, and the share of luma coefficients true to the JPEG where the projection ran
+(--consistent: on for JPEG inputs by default) or why it did not; with several inputs a summary line; with --compare
+the report's path), logs, progress bars, warnings and errors on stderr. -v also says why each backend, precision
+and model was chosen; -q prints errors only.
 """
 
 

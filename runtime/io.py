@@ -152,7 +152,7 @@ def _is_os2_colour_bmp(head: mmap.mmap) -> bool:
     return head[:2] == b"BM" and head[14:18] == b"\x0c\0\0\0" and int.from_bytes(head[24:26], "little") > 8
 
 
-def _jpeg_header(jpeg: mmap.mmap | bytes) -> Iterator[tuple[int, int]]:
+def jpeg_markers(jpeg: mmap.mmap | bytes) -> Iterator[tuple[int, int]]:
     """``(marker, offset)`` of each marker of a JPEG's header, up to and including the first start of scan (0xDA):
     segments (which may hold a thumbnail with its own markers) are skipped by their lengths; stops early at anything
     that is not a marker or runs past the end."""
@@ -172,7 +172,7 @@ def _jpeg_end(jpeg: mmap.mmap | bytes) -> int | None:
     """The offset just past the main image's EOI marker: the first EOI after the first scan ends it (scan data cannot
     contain one: 0xFF is stuffed there). None when there is none (a truncated file). Data after EOI (motion
     photos carry a video) is legal and left unread."""
-    for marker, pos in _jpeg_header(jpeg):
+    for marker, pos in jpeg_markers(jpeg):
         if marker == 0xDA:
             end = jpeg.find(b"\xff\xd9", pos)
             return None if end < 0 else end + 2
@@ -186,7 +186,7 @@ def _jpeg_frame_size(jpeg: mmap.mmap | bytes) -> tuple[int, int] | None:
     """``(width, height)`` from a JPEG's first frame header, or None (no complete one before the scan, or a height
     left to a DNL marker): Pillow then reads it (:func:`declared_size`). Pillow is not imported for the JPEGs this
     reads: a one-image command saves its import (issue 34)."""
-    for marker, pos in _jpeg_header(jpeg):
+    for marker, pos in jpeg_markers(jpeg):
         if marker in _SOF_MARKERS:
             if pos + 9 > len(jpeg) or int.from_bytes(jpeg[pos + 2 : pos + 4], "big") < 8:
                 return None

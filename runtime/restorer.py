@@ -36,6 +36,7 @@ from runtime.io import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, 
 from runtime.jpeg_consistency import (
     ConsistencyError,
     JpegCoefficients,
+    ReaderMissing,
     consistent_share,
     project,
     read_coefficients,
@@ -67,7 +68,8 @@ class FileResult:
     backend: str
     tiles: int
     size: tuple[int, int]  # height, width
-    consistent: float | None = None  # consistent mode: the share of luma coefficients that quantise to the file's
+    consistent: float | None = None  # projected: the share of luma coefficients that quantise to the file's
+    unprojected: str = ""  # not projected: why ("not a JPEG", "consistent mode off", ...)
 
 
 @dataclass
@@ -112,11 +114,12 @@ class Restorer:
             (:func:`self_test_key`): later loads of the same file skip it.
         strength: the fraction of the restoration applied, 0 < S ≤ 1 (1: all of it): every result is
             ``round(input + S · (restored − input))`` (:func:`runtime.strength.blend`), for a lighter touch.
-        consistent: :meth:`restore_file` projects each restoration onto what its JPEG file allows (every DCT
-            coefficient inside the quantisation interval of the file's; :mod:`runtime.jpeg_consistency`), refuses
-            other inputs, and reports the share of luma coefficients that quantise back to the file's values. Needs
-            the ``[consistent]`` extra (``jpeglib``). Arrays given to ``restorer(image)`` have no file: project them
-            with :func:`runtime.jpeg_consistency.project`.
+        consistent: whether :meth:`restore_file` projects each restoration onto what its JPEG file allows (every DCT
+            coefficient inside the quantisation interval of the file's; :mod:`runtime.jpeg_consistency`) and reports
+            the share of luma coefficients that quantise back to the file's values. None (the default): 8-bit JPEG
+            files are projected, other inputs restored as they are (the result says why not); True: other inputs are
+            refused; False: never. Arrays given to ``restorer(image)`` have no file: project them with
+            :func:`runtime.jpeg_consistency.project`.
 
     The settings are held as one :class:`~runtime.settings.RestoreSettings` (``.settings``; invalid ones raise its
     :class:`~runtime.settings.SettingError`, a ``ValueError``; :meth:`from_settings` takes one directly). A model
@@ -155,7 +158,7 @@ class Restorer:
         server: str | None = None,
         remote_model: str | None = None,
         strength: float = 1.0,
-        consistent: bool = False,
+        consistent: bool | None = None,
     ) -> None:
         settings = RestoreSettings(
             backend=backend, tile=tile, overlap=overlap, batch=batch, precision=precision, device_id=device_id,
@@ -255,8 +258,9 @@ class Restorer:
     ) -> FileResult:
         """Read ``path``, restore it (model chosen by ``quality`` or the file's estimated JPEG quality; in consistent
         mode projected onto the file's DCT coefficients) and write ``out_path`` atomically (format from its suffix;
-        alpha re-attached). Never writes over ``path``. In consistent mode a file that is not an 8-bit JPEG raises
-        :class:`~runtime.jpeg_consistency.ConsistencyError` (an ImageError) before the model runs."""
+        alpha re-attached). Never writes over ``path``. With ``consistent`` True a file that is not an 8-bit JPEG
+        raises :class:`~runtime.jpeg_consistency.ConsistencyError` (an ImageError) before the model runs; with None
+        (the default) it is restored without the projection, and the result's ``unprojected`` says why."""
         path, out_path = Path(path), Path(out_path)
         self._check_open()
         check_quality(quality)
@@ -264,7 +268,7 @@ class Restorer:
             raise ImageError(f"{out_path}: is the input itself; refusing to overwrite an input")
         check_writable(out_path)  # before minutes of work, not after
         image = read_image(path, self.settings.max_pixels)
-        jpeg = self._coefficients(path, image) if self.settings.consistent else None
+        jpeg, unprojected = self._coefficients(path, image)
         if quality is None and image.jpeg_quality is not None:
             quality = image.jpeg_quality.quality
         model, why = self.models.choose(quality)
@@ -281,9 +285,8 @@ class Restorer:
             restored = project(restored, jpeg)
             share = consistent_share(restored, jpeg)
         write_image(out_path, restored, alpha, in_place=True)
-        return FileResult(
-            out_path, quality_found, model.name, engine.precision, self.backend_name, tiles, restored.shape[:2], share
-        )
+        return FileResult(out_path, quality_found, model.name, engine.precision, self.backend_name, tiles,
+                          restored.shape[:2], share, unprojected)  # fmt: skip
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -291,13 +294,22 @@ class Restorer:
         if self._closed:
             raise RuntimeError("this Restorer is closed (close() or the end of its with block); make a new one")
 
-    @staticmethod
-    def _coefficients(path: Path, image: LoadedImage) -> JpegCoefficients:
-        """The JPEG's coefficients for consistent mode; ConsistencyError for an input it cannot work on."""
-        jpeg = read_coefficients(path, image.orientation)
-        if image.pixels.dtype != np.uint8:
-            raise ConsistencyError(f"{path}: consistent mode works on 8-bit JPEGs; this one decodes to 16 bit")
-        return jpeg
+    def _coefficients(self, path: Path, image: LoadedImage) -> tuple[JpegCoefficients | None, str]:
+        """``(the JPEG's coefficients, "")`` when the projection runs on ``path``, else ``(None, why not)``: the mode
+        is off, or (mode None) the input is not one it applies to. With the mode True (asked for) an input it cannot
+        work on raises ConsistencyError instead."""
+        mode = self.settings.consistent
+        if mode is False:
+            return None, "consistent mode off"
+        try:
+            jpeg = read_coefficients(path, image.orientation)
+            if image.pixels.dtype != np.uint8:
+                raise ConsistencyError(f"{path}: consistent mode works on 8-bit JPEGs; this one decodes to 16 bit")
+            return jpeg, ""
+        except (ConsistencyError, ReaderMissing) as e:
+            if mode:
+                raise
+            return None, _short_reason(path, e)
 
     def _engine(self, model: Model, core: tuple[int, int] | None = None, batch: int | None = None) -> _Engine:
         """The loaded engine for ``model`` (built on first use, or rebuilt for a new ``core`` or ``batch``)."""
@@ -428,6 +440,14 @@ def _tile_bar(total: int, progress: bool) -> contextlib.AbstractContextManager:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="tile", disable=None, leave=False)
+
+
+def _short_reason(path: Path, error: Exception) -> str:
+    """Why the projection did not run on ``path``, for a result line: ``not a JPEG``, ``16-bit``, or the error."""
+    message = str(error).removeprefix(f"{path}: ")
+    if "needs a JPEG file" in message:
+        return "not a JPEG"
+    return "16-bit" if "16 bit" in message else message
 
 
 def check_quality(quality: int | None) -> None:

@@ -56,7 +56,8 @@ def test_folder_run_continues_past_bad_files(tmp_path, model):
     assert "3 input(s) failed" in proc.stderr
     assert re.search(r"backend: (ort-cpu|ort-cuda|tensorrt)\n", proc.stderr)
     # results on stdout: the restored file's line (model and precision) and the summary; errors stay on stderr
-    assert re.search(r"good.jpg \(JPEG q10\) → .*good.png  \[local fp32, \d+ tiles, [\d.]+ s\]\n", proc.stdout)
+    line = r"good.jpg \(JPEG q10\) → .*good.png  \[local fp32, \d+ tiles, [\d.]+ s, consistent [\d.]+ %\]\n"
+    assert re.search(line, proc.stdout)  # a JPEG: projected onto its coefficients by default
     assert re.search(r"^1 restored, 0 skipped, 3 failed in [\d.]+ s: [\d.]+ MP, [\d.]+ s/MP$", proc.stdout, re.M)
     assert "error" not in proc.stdout and "backend" not in proc.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
@@ -167,11 +168,11 @@ def test_strength_names_its_outputs_and_shows_on_the_result_line(tmp_path, model
     src = write_jpeg(tmp_path / "in" / "a.jpg", RGB, 20)
     out = tmp_path / "out"
     proc = cli(src, "-o", out, "--model", model)  # 48×72: one tile
-    assert proc.returncode == 0 and re.search(r"\[local fp32, 1 tile, [\d.]+ s\]\n", proc.stdout), proc.stdout
+    assert proc.returncode == 0 and re.search(r"\[local fp32, 1 tile, [\d.]+ s, consistent", proc.stdout), proc.stdout
     full = (out / "a.png").read_bytes()
     proc = cli(src, "-o", out, "--model", model, "--strength", "0.5")
     assert proc.returncode == 0 and "exists" not in proc.stderr, proc.stderr
-    assert re.search(rf"→ {re.escape(str(out / 'a_strength0.5.png'))}  \[.*, strength 0.5\]\n", proc.stdout)
+    assert re.search(rf"→ {re.escape(str(out / 'a_strength0.5.png'))}  \[.*, strength 0.5, consistent [\d.]+ %\]\n", proc.stdout)
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_strength0.5.png"]
     assert (out / "a.png").read_bytes() == full and (out / "a_strength0.5.png").read_bytes() != full
     proc = cli(src, "--model", model, "--strength", "0.5")  # next to the input: still an earlier output by its suffix

@@ -24,6 +24,7 @@ from common.files import atomic_path
 from runtime.cli import (
     add_restore_options,
     failure_message,
+    floor_percent,
     log_backend,
     open_restorer,
     path_problem,
@@ -44,8 +45,11 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Remove JPEG compression artifacts from the frames of a video with WCDGAN (PyAV: any container and codec FFmpeg
 decodes). Motion JPEG is restored best: the JPEG quality of every frame is estimated from its own quantisation
-tables and, with a folder of per-quality models (--model DIR), picks the model per frame. Other codecs' artifacts
-are not what the model was trained on (a note says so).
+tables and, with a folder of per-quality models (--model DIR), picks the model per frame; each restored frame is
+projected onto its own packet's DCT coefficients (--consistent, on for Motion JPEG by default: a frame re-encoded
+with its packet's tables gives the packet's coefficients; packets without Huffman tables get the standard ones of
+ITU-T T.81 Annex K). Other codecs' artifacts are not what the model was trained on (a note says so); they are not
+projected (--consistent refuses them).
 
 Output: lossless FFV1 (RGB, exactly the restored pixels) in OUT (.mkv), or --codec h264|h265|av1 --crf N (4:2:0,
 in the input's YUV matrix and range). Kept: timestamps (variable frame rate too), frame rate, rotation metadata,
@@ -130,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.codec} stores 4:2:0 colour, which needs an even width and height (this video is "
                          f"{clip.width}×{clip.height}); use the default lossless FFV1")  # fmt: skip
     target = compare_target(args)
-    video = VideoSettings(args.codec, args.crf, span, args.quality)
+    video = VideoSettings(args.codec, args.crf, span, args.quality, consistent_frames(src, clip, args.consistent))
     with open_restorer(args.model, settings) as restorer:
         log_backend(restorer, args.verbose)
         describe(src, clip, args.codec)
@@ -143,12 +147,38 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # the backend failing on a frame (NaN output, out of memory): one line, no traceback
             log.error("error: %s", failure_message(src, e))
             return 1
-    report(dst, stats, args.quiet)
+    report(dst, stats, args.quiet, projection(stats, clip, video.consistent))
     if args.codec == "ffv1":
         ffv1_note(src, dst, stats.frames / float(clip.rate or 25), target is not None)
     if target is not None and not compare_clip(src, dst, target, clip, video, args.quiet):
         return 1
     return 1 if stats.corrupt or stats.missing else 0
+
+
+def consistent_frames(src: Path, clip: Clip, asked: bool | None) -> bool:
+    """Whether each restored frame is projected onto its packet's DCT coefficients: for Motion JPEG (8-bit) unless
+    ``asked`` is False (--no-consistent); other codecs have no JPEG coefficients: not projected, or, asked for
+    (--consistent), a UsageError before any frame is restored."""
+    if asked is False:
+        return False
+    if clip.is_jpeg and not clip.deep:
+        return True
+    if asked:
+        kind = f"{clip.codec}, not Motion JPEG" if not clip.is_jpeg else "Motion JPEG of more than 8 bits"
+        raise UsageError(f"--consistent: {src} is {kind}: its frames have no 8-bit JPEG coefficients to project "
+                         "onto (leave --consistent out: such a video is restored without it)")  # fmt: skip
+    return False
+
+
+def projection(stats: Stats, clip: Clip, consistent: bool) -> str:
+    """What the result line says about the projection: the lowest share of luma coefficients true to their packet
+    among the projected frames, or why the frames were not projected."""
+    if not consistent:
+        return "not projected: " + ("consistent mode off" if clip.is_jpeg else f"{clip.codec} is not Motion JPEG")
+    if not stats.consistent:
+        return "no frame projected"
+    unread = f", {stats.unprojected} not (unreadable coefficients)" if stats.unprojected else ""
+    return f"{len(stats.consistent)} frames projected, consistent ≥ {floor_percent(min(stats.consistent))}{unread}"
 
 
 def ffv1_note(src: Path, dst: Path, seconds: float, compare: bool) -> None:
@@ -201,6 +231,8 @@ def check_video_options(args: argparse.Namespace) -> None:
     if args.raw:
         if args.start or args.duration or args.codec != "ffv1" or args.compare is not None:
             raise UsageError("--start, --duration, --codec and --compare are for video files, not --raw")
+        if args.consistent:
+            raise UsageError("--consistent is for Motion-JPEG files: raw frames carry no JPEG coefficients")
         if args.raw.width * args.raw.height > args.max_pixels * 1e6:
             raise UsageError(
                 f"--raw {args.raw.width}x{args.raw.height}: frames over --max-pixels {args.max_pixels:g} MP"
@@ -245,12 +277,13 @@ def describe(src: Path, clip: Clip, codec: str) -> None:
                  "resolution; the default FFV1 keeps it (RGB)", clip.chroma, codec)  # fmt: skip
 
 
-def report(dst: Path, stats: Stats, quiet: bool) -> None:
-    """The run's result line (output, frames, speed, stage times) on stdout — logged instead when the frames went to
-    stdout (pipe mode), not at all when ``quiet`` — and the log of JPEG qualities, models and corrupt packets."""
+def report(dst: Path, stats: Stats, quiet: bool, projected: str) -> None:
+    """The run's result line (output, frames, speed, stage times, ``projected``: :func:`projection`) on stdout —
+    logged instead when the frames went to stdout (pipe mode), not at all when ``quiet`` — and the log of JPEG
+    qualities, models and corrupt packets."""
     busy = f"decode {stats.decode_s:.1f} s, restore {stats.restore_s:.1f} s, encode {stats.encode_s:.1f} s"
     rate = stats.frames / max(stats.wall_s, 1e-9)
-    line = f"{dst}: {stats.frames} frames in {stats.wall_s:.1f} s ({rate:.2f} frames/s; {busy})"
+    line = f"{dst}: {stats.frames} frames in {stats.wall_s:.1f} s ({rate:.2f} frames/s; {busy}); {projected}"
     if str(dst) == "-":
         log.info("%s", line)
     elif not quiet:
@@ -296,7 +329,7 @@ def _restore_raw(args: argparse.Namespace, fmt: RawFormat, source: BinaryIO, res
     except Exception as e:  # as in run(): one line, no traceback
         log.error("error: %s", failure_message(Path(args.input), e))
         return 1
-    report(Path(args.output), stats, args.quiet)
+    report(Path(args.output), stats, args.quiet, "not projected: raw frames carry no JPEG coefficients")
     return 1 if stats.corrupt or not stats.frames else 0
 
 
