@@ -172,7 +172,9 @@ def test_strength_names_its_outputs_and_shows_on_the_result_line(tmp_path, model
     full = (out / "a.png").read_bytes()
     proc = cli(src, "-o", out, "--model", model, "--strength", "0.5")
     assert proc.returncode == 0 and "exists" not in proc.stderr, proc.stderr
-    assert re.search(rf"→ {re.escape(str(out / 'a_strength0.5.png'))}  \[.*, strength 0.5, consistent [\d.]+ %\]\n", proc.stdout)
+    assert re.search(
+        rf"→ {re.escape(str(out / 'a_strength0.5.png'))}  \[.*, strength 0.5, consistent [\d.]+ %\]\n", proc.stdout
+    )
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_strength0.5.png"]
     assert (out / "a.png").read_bytes() == full and (out / "a_strength0.5.png").read_bytes() != full
     proc = cli(src, "--model", model, "--strength", "0.5")  # next to the input: still an earlier output by its suffix
