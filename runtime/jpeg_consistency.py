@@ -29,7 +29,8 @@ Blocks never straddle whole MCU rows, so the work runs strip by strip (:data:`_S
 copies take memory for a strip, not the image, and stay in the CPU's caches (3× faster here than in one piece).
 
 Coefficients are read by ``jpeglib`` (libjpeg's own Huffman decoding: baseline, progressive, restart markers, any
-sampling), an optional dependency: ``pip install 'wcdgan-toolkit[consistent]'``.
+sampling), a dependency of the toolkit; a Motion-JPEG packet without Huffman tables gets the standard ones
+(:func:`with_huffman_tables`).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class ConsistencyError(ImageError):
 
 
 class ReaderMissing(RuntimeError):
-    """``jpeglib`` (the optional ``[consistent]`` extra) is not installed."""
+    """``jpeglib`` (a dependency of the toolkit) is not installed."""
 
 
 @dataclass(frozen=True)

@@ -272,7 +272,7 @@ def test_cpu_paths_runs_each_setting_in_its_own_process(tmp_path):
 
 
 def test_consistency_benchmark_one_image(tmp_path, shared_dir):
-    pytest.importorskip("jpeglib", reason="--consistent's reader: pip install '.[consistent]'")
+    pytest.importorskip("jpeglib", reason="--consistent's reader (a dependency)")
     from benchmarks import consistency
 
     assert consistency._parse_args(["--update-results"]).output == RESULTS_DIR

@@ -23,7 +23,7 @@ from runtime.io import read_image
 from tests.conftest import REPO_ROOT
 from tests.runtime_fixtures import local_net
 
-pytest.importorskip("jpeglib", reason="--consistent reads coefficients with jpeglib: pip install '.[consistent]'")
+pytest.importorskip("jpeglib", reason="--consistent reads coefficients with jpeglib (a dependency)")
 
 from runtime import jpeg_consistency as jc
 from runtime.infer import main as infer_main
