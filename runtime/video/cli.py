@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import re
@@ -32,7 +33,7 @@ from runtime.cli import (
     settings_from_args,
 )
 from runtime.restorer import Restorer
-from runtime.settings import RestoreSettings
+from runtime.settings import CONSISTENT_INSTALL_HINT, RestoreSettings
 from runtime.video.compare import write_compare
 from runtime.video.container import Clip, Span, VideoError, probe
 from runtime.video.encode import CODECS
@@ -134,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.codec} stores 4:2:0 colour, which needs an even width and height (this video is "
                          f"{clip.width}×{clip.height}); use the default lossless FFV1")  # fmt: skip
     target = compare_target(args)
-    video = VideoSettings(args.codec, args.crf, span, args.quality, consistent_frames(src, clip, args.consistent))
+    unprojected = why_not_projected(src, clip, args.consistent)
+    video = VideoSettings(args.codec, args.crf, span, args.quality, consistent=not unprojected)
     with open_restorer(args.model, settings) as restorer:
         log_backend(restorer, args.verbose)
         describe(src, clip, args.codec)
@@ -147,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # the backend failing on a frame (NaN output, out of memory): one line, no traceback
             log.error("error: %s", failure_message(src, e))
             return 1
-    report(dst, stats, args.quiet, projection(stats, clip, video.consistent))
+    report(dst, stats, args.quiet, projection(stats, unprojected))
     if args.codec == "ffv1":
         ffv1_note(src, dst, stats.frames / float(clip.rate or 25), target is not None)
     if target is not None and not compare_clip(src, dst, target, clip, video, args.quiet):
@@ -155,26 +157,30 @@ def run(args: argparse.Namespace) -> int:
     return 1 if stats.corrupt or stats.missing else 0
 
 
-def consistent_frames(src: Path, clip: Clip, asked: bool | None) -> bool:
-    """Whether each restored frame is projected onto its packet's DCT coefficients: for Motion JPEG (8-bit) unless
-    ``asked`` is False (--no-consistent); other codecs have no JPEG coefficients: not projected, or, asked for
-    (--consistent), a UsageError before any frame is restored."""
+def why_not_projected(src: Path, clip: Clip, asked: bool | None) -> str:
+    """Why the restored frames are not projected onto their packets' DCT coefficients ("" when they are: 8-bit Motion
+    JPEG, unless ``asked`` is False, --no-consistent). Other codecs have no JPEG coefficients: with ``asked`` True
+    (--consistent) that is a UsageError, before any frame is restored."""
     if asked is False:
-        return False
-    if clip.is_jpeg and not clip.deep:
-        return True
-    if asked:
-        kind = f"{clip.codec}, not Motion JPEG" if not clip.is_jpeg else "Motion JPEG of more than 8 bits"
-        raise UsageError(f"--consistent: {src} is {kind}: its frames have no 8-bit JPEG coefficients to project "
-                         "onto (leave --consistent out: such a video is restored without it)")  # fmt: skip
-    return False
+        return "consistent mode off"
+    if not clip.is_jpeg or clip.deep:
+        if asked:
+            kind = f"{clip.codec}, not Motion JPEG" if not clip.is_jpeg else "Motion JPEG of more than 8 bits"
+            raise UsageError(f"--consistent: {src} is {kind}: its frames have no 8-bit JPEG coefficients to project "
+                             "onto (leave --consistent out: such a video is restored without it)")  # fmt: skip
+        return f"{clip.codec} is not Motion JPEG" if not clip.is_jpeg else "more than 8 bits per sample"
+    # jpeglib is a dependency: only a broken install lacks it (--consistent was refused then by the settings)
+    if importlib.util.find_spec("jpeglib") is None:
+        log.warning("jpeglib is not installed: frames are not projected (%s)", CONSISTENT_INSTALL_HINT)
+        return "jpeglib is not installed"
+    return ""
 
 
-def projection(stats: Stats, clip: Clip, consistent: bool) -> str:
+def projection(stats: Stats, unprojected: str) -> str:
     """What the result line says about the projection: the lowest share of luma coefficients true to their packet
-    among the projected frames, or why the frames were not projected."""
-    if not consistent:
-        return "not projected: " + ("consistent mode off" if clip.is_jpeg else f"{clip.codec} is not Motion JPEG")
+    among the projected frames, or why the frames were not projected (``unprojected``)."""
+    if unprojected:
+        return f"not projected: {unprojected}"
     if not stats.consistent:
         return "no frame projected"
     unread = f", {stats.unprojected} not (unreadable coefficients)" if stats.unprojected else ""
