@@ -5,10 +5,10 @@ the runtime's :class:`~runtime.Restorer` (bundled model, default precision: INT8
 then projected onto the file's coefficients exactly as ``restore_file`` does in consistent mode
 (:func:`runtime.jpeg_consistency.project`, after the restoration). Per quality: the share of luma DCT coefficients
 that quantise back to the file's values (8×8 blocks inside the image) for the original photo, the JPEG, the
-restoration without and with the projection; RGB PSNR of each against the original; seconds per megapixel of the
-model and of the projection (reading the coefficients included).
+restoration without and with the projection; RGB PSNR and SSIM (mean over R, G, B) of each against the original;
+seconds per megapixel of the model and of the projection (reading the coefficients included).
 
-    python -m benchmarks.consistency --images 10 --qualities 10 30 40 --threads 1   # → out/benchmarks/
+    python -m benchmarks.consistency --images 10 --qualities 5 10 20 30 40 50 --threads 1   # → out/benchmarks/
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from benchmarks.common import (
     shared_dir,
     write_results,
 )
-from common.metrics import psnr
+from common.metrics import psnr, ssim
 
 VERSIONS = ("onnxruntime", "numpy", "cv2", "jpeglib")
 
@@ -65,7 +65,8 @@ def image_rows(restorer: Any, originals: list[tuple[str, np.ndarray]], quality: 
             "share_original": consistent_share(original, jpeg), "share_jpeg": consistent_share(decoded, jpeg),
             "share_restored": consistent_share(restored, jpeg), "share_projected": consistent_share(projected, jpeg),
             "psnr_jpeg": psnr(decoded, original), "psnr_restored": psnr(restored, original),
-            "psnr_projected": psnr(projected, original),
+            "psnr_projected": psnr(projected, original), "ssim_jpeg": ssim(decoded, original),
+            "ssim_restored": ssim(restored, original), "ssim_projected": ssim(projected, original),
             "model_s_per_mp": (t1 - t0) / megapixels, "projection_s_per_mp": (t2 - t1) / megapixels,
             **machine.as_dict(),
         })  # fmt: skip
@@ -81,7 +82,10 @@ def summary(rows: list[dict]) -> list[dict]:
         mean = {k: float(np.mean([r[k] for r in group if r[k] is not None])) for k in keys}
         mean["foreign_cores"] = max((r["foreign_cores"] or 0.0) for r in group)
         worst = min(r["share_projected"] for r in group)
+        psnr_worst = min(r["psnr_projected"] - r["psnr_restored"] for r in group)  # the image it hurt most (or helped
+        ssim_worst = min(r["ssim_projected"] - r["ssim_restored"] for r in group)  # least): a mean can hide a loss
         out.append({"quality": quality, "images": len(group), **mean, "share_projected_min": worst,
+                    "psnr_delta_min": psnr_worst, "ssim_delta_min": ssim_worst,
                     "busy": any(r["busy"] for r in group)})  # fmt: skip
     return out
 
@@ -94,16 +98,22 @@ def to_markdown(payload: dict[str, Any]) -> str:
         f"({payload['precision']}, {payload['backend']}, {payload['threads']} thread(s)); machine: {m['cpu']}, "
         f"{m['cpu_count']} logical CPUs. Share = luma DCT coefficients (8×8 blocks inside the image) that quantise "
         "to the file's values, mean over the images (worst image with the projection in brackets); PSNR on RGB, "
-        "mean over the images; s/MP of the model and of the projection (reading the coefficients included). "
+        "mean over the images; SSIM on RGB (mean over the channels), mean over the images; s/MP of the model and of "
+        "the projection (reading the coefficients included). "
         "'others' CPU': the most that other processes used during a row.\n\n"
     ) + busy_warning(rows)
     table = markdown_table(
         ["q", "share original", "share JPEG", "share restored", "share --consistent", "PSNR JPEG",
-         "PSNR restored", "PSNR --consistent", "Δ dB", "model s/MP", "projection s/MP", "others' CPU"],
+         "PSNR restored", "PSNR --consistent", "Δ dB (worst image)",
+         "SSIM JPEG", "SSIM restored", "SSIM --consistent", "Δ SSIM (worst image)",
+         "model s/MP", "projection s/MP", "others' CPU"],
         [[r["quality"], f"{r['share_original']:.2%}", f"{r['share_jpeg']:.2%}", f"{r['share_restored']:.2%}",
           f"{r['share_projected']:.2%} ({r['share_projected_min']:.2%})", f"{r['psnr_jpeg']:.3f}",
           f"{r['psnr_restored']:.3f}", f"{r['psnr_projected']:.3f}",
-          f"{r['psnr_projected'] - r['psnr_restored']:+.3f}", f"{r['model_s_per_mp']:.2f}",
+          f"{r['psnr_projected'] - r['psnr_restored']:+.3f} ({r['psnr_delta_min']:+.3f})",
+          f"{r['ssim_jpeg']:.4f}", f"{r['ssim_restored']:.4f}",
+          f"{r['ssim_projected']:.4f}", f"{r['ssim_projected'] - r['ssim_restored']:+.4f} ({r['ssim_delta_min']:+.4f})",
+          f"{r['model_s_per_mp']:.2f}",
           f"{r['projection_s_per_mp']:.3f}", contention_cell(r)] for r in rows],
     )  # fmt: skip
     return head + table
@@ -113,7 +123,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.consistency", description=__doc__.split("\n\n")[0])
     add_output_options(p, "--update-results", RESULTS_DIR)
     p.add_argument("--images", type=int, default=10, help="LIVE1's first N images, by name (default 10)")
-    p.add_argument("--qualities", type=int, nargs="+", default=[10, 30, 40], help="JPEG qualities (default 10 30 40)")
+    p.add_argument(
+        "--qualities",
+        type=int,
+        nargs="+",
+        default=[5, 10, 20, 30, 40, 50],
+        help="JPEG qualities (default 5 10 20 30 40 50)",
+    )
     p.add_argument("--threads", type=int, default=1, help="ORT threads (default 1: the machine is shared)")
     p.add_argument("--precision", default="auto", help="the Restorer's precision (default auto: INT8 on the CPU)")
     return p.parse_args(argv)

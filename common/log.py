@@ -17,8 +17,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import Iterator
-
-from tqdm import tqdm
+from typing import TextIO
 
 # The toolkit's installed packages (pyproject's packages.find; tests/test_layering checks both lists agree): the
 # loggers a command shows.
@@ -31,9 +30,19 @@ class _TqdmStderr(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            tqdm.write(self.format(record), file=sys.stderr)
+            write_line(self.format(record), sys.stderr)
         except Exception:
             self.handleError(record)
+
+
+def write_line(line: str, stream: TextIO) -> None:
+    """Write ``line`` to ``stream`` between tqdm's progress bars (``tqdm.write``). Without tqdm imported there is no
+    bar to keep intact: a plain line, and a one-image command never pays for importing tqdm (issue 34)."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is None:
+        stream.write(line + "\n")
+    else:
+        tqdm.tqdm.write(line, file=stream)
 
 
 @contextlib.contextmanager

@@ -91,7 +91,8 @@ With --compare the driver reads back each restored file as its row arrives and a
 
 The manifest (JSON lines, appended, one row per input of each run): input, output, status (ok, skipped or error),
 jpeg_quality (estimated; null if not a JPEG), model, precision, backend, seconds, megapixels, error, consistent
-(with --consistent: the share of luma DCT coefficients that quantise to the file's values; else null).
+(where the projection ran — --consistent, on for JPEG inputs by default: the share of luma DCT coefficients that
+quantise to the file's values; else null).
 
 Without --address Ray starts on this machine (all its cores; --actors x --threads CPUs are reserved). With
 --address auto (a cluster started by `ray start` on this node) or ray://HEAD:10001 the job runs on the cluster:
@@ -576,7 +577,8 @@ class Tally(Summary):
     def __init__(self, failed: int = 0) -> None:
         super().__init__(failed=failed)
         self.backends: set[str] = set()
-        self.least_consistent: float | None = None  # --consistent: the lowest share of the restored files
+        self.least_consistent: float | None = None  # the lowest share of the restored files that were projected
+        self.projected = 0
 
     def add(self, result: dict[str, Any]) -> None:
         self.restored += result["status"] == "ok"
@@ -585,13 +587,16 @@ class Tally(Summary):
         self.backends.add(result["backend"])
         if result.get("consistent") is not None:
             self.least_consistent = min(result["consistent"], self.least_consistent or 1.0)
+            self.projected += 1
         if result["status"] == "error":
             self.failed += 1
             log.error("error: %s", result["error"])
 
     def summary(self) -> str:
         backends = ", ".join(sorted(filter(None, self.backends))) or "none"
-        consistent = "" if self.least_consistent is None else f"; consistent ≥ {floor_percent(self.least_consistent)}"
+        consistent = "; none projected onto its JPEG"
+        if self.least_consistent is not None:
+            consistent = f"; {self.projected} projected, consistent ≥ {floor_percent(self.least_consistent)}"
         return f"{self.line()} (Ray start included; backend: {backends}{consistent})"
 
 

@@ -1,5 +1,5 @@
 """``python -m runtime.cache list|clear``: inspect the TensorRT engine cache (and count OpenVINO's compiled models in
-its ``openvino`` folder), or empty both."""
+its ``openvino`` folder and the records of passed self-tests in ``self_test``), or empty it."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from runtime.engine_cache import (
     default_cache_dir,
     list_entries,
     openvino_blobs,
+    self_test_records,
 )
 
 _COLUMNS = ("key", "model", "precision", "shape", "TensorRT", "GPU", "size", "created")
@@ -42,8 +43,9 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m runtime.cache",
-        description="List cached TensorRT engines, or clear them together with OpenVINO's compiled models. Engines "
-        "are rebuilt automatically when missing, stale (other TensorRT version, GPU or builder options) or corrupt.",
+        description="List cached TensorRT engines, or clear them together with OpenVINO's compiled models and the "
+        "records of passed load-time self-tests. Engines are rebuilt automatically when missing, stale (other "
+        "TensorRT version, GPU or builder options) or corrupt; a model file without a record is tested again.",
     )
     p.add_argument(
         "action",
@@ -66,6 +68,8 @@ def run(a: argparse.Namespace) -> int:
         if blobs := openvino_blobs(root):  # opaque files: OpenVINO keys them by a hash of model, device and options
             size = sum(p.lstat().st_size for p in blobs) / 2**20  # a link counts as itself
             print(f"OpenVINO: {len(blobs)} compiled model(s), {size:.1f} MiB in {root / OPENVINO_SUBDIR}")
+        if records := self_test_records(root):
+            print(f"self-tests passed: {len(records)} record(s) (model file, backend, library) in {records[0].parent}")
     else:
         removed = clear(root)
         if not a.quiet:

@@ -16,27 +16,24 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from common.cli import UsageError
-from common.files import VIDEO_SUFFIXES
+from common.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from common.log import write_line
 from common.tiling import DEFAULT_CORE
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.catalogue import BACKENDS, CPU_CORE, REMOTE_BACKENDS
-from runtime.compare import (
-    DEFAULT_FOLDER,
-    REPORT_NAME,
-    CompareRun,
-    RunFacts,
-    default_folder,
-    find_reference,
-    picture_paths,
-)
-from runtime.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, LOSSLESS_SUFFIXES, ImageError
+from runtime.formats import DEFAULT_MAX_PIXELS, LOSSLESS_SUFFIXES, ImageError
 from runtime.model_files import PRECISIONS, ModelError
-from runtime.restorer import FileResult, OutOfMemory, Restorer, check_quality
+from runtime.report_types import DEFAULT_FOLDER, REPORT_NAME, RunFacts
 from runtime.settings import RestoreSettings, SettingError
+
+# The restorer (OpenCV, tqdm) and the compare output (its drawing and HTML) are imported where they are first used:
+# ``--help`` and the argument checks run without them, and a run without --compare never loads the latter (issue 34).
+if TYPE_CHECKING:
+    from runtime.compare import CompareRun
+    from runtime.restorer import FileResult, Restorer
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +79,9 @@ def add_restore_options(p: argparse.ArgumentParser, image_output: bool = True) -
                    help="ONNX Runtime CPU threads busy-wait between tasks: faster on a quiet machine, slower on a busy "
                    "one (auto: on unless the load average at start is above half the CPUs)")  # fmt: skip
     p.add_argument("--quality", type=int, help="JPEG quality to assume for choosing a model (default: estimated)")
-    p.add_argument("--cache-dir", type=Path, help="TensorRT engine cache folder (default: per-user cache)")
+    p.add_argument("--cache-dir", type=Path,
+                   help="cache folder: TensorRT engines, and records of the model self-tests passed on this machine "
+                   "(a model file is tested once; default: per-user cache)")  # fmt: skip
     p.add_argument("--max-pixels", type=float, default=DEFAULT_MAX_PIXELS / 1e6, metavar="MP",
                    help=f"refuse larger images, checked before decoding (default {DEFAULT_MAX_PIXELS / 1e6:.0f}; "
                    "input and output are held in memory, ~6 bytes per pixel)")  # fmt: skip
@@ -98,14 +97,18 @@ def add_restore_options(p: argparse.ArgumentParser, image_output: bool = True) -
                        "its path is printed. Skipped inputs are compared with their existing outputs; an earlier "
                        "run's report and pictures there are kept unless -f. Put it after the inputs, or write "
                        "--compare=DIR")  # fmt: skip
-        p.add_argument("--consistent", action=argparse.BooleanOptionalAction, default=False,
-                       help="JPEG inputs only: project each restoration onto what the file's DCT coefficients allow "
-                       "(it re-encodes to the same coefficients: it may fill in what quantisation lost, never "
-                       "contradict the file) and print the share of luma coefficients that do; needs the "
-                       "[consistent] extra (default: off)")  # fmt: skip
         p.add_argument("--reference", type=Path, metavar="DIR",
                        help="with --compare: the originals (same names as the inputs, any image format); the report "
                        "adds PSNR / SSIM / PSNR-B of input and restoration per image and their means")  # fmt: skip
+    what = "JPEG input" if image_output else "Motion-JPEG frame"
+    p.add_argument("--consistent", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"project each restored {what} onto what its own DCT coefficients allow (it re-encodes to "
+                   "the same coefficients: it may fill in what quantisation lost, never contradict the file) and "
+                   "print the share of luma coefficients that do. Default: on for "
+                   f"{'8-bit JPEG inputs; other inputs are restored as they are' if image_output else 'Motion JPEG'}"
+                   " and the result line says so; --consistent refuses "
+                   f"{'other inputs' if image_output else 'other codecs'}; --no-consistent: off (measured: "
+                   "benchmarks/results/consistency.md)")  # fmt: skip
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bars, per-file lines or summary; errors only")  # fmt: skip
 
@@ -113,6 +116,8 @@ def add_restore_options(p: argparse.ArgumentParser, image_output: bool = True) -
 def settings_from_args(args: argparse.Namespace, **fields: object) -> RestoreSettings:
     """The settings given by the options of :func:`add_restore_options` and ``--threads`` (plus ``fields``, e.g.
     ``device_id``), validated with ``--quality`` before any model is loaded; UsageError names the bad option."""
+    from runtime.restorer import check_quality
+
     try:
         check_quality(args.quality)
     except ValueError as e:
@@ -124,7 +129,7 @@ def settings_from_args(args: argparse.Namespace, **fields: object) -> RestoreSet
             backend=args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch, precision=args.precision,
             threads=args.threads, spin={"auto": None, "on": True, "off": False}[args.spin], cache_dir=args.cache_dir,
             max_pixels=round(args.max_pixels * 1e6), server=args.url, remote_model=args.remote_model,
-            strength=args.strength, consistent=getattr(args, "consistent", False), **fields,
+            strength=args.strength, consistent=args.consistent, **fields,
         )  # fmt: skip
     except SettingError as e:
         raise UsageError(e.for_cli()) from None
@@ -132,6 +137,8 @@ def settings_from_args(args: argparse.Namespace, **fields: object) -> RestoreSet
 
 def open_restorer(model: str | None, settings: RestoreSettings) -> Restorer:
     """``Restorer.from_settings``; a model or backend that cannot load is a UsageError (one line, exit 2)."""
+    from runtime.restorer import Restorer
+
     try:
         return Restorer.from_settings(settings, model)
     except SettingError as e:
@@ -265,6 +272,8 @@ def plan_compare(
     earlier run's report and pictures are kept."""
     if folder is None:
         return plans
+    from runtime.compare import picture_paths
+
     compared = [plan for plan in plans if not plan.error]
     taken = _paths_of_run(plans, compared, args.reference, manifest)
     _check_compare_folder(folder, taken)
@@ -280,6 +289,8 @@ def _paths_of_run(
 ) -> dict[Path, str]:
     """Every resolved path the run reads or writes → what it is to the run ("an input", "an output", ...): the
     ``manifest``, the inputs, the ``--reference`` originals of the ``compared`` plans and the outputs."""
+    from runtime.compare import find_reference
+
     references = [find_reference(reference, plan.src) for plan in compared] if reference else []
     taken = {resolved_path(manifest): "the manifest"} if manifest else {}
     taken |= {resolved_path(plan.src): "an input" for plan in plans}
@@ -380,6 +391,8 @@ def compare_folder(args: argparse.Namespace, outputs: list[Path]) -> Path | None
         raise UsageError(f"--reference {args.reference}: no such folder")
     if args.compare is None:
         return None
+    from runtime.compare import default_folder
+
     folder = default_folder(outputs[0]) if args.compare == "" else Path(args.compare)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--compare {folder}: not a folder (--compare takes an optional DIR: put it after the "
@@ -392,6 +405,8 @@ def open_compare(folder: Path | None, args: argparse.Namespace) -> CompareRun | 
     --max-pixels; a folder that cannot be made is a UsageError."""
     if folder is None:
         return None
+    from runtime.compare import CompareRun
+
     try:
         return CompareRun(folder, args.reference, max_pixels=round(args.max_pixels * 1e6))
     except (ValueError, OSError) as e:
@@ -420,8 +435,8 @@ def print_report(compare: CompareRun | None, quiet: bool) -> None:
 
 def result_line(src: Path, result: FileResult, seconds: float, strength: float = 1.0) -> str:
     """``SRC (JPEG q10) → DST  [default int8, 4 tiles, 1.2 s]``: what was restored, into what, by which model (with
-    ``, strength 0.6`` below full strength, and ``, consistent 99.98 %`` in consistent mode: the share of luma
-    coefficients true to the file)."""
+    ``, strength 0.6`` below full strength, and ``, consistent 99.98 %`` where the projection ran: the share of luma
+    coefficients true to the file; else ``, not projected: not a JPEG`` (why not))."""
     quality = f"JPEG {result.jpeg_quality}" if result.jpeg_quality else "not a JPEG"
     tiles = f"{result.tiles} tile{'' if result.tiles == 1 else 's'}"
     ran = f"{result.model} {result.precision}, {tiles}, {seconds:.1f} s"
@@ -429,6 +444,8 @@ def result_line(src: Path, result: FileResult, seconds: float, strength: float =
         ran += f", strength {strength:g}"
     if result.consistent is not None:
         ran += f", consistent {floor_percent(result.consistent)}"
+    elif result.unprojected:
+        ran += f", not projected: {result.unprojected}"
     return f"{src} ({quality}) → {result.output}  [{ran}]"
 
 
@@ -452,12 +469,14 @@ def not_jpeg_note(sources: list[Path]) -> str:
 
 def print_result(line: str) -> None:
     """One result line on stdout, between the progress bars on stderr."""
-    tqdm.write(line, file=sys.stdout)
+    write_line(line, sys.stdout)
 
 
 def failure_message(src: Path, error: Exception) -> str:
     """One line naming ``src`` and why restoring it failed: the message of the runtime's own errors (bad image,
     out of memory, bad model), else the exception's type and message."""
+    from runtime.restorer import OutOfMemory
+
     if isinstance(error, ImageError | OutOfMemory | ModelError):
         return str(error) if str(src) in str(error) else f"{src}: {error}"
     return f"{src}: restoration failed ({type(error).__name__}: {error})"

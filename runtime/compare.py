@@ -30,13 +30,19 @@ from common.metrics import psnr, psnr_b, ssim
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, read_image, write_image
 from runtime.jpeg_quality import JpegQuality
 from runtime.report_html import HtmlReport
-from runtime.report_types import CROP_COLOURS, CompareSettings, Metrics, RunFacts, Scores
+from runtime.report_types import (
+    CROP_COLOURS,
+    DEFAULT_FOLDER,
+    REPORT_NAME,
+    CompareSettings,
+    Metrics,
+    RunFacts,
+    Scores,
+)
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "report.html"
 PICTURE_SUFFIX = "_compare.png"  # <input stem><this>: the side-by-side picture of one input
-DEFAULT_FOLDER = "compare"  # --compare without a folder: this subfolder beside the outputs
 LABEL_HEIGHT = 28  # px of the bar above each column that names it
 GAP = 8  # px between columns and between rows
 MIN_COLUMN = 120  # px: a column is at least this wide, so that its label fits

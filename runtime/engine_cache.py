@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import filelock
 import platformdirs
 
 from common.files import atomic_write_bytes, atomic_write_text, safe_name
@@ -114,6 +113,8 @@ class EngineCache:
             return engine
         plan_path, sidecar, lock_path = self.paths(key)
         self.root.mkdir(parents=True, exist_ok=True)
+        import filelock  # here, not at the top: only a TensorRT build takes the lock (start-up, issue 34)
+
         with filelock.FileLock(str(lock_path), timeout=self.lock_timeout):
             engine, problem = self._try_load(key)  # another process may have built it while we waited
             if engine is not None:
@@ -243,6 +244,43 @@ def list_entries(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     return entries
 
 
+SELF_TEST_SUBDIR = "self_test"  # records of passed load-time self-tests (passed_self_test)
+SELF_TEST_FORMAT = "wcdgan-self-test"
+_SELF_TEST_RECORD = re.compile(r"[0-9a-f]{16}\.json")
+
+
+def _self_test_path(root: Path, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return root / SELF_TEST_SUBDIR / f"{digest}.json"
+
+
+def passed_self_test(root: str | os.PathLike | None, key: dict[str, Any]) -> bool:
+    """Whether :func:`record_self_test` recorded ``key`` (JSON-ready: the graph's SHA-256, backend, library version,
+    window, machine; :func:`runtime.restorer.self_test_key`) under the cache ``root``. The whole key is compared, not
+    only its file name; an unreadable or foreign record is no record."""
+    try:
+        record = read_json(_self_test_path(cache_root(root), key))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("format") == SELF_TEST_FORMAT and record.get("key") == key
+
+
+def self_test_records(root: str | os.PathLike) -> list[Path]:
+    """The self-test records under ``root`` (``SELF_TEST_SUBDIR/<16 hex>.json``)."""
+    return _own_files(Path(root) / SELF_TEST_SUBDIR, _SELF_TEST_RECORD.fullmatch)
+
+
+def record_self_test(root: str | os.PathLike | None, key: dict[str, Any]) -> None:
+    """Record that the self-test of ``key`` passed (atomically). A cache that cannot be written only costs the
+    next process the test again: logged at DEBUG, never an error."""
+    path = _self_test_path(cache_root(root), key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"format": SELF_TEST_FORMAT, "key": key}, sort_keys=True) + "\n")
+    except OSError as e:
+        log.debug("self-test record not written (%s): the next process tests the model again", e)
+
+
 _TIMING_CACHE = re.compile(r"trt.+-sm\d+\.\d+\.(cache|lock)")  # runtime.backends.tensorrt._TimingCache names
 
 
@@ -265,8 +303,8 @@ def openvino_blobs(root: str | os.PathLike) -> list[Path]:
 
 
 def clear(root: str | os.PathLike | None = None) -> int:
-    """Delete every entry (plan, sidecar, lock), timing cache and OpenVINO compiled model (``OPENVINO_SUBDIR/*.blob``)
-    under ``root``; return the number of files removed.
+    """Delete every entry (plan, sidecar, lock), timing cache, OpenVINO compiled model (``OPENVINO_SUBDIR/*.blob``)
+    and self-test record (``SELF_TEST_SUBDIR/*.json``) under ``root``; return the number of files removed.
 
     Only files provably written by this cache are touched (:func:`owned_record`; timing caches and OpenVINO blobs by
     their name and folder), so a user's own ``notes.plan`` or a foreign JSON in the same folder survives. Links are
@@ -275,6 +313,7 @@ def clear(root: str | os.PathLike | None = None) -> int:
     root = cache_root(root)
     victims = _own_files(root / "timing", _TIMING_CACHE.fullmatch)
     victims += openvino_blobs(root)
+    victims += self_test_records(root)
     for sidecar in _own_files(root, lambda name: name.endswith(".json")):
         try:
             owned_record(sidecar)

@@ -12,9 +12,9 @@ import contextlib
 import logging
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from common.cli import UsageError, run_cli
 from runtime.cli import (
@@ -38,8 +38,11 @@ from runtime.cli import (
     restore_one,
     settings_from_args,
 )
-from runtime.compare import CompareRun, RunFacts
-from runtime.restorer import Restorer
+from runtime.report_types import RunFacts
+
+if TYPE_CHECKING:  # imported when a run needs them (runtime.cli): --help and argument errors load neither
+    from runtime.compare import CompareRun
+    from runtime.restorer import Restorer
 
 log = logging.getLogger(__spec__.name)
 
@@ -55,9 +58,10 @@ quality of each input is printed and, with a folder of per-quality models (--mod
 the nearest quality.
 
 Console: results on stdout (one line per restored file: input, JPEG quality, output, model, precision, tiles,
-seconds, strength below 1, with --consistent the share of luma coefficients true to the JPEG; with several inputs
-a summary line; with --compare the report's path), logs, progress bars, warnings and errors on stderr. -v also says
-why each backend, precision and model was chosen; -q prints errors only.
+seconds, strength below 1, and the share of luma coefficients true to the JPEG where the projection ran
+(--consistent: on for JPEG inputs by default) or why it did not; with several inputs a summary line; with --compare
+the report's path), logs, progress bars, warnings and errors on stderr. -v also says why each backend, precision
+and model was chosen; -q prints errors only.
 """
 
 
@@ -140,6 +144,16 @@ def finish(summary: Summary, compare: CompareRun | None, not_jpeg: list[Path], i
     return 1 if summary.failed else 0
 
 
+def files_bar(plans: list[FilePlan], quiet: bool) -> Iterable[FilePlan]:
+    """``plans``, behind a progress bar over files when there are several and not ``quiet`` (tqdm is imported only
+    then: one image restores without it)."""
+    if quiet or len(plans) < 2:
+        return plans
+    from tqdm import tqdm
+
+    return tqdm(plans, unit="file", disable=None)  # None: no bar when stderr is not a terminal
+
+
 def run(args: argparse.Namespace) -> int:
     """Restore every input the command line names; return the exit code (0 all done or skipped, 1 a failure)."""
     settings = settings_from_args(args, device_id=args.device_id, progress=not args.quiet)
@@ -154,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
         open_compare(folder, args) or contextlib.nullcontext() as compare,
     ):
         log_backend(restorer, args.verbose)
-        for plan in tqdm(plans, unit="file", disable=True if args.quiet or len(plans) < 2 else None):
+        for plan in files_bar(plans, args.quiet):
             process_plan(plan, restorer, compare, args, summary, not_jpeg)
     return finish(summary, compare, not_jpeg, len(plans) + len(errors), args.quiet)
 

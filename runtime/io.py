@@ -13,26 +13,20 @@ import os
 import re
 import struct
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import cv2
 import numpy as np
-import PIL.Image
 
 from common.files import IMAGE_SUFFIXES, atomic_path, atomic_write_bytes  # noqa: F401 (re-exported for the CLI)
+from runtime.formats import DEFAULT_MAX_PIXELS, LOSSLESS_SUFFIXES, ImageError  # noqa: F401 (re-exported)
 from runtime.jpeg_quality import JpegQuality, read_jpeg_quality
 
-# The CLI collects common.files.IMAGE_SUFFIXES from folders; a GIF given by name is read too (its first frame).
-LOSSLESS_SUFFIXES = (".png", ".tiff", ".tif", ".webp", ".bmp")  # what outputs may be written as (WebP: lossless)
-DEFAULT_MAX_PIXELS = 200_000_000  # decoded input and output of this size take ~1.2 GB (8-bit RGB)
 _SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")  # OpenCV silently writes 8 bit for the others
 _EXIF_ORIENTATION_TAG = 0x0112
-
-
-class ImageError(ValueError):
-    """An image file cannot be read or written; the message says why, for the user."""
 
 
 @dataclass
@@ -65,7 +59,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             end = _jpeg_end(mapped) if is_jpeg else len(mapped)
             if end is None:
                 raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
-            check_size(path, declared_size(f), max_pixels)
+            check_size(path, (_jpeg_frame_size(mapped) if is_jpeg else None) or declared_size(f), max_pixels)
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
     data = np.frombuffer(mapped, np.uint8, count=end)
@@ -132,6 +126,8 @@ def declared_size(f: BinaryIO) -> tuple[int, int] | int:
     where each format keeps its size: a TIFF's IFD at the end, a JPEG's SOF after any amount of APP data), or the
     pixel count when Pillow's own bomb check stops it. ImageError when no header gives the size: formats Pillow
     does not know (Radiance HDR, PAM, …) are refused rather than decoded blind."""
+    import PIL.Image  # here: JPEGs are sized without it (_jpeg_frame_size)
+
     name = getattr(f, "name", "image")
     try:
         with warnings.catch_warnings():
@@ -156,23 +152,46 @@ def _is_os2_colour_bmp(head: mmap.mmap) -> bool:
     return head[:2] == b"BM" and head[14:18] == b"\x0c\0\0\0" and int.from_bytes(head[24:26], "little") > 8
 
 
-def _jpeg_end(jpeg: mmap.mmap | bytes) -> int | None:
-    """The offset just past the main image's EOI marker: the header segments (which may hold a thumbnail with its
-    own markers) are skipped by their lengths, then the first EOI after the first scan ends it (scan data cannot
-    contain one: 0xFF is stuffed there). None when there is none (a truncated file). Data after EOI (motion
-    photos carry a video) is legal and left unread."""
+def jpeg_markers(jpeg: mmap.mmap | bytes) -> Iterator[tuple[int, int]]:
+    """``(marker, offset)`` of each marker of a JPEG's header, up to and including the first start of scan (0xDA):
+    segments (which may hold a thumbnail with its own markers) are skipped by their lengths; stops early at anything
+    that is not a marker or runs past the end."""
     pos = 2
     while pos + 4 <= len(jpeg) and jpeg[pos] == 0xFF:
         marker = jpeg[pos + 1]
-        if marker == 0xDA:  # start of scan
-            end = jpeg.find(b"\xff\xd9", pos)
-            return None if end < 0 else end + 2
         if marker == 0xFF:  # fill byte
             pos += 1
-        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
-            pos += 2
-        else:
-            pos += 2 + int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+            continue
+        yield marker, pos
+        if marker == 0xDA:
+            return
+        pos += 2 if 0xD0 <= marker <= 0xD7 or marker == 0x01 else 2 + int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+
+
+def _jpeg_end(jpeg: mmap.mmap | bytes) -> int | None:
+    """The offset just past the main image's EOI marker: the first EOI after the first scan ends it (scan data cannot
+    contain one: 0xFF is stuffed there). None when there is none (a truncated file). Data after EOI (motion
+    photos carry a video) is legal and left unread."""
+    for marker, pos in jpeg_markers(jpeg):
+        if marker == 0xDA:
+            end = jpeg.find(b"\xff\xd9", pos)
+            return None if end < 0 else end + 2
+    return None
+
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of frame; not DHT, JPG, DAC
+
+
+def _jpeg_frame_size(jpeg: mmap.mmap | bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a JPEG's first frame header, or None (no complete one before the scan, or a height
+    left to a DNL marker): Pillow then reads it (:func:`declared_size`). Pillow is not imported for the JPEGs this
+    reads: a one-image command saves its import (issue 34)."""
+    for marker, pos in jpeg_markers(jpeg):
+        if marker in _SOF_MARKERS:
+            if pos + 9 > len(jpeg) or int.from_bytes(jpeg[pos + 2 : pos + 4], "big") < 8:
+                return None
+            height, width = struct.unpack(">HH", jpeg[pos + 5 : pos + 9])
+            return (width, height) if height and width else None
     return None
 
 

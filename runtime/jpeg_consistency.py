@@ -29,20 +29,22 @@ Blocks never straddle whole MCU rows, so the work runs strip by strip (:data:`_S
 copies take memory for a strip, not the image, and stay in the CPU's caches (3× faster here than in one piece).
 
 Coefficients are read by ``jpeglib`` (libjpeg's own Huffman decoding: baseline, progressive, restart markers, any
-sampling), an optional dependency: ``pip install 'wcdgan-toolkit[consistent]'``.
+sampling), a dependency of the toolkit; a Motion-JPEG packet without Huffman tables gets the standard ones
+(:func:`with_huffman_tables`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from runtime.io import ImageError, apply_orientation, undo_orientation
+from runtime.io import ImageError, apply_orientation, jpeg_markers, undo_orientation
 from runtime.settings import CONSISTENT_INSTALL_HINT
 
 # project, bring into 8-bit RGB, again: bringing into range and rounding move a few out again (LIVE1 q40, worst of 4
@@ -72,7 +74,7 @@ class ConsistencyError(ImageError):
 
 
 class ReaderMissing(RuntimeError):
-    """``jpeglib`` (the optional ``[consistent]`` extra) is not installed."""
+    """``jpeglib`` (a dependency of the toolkit) is not installed."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,48 @@ def read_coefficients(path: str | os.PathLike, orientation: int = 1) -> JpegCoef
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
     if not is_jpeg:
         raise ConsistencyError(f"{path}: consistent mode needs a JPEG file (the constraint is its DCT coefficients)")
+    return _read_jpeg(path, str(path), orientation)
+
+
+def read_packet_coefficients(data: bytes, name: str) -> JpegCoefficients:
+    """:func:`read_coefficients` of one JPEG held in memory: a Motion-JPEG video frame's packet (``name``: where it
+    is, for messages). A packet without Huffman tables (AVI's MJPEG leaves them out) gets the standard ones first
+    (:func:`with_huffman_tables`), as every MJPEG decoder assumes them."""
+    if data[:2] != b"\xff\xd8":
+        raise ConsistencyError(f"{name}: not a JPEG (consistent mode needs each frame's DCT coefficients)")
+    with tempfile.TemporaryDirectory(prefix="wcdgan-frame-") as folder:  # jpeglib reads files only
+        path = Path(folder) / "frame.jpg"
+        path.write_bytes(with_huffman_tables(data))
+        return _read_jpeg(path, name, 1)
+
+
+# ITU-T T.81 Annex K.3's Huffman tables as one DHT segment (DC 0, AC 0, DC 1, AC 1): what libjpeg writes unless it
+# optimises, and what a Motion-JPEG frame without a DHT segment is coded with (the AVI1 convention).
+STANDARD_HUFFMAN_TABLES = bytes.fromhex(
+    "ffc401a2"
+    "0000010501010101010100000000000000000102030405060708090a0b100002010303020403050504040000017d01020300041105122131"
+    "410613516107227114328191a1082342b1c11552d1f02433627282090a161718191a25262728292a3435363738393a434445464748494a53"
+    "5455565758595a636465666768696a737475767778797a838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8"
+    "b9bac2c3c4c5c6c7c8c9cad2d3d4d5d6d7d8d9dae1e2e3e4e5e6e7e8e9eaf1f2f3f4f5f6f7f8f9fa01000301010101010101010100000000"
+    "00000102030405060708090a0b1100020102040403040705040400010277000102031104052131061241510761711322328108144291a1b1"
+    "c109233352f0156272d10a162434e125f11718191a262728292a35363738393a434445464748494a535455565758595a636465666768696a"
+    "737475767778797a82838485868788898a92939495969798999aa2a3a4a5a6a7a8a9aab2b3b4b5b6b7b8b9bac2c3c4c5c6c7c8c9cad2d3d4"
+    "d5d6d7d8d9dae2e3e4e5e6e7e8e9eaf2f3f4f5f6f7f8f9fa"
+)
+
+
+def with_huffman_tables(jpeg: bytes) -> bytes:
+    """``jpeg`` as it is when its header defines Huffman tables (a DHT segment before the scan), else with
+    :data:`STANDARD_HUFFMAN_TABLES` inserted before its start of scan (a header without one is returned as it is:
+    the reader says what is wrong)."""
+    markers = dict(jpeg_markers(jpeg))  # marker → offset (the last of each kind; SOS ends the header)
+    if 0xC4 in markers or 0xDA not in markers:
+        return jpeg
+    return jpeg[: markers[0xDA]] + STANDARD_HUFFMAN_TABLES + jpeg[markers[0xDA] :]
+
+
+def _read_jpeg(path: Path, name: str, orientation: int) -> JpegCoefficients:
+    """:func:`read_coefficients` of the JPEG file ``path`` (named ``name`` in messages)."""
     check_reader()
     import jpeglib
 
@@ -124,20 +168,20 @@ def read_coefficients(path: str | os.PathLike, orientation: int = 1) -> JpegCoef
         planes = [jpeg.Y, *((jpeg.Cb, jpeg.Cr) if jpeg.has_chrominance else ())]
         space = str(jpeg.jpeg_color_space)
     except Exception as e:  # libjpeg's own errors (corrupt data, 12-bit samples) come as various types
-        raise ConsistencyError(f"{path}: cannot read its DCT coefficients ({type(e).__name__}: {e})") from None
+        raise ConsistencyError(f"{name}: cannot read its DCT coefficients ({type(e).__name__}: {e})") from None
     if not space.endswith(("YCbCr", "GRAYSCALE")) or jpeg.num_components != len(planes):
-        raise ConsistencyError(f"{path}: consistent mode handles YCbCr and gray JPEGs, not {space.split('_')[-1]}")
+        raise ConsistencyError(f"{name}: consistent mode handles YCbCr and gray JPEGs, not {space.split('_')[-1]}")
     sampling = np.asarray(jpeg.samp_factor).reshape(-1, 2)  # (vertical, horizontal) per component
     tables = np.asarray(jpeg.qt)
     components = []
     for i, plane in enumerate(planes):
         (v, h), (max_v, max_h) = sampling[i], sampling.max(axis=0)
         if max_v % v or max_h % h:
-            raise ConsistencyError(f"{path}: sampling factors {sampling.tolist()} are not integer ratios")
+            raise ConsistencyError(f"{name}: sampling factors {sampling.tolist()} are not integer ratios")
         table = tables[np.asarray(jpeg.quant_tbl_no)[i]].astype(np.float32)
         components.append(Component(np.asarray(plane), table, (int(max_v // v), int(max_h // h))))
     if components[0].factor != (1, 1):  # the luma carries the image's full resolution in every usual file
-        raise ConsistencyError(f"{path}: sampling factors {sampling.tolist()} leave the luma subsampled")
+        raise ConsistencyError(f"{name}: sampling factors {sampling.tolist()} leave the luma subsampled")
     return JpegCoefficients(int(jpeg.height), int(jpeg.width), tuple(components), orientation)
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+REPORT_NAME = "report.html"
+DEFAULT_FOLDER = "compare"  # --compare without a folder: this subfolder beside the outputs
+
 # One outline colour per crop (RGB): the zoomed crop and its rectangle on the full image share it.
 CROP_COLOURS = ((255, 64, 64), (255, 208, 0), (0, 200, 255), (140, 255, 80), (255, 96, 255), (255, 255, 255))
 

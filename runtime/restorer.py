@@ -12,8 +12,11 @@ TensorRT profile and ONNX Runtime's bound device buffers are sized for the maxim
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import platform
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,24 +24,25 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from common.color import rgb_to_y, with_luma
-from common.files import NAME_MAX
+from common.files import NAME_MAX, sha256_file
 from common.tiling import ALIGN, TileGrid, crop_slices, extract_window
 from runtime.backends.base import Backend, BackendUnavailable, first_line, is_out_of_memory
 from runtime.backends.catalogue import BACKENDS
 from runtime.backends.select import backend_file, select_backend, tile_grid
+from runtime.engine_cache import passed_self_test, record_self_test
 from runtime.io import DEFAULT_MAX_PIXELS, ImageError, LoadedImage, read_image, write_image
 from runtime.jpeg_consistency import (
     ConsistencyError,
     JpegCoefficients,
+    ReaderMissing,
     consistent_share,
     project,
     read_coefficients,
 )
 from runtime.jpeg_quality import JpegQuality
-from runtime.model_files import Model, ModelError, ModelSet, resolve_models
+from runtime.model_files import Model, ModelError, ModelFile, ModelSet, resolve_models
 from runtime.settings import RestoreSettings
 from runtime.strength import blend
 
@@ -64,7 +68,8 @@ class FileResult:
     backend: str
     tiles: int
     size: tuple[int, int]  # height, width
-    consistent: float | None = None  # consistent mode: the share of luma coefficients that quantise to the file's
+    consistent: float | None = None  # projected: the share of luma coefficients that quantise to the file's
+    unprojected: str = ""  # not projected: why ("not a JPEG", "consistent mode off", ...)
 
 
 @dataclass
@@ -101,16 +106,20 @@ class Restorer:
         device_id: GPU ordinal. threads: ORT CPU intra-op threads (None: ONNX Runtime's default). spin: whether
             idle ORT CPU threads busy-wait (None: unless the machine is busy at start,
             :func:`runtime.backends.onnxruntime.spin_default`).
-        cache_dir: TensorRT engine cache. align: tile grid (16 = JPEG 4:2:0 MCU). progress: tqdm bar over tiles
-            (on terminals only). max_pixels: :meth:`restore_file` refuses larger images (checked from the header).
+        cache_dir: TensorRT engine cache (also the records of passed self-tests). align: tile grid (16 = JPEG 4:2:0
+            MCU). progress: tqdm bar over tiles (on terminals only). max_pixels: :meth:`restore_file` refuses
+            larger images (checked from the header).
         verify: run the load-time self-test of each model (:func:`self_test`); off only for timing random weights.
+            On CPU backends a passed test is recorded in ``cache_dir`` per graph bytes, library and machine
+            (:func:`self_test_key`): later loads of the same file skip it.
         strength: the fraction of the restoration applied, 0 < S ≤ 1 (1: all of it): every result is
             ``round(input + S · (restored − input))`` (:func:`runtime.strength.blend`), for a lighter touch.
-        consistent: :meth:`restore_file` projects each restoration onto what its JPEG file allows (every DCT
-            coefficient inside the quantisation interval of the file's; :mod:`runtime.jpeg_consistency`), refuses
-            other inputs, and reports the share of luma coefficients that quantise back to the file's values. Needs
-            the ``[consistent]`` extra (``jpeglib``). Arrays given to ``restorer(image)`` have no file: project them
-            with :func:`runtime.jpeg_consistency.project`.
+        consistent: whether :meth:`restore_file` projects each restoration onto what its JPEG file allows (every DCT
+            coefficient inside the quantisation interval of the file's; :mod:`runtime.jpeg_consistency`) and reports
+            the share of luma coefficients that quantise back to the file's values. None (the default): 8-bit JPEG
+            files are projected, other inputs restored as they are (the result says why not); True: other inputs are
+            refused; False: never. Arrays given to ``restorer(image)`` have no file: project them with
+            :func:`runtime.jpeg_consistency.project`.
 
     The settings are held as one :class:`~runtime.settings.RestoreSettings` (``.settings``; invalid ones raise its
     :class:`~runtime.settings.SettingError`, a ``ValueError``; :meth:`from_settings` takes one directly). A model
@@ -149,7 +158,7 @@ class Restorer:
         server: str | None = None,
         remote_model: str | None = None,
         strength: float = 1.0,
-        consistent: bool = False,
+        consistent: bool | None = None,
     ) -> None:
         settings = RestoreSettings(
             backend=backend, tile=tile, overlap=overlap, batch=batch, precision=precision, device_id=device_id,
@@ -249,8 +258,9 @@ class Restorer:
     ) -> FileResult:
         """Read ``path``, restore it (model chosen by ``quality`` or the file's estimated JPEG quality; in consistent
         mode projected onto the file's DCT coefficients) and write ``out_path`` atomically (format from its suffix;
-        alpha re-attached). Never writes over ``path``. In consistent mode a file that is not an 8-bit JPEG raises
-        :class:`~runtime.jpeg_consistency.ConsistencyError` (an ImageError) before the model runs."""
+        alpha re-attached). Never writes over ``path``. With ``consistent`` True a file that is not an 8-bit JPEG
+        raises :class:`~runtime.jpeg_consistency.ConsistencyError` (an ImageError) before the model runs; with None
+        (the default) it is restored without the projection, and the result's ``unprojected`` says why."""
         path, out_path = Path(path), Path(out_path)
         self._check_open()
         check_quality(quality)
@@ -258,7 +268,7 @@ class Restorer:
             raise ImageError(f"{out_path}: is the input itself; refusing to overwrite an input")
         check_writable(out_path)  # before minutes of work, not after
         image = read_image(path, self.settings.max_pixels)
-        jpeg = self._coefficients(path, image) if self.settings.consistent else None
+        jpeg, unprojected = self._coefficients(path, image)
         if quality is None and image.jpeg_quality is not None:
             quality = image.jpeg_quality.quality
         model, why = self.models.choose(quality)
@@ -275,9 +285,8 @@ class Restorer:
             restored = project(restored, jpeg)
             share = consistent_share(restored, jpeg)
         write_image(out_path, restored, alpha, in_place=True)
-        return FileResult(
-            out_path, quality_found, model.name, engine.precision, self.backend_name, tiles, restored.shape[:2], share
-        )
+        return FileResult(out_path, quality_found, model.name, engine.precision, self.backend_name, tiles,
+                          restored.shape[:2], share, unprojected)  # fmt: skip
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -285,13 +294,22 @@ class Restorer:
         if self._closed:
             raise RuntimeError("this Restorer is closed (close() or the end of its with block); make a new one")
 
-    @staticmethod
-    def _coefficients(path: Path, image: LoadedImage) -> JpegCoefficients:
-        """The JPEG's coefficients for consistent mode; ConsistencyError for an input it cannot work on."""
-        jpeg = read_coefficients(path, image.orientation)
-        if image.pixels.dtype != np.uint8:
-            raise ConsistencyError(f"{path}: consistent mode works on 8-bit JPEGs; this one decodes to 16 bit")
-        return jpeg
+    def _coefficients(self, path: Path, image: LoadedImage) -> tuple[JpegCoefficients | None, str]:
+        """``(the JPEG's coefficients, "")`` when the projection runs on ``path``, else ``(None, why not)``: the mode
+        is off, or (mode None) the input is not one it applies to. With the mode True (asked for) an input it cannot
+        work on raises ConsistencyError instead."""
+        mode = self.settings.consistent
+        if mode is False:
+            return None, "consistent mode off"
+        try:
+            jpeg = read_coefficients(path, image.orientation)
+            if image.pixels.dtype != np.uint8:
+                raise ConsistencyError(f"{path}: consistent mode works on 8-bit JPEGs; this one decodes to 16 bit")
+            return jpeg, ""
+        except (ConsistencyError, ReaderMissing) as e:
+            if mode:
+                raise
+            return None, _short_reason(path, e)
 
     def _engine(self, model: Model, core: tuple[int, int] | None = None, batch: int | None = None) -> _Engine:
         """The loaded engine for ``model`` (built on first use, or rebuilt for a new ``core`` or ``batch``)."""
@@ -322,13 +340,20 @@ class Restorer:
             # a fixed-window backend is tested at its window (it must fit); one taking any window at a small one:
             # the same check, without seconds of start-up for a large CPU core
             window = probe.window if not backend.any_window else tuple(min(w, SELF_TEST_WINDOW) for w in probe.window)
-            try:
-                self_test(model, backend, window)
-            except Exception as e:
-                backend.close()
-                if is_out_of_memory(e):  # one window does not fit: for _shrink, as if the build had failed
-                    raise BackendUnavailable(f"out of memory running one {probe.window} window: {e}") from e
-                raise
+            key = self_test_key(file, backend, window)
+            if key is not None and passed_self_test(settings.cache_dir, key):
+                log.debug("self-test of %s on %s: passed before on this machine (same graph bytes)", model.name,
+                          backend.name)  # fmt: skip
+            else:
+                try:
+                    self_test(model, backend, window)
+                except Exception as e:
+                    backend.close()
+                    if is_out_of_memory(e):  # one window does not fit: for _shrink, as if the build had failed
+                        raise BackendUnavailable(f"out of memory running one {probe.window} window: {e}") from e
+                    raise
+                if key is not None:
+                    record_self_test(settings.cache_dir, key)
         self._engines[model.key] = engine
         return engine
 
@@ -379,7 +404,7 @@ class Restorer:
         adapter = _ColorAdapter(engine.model.spec.channels, images[0])
         tiles = [(image, out, tile) for image, out in zip(images, outs, strict=True) for tile in grid]
         buffer = np.empty((engine.batch, engine.model.spec.channels, *grid.window), dtype=np.float32)
-        with tqdm(total=len(tiles), unit="tile", disable=None if self.settings.progress else True, leave=False) as bar:
+        with _tile_bar(len(tiles), self.settings.progress) as bar:
             for pos in range(0, len(tiles), engine.batch):
                 chunk = tiles[pos : pos + engine.batch]
                 batch = buffer[: len(chunk)]
@@ -395,6 +420,34 @@ class Restorer:
                     restored = result[i][(slice(None), *window_region)]
                     out[image_region] = adapter.from_model(restored, image[image_region])
                 bar.update(len(chunk))
+
+
+class _NoBar(contextlib.nullcontext):
+    """What :func:`_tile_bar` gives without progress: a context manager whose ``update`` does nothing."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def _tile_bar(total: int, progress: bool) -> contextlib.AbstractContextManager:
+    """A tqdm bar over ``total`` tiles (on terminals) with ``progress``; else :class:`_NoBar`, without importing tqdm
+    (a one-image command never needs it)."""
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="tile", disable=None, leave=False)
+
+
+def _short_reason(path: Path, error: Exception) -> str:
+    """Why the projection did not run on ``path``, for a result line: ``not a JPEG``, ``16-bit``, or the error."""
+    message = str(error).removeprefix(f"{path}: ")
+    if "needs a JPEG file" in message:
+        return "not a JPEG"
+    return "16-bit" if "16 bit" in message else message
 
 
 def check_quality(quality: int | None) -> None:
@@ -413,6 +466,27 @@ def check_writable(out_path: Path) -> None:
         folder = folder.parent  # the nearest existing ancestor must let us create the rest
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise ImageError(f"{out_path}: cannot write into {folder} (not a writable folder)")
+
+
+_CPU_LIBRARIES = {"ort-cpu": "onnxruntime", "openvino": "openvino"}  # backend → the module that runs the graph
+
+
+def self_test_key(file: ModelFile, backend: Backend, window: tuple[int, int]) -> dict | None:
+    """What a passed :func:`self_test` depends on, for :func:`runtime.engine_cache.passed_self_test`: the graph's
+    SHA-256 (the sidecar's, which :mod:`runtime.model_files` checked against the file's bytes when it loaded them;
+    else hashed now), the backend, its library's version, the window and this machine. None (test every time) for a
+    backend whose result depends on more than that: a GPU's card and driver, a Triton server's current model.
+
+    A record saves a one-image process the test (≈ 0.17 s CPU at a 320² window, ``benchmarks/results/startup.md``);
+    a changed graph file has another hash, so it is tested again."""
+    library = sys.modules.get(_CPU_LIBRARIES.get(backend.name, ""))
+    if library is None or file.onnx is None:
+        return None
+    return {
+        "onnx_sha256": file.spec.onnx_sha256 or sha256_file(file.onnx), "backend": backend.name,
+        "library": f"{library.__name__} {getattr(library, '__version__', '?')}", "window": list(window),
+        "host": platform.node(), "machine": platform.machine(),
+    }  # fmt: skip
 
 
 def self_test(model: Model, backend: Backend, window: tuple[int, int]) -> None:

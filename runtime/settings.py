@@ -16,11 +16,11 @@ import numpy as np
 from common.cli import OptionError
 from common.tiling import ALIGN, MAX_OVERLAP, MAX_TILE
 from runtime.backends.catalogue import BACKENDS, CPU_CORE, REMOTE_BACKENDS
-from runtime.io import DEFAULT_MAX_PIXELS
+from runtime.formats import DEFAULT_MAX_PIXELS
 from runtime.model_files import PRECISIONS
 from runtime.strength import check_strength
 
-CONSISTENT_INSTALL_HINT = "pip install 'wcdgan-toolkit[consistent]'"  # the reader of JPEG coefficients
+CONSISTENT_INSTALL_HINT = "pip install jpeglib"  # the reader of JPEG coefficients (a base dependency)
 MAX_BATCH = 256
 MAX_BUFFER_BYTES = 4 << 30  # one batch of float32 windows: beyond this a setting is a typo, not a plan
 # field → the command-line option that sets it (align, progress and verify have none: API only)
@@ -59,7 +59,7 @@ class RestoreSettings:
     server: str | None = None
     remote_model: str | None = None
     strength: float = 1.0
-    consistent: bool = False
+    consistent: bool | None = None  # None: JPEG inputs are projected, others not; True: others refused; False: off
 
     def __post_init__(self) -> None:
         if self.backend not in ("auto", *BACKENDS, *REMOTE_BACKENDS):
@@ -75,8 +75,8 @@ class RestoreSettings:
             check_strength(self.strength)
         except ValueError:
             raise SettingError("strength", f"must be a number in (0, 1], got {self.strength!r}") from None
-        if self.consistent not in (True, False):
-            raise SettingError("consistent", f"must be True or False, got {self.consistent!r}")
+        if self.consistent not in (None, True, False):
+            raise SettingError("consistent", f"must be True, False or None, got {self.consistent!r}")
         if self.consistent and importlib.util.find_spec("jpeglib") is None:
             raise SettingError("consistent", f"needs the jpeglib package: {CONSISTENT_INSTALL_HINT}")
         object.__setattr__(self, "tile", _tile_pair(self.tile))

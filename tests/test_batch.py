@@ -101,7 +101,8 @@ def test_killed_jobs_resume_to_the_outputs_of_infer(tmp_path, model):
     summary, err = proc.communicate(timeout=180)
     assert proc.returncode == 1 and "2 input(s) failed" in err and "Traceback" not in err, err
     restored = re.fullmatch(r"(\d+) restored, (\d+) skipped, 2 failed in [\d.]+ s: [\d.]+ MP, [\d.]+ s/MP "
-                            r"\(Ray start included; backend: ort-cpu\)\ncompare report: (.*)\n", summary)  # fmt: skip
+                            r"\(Ray start included; backend: ort-cpu; \1 projected, consistent ≥ [\d.]+ %\)\n"
+                            r"compare report: (.*)\n", summary)  # fmt: skip
     assert restored and Path(restored[3]) == out / "compare" / "report.html"
     pictures = sorted(p.name for p in (out / "compare").iterdir())  # compared on the driver
     assert int(restored[1]) > 0 and int(restored[2]) > 0

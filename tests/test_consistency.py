@@ -23,7 +23,7 @@ from runtime.io import read_image
 from tests.conftest import REPO_ROOT
 from tests.runtime_fixtures import local_net
 
-pytest.importorskip("jpeglib", reason="--consistent reads coefficients with jpeglib: pip install '.[consistent]'")
+pytest.importorskip("jpeglib", reason="--consistent reads coefficients with jpeglib (a dependency)")
 
 from runtime import jpeg_consistency as jc
 from runtime.infer import main as infer_main
@@ -169,8 +169,8 @@ def run_module(module: str, *args: object) -> subprocess.CompletedProcess:
 def test_infer_consistent_end_to_end(tmp_path, model):
     src = made_up(tmp_path)["4:2:0"]
     common = ("--model", model, "--tile", "64", "--threads", "1")
-    plain = run_module("runtime.infer", src, "-o", tmp_path / "plain.png", *common)
-    assert plain.returncode == 0 and plain.stdout.endswith(" s]\n")  # no consistency share
+    plain = run_module("runtime.infer", src, "-o", tmp_path / "plain.png", *common, "--no-consistent")
+    assert plain.returncode == 0 and plain.stdout.endswith(" s, not projected: consistent mode off]\n"), plain.stdout
     proc = run_module("runtime.infer", src, "-o", tmp_path / "c.png", *common, "--consistent",
                       f"--compare={tmp_path / 'cmp'}")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -183,6 +183,9 @@ def test_infer_consistent_end_to_end(tmp_path, model):
     assert jc.consistent_share(written, jpeg) == pytest.approx(float(line.group(1)) / 100, abs=1e-4)
     report = (tmp_path / "cmp" / "report.html").read_text(encoding="utf-8")
     assert re.search(r"consistent with the JPEG: [\d.]+ % of luma coefficients", report)
+    default = run_module("runtime.infer", src, "-o", tmp_path / "default.png", *common)  # on for a JPEG by default
+    assert default.returncode == 0 and default.stdout.endswith(f" s, consistent {line.group(1)} %]\n"), default.stdout
+    assert np.array_equal(read_image(tmp_path / "default.png").pixels, written)
 
 
 def test_infer_refuses_what_the_mode_cannot_use(tmp_path, model, capsys, monkeypatch):
@@ -201,10 +204,16 @@ def test_infer_refuses_what_the_mode_cannot_use(tmp_path, model, capsys, monkeyp
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jpeglib" else real(name, *a))
     code = infer_main([str(good), "-o", str(tmp_path / "x.png"), "--model", str(model), "--consistent"])
     err = capsys.readouterr().err
-    assert code == 2 and err.strip().splitlines() == [
-        "error: --consistent needs the jpeglib package: pip install 'wcdgan-toolkit[consistent]'"
-    ]
+    assert code == 2
+    assert err.strip().splitlines() == ["error: --consistent needs the jpeglib package: pip install jpeglib"]
     assert not (tmp_path / "x.png").exists()
+    monkeypatch.undo()
+    code = infer_main([str(png), str(deep), str(good), "-o", str(tmp_path / "auto"), "--model", str(model)])
+    out = capsys.readouterr().out  # the default: the mode applies to the JPEG; the others are restored, and said so
+    assert code == 0 and sorted(p.name for p in (tmp_path / "auto").iterdir()) == ["deep.png", "gray.png", "photo.png"]
+    assert re.search(r"photo.png \(not a JPEG\) → .*, not projected: not a JPEG\]", out), out
+    assert re.search(r"deep.png \(not a JPEG\) → .*, not projected: not a JPEG\]", out), out
+    assert re.search(r"gray.jpg \(JPEG q30\) → .*, consistent (99\.9\d|100\.00) %\]", out), out
 
 
 def test_batch_consistent_end_to_end(tmp_path, model):
@@ -216,7 +225,8 @@ def test_batch_consistent_end_to_end(tmp_path, model):
     out = tmp_path / "out"
     proc = run_module("runtime.batch", src, out, "--model", model, "--tile", "64", "--consistent", "--actors", "1")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr  # b.png: not a JPEG, an error row
-    assert re.search(r"^1 restored, 0 skipped, 1 failed .*; consistent ≥ (99\.9\d|100\.00) %\)$", proc.stdout, re.M)
+    assert re.search(r"^1 restored, 0 skipped, 1 failed .*; 1 projected, consistent ≥ (99\.9\d|100\.00) %\)$",
+                     proc.stdout, re.M)  # fmt: skip
     rows = {Path(r["input"]).name: r for r in map(json.loads, (out / "wcdgan-manifest.jsonl").read_text().splitlines())}
     assert rows["a.jpg"]["status"] == "ok" and rows["a.jpg"]["consistent"] >= 0.999
     assert rows["b.png"]["status"] == "error" and "consistent mode needs a JPEG file" in rows["b.png"]["error"]
@@ -243,9 +253,16 @@ def test_api_restore_file_and_settings(tmp_path, model):
         assert restorer.settings == RestoreSettings(tile=64, threads=1, consistent=True)
     written = read_image(tmp_path / "c.png").pixels
     assert result.consistent == jc.consistent_share(written, jc.read_coefficients(src)) >= 0.999
-    with Restorer(model, tile=64, threads=1) as restorer:
-        assert restorer.restore_file(src, tmp_path / "plain.png").consistent is None
-    with pytest.raises(ValueError, match="consistent must be True or False, got 'yes'"):
+    with Restorer(model, tile=64, threads=1) as restorer:  # the default: JPEG files projected, others not
+        assert restorer.restore_file(src, tmp_path / "default.png").consistent == result.consistent
+        png = tmp_path / "photo.png"
+        cv2.imwrite(str(png), PHOTO)
+        unprojected = restorer.restore_file(png, tmp_path / "from_png.png")
+        assert unprojected.consistent is None and unprojected.unprojected == "not a JPEG"
+    with Restorer(model, tile=64, threads=1, consistent=False) as restorer:
+        off = restorer.restore_file(src, tmp_path / "plain.png")
+        assert off.consistent is None and off.unprojected == "consistent mode off"
+    with pytest.raises(ValueError, match="consistent must be True, False or None, got 'yes'"):
         RestoreSettings(consistent="yes")
 
 
@@ -269,3 +286,25 @@ def test_strips_give_the_whole_image_projection(tmp_path, kind, monkeypatch):
     strips = jc.project(restored, jpeg)
     monkeypatch.setattr(jc, "_STRIP_BLOCKS", 1000)
     np.testing.assert_array_equal(strips, jc.project(restored, jpeg))
+
+
+def test_a_frame_without_huffman_tables_gets_the_standard_ones(tmp_path):
+    """Motion-JPEG packets (AVI) leave out their DHT segment: the reader inserts ITU-T T.81 Annex K's tables — the
+    ones libjpeg writes when it does not optimise them — and reads the same coefficients as from the complete file."""
+    from tests.video_fixtures import without_huffman_tables
+
+    full = opencv_jpeg(tmp_path / "full.jpg", PHOTO).read_bytes()
+    tables, pos = b"", 2
+    while full[pos + 1] != 0xDA:
+        end = pos + 2 + int.from_bytes(full[pos + 2 : pos + 4], "big")
+        tables += full[pos + 4 : end] if full[pos + 1] == 0xC4 else b""
+        pos = end
+    assert b"\xff\xc4" + (len(tables) + 2).to_bytes(2, "big") + tables == jc.STANDARD_HUFFMAN_TABLES
+    assert jc.with_huffman_tables(full) == full
+    packet = without_huffman_tables(full)
+    assert b"\xff\xc4" not in packet[: packet.index(b"\xff\xda")]
+    ours, theirs = jc.read_packet_coefficients(packet, "frame 1"), jc.read_coefficients(tmp_path / "full.jpg")
+    for a, b in zip(ours.components, theirs.components, strict=True):
+        assert np.array_equal(a.coefficients, b.coefficients) and np.array_equal(a.table, b.table)
+    with pytest.raises(jc.ConsistencyError, match="frame 1: not a JPEG"):
+        jc.read_packet_coefficients(b"\x89PNG" + packet, "frame 1")

@@ -251,3 +251,18 @@ def test_an_entry_copied_under_another_slot_is_neither_used_nor_deleted(cache: E
     assert clear(cache.root) == 3  # the real entry's plan, sidecar and lock
     assert copy.with_suffix(".plan").exists() and copy.with_suffix(".json").exists()
     assert (cache.root / "notes.plan").exists() and (cache.root / "notes.json").exists()
+
+
+def test_self_test_records_match_their_whole_key_and_clear_removes_only_them(tmp_path):
+    from runtime.engine_cache import clear, passed_self_test, record_self_test, self_test_records
+
+    key = {"onnx_sha256": "ab" * 32, "backend": "ort-cpu", "library": "onnxruntime 1", "window": [320, 320]}
+    assert not passed_self_test(tmp_path, key)
+    record_self_test(tmp_path, key)
+    assert passed_self_test(tmp_path, key)
+    assert not passed_self_test(tmp_path, {**key, "library": "onnxruntime 2"})
+    (record,) = self_test_records(tmp_path)
+    record.write_text(record.read_text().replace("ort-cpu", "openvino"))  # a record whose name and key disagree
+    assert not passed_self_test(tmp_path, key)
+    (record.parent / "notes.json").write_text("{}")
+    assert clear(tmp_path) == 1 and self_test_records(tmp_path) == [] and (record.parent / "notes.json").exists()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import html
+import importlib.util
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +19,7 @@ from skimage import data
 
 from runtime.cli import Summary
 from runtime.infer import plan_files
-from tests.conftest import assert_imports_without_torch, run_module, tiny_model
+from tests.conftest import REPO_ROOT, assert_imports_without_torch, run_module, tiny_model
 from tests.runtime_fixtures import write_jpeg
 
 RGB = data.astronaut()[:48, :72]
@@ -54,7 +56,8 @@ def test_folder_run_continues_past_bad_files(tmp_path, model):
     assert "3 input(s) failed" in proc.stderr
     assert re.search(r"backend: (ort-cpu|ort-cuda|tensorrt)\n", proc.stderr)
     # results on stdout: the restored file's line (model and precision) and the summary; errors stay on stderr
-    assert re.search(r"good.jpg \(JPEG q10\) → .*good.png  \[local fp32, \d+ tiles, [\d.]+ s\]\n", proc.stdout)
+    line = r"good.jpg \(JPEG q10\) → .*good.png  \[local fp32, \d+ tiles, [\d.]+ s, consistent [\d.]+ %\]\n"
+    assert re.search(line, proc.stdout)  # a JPEG: projected onto its coefficients by default
     assert re.search(r"^1 restored, 0 skipped, 3 failed in [\d.]+ s: [\d.]+ MP, [\d.]+ s/MP$", proc.stdout, re.M)
     assert "error" not in proc.stdout and "backend" not in proc.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
@@ -165,11 +168,13 @@ def test_strength_names_its_outputs_and_shows_on_the_result_line(tmp_path, model
     src = write_jpeg(tmp_path / "in" / "a.jpg", RGB, 20)
     out = tmp_path / "out"
     proc = cli(src, "-o", out, "--model", model)  # 48×72: one tile
-    assert proc.returncode == 0 and re.search(r"\[local fp32, 1 tile, [\d.]+ s\]\n", proc.stdout), proc.stdout
+    assert proc.returncode == 0 and re.search(r"\[local fp32, 1 tile, [\d.]+ s, consistent", proc.stdout), proc.stdout
     full = (out / "a.png").read_bytes()
     proc = cli(src, "-o", out, "--model", model, "--strength", "0.5")
     assert proc.returncode == 0 and "exists" not in proc.stderr, proc.stderr
-    assert re.search(rf"→ {re.escape(str(out / 'a_strength0.5.png'))}  \[.*, strength 0.5\]\n", proc.stdout)
+    assert re.search(
+        rf"→ {re.escape(str(out / 'a_strength0.5.png'))}  \[.*, strength 0.5, consistent [\d.]+ %\]\n", proc.stdout
+    )
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_strength0.5.png"]
     assert (out / "a.png").read_bytes() == full and (out / "a_strength0.5.png").read_bytes() != full
     proc = cli(src, "--model", model, "--strength", "0.5")  # next to the input: still an earlier output by its suffix
@@ -343,3 +348,37 @@ def test_runtime_imports_without_torch():
         from runtime import Restorer
         """
     )
+
+
+# What start-up must not pay for (issue 34): loaded only by the runs that use them.
+HEAVY = ("cv2", "onnxruntime", "tqdm", "PIL", "av", "jpeglib", "runtime.restorer", "runtime.compare")
+
+
+def test_importing_the_command_loads_no_codec_runtime_or_progress_library():
+    """``import runtime`` and ``import runtime.infer`` (and building its --help) load neither OpenCV, ONNX Runtime,
+    tqdm, Pillow, PyAV, jpeglib, nor the restorer or the compare output: they cost a one-image process CPU only when
+    its work needs them."""
+    from tests.conftest import assert_imports_without
+
+    assert_imports_without("import runtime, runtime.infer\nruntime.infer.build_parser().format_help()", HEAVY)
+
+
+@pytest.mark.cli
+def test_a_one_jpeg_run_loads_no_progress_bars_pillow_compare_or_tensorrt_module(tmp_path, model):
+    """A one-JPEG run without --compare loads what restoring needs and nothing more: no tqdm (no bar for one file,
+    -q), no Pillow (the JPEG's size comes from its frame header), no compare output, no TensorRT backend module where
+    TensorRT is not installed; and it still writes its output."""
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    unneeded = ("tqdm", "PIL", "runtime.compare", "filelock")
+    if importlib.util.find_spec("tensorrt") is None:
+        unneeded += ("runtime.backends.tensorrt",)
+    code = (
+        "import sys, runtime.infer\n"
+        f"code = runtime.infer.main([{str(src)!r}, '-o', {str(tmp_path / 'out.png')!r}, '--model', {str(model)!r}, "
+        "'-q', '--no-consistent'])\n"
+        f"print(code, sorted(m for m in {unneeded!r} if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.stdout.strip() == "0 []", proc.stdout + proc.stderr
+    assert (tmp_path / "out.png").is_file()

@@ -116,3 +116,31 @@ def test_sweep_removes_stale_temporaries_of_many_targets(tmp_path):
     with open(temps[0], "rb") as writer:
         fcntl.flock(writer, fcntl.LOCK_EX)  # as atomic_path holds it until the rename
         assert sweep_stale_temps(targets) == [] and temps[0].exists()
+
+
+def test_a_jpeg_is_sized_from_its_frame_header_as_pillow_sizes_it(tmp_path):
+    """read_image checks --max-pixels on a JPEG from its own frame header (no Pillow import, issue 34): the size
+    Pillow reads, for baseline, progressive and EXIF-thumbnail files; a header without a usable frame (height left to
+    a DNL marker) goes to Pillow's reader."""
+    from runtime.io import _jpeg_frame_size
+
+    rgb = data.astronaut()[:37, :53]
+    files = [write_jpeg(tmp_path / "base.jpg", rgb, 80)]
+    progressive = tmp_path / "progressive.jpg"
+    cv2.imwrite(str(progressive), rgb[..., ::-1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    thumbnail = tmp_path / "thumb.jpg"
+    Image.fromarray(rgb).save(thumbnail, exif=Image.Exif(), quality=90)
+    big_app = tmp_path / "app.jpg"  # an APP segment holding a JPEG of its own (its SOF must not count)
+    inner = files[0].read_bytes()
+    big_app.write_bytes(b"\xff\xd8\xff\xe2" + (len(inner) + 2).to_bytes(2, "big") + inner + files[0].read_bytes()[2:])
+    files += [progressive, thumbnail, big_app]
+    for path in files:
+        with Image.open(path) as image:
+            assert _jpeg_frame_size(path.read_bytes()) == image.size == (53, 37), path.name
+        assert read_image(path).pixels.shape[:2] == (37, 53)
+    header = bytearray(files[0].read_bytes())
+    sof = header.index(b"\xff\xc0")
+    header[sof + 5 : sof + 7] = b"\0\0"  # height 0: defined later by a DNL marker
+    assert _jpeg_frame_size(bytes(header)) is None
+    with pytest.raises(ImageError, match="over the limit"):
+        read_image(files[0], max_pixels=53 * 37 - 1)

@@ -43,7 +43,7 @@ def make_folder(folder: Path) -> Path:
 
 def restore_hashes(work: Path) -> dict[str, str]:
     """Hashes of: the example through the API (precision auto and fp32, default tile and a small one) and a folder
-    through ``runtime.infer`` (default options and ``--tile 64``)."""
+    through ``runtime.infer`` (default options and ``--tile 64``, both without the projection)."""
     from runtime.infer import main
     from runtime.restorer import Restorer
 
@@ -55,8 +55,9 @@ def restore_hashes(work: Path) -> dict[str, str]:
     src = make_folder(work / "in")
     for name, options in {"cli_default": [], "cli_tile64": ["--tile", "64"]}.items():
         out = work / name
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            assert main([str(src), "-o", str(out), "--backend", "ort-cpu", "-q", *options]) == 0
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # --no-consistent:
+            # the reference predates the projection (on for JPEG inputs by default since issue 34): the restoration
+            assert main([str(src), "-o", str(out), "--backend", "ort-cpu", "-q", "--no-consistent", *options]) == 0
         for path in sorted(out.iterdir()):
             hashes[f"{name}/{path.name}"] = pixel_hash(path)
     return hashes

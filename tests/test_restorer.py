@@ -260,7 +260,7 @@ def test_spinning_follows_the_option_and_the_machine_load(rgb_model, monkeypatch
         Restorer(rgb_model, spin="yes")
 
 
-def test_default_cpu_core_follows_the_graph_precision_and_the_self_test_stays_small(monkeypatch):
+def test_default_cpu_core_follows_the_graph_precision_and_the_self_test_stays_small(monkeypatch, tmp_path):
     """The bundled model on the CPU: its INT8 graph gets the larger default core (a quarter of FP32's activation
     bytes), FP32 the smaller; fixed-window backends keep the engines' 256. The load-time self-test runs one small
     window whatever the core, and the CPU session runs without ONNX Runtime's memory pattern."""
@@ -273,8 +273,8 @@ def test_default_cpu_core_follows_the_graph_precision_and_the_self_test_stays_sm
         "self_test",
         lambda model, backend, window: (windows.append(window), real_self_test(model, backend, window))[1],
     )
-    int8 = Restorer(backend="ort-cpu")
-    fp32 = Restorer(backend="ort-cpu", precision="fp32")
+    int8 = Restorer(backend="ort-cpu", cache_dir=tmp_path)  # an empty cache: no record of an earlier self-test
+    fp32 = Restorer(backend="ort-cpu", precision="fp32", cache_dir=tmp_path)
     (int8_engine,), (fp32_engine,) = int8._engines.values(), fp32._engines.values()
     assert int8_engine.backend.spec.precision == "int8" and int8_engine.core == (CPU_CORE["int8"],) * 2 == (1024, 1024)
     assert fp32_engine.backend.spec.precision == "fp32" and fp32_engine.core == (512, 512)
@@ -316,3 +316,33 @@ def test_restore_frames_batches_tiles_across_frames_bit_identically(rgb_model, t
         for out, frame, quality in zip(got, frames, qualities, strict=True):
             np.testing.assert_array_equal(out, restorer(frame, quality))
         assert not np.array_equal(got[0], restorer(frames[0], 40))  # the models differ: the choice is visible
+
+
+def test_a_passed_self_test_is_recorded_per_graph_bytes_and_machine(tmp_path, monkeypatch):
+    """The load-time self-test runs once per model file on a machine (issue 34: a one-image process should not pay
+    for it every time): a second Restorer with the same cache skips it; the same file name with other bytes (a
+    retrained model) is tested again, and so is every load from another cache; a failed test is never recorded."""
+    model = local_net(tmp_path / "net.onnx")
+    calls = []
+    real_self_test = runtime.restorer.self_test
+    monkeypatch.setattr(runtime.restorer, "self_test", lambda *a: (calls.append(a[2]), real_self_test(*a))[1])
+    cache = tmp_path / "cache"
+    Restorer(model, backend="ort-cpu", tile=32, cache_dir=cache)
+    Restorer(model, backend="ort-cpu", tile=32, cache_dir=cache)
+    assert len(calls) == 1
+    local_net(model, seed=1)  # the same name, other weights
+    Restorer(model, backend="ort-cpu", tile=32, cache_dir=cache)
+    Restorer(model, backend="ort-cpu", tile=32, cache_dir=cache)
+    assert len(calls) == 2
+    Restorer(model, backend="ort-cpu", tile=32, cache_dir=tmp_path / "other")
+    assert len(calls) == 3
+
+    def failing(*args):
+        calls.append("failed")
+        raise ModelError("fails its self-test (planted)")
+
+    monkeypatch.setattr(runtime.restorer, "self_test", failing)
+    for _ in range(2):
+        with pytest.raises(ModelError, match="planted"):
+            Restorer(model, backend="ort-cpu", tile=32, cache_dir=tmp_path / "third")
+    assert calls[3:] == ["failed", "failed"]

@@ -141,10 +141,11 @@ def test_mjpeg_avi_restores_losslessly_with_per_frame_quality(tmp_path, models, 
     src = make_mjpeg(tmp_path / "camera.avi", qualities)
     before = src.read_bytes()
     dst = tmp_path / "restored.mkv"
-    proc = cli(src, dst, "--model", models, "--threads", "1")
+    proc = cli(src, dst, "--model", models, "--threads", "1", "--no-consistent")  # the Restorer's pixels exactly
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert re.fullmatch(rf"{re.escape(str(dst))}: 6 frames in [\d.]+ s \([\d.]+ frames/s; decode .*\)\n", proc.stdout)
+    assert re.fullmatch(rf"{re.escape(str(dst))}: 6 frames in [\d.]+ s \([\d.]+ frames/s; decode .*\); "
+                        r"not projected: consistent mode off\n", proc.stdout)  # fmt: skip
     assert "JPEG quality per frame: q10–q15" in proc.stderr
     assert "q10 (3 frames)" in proc.stderr and "q15 (3 frames)" in proc.stderr  # the model chosen per frame
     assert "not JPEG-based" not in proc.stderr
@@ -159,7 +160,7 @@ def test_mjpeg_avi_restores_losslessly_with_per_frame_quality(tmp_path, models, 
         assert out.streams.video[0].codec_context.name == "ffv1"
 
     h264 = tmp_path / "restored.mov"  # MOV copies PCM audio; MP4 writes it as AAC (test_pcm_in_mp4_...)
-    proc = cli(src, h264, "--model", models, "--threads", "1", "--codec", "h264", "-q")
+    proc = cli(src, h264, "--model", models, "--threads", "1", "--codec", "h264", "-q", "--no-consistent")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr  # -q: silent on success
     lossy = decoded(h264)
     assert [t for t, _, _ in lossy] == pytest.approx([t for t, _, _ in ins], abs=1e-3)
@@ -233,7 +234,8 @@ def test_colour_round_trip(matrix, value_range):
 def test_mov_start_duration_and_odd_size(tmp_path, restorer):
     src = make_mjpeg(tmp_path / "clip.mov", [10] * 8, size=(W - 1, H - 1))
     dst = tmp_path / "part.mkv"
-    stats = restore_video(src, dst, restorer, VideoSettings(span=Span(0.08, 0.12)))  # frames 2, 3, 4 at 25 fps
+    part = VideoSettings(span=Span(0.08, 0.12), consistent=False)  # frames 2, 3, 4 at 25 fps, as the Restorer's
+    stats = restore_video(src, dst, restorer, part)
     ins, outs = decoded(src), decoded(dst)
     assert stats.frames == 3 and [t for t, _, _ in outs] == pytest.approx([0.0, 0.04, 0.08], abs=1e-3)
     assert outs[0][1].shape == (H - 1, W - 1, 3)
@@ -638,3 +640,51 @@ def test_an_rgb_input_can_be_written_as_yuv(tmp_path, restorer):
         assert (ctx.colorspace, ctx.color_range) == (6, 1)  # BT.601 (under 720 lines), limited range
     for (_, before, _), (_, after, _) in zip(decoded(rgb), decoded(dst), strict=True):
         assert np.abs(after.astype(int) - restorer(before)).mean() < 3  # 4:2:0 of the restored frame
+
+
+@pytest.mark.cli
+def test_mjpeg_frames_are_projected_onto_their_own_packets(tmp_path, models):
+    """--consistent (the default for Motion JPEG): each restored frame re-encodes, with its own packet's tables, to
+    its packet's coefficients (≥ 99.9 % of luma coefficients, checked against the packets as libjpeg wrote them), also
+    for packets without Huffman tables (AVI MJPEG: the standard ones are assumed); without it the frames differ and
+    leave their packets' intervals. Explicit --consistent refuses other codecs and raw frames (exit 2, one line)."""
+    import torch
+
+    from runtime.jpeg_consistency import consistent_share, read_coefficients
+    from tests.runtime_fixtures import export_onnx
+
+    class Brighten(torch.nn.Module):  # a "restoration" that contradicts every file: +10 levels everywhere
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + 10 / 255
+
+    model = export_onnx(Brighten(), tmp_path / "brighten.onnx", 3)
+    photo = (PHOTO.astype(np.float32) * 0.75 + 24).astype(np.uint8)  # no clipped pixels: the projection is exact
+    qualities = [10, 30, 50, 20]
+    src = make_mjpeg(tmp_path / "cam.avi", qualities, audio=False, photo=photo, huffman=False)
+    written = []  # each packet as libjpeg wrote it, tables included, read the ordinary way
+    for i, q in enumerate(qualities):
+        written.append(tmp_path / f"packet{i}.jpg")
+        written[-1].write_bytes(jpeg_bytes(np.roll(photo, 3 * i, axis=1), q))
+    packets_coefficients = [read_coefficients(path) for path in written]
+    runs = {}
+    for name, flags in (("default", ()), ("off", ("--no-consistent",))):
+        proc = cli(src, tmp_path / f"{name}.mkv", "--model", model, "--threads", "1", *flags)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        runs[name] = [rgb for _, rgb, _ in decoded(tmp_path / f"{name}.mkv")]
+        shares = [consistent_share(rgb, jpeg) for rgb, jpeg in zip(runs[name], packets_coefficients, strict=True)]
+        if name == "default":
+            assert min(shares) >= 0.999, shares
+            assert re.search(r"; 4 frames projected, consistent ≥ (99\.9\d|100\.00) %\n$", proc.stdout), proc.stdout
+        else:
+            assert min(shares) < 0.99, shares
+            assert proc.stdout.endswith("; not projected: consistent mode off\n")
+    assert all(not np.array_equal(a, b) for a, b in zip(runs["default"], runs["off"], strict=True))
+
+    h264 = make_h264(tmp_path / "h264.mp4", [0, 40], photo, "ITU601")
+    for args in ((h264, tmp_path / "x.mkv"), ("--raw", f"{W}x{H}:rgb24", "-", tmp_path / "raw.rgb")):
+        proc = cli(*args, "--model", models, "--consistent", stdin=subprocess.DEVNULL)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+        assert "--consistent" in proc.stderr and ("not Motion JPEG" in proc.stderr or "raw frames" in proc.stderr)
+    proc = cli(h264, tmp_path / "y.mkv", "--model", models)  # the default: restored, not projected, and said so
+    assert proc.returncode == 0 and proc.stdout.endswith("; not projected: h264 is not Motion JPEG\n"), proc.stderr
+    assert not (tmp_path / "x.mkv").exists() and not (tmp_path / "raw.rgb").exists()

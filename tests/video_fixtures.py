@@ -20,19 +20,35 @@ def jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
     return buf.tobytes()
 
 
-def make_mjpeg(path: Path, qualities: list[int], audio: bool = True, size: tuple[int, int] = (W, H)) -> Path:
-    """Motion JPEG at 25 fps, frame i a shifted photo encoded by libjpeg at ``qualities[i]`` (as cameras write it), with
-    a PCM audio track."""
+def without_huffman_tables(jpeg: bytes) -> bytes:
+    """``jpeg`` without its DHT segments, as AVI's Motion JPEG stores frames coded with the standard tables."""
+    out, pos = bytearray(jpeg[:2]), 2
+    while jpeg[pos + 1] != 0xDA:  # header segments up to the start of scan
+        end = pos + 2 + int.from_bytes(jpeg[pos + 2 : pos + 4], "big")
+        if jpeg[pos + 1] != 0xC4:
+            out += jpeg[pos:end]
+        pos = end
+    return bytes(out + jpeg[pos:])
+
+
+def make_mjpeg(
+    path: Path, qualities: list[int], audio: bool = True, size: tuple[int, int] = (W, H),
+    photo: np.ndarray | None = None, huffman: bool = True,
+) -> Path:  # fmt: skip
+    """Motion JPEG at 25 fps, frame i a shifted ``photo`` (default :data:`PHOTO`) encoded by libjpeg at
+    ``qualities[i]`` (as cameras write it; without ``huffman``, its packets lack their Huffman tables as in AVI
+    MJPEG), with a PCM audio track."""
     import av  # the [video] extra: imported only by callers that have it
 
     w, h = size
-    photo = cv2.resize(PHOTO, (w, h))
+    photo = cv2.resize(PHOTO if photo is None else photo, (w, h))
     with av.open(str(path), "w") as out:
         video = out.add_stream("mjpeg", rate=25)
         video.width, video.height, video.pix_fmt = w, h, "yuvj420p"
         sound = out.add_stream("pcm_s16le", rate=8000, layout="mono") if audio else None
         for i, q in enumerate(qualities):
-            packet = av.Packet(jpeg_bytes(np.roll(photo, 3 * i, axis=1), q))
+            data = jpeg_bytes(np.roll(photo, 3 * i, axis=1), q)
+            packet = av.Packet(data if huffman else without_huffman_tables(data))
             packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = video, Fraction(1, 25), i, i, 1
             packet.is_keyframe = True
             out.mux(packet)

@@ -32,6 +32,14 @@ CPU_BACKENDS = frozenset(BACKENDS) - GPU_BACKENDS  # local backends that take an
 CPU_CORE = {"fp32": 512, "fp16": 512, "int8": 1024}
 
 
+def tensorrt_install_hint() -> str:
+    """How to get the tensorrt backend: the ``[trt]`` extra (TensorRT 10+ and cuda-python), on a machine with an
+    NVIDIA GPU."""
+    from common.cli import pip_install
+
+    return f"TensorRT needs an NVIDIA GPU and its driver (CUDA 12 or 13); on such a machine: {pip_install('trt')}"
+
+
 def default_tile(kind: str, model: Model, precision: str = "auto") -> int:
     """The largest tile core backend ``kind`` uses for ``model`` at ``precision`` when no tile is asked for."""
     if kind not in CPU_BACKENDS:

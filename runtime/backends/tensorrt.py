@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import filelock
 import numpy as np
 
-from common.cli import pip_install
 from common.files import atomic_write_bytes, safe_name, sha256_file
 from runtime.backends.base import BackendNotInstalled, BackendUnavailable, Closing, is_out_of_memory
+from runtime.backends.catalogue import tensorrt_install_hint
 from runtime.engine_cache import EngineCache, EngineKey, cache_root
 from runtime.spec import ModelSpec
 
@@ -51,9 +50,7 @@ class BuilderOptions:
 BUILDER = BuilderOptions()
 
 
-def install_hint() -> str:
-    """How to get this backend: the ``[trt]`` extra (TensorRT 10+ and cuda-python), on a machine with an NVIDIA GPU."""
-    return f"TensorRT needs an NVIDIA GPU and its driver (CUDA 12 or 13); on such a machine: {pip_install('trt')}"
+install_hint = tensorrt_install_hint  # how to get this backend (the catalogue's: select says it without importing us)
 
 
 def _import_trt() -> tuple[Any, Any]:
@@ -176,6 +173,8 @@ class _TimingCache:
         """Merge what this build learnt into the file (another process may have saved meanwhile)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         cache = config.get_timing_cache()
+        import filelock  # only a build needs it: not imported with the module (start-up, issue 34)
+
         with filelock.FileLock(str(self.path.with_suffix(".lock"))):
             if self.path.exists():
                 previous = config.create_timing_cache(self.path.read_bytes())

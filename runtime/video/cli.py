@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import logging
 import os
 import re
@@ -24,6 +25,7 @@ from common.files import atomic_path
 from runtime.cli import (
     add_restore_options,
     failure_message,
+    floor_percent,
     log_backend,
     open_restorer,
     path_problem,
@@ -31,7 +33,7 @@ from runtime.cli import (
     settings_from_args,
 )
 from runtime.restorer import Restorer
-from runtime.settings import RestoreSettings
+from runtime.settings import CONSISTENT_INSTALL_HINT, RestoreSettings
 from runtime.video.compare import write_compare
 from runtime.video.container import Clip, Span, VideoError, probe
 from runtime.video.encode import CODECS
@@ -44,8 +46,11 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """\
 Remove JPEG compression artifacts from the frames of a video with WCDGAN (PyAV: any container and codec FFmpeg
 decodes). Motion JPEG is restored best: the JPEG quality of every frame is estimated from its own quantisation
-tables and, with a folder of per-quality models (--model DIR), picks the model per frame. Other codecs' artifacts
-are not what the model was trained on (a note says so).
+tables and, with a folder of per-quality models (--model DIR), picks the model per frame; each restored frame is
+projected onto its own packet's DCT coefficients (--consistent, on for Motion JPEG by default: a frame re-encoded
+with its packet's tables gives the packet's coefficients; packets without Huffman tables get the standard ones of
+ITU-T T.81 Annex K). Other codecs' artifacts are not what the model was trained on (a note says so); they are not
+projected (--consistent refuses them).
 
 Output: lossless FFV1 (RGB, exactly the restored pixels) in OUT (.mkv), or --codec h264|h265|av1 --crf N (4:2:0,
 in the input's YUV matrix and range). Kept: timestamps (variable frame rate too), frame rate, rotation metadata,
@@ -130,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.codec} stores 4:2:0 colour, which needs an even width and height (this video is "
                          f"{clip.width}×{clip.height}); use the default lossless FFV1")  # fmt: skip
     target = compare_target(args)
-    video = VideoSettings(args.codec, args.crf, span, args.quality)
+    unprojected = why_not_projected(src, clip, args.consistent)
+    video = VideoSettings(args.codec, args.crf, span, args.quality, consistent=not unprojected)
     with open_restorer(args.model, settings) as restorer:
         log_backend(restorer, args.verbose)
         describe(src, clip, args.codec)
@@ -143,12 +149,42 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # the backend failing on a frame (NaN output, out of memory): one line, no traceback
             log.error("error: %s", failure_message(src, e))
             return 1
-    report(dst, stats, args.quiet)
+    report(dst, stats, args.quiet, projection(stats, unprojected))
     if args.codec == "ffv1":
         ffv1_note(src, dst, stats.frames / float(clip.rate or 25), target is not None)
     if target is not None and not compare_clip(src, dst, target, clip, video, args.quiet):
         return 1
     return 1 if stats.corrupt or stats.missing else 0
+
+
+def why_not_projected(src: Path, clip: Clip, asked: bool | None) -> str:
+    """Why the restored frames are not projected onto their packets' DCT coefficients ("" when they are: 8-bit Motion
+    JPEG, unless ``asked`` is False, --no-consistent). Other codecs have no JPEG coefficients: with ``asked`` True
+    (--consistent) that is a UsageError, before any frame is restored."""
+    if asked is False:
+        return "consistent mode off"
+    if not clip.is_jpeg or clip.deep:
+        if asked:
+            kind = f"{clip.codec}, not Motion JPEG" if not clip.is_jpeg else "Motion JPEG of more than 8 bits"
+            raise UsageError(f"--consistent: {src} is {kind}: its frames have no 8-bit JPEG coefficients to project "
+                             "onto (leave --consistent out: such a video is restored without it)")  # fmt: skip
+        return f"{clip.codec} is not Motion JPEG" if not clip.is_jpeg else "more than 8 bits per sample"
+    # jpeglib is a dependency: only a broken install lacks it (--consistent was refused then by the settings)
+    if importlib.util.find_spec("jpeglib") is None:
+        log.warning("jpeglib is not installed: frames are not projected (%s)", CONSISTENT_INSTALL_HINT)
+        return "jpeglib is not installed"
+    return ""
+
+
+def projection(stats: Stats, unprojected: str) -> str:
+    """What the result line says about the projection: the lowest share of luma coefficients true to their packet
+    among the projected frames, or why the frames were not projected (``unprojected``)."""
+    if unprojected:
+        return f"not projected: {unprojected}"
+    if not stats.consistent:
+        return "no frame projected"
+    unread = f", {stats.unprojected} not (unreadable coefficients)" if stats.unprojected else ""
+    return f"{len(stats.consistent)} frames projected, consistent ≥ {floor_percent(min(stats.consistent))}{unread}"
 
 
 def ffv1_note(src: Path, dst: Path, seconds: float, compare: bool) -> None:
@@ -201,6 +237,8 @@ def check_video_options(args: argparse.Namespace) -> None:
     if args.raw:
         if args.start or args.duration or args.codec != "ffv1" or args.compare is not None:
             raise UsageError("--start, --duration, --codec and --compare are for video files, not --raw")
+        if args.consistent:
+            raise UsageError("--consistent is for Motion-JPEG files: raw frames carry no JPEG coefficients")
         if args.raw.width * args.raw.height > args.max_pixels * 1e6:
             raise UsageError(
                 f"--raw {args.raw.width}x{args.raw.height}: frames over --max-pixels {args.max_pixels:g} MP"
@@ -245,12 +283,13 @@ def describe(src: Path, clip: Clip, codec: str) -> None:
                  "resolution; the default FFV1 keeps it (RGB)", clip.chroma, codec)  # fmt: skip
 
 
-def report(dst: Path, stats: Stats, quiet: bool) -> None:
-    """The run's result line (output, frames, speed, stage times) on stdout — logged instead when the frames went to
-    stdout (pipe mode), not at all when ``quiet`` — and the log of JPEG qualities, models and corrupt packets."""
+def report(dst: Path, stats: Stats, quiet: bool, projected: str) -> None:
+    """The run's result line (output, frames, speed, stage times, ``projected``: :func:`projection`) on stdout —
+    logged instead when the frames went to stdout (pipe mode), not at all when ``quiet`` — and the log of JPEG
+    qualities, models and corrupt packets."""
     busy = f"decode {stats.decode_s:.1f} s, restore {stats.restore_s:.1f} s, encode {stats.encode_s:.1f} s"
     rate = stats.frames / max(stats.wall_s, 1e-9)
-    line = f"{dst}: {stats.frames} frames in {stats.wall_s:.1f} s ({rate:.2f} frames/s; {busy})"
+    line = f"{dst}: {stats.frames} frames in {stats.wall_s:.1f} s ({rate:.2f} frames/s; {busy}); {projected}"
     if str(dst) == "-":
         log.info("%s", line)
     elif not quiet:
@@ -296,7 +335,7 @@ def _restore_raw(args: argparse.Namespace, fmt: RawFormat, source: BinaryIO, res
     except Exception as e:  # as in run(): one line, no traceback
         log.error("error: %s", failure_message(Path(args.input), e))
         return 1
-    report(Path(args.output), stats, args.quiet)
+    report(Path(args.output), stats, args.quiet, "not projected: raw frames carry no JPEG coefficients")
     return 1 if stats.corrupt or not stats.frames else 0
 
 

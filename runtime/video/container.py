@@ -162,16 +162,34 @@ def packet_quality(packet: Any) -> int | None:
     return found.quality if found else None
 
 
-def read_frames(path: Path, clip: Clip, span: Span, stats: Stats) -> Iterator[Frame | Remux]:
+def _coefficients(packet: Any, stats: Stats) -> Any:
+    """The DCT coefficients of a Motion-JPEG packet (:func:`runtime.jpeg_consistency.read_packet_coefficients`), or
+    None (counted in ``stats.unprojected``, logged) when they cannot be read: its frame is restored, not projected."""
+    from runtime.jpeg_consistency import ConsistencyError, read_packet_coefficients
+
+    seconds = float((packet.pts or 0) * packet.time_base)
+    try:
+        return read_packet_coefficients(bytes(packet), f"the frame at {seconds:.3f} s")
+    except ConsistencyError as e:
+        stats.unprojected += 1
+        log.warning("%s; that frame is restored without the projection", e)
+        return None
+
+
+def read_frames(
+    path: Path, clip: Clip, span: Span, stats: Stats, coefficients: bool = False
+) -> Iterator[Frame | Remux]:
     """Restorable :class:`Frame` s and the copied streams' packets of ``path`` in demux order, timestamps shifted so
-    that ``span`` starts at 0 (unchanged for a whole clip); corrupt packets are counted in ``stats.corrupt``."""
+    that ``span`` starts at 0 (unchanged for a whole clip); corrupt packets are counted in ``stats.corrupt``. With
+    ``coefficients`` (consistent mode, Motion JPEG) each frame carries its packet's DCT coefficients; a packet whose
+    coefficients cannot be read leaves its frame without them, counted in ``stats.unprojected``."""
     with open_media(path) as container:
         video = container.streams.video[0]
         copied = tuple(container.streams[i] for i in clip.copied)
         span = span.from_origin(container)
         step = round(1 / (clip.rate * clip.time_base)) if clip.rate else 1  # for frames without a timestamp
         offset, last_pts = span.offset(clip.time_base), None
-        for found, frame in _decoded(container, video, span, stats, copied):
+        for found, frame in _decoded(container, video, span, stats, copied, coefficients):
             if frame is None:
                 packet, shift = found, span.offset(found.time_base)
                 if shift:
@@ -186,15 +204,20 @@ def read_frames(path: Path, clip: Clip, span: Span, stats: Stats) -> Iterator[Fr
                 )
             pts = frame.pts - offset if frame.pts is not None else (0 if last_pts is None else last_pts + step)
             last_pts = pts
-            yield Frame(frame_to_rgb(frame, clip.colour, clip.deep), pts, found)
+            quality, jpeg = found
+            yield Frame(frame_to_rgb(frame, clip.colour, clip.deep), pts, quality, jpeg)
 
 
-def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple = ()) -> Iterator[tuple[Any, Any]]:
-    """``(packet of a copied stream, None)`` and ``(JPEG quality, decoded frame)`` in demux order, within ``span``;
-    corrupt video packets are counted in ``stats.corrupt`` and skipped."""
+def _decoded(
+    container: Any, video: Any, span: Span, stats: Stats, copied: tuple = (), coefficients: bool = False
+) -> Iterator[tuple[Any, Any]]:
+    """``(packet of a copied stream, None)`` and ``((JPEG quality, its coefficients), decoded frame)`` in demux
+    order, within ``span`` (coefficients: read with ``coefficients`` only, else None); corrupt video packets are
+    counted in ``stats.corrupt`` and skipped."""
     if span.start:
         _seek_before(container, video, span.start)  # frames before start are decoded and skipped
-    qualities: dict[int | None, int | None] = {}  # packet pts → quality (intra-only MJPEG: frame pts = packet pts)
+    # packet pts → (quality, coefficients) (intra-only MJPEG: frame pts = packet pts)
+    qualities: dict[int | None, tuple[int | None, Any]] = {}
     jpeg = video.codec_context.name in JPEG_CODECS
     end = 0.0  # where the last video packet ends, in seconds
     for packet in container.demux(video, *copied):
@@ -205,7 +228,7 @@ def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple
         if packet.pts is not None:
             end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
         if jpeg and packet.size:
-            qualities[packet.pts] = packet_quality(packet)
+            qualities[packet.pts] = packet_quality(packet), _coefficients(packet, stats) if coefficients else None
         try:
             if packet.is_corrupt:  # the demuxer says so: cut short (the last packet of a truncated file), damaged
                 raise av.error.InvalidDataError(0, "flagged corrupt by the demuxer")
@@ -220,7 +243,7 @@ def _decoded(container: Any, video: Any, span: Span, stats: Stats, copied: tuple
             if span.past_end(seconds):
                 return
             if span.contains(seconds):
-                yield qualities.pop(frame.pts, None), frame
+                yield qualities.pop(frame.pts, (None, None)), frame
     if not span.past_end(end):  # the span reaches the end of the data: is that where the header says it is?
         stats.missing = _missing_frames(container, video, end)
 

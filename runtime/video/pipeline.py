@@ -15,10 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from runtime.jpeg_consistency import JpegCoefficients
 
 QUEUE_FRAMES = 4  # frames waiting between two stages: enough to overlap them, little memory at any resolution
 WINDOW_FRAMES = 4  # frames restored together: a few frames' tiles fill a GPU batch; memory stays a few frames
@@ -37,6 +40,8 @@ class Stats:
     missing: int = 0  # frames the input's header declares after where the file ends (a truncated file)
     qualities: collections.Counter = field(default_factory=collections.Counter)  # estimated JPEG quality → frames
     models: collections.Counter = field(default_factory=collections.Counter)  # model name → frames
+    consistent: list[float] = field(default_factory=list)  # --consistent: each projected frame's luma share
+    unprojected: int = 0  # --consistent: frames whose packet's coefficients could not be read (restored as they are)
     decode_s: float = 0.0
     restore_s: float = 0.0
     encode_s: float = 0.0
@@ -46,11 +51,13 @@ class Stats:
 @dataclass(frozen=True)
 class Frame:
     """One frame on its way: H×W×3 (raw gray: H×W) uint8/uint16 ``pixels``, its ``pts`` in the stream's time base,
-    the JPEG quality estimated from its packet (None: not a JPEG)."""
+    the JPEG quality estimated from its packet (None: not a JPEG) and, in consistent mode, the packet's DCT
+    coefficients (:class:`~runtime.jpeg_consistency.JpegCoefficients`; None: not read)."""
 
     pixels: np.ndarray
     pts: int
     quality: int | None = None
+    jpeg: JpegCoefficients | None = None
 
 
 class _Stopped(Exception):
