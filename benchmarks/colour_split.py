@@ -9,14 +9,20 @@ each JPEG quality, on the colour ground truths of a data set (default LIVE1, col
   (a model bias shows as the same sign on every image);
 - seconds per megapixel (the model's call only; one image at a time).
 
+``--files`` restores JPEG files with ``Restorer.restore_file``, as ``runtime.infer`` does — with the projection onto
+the file's quantisation constraint, on by default (``runtime.jpeg_consistency``) — instead of decoded arrays (the
+network alone); its s/MP then includes reading, projecting and writing the files.
+
     python -m benchmarks.colour_split                                   # the bundled default (INT8 on a CPU)
     python -m benchmarks.colour_split --model new=runs/half/export --quality 5 10 20 30 40 --images 8
+    python -m benchmarks.colour_split --files                           # what runtime.infer gives for JPEG files
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,13 +85,32 @@ def load_colour_images(folder: Path, limit: int | None) -> list[tuple[str, np.nd
     return images
 
 
-def measure_model(restorer: Restorer | None, images: list[tuple[str, np.ndarray]], quality: int) -> dict[str, Any]:
-    """Scores of ``restorer`` (None: the JPEG itself) at ``quality`` over ``images``; s/MP of the model calls."""
+def restore_as_file(restorer: Restorer, original: np.ndarray, quality: int, folder: Path) -> np.ndarray:
+    """RGB uint8 restoration of ``original``'s libjpeg JPEG at ``quality``, as ``runtime.infer`` restores the file."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(original, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError("libjpeg failed to encode an image")
+    source, target = folder / "in.jpg", folder / "out.png"
+    source.write_bytes(data.tobytes())
+    restorer.restore_file(source, target)
+    return cv2.cvtColor(cv2.imread(str(target), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def measure_model(
+    restorer: Restorer | None, images: list[tuple[str, np.ndarray]], quality: int, files: Path | None = None
+) -> dict[str, Any]:
+    """Scores of ``restorer`` (None: the JPEG itself) at ``quality`` over ``images``; s/MP of the restores.
+    ``files``: a scratch folder; the restorer then restores JPEG files (:func:`restore_as_file`), not arrays."""
     rows, seconds, pixels = [], 0.0, 0
     for _, original in images:
         jpeg = jpeg_roundtrip(original, quality)
         t0 = time.perf_counter()
-        restored = jpeg if restorer is None else restorer(jpeg, quality=quality)
+        if restorer is None:
+            restored = jpeg
+        elif files is not None:
+            restored = restore_as_file(restorer, original, quality, files)
+        else:
+            restored = restorer(jpeg, quality=quality)
         seconds += time.perf_counter() - t0
         pixels += original.shape[0] * original.shape[1]
         rows.append(split_scores(restored, original))
@@ -125,6 +150,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--images", type=int, help="use the first N images only")
     p.add_argument("--precision", default="auto", help="as runtime.infer's --precision (auto: INT8 on a CPU)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads")
+    p.add_argument(
+        "--files", action="store_true", help="restore JPEG files as runtime.infer does (projection included)"
+    )
     add_output_options(p, "--update-results", RESULTS_DIR)
     return p.parse_args(argv)
 
@@ -142,12 +170,22 @@ def run(args: argparse.Namespace) -> int:
     for q in args.quality:
         results[q] = {"JPEG": measure_model(None, images, q)}
     for name, path in args.model:
-        with Restorer(path, precision=args.precision, threads=args.threads) as restorer:
-            ran = f"{restorer.backend_name}"
+        with (
+            Restorer(path, precision=args.precision, threads=args.threads) as restorer,
+            tempfile.TemporaryDirectory() as scratch,
+        ):
+            ran = f"{restorer.backend_name}" + (", files" if args.files else "")
             for q in args.quality:
-                results[q][f"{name} [{ran}]"] = measure_model(restorer, images, q)
-    markdown = f"Data: {data.name}, {len(images)} images; machine: {machine_info()['cpu']}\n\n" + to_markdown(results)
-    payload = {"machine": machine_info(), "data": str(data.name), "images": [n for n, _ in images], "results": results}
+                files = Path(scratch) if args.files else None
+                results[q][f"{name} [{ran}]"] = measure_model(restorer, images, q, files)
+    how = "JPEG files restored as runtime.infer does" if args.files else "decoded arrays (the network alone)"
+    markdown = f"Data: {data.name}, {len(images)} images, {how}; machine: {machine_info()['cpu']}\n\n" + to_markdown(
+        results
+    )
+    payload = {
+        "machine": machine_info(), "data": str(data.name), "images": [n for n, _ in images], "files": args.files,
+        "results": results,
+    }  # fmt: skip
     print_report(markdown, write_results(args.output, "colour_split", payload, markdown))
     return 0
 

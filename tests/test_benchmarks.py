@@ -329,3 +329,16 @@ def test_colour_split_measures_luma_chroma_and_the_colour_shift(tmp_path):
     assert name.startswith("default [") and "s_per_mp" not in results["JPEG"] and results[name]["s_per_mp"] > 0
     assert results[name]["rgb"] > results["JPEG"]["rgb"]  # the bundled model gains on q10
     assert len(results[name]["shift_rgb"]) == 3
+
+    # --files: restored as runtime.infer restores JPEG files, projected onto each file's constraint, which at q40
+    # can only bring the restoration closer to the original than the network's output alone
+    scores = {}
+    for how in ("arrays", "files"):
+        argv = ["--data", str(folder), "--quality", "40", "-o", str(tmp_path / how), "--threads", "1"]
+        assert colour_split.main(argv + (["--files"] if how == "files" else [])) == 0
+        (scores[how],) = [r for n, r in _colour_rows(tmp_path / how, "40") if n != "JPEG"]
+    assert scores["files"]["rgb"] > scores["arrays"]["rgb"] + 0.05
+
+
+def _colour_rows(folder: Path, quality: str) -> list[tuple[str, dict]]:
+    return list(json.loads((folder / "colour_split.json").read_text())["results"][quality].items())
