@@ -1,9 +1,11 @@
 """Packages whose public names load on first use (PEP 562), so that importing a package or one of its leaves stays
-cheap: ``runtime`` (the restorer loads OpenCV, ONNX Runtime, tqdm) and ``runtime.video`` (PyAV)."""
+cheap: ``runtime`` (the restorer loads OpenCV, ONNX Runtime, tqdm) and ``runtime.video`` (PyAV); and whether an
+optional package is there, without importing it."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Mapping
 
@@ -25,3 +27,9 @@ def lazy_exports(
         return sorted({*vars(sys.modules[package]), *module_of})
 
     return sorted(module_of), __getattr__, __dir__
+
+
+def importable(name: str) -> bool:
+    """Whether the top-level package ``name`` can be imported, without importing it (one already imported counts,
+    also one without a ``__spec__``, which :func:`importlib.util.find_spec` refuses with a ValueError)."""
+    return name in sys.modules or importlib.util.find_spec(name) is not None

@@ -7,13 +7,13 @@ API callers (``str(error)``) and the option for command-line users (:meth:`Setti
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from common.cli import OptionError
+from common.lazy import importable
 from common.tiling import ALIGN, MAX_OVERLAP, MAX_TILE
 from runtime.backends.catalogue import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.formats import DEFAULT_MAX_PIXELS
@@ -77,7 +77,7 @@ class RestoreSettings:
             raise SettingError("strength", f"must be a number in (0, 1], got {self.strength!r}") from None
         if self.consistent not in (None, True, False):
             raise SettingError("consistent", f"must be True, False or None, got {self.consistent!r}")
-        if self.consistent and importlib.util.find_spec("jpeglib") is None:
+        if self.consistent and not importable("jpeglib"):
             raise SettingError("consistent", f"needs the jpeglib package: {CONSISTENT_INSTALL_HINT}")
         object.__setattr__(self, "tile", _tile_pair(self.tile))
         sides = self.tile or (max(CPU_CORE.values()),) * 2  # the buffer check below, at the largest default

@@ -5,10 +5,10 @@ that loads.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from common.lazy import importable
 from common.tiling import TileGrid, window_grid
 from runtime.backends.base import Backend, BackendNotInstalled, BackendUnavailable
 from runtime.backends.catalogue import (  # noqa: F401 (CPU_CORE, default_tile: re-exported for select's users)
@@ -48,7 +48,7 @@ def create_backend(
 
         return TritonBackend(s.server, model.spec, tile_hw, max_batch, s.remote_model)
     if kind == "tensorrt":
-        if importlib.util.find_spec("tensorrt") is None:  # not installed: said without importing the backend module
+        if not importable("tensorrt"):  # not installed: said without importing the backend module
             # (ctypes, the engine cache: ~0.03 s CPU of every start-up on a machine without TensorRT, issue 34)
             raise BackendNotInstalled(f"tensorrt is not importable (not installed); {tensorrt_install_hint()}")
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import logging
 import os
 import re
@@ -22,6 +21,7 @@ import av
 
 from common.cli import UsageError, run_cli
 from common.files import atomic_path
+from common.lazy import importable
 from runtime.cli import (
     add_restore_options,
     failure_message,
@@ -170,7 +170,7 @@ def why_not_projected(src: Path, clip: Clip, asked: bool | None) -> str:
                              "onto (leave --consistent out: such a video is restored without it)")  # fmt: skip
         return f"{clip.codec} is not Motion JPEG" if not clip.is_jpeg else "more than 8 bits per sample"
     # jpeglib is a dependency: only a broken install lacks it (--consistent was refused then by the settings)
-    if importlib.util.find_spec("jpeglib") is None:
+    if not importable("jpeglib"):
         log.warning("jpeglib is not installed: frames are not projected (%s)", CONSISTENT_INSTALL_HINT)
         return "jpeglib is not installed"
     return ""
