@@ -30,6 +30,9 @@ def lazy_exports(
 
 
 def importable(name: str) -> bool:
-    """Whether the top-level package ``name`` can be imported, without importing it (one already imported counts,
-    also one without a ``__spec__``, which :func:`importlib.util.find_spec` refuses with a ValueError)."""
-    return name in sys.modules or importlib.util.find_spec(name) is not None
+    """Whether the top-level package ``name`` can be imported, without importing it. One already imported counts,
+    also without a ``__spec__`` (which :func:`importlib.util.find_spec` refuses with a ValueError); one blocked with
+    ``sys.modules[name] = None`` does not."""
+    if name in sys.modules:
+        return sys.modules[name] is not None
+    return importlib.util.find_spec(name) is not None
