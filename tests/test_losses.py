@@ -11,11 +11,14 @@ import torch
 
 from train.losses import (
     CONV5_4,
+    LOG_MSE_FLOOR,
     VGGPerceptual,
     l1_loss,
     load_vgg_perceptual,
+    log_mse_loss,
     lsgan_d_loss,
     lsgan_g_loss,
+    mse_loss,
     tv_loss,
     vgg19_features,
 )
@@ -27,6 +30,21 @@ def test_l1_hand_computed():
     out = torch.tensor([[[[0.0, 0.5], [1.0, 0.25]]]])
     gt = torch.tensor([[[[0.5, 0.5], [0.0, 0.75]]]])
     assert l1_loss(out, gt).item() == pytest.approx((0.5 + 0 + 1.0 + 0.5) / 4)
+
+
+def test_mse_and_log_mse_hand_computed():
+    """MSE over every element; log-MSE is minus the mean per-sample PSNR (dB), so a sample at a quarter of another's
+    error counts the same 6 dB whichever its quality."""
+    gt = torch.zeros(2, 1, 2, 2)
+    out = gt.clone()
+    out[0] = 0.1  # sample 0: MSE 0.01 (20 dB); sample 1: one pixel off by 0.2, MSE 0.01 (20 dB)
+    out[1, 0, 0, 0] = 0.2
+    assert mse_loss(out, gt).item() == pytest.approx(0.01)
+    assert log_mse_loss(out, gt).item() == pytest.approx(10 * np.log10(0.01 + LOG_MSE_FLOOR), rel=1e-6)
+    better = out.clone()
+    better[1] /= 2  # sample 1's error a quarter: 6.02 dB better, the mean 3.01 dB
+    assert log_mse_loss(out, gt).item() - log_mse_loss(better, gt).item() == pytest.approx(3.01, abs=0.01)
+    assert log_mse_loss(gt, gt).item() == pytest.approx(10 * np.log10(LOG_MSE_FLOOR))  # finite at a perfect output
 
 
 def test_tv_hand_computed():

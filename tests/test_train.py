@@ -222,7 +222,7 @@ def test_tiny_training_beats_jpeg(dirs, tmp_path, pixel_loss):
         lr_g=1e-3,
         lr_halve_every=200,
         seed=0,
-        loss=LossWeights(l1=1.0) if pixel_loss == "l1" else LossWeights(l1=0.0, mse=1.0),
+        loss=LossWeights(**{"l1": 0.0, pixel_loss: 1.0}),
         generator=GeneratorConfig(in_channels=1, global_residual=True, **TINY),
     )
     t = Trainer(cfg, tmp_path, quiet=True)
@@ -264,11 +264,12 @@ def test_cli_run_resume_and_refuse_overwrite(dirs, tmp_path, capsys):
     _, meta = load_generator(tmp_path / "g.pt")
     assert meta["iterations"] == 3 and meta["data_dirs"] == [str(dirs[0].resolve())]
     # a lineage changes its pixel loss: the new weights train from the next iteration and are recorded
-    assert main(["--out", str(tmp_path), "--resume", "--iters", "5", "--w-l1", "0", "--w-mse", "1", "-q"]) == 0
+    assert main(["--out", str(tmp_path), "--resume", "--iters", "5", "--w-l1", "0", "--w-log-mse", "1", "-q"]) == 0
     _, meta = load_generator(tmp_path / "g.pt")
-    assert meta["iterations"] == 5 and meta["train_config"]["loss"]["mse"] == 1.0
+    assert meta["iterations"] == 5 and meta["train_config"]["loss"]["log_mse"] == 1.0
     losses = [r for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "total" in r]
-    assert losses[-1]["iter"] == 5 and losses[-1]["total"] == pytest.approx(losses[-1]["mse"])
+    assert losses[-1]["iter"] == 5 and losses[-1]["total"] == pytest.approx(losses[-1]["log_mse"])
+    assert -60 < losses[-1]["log_mse"] < -10  # dB: minus the patches' PSNR
     assert main(["--out", str(tmp_path), "--resume", "--iters", "6", "--w-adv", "1", "-q"]) == 2
     assert "adversarial" in capsys.readouterr().err
 

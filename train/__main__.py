@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight of a mean-squared-error term (default 0; `--w-l1 0 --w-mse 1` trains on MSE alone, which the "
         "half trunk needs: with L1 alone it stays at a zero residual, models/pretrained/README.md)",
     )
+    t.add_argument(
+        "--w-log-mse",
+        type=float,
+        help="weight of each patch's 10·log10(MSE) in dB (default 0): mean PSNR's own loss, every JPEG quality "
+        "weighs the same per dB (plain MSE favours the lowest qualities)",
+    )
     t.add_argument("--w-perceptual", type=float, help="override the preset's perceptual weight")
     t.add_argument("--w-adv", type=float, help="override the preset's adversarial weight")
     t.add_argument("--w-tv", type=float, help="override the preset's TV weight")
@@ -201,6 +207,7 @@ def override_loss_weights(loss: LossWeights, args: argparse.Namespace) -> bool:
     given = {
         "l1": args.w_l1,
         "mse": args.w_mse,
+        "log_mse": args.w_log_mse,
         "perceptual": args.w_perceptual,
         "adversarial": args.w_adv,
         "tv": args.w_tv,

@@ -42,7 +42,8 @@ class LossWeights:
     """Weight of each generator loss term (0 disables the term; perceptual > 0 needs VGG weights)."""
 
     l1: float = 1.0
-    mse: float = 0.0  # mean squared error: PSNR's own loss; from a zero residual it learns where L1 stalls
+    mse: float = 0.0  # mean squared error: from a zero residual it learns where L1 stalls
+    log_mse: float = 0.0  # per-sample 10·log10(MSE) in dB: every JPEG quality weighs the same per dB
     perceptual: float = 0.0
     adversarial: float = 0.0
     tv: float = 0.0

@@ -38,7 +38,7 @@ from train.data import (
     load_images,
     load_validation,
 )
-from train.losses import l1_loss, load_vgg_perceptual, lsgan_d_loss, lsgan_g_loss, mse_loss, tv_loss
+from train.losses import l1_loss, load_vgg_perceptual, log_mse_loss, lsgan_d_loss, lsgan_g_loss, mse_loss, tv_loss
 from train.probe import fast_bf16
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,9 @@ class Trainer:
         if w.mse > 0:
             terms["mse"] = mse_loss(out, y)
             total = total + w.mse * terms["mse"]
+        if w.log_mse > 0:
+            terms["log_mse"] = log_mse_loss(out, y)
+            total = total + w.log_mse * terms["log_mse"]
         if full and self.vgg is not None:
             with self._autocast():
                 terms["perceptual"] = self.vgg(out, y).float()
