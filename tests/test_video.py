@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from common.cli import UsageError
 from tests.conftest import MODULE_ENV, REPO_ROOT, assert_imports_without_torch, run_module
 from tests.runtime_fixtures import local_net
 from tests.video_fixtures import PHOTO, H, W, jpeg_bytes, make_mjpeg
@@ -638,3 +639,134 @@ def test_an_rgb_input_can_be_written_as_yuv(tmp_path, restorer):
         assert (ctx.colorspace, ctx.color_range) == (6, 1)  # BT.601 (under 720 lines), limited range
     for (_, before, _), (_, after, _) in zip(decoded(rgb), decoded(dst), strict=True):
         assert np.abs(after.astype(int) - restorer(before)).mean() < 3  # 4:2:0 of the restored frame
+
+
+# -- issue 38: what a user meets at the edges (each test kills a realistic one-line bug, planted by hand once) ------
+
+
+def make_broadcast_ts(path: Path, frames: int = 10) -> Path:
+    """H.264 in MPEG-TS whose first frame is at 10 s (as broadcast captures start), 25 fps, no B-frames."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"bf": "0"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.roll(PHOTO, i, axis=1), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = 250 + i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def test_duration_alone_counts_from_the_first_timestamp(tmp_path, restorer):
+    """--duration without --start on a clip starting at 10 s: its first 0.12 s (3 frames), as ``ffmpeg -t``."""
+    src = make_broadcast_ts(tmp_path / "broadcast.ts")
+    dst = tmp_path / "first.mkv"
+    assert restore_video(src, dst, restorer, VideoSettings(span=Span(0.0, 0.12))).frames == 3
+    assert [t for t, _, _ in decoded(dst)] == pytest.approx([0.0, 0.04, 0.08], abs=1e-3)
+
+
+@pytest.mark.parametrize("lines", [718, 720])
+def test_undeclared_matrix_follows_the_hd_boundary(lines):
+    """No matrix declared: BT.709 from 720 lines up, BT.601 below (decoding, and an RGB input written as YUV)."""
+    want = 1 if lines >= 720 else 6
+    frame = av.VideoFrame(64, lines, "yuv420p")  # colorspace and range unspecified
+    colour = frame_colour(frame)
+    assert (colour.matrix, colour.range, colour.guessed) == (want, 1, True)
+    name = "BT.709" if want == 1 else "BT.601"
+    assert colour.describe() == f"{name} limited range (not declared: assumed)"
+    rgb_source = Colour(0, 2, 1, 1)  # an FFV1 (RGB) input
+    assert (rgb_source.as_yuv(lines).matrix, rgb_source.as_yuv(lines).range) == (want, 1)
+
+
+def make_tagged_h264(path: Path, primaries: int, trc: int) -> Path:
+    """Two frames of H.264 (BT.2020 matrix, limited range) whose primaries and transfer tags differ."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"bf": "0"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        ctx = video.codec_context
+        ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc = 9, 1, primaries, trc
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(PHOTO, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("codec, suffix, matrix, value_range", [("ffv1", ".mkv", 0, 2), ("h264", ".mp4", 9, 1)])
+def test_colour_tags_reach_the_output_unswapped(tmp_path, restorer, codec, suffix, matrix, value_range):
+    src = make_tagged_h264(tmp_path / "hdr.mkv", primaries=9, trc=14)  # BT.2020 primaries, BT.2020 10-bit transfer
+    with av.open(str(src)) as container:
+        first = next(container.decode(video=0))
+        assert (int(first.color_primaries), int(first.color_trc)) == (9, 14)
+    dst = tmp_path / f"out{suffix}"
+    restore_video(src, dst, restorer, VideoSettings(codec))
+    with av.open(str(dst)) as container:
+        frame = next(container.decode(video=0))
+        tags = (int(frame.colorspace), int(frame.color_range), int(frame.color_primaries), int(frame.color_trc))
+    assert tags == (matrix, value_range, 9, 14)
+
+
+@pytest.mark.parametrize("pix_fmt, shape, dtype", [("rgb48le", (H, W, 3), "<u2"), ("gray16le", (H, W), "<u2"),
+                                                   ("gray", (H, W), "u1")])  # fmt: skip
+def test_pipe_mode_frame_sizes_of_every_format(restorer, pix_fmt, shape, dtype):
+    """Two frames in, two restored frames out, byte for byte the Restorer's, for the 16-bit and gray formats too."""
+    import io
+
+    from runtime.video.pipeline import Stats
+    from runtime.video.raw import raw_format, restore_raw
+
+    gray = cv2.cvtColor(PHOTO, cv2.COLOR_RGB2GRAY)
+    base = PHOTO if len(shape) == 3 else gray
+    frames = [np.roll(base, 5 * i, axis=1).astype(dtype) * (257 if dtype == "<u2" else 1) for i in range(2)]
+    source, target, stats = io.BytesIO(b"".join(f.tobytes() for f in frames)), io.BytesIO(), Stats()
+    restore_raw(source, target, raw_format(f"{W}x{H}:{pix_fmt}"), restorer, None, stats)
+    out = np.frombuffer(target.getvalue(), dtype).reshape(-1, *shape)
+    assert (stats.frames, stats.corrupt, len(out)) == (2, 0, 2)
+    for got, frame in zip(out, frames, strict=True):
+        assert np.array_equal(got, restorer(frame.astype(dtype[-2:])))
+
+
+def test_a_truncated_raw_stream_is_counted_corrupt_and_exits_1(tmp_path, models, capsys):
+    from runtime.video.cli import main
+
+    frame_bytes = W * H * 3
+    src, dst = tmp_path / "in.rgb", tmp_path / "out.rgb"
+    src.write_bytes(np.roll(PHOTO, 1, axis=1).tobytes() + PHOTO.tobytes() + PHOTO.tobytes()[: frame_bytes // 2])
+    assert main(["--raw", f"{W}x{H}:rgb24", str(src), str(dst), "--model", str(models), "-q"]) == 1
+    assert dst.stat().st_size == 2 * frame_bytes  # the whole frames, restored
+    assert capsys.readouterr().err == "error: 1 corrupt packet(s) skipped; the output holds the 2 frames that decoded\n"
+
+
+@pytest.mark.parametrize("codec, top", [("h264", 51), ("h265", 51), ("av1", 63)])
+def test_crf_limits_are_inclusive(tmp_path, codec, top):
+    from runtime.video.cli import build_parser, check_video_options
+
+    src = make_mjpeg(tmp_path / "cam.avi", [10], audio=False)
+    for crf in (0, top):
+        check_video_options(build_parser().parse_args([str(src), str(tmp_path / "o.mkv"), "--codec", codec,
+                                                       "--crf", str(crf)]))  # fmt: skip
+    for crf in (-1, top + 1):
+        args = build_parser().parse_args([str(src), str(tmp_path / "o.mkv"), "--codec", codec, "--crf", str(crf)])
+        with pytest.raises(UsageError, match=r"^--crf goes with --codec h264\|h265 \(0\.\.51\) or av1 \(0\.\.63\)$"):
+            check_video_options(args)
+
+
+@pytest.mark.parametrize("size", [(W - 1, H), (W, H - 1)])
+def test_420_outputs_need_both_sides_even(tmp_path, models, capsys, size):
+    from runtime.video.cli import main
+
+    src = make_mjpeg(tmp_path / "odd.avi", [10], audio=False, size=size)
+    assert main([str(src), str(tmp_path / "odd.mp4"), "--codec", "h264", "--model", str(models)]) == 2
+    assert "needs an even width and height" in capsys.readouterr().err
+    assert not (tmp_path / "odd.mp4").exists()
+
+
+def test_forced_quality_chooses_the_model_for_motion_jpeg(tmp_path, restorer):
+    """--quality 15 on q10 Motion JPEG: every frame restored by the q15 model, as asked."""
+    src = make_mjpeg(tmp_path / "cam.avi", [10, 10], audio=False)
+    dst = tmp_path / "forced.mkv"
+    stats = restore_video(src, dst, restorer, VideoSettings(quality=15))
+    assert dict(stats.models) == {"q15": 2} and dict(stats.qualities) == {10: 2}
+    for (_, rgb, _), (_, restored, _) in zip(decoded(src), decoded(dst), strict=True):
+        assert np.array_equal(restored, restorer(rgb, 15)) and not np.array_equal(restored, restorer(rgb, 10))
