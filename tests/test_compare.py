@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import hashlib
 import html
+import html.parser
 import json
 import os
 import re
@@ -504,3 +505,44 @@ def test_report_renders_in_a_headless_browser_without_requests(chromium, tmp_pat
     control.write_text('<img src="http://example.invalid/a.png"><img src="https://example.invalid/b.png">')
     _, requests = _browse(control, tmp_path / "profile-control")
     assert sorted(r["url"] for r in requests) == ["http://example.invalid/a.png", "https://example.invalid/b.png"]
+
+
+# -- issue 38 ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side, has_ssim", [(11, True), (10, False)])
+def test_ssim_is_measured_on_images_as_small_as_its_window(side, has_ssim):
+    """SSIM's Gaussian window is 11×11: an 11-px image has an SSIM (the same as common.metrics'), a 10-px one none."""
+    reference = RGB[:side, :side]
+    jpeg = np.clip(reference.astype(int) + 9, 0, 255).astype(np.uint8)
+    metrics = measure(jpeg, reference, reference)
+    if has_ssim:
+        assert metrics.jpeg.ssim == pytest.approx(ssim(jpeg, reference)) and metrics.restored.ssim == pytest.approx(1)
+    else:
+        assert metrics.jpeg.ssim is None and metrics.restored.ssim is None
+    assert metrics.jpeg.psnr == pytest.approx(psnr(jpeg, reference))
+
+
+class _Attributes(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attributes: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.attributes += attrs
+
+
+def test_a_file_name_cannot_add_an_attribute(tmp_path):
+    """A name with quotes stays inside its attribute (the slider's label): no event handler can come from it."""
+    src, restored, _ = _files(tmp_path)
+    name = 'x" onfocus="alert(1)" autofocus=" \'.jpg'
+    hostile = tmp_path / name
+    src.rename(hostile)
+    with CompareRun(tmp_path / "cmp") as run:
+        run.add(hostile, restored, FACTS)
+    parser = _Attributes()
+    parser.feed((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))
+    names = {attribute for attribute, _ in parser.attributes}
+    assert not {n for n in names if n.startswith("on")} and "autofocus" not in names
+    labels = [value for attribute, value in parser.attributes if attribute == "aria-label"]
+    assert labels == [f"split between restored and input: {hostile}"]

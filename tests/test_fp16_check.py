@@ -157,3 +157,38 @@ def test_build_records_the_kind_of_fp16_check(tmp_path: Path) -> None:
     assert validation["fp16_vs_fp32"]["kind"].startswith("onnx runtime cpu (computes in fp32")
     # real FP16 arithmetic loses more than rounding the weights alone
     assert arithmetic["min_psnr_uint8_db"] < validation["fp16_vs_fp32"]["min_psnr_uint8_db"]
+
+
+def _scaled_graph(path: Path, scale: float) -> onnx.ModelProto:
+    """input (ones) × ``scale`` → ``big`` → × 2⁻¹⁶ → output: ``big`` holds ``scale`` exactly in FP32."""
+    f32 = onnx.TensorProto.FLOAT
+    nodes = [onnx.helper.make_node("Mul", ["input", "scale"], ["big"]),
+             onnx.helper.make_node("Mul", ["big", "small"], ["output"])]  # fmt: skip
+    constants = [onnx.numpy_helper.from_array(np.float32(v), n) for n, v in (("scale", scale), ("small", 2.0**-16))]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "g",
+        [onnx.helper.make_tensor_value_info("input", f32, [1, 1, 4, 4])],
+        [onnx.helper.make_tensor_value_info("output", f32, [1, 1, 4, 4])],
+        constants,
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return model
+
+
+@pytest.mark.parametrize(("scale", "overflows"), [(65504.0, False), (65505.0, True), (65000.0, False)])
+def test_the_overflow_limit_is_fp16s_largest_finite_value(tmp_path: Path, scale: float, overflows: bool) -> None:
+    """65504 (FP16's largest finite value) itself is no overflow, anything above it is (issue 38)."""
+    model = _scaled_graph(tmp_path / "s.onnx", scale)
+    convert_fp16(model, tmp_path / "s_fp16.onnx")
+    numbers = fp16_check.check_numbers(
+        tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
+    )
+    assert numbers.overflow_tensors == (["big"] if overflows else [])
+    assert numbers.fp16_headroom == pytest.approx(65504.0 / scale)
+    if overflows:
+        with pytest.raises(ValidationError, match="exceed the FP16 maximum 65504 "):
+            fp16_check.check("s_fp16.onnx", numbers, 40.0)
+    else:
+        fp16_check.check("s_fp16.onnx", numbers, 40.0)

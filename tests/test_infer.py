@@ -343,3 +343,15 @@ def test_runtime_imports_without_torch():
         from runtime import Restorer
         """
     )
+
+
+@pytest.mark.cli
+def test_two_inputs_into_one_output_under_a_relative_folder(tmp_path, model):
+    """photo.jpg and photo.bmp both restore to out/photo.png under a relative -o: the second is refused (exit 1),
+    the first one's restoration is what the file holds (issue 38: a check on unresolved paths misses it)."""
+    write_jpeg(tmp_path / "photo.jpg", RGB, 20)
+    cv2.imwrite(str(tmp_path / "photo.bmp"), RGB[::-1])
+    proc = cli("photo.jpg", "photo.bmp", "-o", "out", "--model", model, cwd=tmp_path)
+    assert proc.returncode == 1 and "is also another input's output" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.png"]
+    _no_traceback(proc)

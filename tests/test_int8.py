@@ -182,3 +182,33 @@ def test_int8_options_need_int8(setup, capsys) -> None:
     with pytest.raises(SystemExit) as e:
         build.parse_args(["--ckpt", str(setup["ckpt"]), "--gate-quality", "10"])
     assert e.value.code == 2 and "need --int8" in capsys.readouterr().err
+
+
+def _offset_graph(path: Path, offset: float) -> Path:
+    """A stand-in for a restoration graph: input + ``offset`` (0: the identity), 1×3×H×W float32."""
+    f32 = onnx.TensorProto.FLOAT
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["input", "offset"], ["output"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("input", f32, [1, 3, None, None])],
+        [onnx.helper.make_tensor_value_info("output", f32, [1, 3, None, None])],
+        [onnx.numpy_helper.from_array(np.float32(offset), "offset")],
+    )
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_gate_measures_a_loss_as_a_loss(tmp_path) -> None:
+    """An 'INT8' graph worse than its FP32 one on every image: both deltas negative, the worst image the lowest,
+    and the gate fails on it (issue 38: a flipped sign would report the loss as a gain and pass)."""
+    from export.int8 import Int8Options, gate
+
+    fp32, int8 = _offset_graph(tmp_path / "m.onnx", 0.0), _offset_graph(tmp_path / "m_int8.onnx", 4 / 255)
+    flat = np.full((32, 32, 3), 90, np.uint8)  # an offset of 4 levels costs most where JPEG loses least
+    truths = [flat, skimage.data.astronaut()[:32, :32].copy()]
+    numbers = gate(fp32, int8, truths, (10,), Int8Options(gate_data=tmp_path, max_worst_loss_db=0.15))
+    q = numbers["per_quality"]["10"]
+    assert q["worst_image_delta_db"] <= q["delta_db"] < 0 and q["int8_psnr_db"] < q["fp32_psnr_db"]
+    assert numbers["worst_image_delta_db"] == q["worst_image_delta_db"]
+    with pytest.raises(ValidationError, match=r"q10: .*worst image -\d"):
+        check_gate("m_int8.onnx", numbers)

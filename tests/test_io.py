@@ -116,3 +116,15 @@ def test_sweep_removes_stale_temporaries_of_many_targets(tmp_path):
     with open(temps[0], "rb") as writer:
         fcntl.flock(writer, fcntl.LOCK_EX)  # as atomic_path holds it until the rename
         assert sweep_stale_temps(targets) == [] and temps[0].exists()
+
+
+@pytest.mark.parametrize("shape", [(3000, 4), (4, 3000)])
+def test_the_size_limit_counts_both_sides(tmp_path, shape):
+    """A tall, narrow image (or a wide, flat one) of 12,000 px is over a 10,000 px limit, refused before decoding;
+    exactly at the limit it is read (issue 38: a size from one side only lets a 1 × 10⁶ bomb through)."""
+    path = tmp_path / "narrow.png"
+    cv2.imwrite(str(path), np.zeros(shape, np.uint8))
+    h, w = shape
+    with pytest.raises(ImageError, match=rf"declares {w}×{h} = 0 MP, over the limit"):
+        read_image(path, max_pixels=h * w - 1)
+    assert read_image(path, max_pixels=h * w).pixels.shape == shape
