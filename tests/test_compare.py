@@ -546,3 +546,41 @@ def test_a_file_name_cannot_add_an_attribute(tmp_path):
     assert not {n for n in names if n.startswith("on")} and "autofocus" not in names
     labels = [value for attribute, value in parser.attributes if attribute == "aria-label"]
     assert labels == [f"split between restored and input: {hostile}"]
+
+
+def test_crops_weigh_the_change_of_every_channel():
+    """A region changed by 10 in each of R, G and B (30 in all) ranks above one changed by 20 in red only."""
+    jpeg = np.full((64, 96, 3), 100, np.uint8)
+    restored = jpeg.copy()
+    restored[8:24, 8:24] += np.uint8(10)  # all three channels
+    restored[40:56, 60:76, 0] += np.uint8(20)  # red only
+    comparison = compare_images(jpeg, restored, settings=CompareSettings(crops=2, crop_size=16, zoom=2))
+    assert list(comparison.corners) == [(8, 8), (40, 60)]
+
+
+def _report_text(tmp_path: Path, facts: list[RunFacts], measured: list[bool], embedded: int = 200) -> str:
+    """The report of one image added once per ``facts`` (with its original where ``measured``)."""
+    src, restored, _ = _files(tmp_path)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    unmeasured = shutil.copy(src, bare / "no_original.jpg")  # no ref/no_original.*
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref", CompareSettings(embedded=embedded)) as run:
+        for f, with_original in zip(facts, measured, strict=True):
+            run.add(src if with_original else unmeasured, restored, f)
+    return (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+
+
+def test_consistency_share_is_floored_so_100_means_all(tmp_path):
+    facts = dataclasses.replace(FACTS, consistent=0.99996)  # 99.996 %: not every coefficient
+    text = _report_text(tmp_path, [facts], [True])
+    assert "consistent with the JPEG: 99.99 % of luma coefficients" in text and "100.00 %" not in text
+
+
+def test_no_note_when_the_report_embeds_every_image(tmp_path):
+    text = _report_text(tmp_path, [FACTS, FACTS], [True, True], embedded=2)
+    assert "images are embedded" not in text and "Not embedded" not in text
+
+
+def test_the_mean_row_counts_the_measured_images_only(tmp_path):
+    text = _report_text(tmp_path, [FACTS, FACTS], [True, False])
+    assert '<td colspan="7">mean of 1</td>' in text

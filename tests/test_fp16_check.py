@@ -159,12 +159,12 @@ def test_build_records_the_kind_of_fp16_check(tmp_path: Path) -> None:
     assert arithmetic["min_psnr_uint8_db"] < validation["fp16_vs_fp32"]["min_psnr_uint8_db"]
 
 
-def _scaled_graph(path: Path, scale: float) -> onnx.ModelProto:
-    """input (ones) × ``scale`` → ``big`` → × 2⁻¹⁶ → output: ``big`` holds ``scale`` exactly in FP32."""
+def _scaled_graph(path: Path, scale: float, back: float = 2.0**-16) -> onnx.ModelProto:
+    """input (ones) × ``scale`` → ``big`` → × ``back`` → output: ``big`` holds ``scale`` exactly in FP32."""
     f32 = onnx.TensorProto.FLOAT
-    nodes = [onnx.helper.make_node("Mul", ["input", "scale"], ["big"]),
-             onnx.helper.make_node("Mul", ["big", "small"], ["output"])]  # fmt: skip
-    constants = [onnx.numpy_helper.from_array(np.float32(v), n) for n, v in (("scale", scale), ("small", 2.0**-16))]
+    nodes = [onnx.helper.make_node("Mul", ["input", "scale"], ["big"], name="scale_up"),
+             onnx.helper.make_node("Mul", ["big", "small"], ["output"], name="scale_down")]  # fmt: skip
+    constants = [onnx.numpy_helper.from_array(np.float32(v), n) for n, v in (("scale", scale), ("small", back))]
     graph = onnx.helper.make_graph(
         nodes,
         "g",
@@ -192,3 +192,28 @@ def test_the_overflow_limit_is_fp16s_largest_finite_value(tmp_path: Path, scale:
             fp16_check.check("s_fp16.onnx", numbers, 40.0)
     else:
         fp16_check.check("s_fp16.onnx", numbers, 40.0)
+
+
+def test_only_tensors_stored_in_fp16_count_as_overflows(tmp_path: Path) -> None:
+    """70000 in ``big`` and in the output: ``big`` is stored in FP16 and overflows; the output stays FP32 at the graph's
+    end (the FP16 graph casts back), so it is no FP16 overflow of its own: 1 tensor, not 2."""
+    model = _scaled_graph(tmp_path / "s.onnx", 70000.0, back=1.0)
+    convert_fp16(model, tmp_path / "s_fp16.onnx")
+    numbers = fp16_check.check_numbers(
+        tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
+    )
+    assert numbers.overflow_tensors == ["big"] and numbers.fp32_ranges["output"][0] == 70000.0
+    with pytest.raises(ValidationError, match="overflow: 1 tensors exceed the FP16 maximum"):
+        fp16_check.check("s_fp16.onnx", numbers, 40.0)
+
+
+@pytest.mark.parametrize(("scale", "subnormal", "flushed"), [(2.0**-20, 1.0, 0.0), (2.0**-26, 1.0, 1.0)])
+def test_subnormal_and_flushed_shares(tmp_path: Path, scale: float, subnormal: float, flushed: float) -> None:
+    """Values below FP16's normal range (2⁻¹⁴) are subnormal; below half its smallest subnormal (2⁻²⁵) they flush to
+    zero, and are counted in both shares (of the FP16 tensors' non-zero values: ``big`` here; the output is FP32)."""
+    model = _scaled_graph(tmp_path / "s.onnx", scale, back=1 / scale)
+    convert_fp16(model, tmp_path / "s_fp16.onnx")
+    numbers = fp16_check.check_numbers(
+        tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
+    )
+    assert numbers.share_subnormal_in_fp16 == subnormal and numbers.share_flushed_to_zero_in_fp16 == flushed

@@ -355,3 +355,12 @@ def test_two_inputs_into_one_output_under_a_relative_folder(tmp_path, model):
     assert proc.returncode == 1 and "is also another input's output" in proc.stderr, proc.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.png"]
     _no_traceback(proc)
+
+
+@pytest.mark.cli
+def test_one_output_file_for_two_inputs_is_a_usage_error(tmp_path, model):
+    write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    write_jpeg(tmp_path / "b.jpg", RGB, 30)
+    proc = cli(tmp_path / "a.jpg", tmp_path / "b.jpg", "-o", tmp_path / "out.png", "--model", model)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("names one file but there are 2 inputs: give a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]

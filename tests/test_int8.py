@@ -205,10 +205,14 @@ def test_gate_measures_a_loss_as_a_loss(tmp_path) -> None:
 
     fp32, int8 = _offset_graph(tmp_path / "m.onnx", 0.0), _offset_graph(tmp_path / "m_int8.onnx", 4 / 255)
     flat = np.full((32, 32, 3), 90, np.uint8)  # an offset of 4 levels costs most where JPEG loses least
-    truths = [flat, skimage.data.astronaut()[:32, :32].copy()]
+    white = np.full((32, 32, 3), 255, np.uint8)  # clipped at 255 by both graphs: identical outputs
+    truths = [flat, skimage.data.astronaut()[:32, :32].copy(), white]
     numbers = gate(fp32, int8, truths, (10,), Int8Options(gate_data=tmp_path, max_worst_loss_db=0.15))
     q = numbers["per_quality"]["10"]
     assert q["worst_image_delta_db"] <= q["delta_db"] < 0 and q["int8_psnr_db"] < q["fp32_psnr_db"]
     assert numbers["worst_image_delta_db"] == q["worst_image_delta_db"]
+    # INT8 against FP32: 4 levels off on the flat image (the minimum), equal on the white one (the mean is higher)
+    assert q["int8_vs_fp32_min_psnr_uint8_db"] == pytest.approx(10 * np.log10(255**2 / 16), abs=1e-6)
+    assert q["int8_vs_fp32_mean_psnr_uint8_db"] > q["int8_vs_fp32_min_psnr_uint8_db"] + 10
     with pytest.raises(ValidationError, match=r"q10: .*worst image -\d"):
         check_gate("m_int8.onnx", numbers)

@@ -128,3 +128,11 @@ def test_the_size_limit_counts_both_sides(tmp_path, shape):
     with pytest.raises(ImageError, match=rf"declares {w}×{h} = 0 MP, over the limit"):
         read_image(path, max_pixels=h * w - 1)
     assert read_image(path, max_pixels=h * w).pixels.shape == shape
+
+
+def test_sixteen_bit_suffixes_in_capitals(tmp_path):
+    """photo.PNG and photo.TIFF store 16 bits like their lower-case names."""
+    deep = (np.arange(12 * 8 * 3, dtype=np.uint16).reshape(12, 8, 3) * 97).astype(np.uint16)
+    for name in ("deep.PNG", "deep.TIFF"):
+        write_image(tmp_path / name, deep)
+        assert np.array_equal(read_image(tmp_path / name).pixels, deep)
