@@ -217,3 +217,8 @@ def test_subnormal_and_flushed_shares(tmp_path: Path, scale: float, subnormal: f
         tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
     )
     assert numbers.share_subnormal_in_fp16 == subnormal and numbers.share_flushed_to_zero_in_fp16 == flushed
+
+
+def test_summary_line_names_the_attention_range() -> None:
+    numbers = fp16_check.Fp16Numbers(attention_average_abs_range=[0.125, 2.0], min_psnr_uint8_db=50.0)
+    assert fp16_check.summary(numbers).endswith("attention averages |x| in [0.125, 2]")

@@ -18,6 +18,8 @@ from export.int8 import (
     check_gate,
     concat_groups,
     excluded_nodes,
+    gate,
+    gate_images,
     served_qualities,
     shared_ranges,
 )
@@ -48,10 +50,12 @@ def _build(setup, out: Path, calib: Path, *extra: str) -> int:
     return build.main([*argv, "--calib", str(calib), "--gate-data", str(setup["gate"]), *extra])
 
 
-def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup) -> None:
+def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup, tmp_path, monkeypatch) -> None:
     out = setup["tmp"] / "ok"
+    monkeypatch.chdir(tmp_path)  # the calibrator's working files go to a temporary, never the current folder
     assert _build(setup, out, setup["calib"], "--calib-windows", "6", "--gate-quality", "30", "10") == 0
     assert sorted(p.name for p in out.iterdir()) == ["m.json", "m.onnx", "m_int8.json", "m_int8.onnx"]
+    assert list(tmp_path.iterdir()) == []
     spec = ModelSpec.load(out / "m_int8.json")
     assert spec.precision == "int8" and spec.name == "m_int8" and spec.channels == 3
     numbers = spec.validation["int8"]
@@ -201,8 +205,6 @@ def _offset_graph(path: Path, offset: float) -> Path:
 def test_gate_measures_a_loss_as_a_loss(tmp_path) -> None:
     """An 'INT8' graph worse than its FP32 one on every image: both deltas negative, the worst image the lowest,
     and the gate fails on it (issue 38: a flipped sign would report the loss as a gain and pass)."""
-    from export.int8 import Int8Options, gate
-
     fp32, int8 = _offset_graph(tmp_path / "m.onnx", 0.0), _offset_graph(tmp_path / "m_int8.onnx", 4 / 255)
     flat = np.full((32, 32, 3), 90, np.uint8)  # an offset of 4 levels costs most where JPEG loses least
     white = np.full((32, 32, 3), 255, np.uint8)  # clipped at 255 by both graphs: identical outputs
@@ -216,3 +218,35 @@ def test_gate_measures_a_loss_as_a_loss(tmp_path) -> None:
     assert q["int8_vs_fp32_mean_psnr_uint8_db"] > q["int8_vs_fp32_min_psnr_uint8_db"] + 10
     with pytest.raises(ValidationError, match=r"q10: .*worst image -\d"):
         check_gate("m_int8.onnx", numbers)
+
+
+def test_fp32_nodes_are_the_ends_and_the_convolutions_feeding_the_output() -> None:
+    """input → Conv c1 → Relu → Conv c2 → Add(c2, Relu) → output: c1 reads the input, Add writes the output, c2 (a
+    convolution) feeds it; the Relu feeding it too is no convolution and is quantised."""
+    f32 = onnx.TensorProto.FLOAT
+    w = onnx.numpy_helper.from_array(np.ones((3, 3, 1, 1), np.float32), "w")
+    nodes = [
+        onnx.helper.make_node("Conv", ["input", "w"], ["a"], name="c1"),
+        onnx.helper.make_node("Relu", ["a"], ["b"], name="relu"),
+        onnx.helper.make_node("Conv", ["b", "w"], ["c"], name="c2"),
+        onnx.helper.make_node("Add", ["c", "b"], ["output"], name="add"),
+    ]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "g",
+        [onnx.helper.make_tensor_value_info("input", f32, [1, 3, 8, 8])],
+        [onnx.helper.make_tensor_value_info("output", f32, [1, 3, 8, 8])],
+        [w],
+    )
+    assert excluded_nodes(onnx.helper.make_model(graph)) == ["add", "c1", "c2"]
+
+
+def test_gate_images_of_an_empty_folder_and_of_a_y_model(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError) as caught:
+        gate_images(tmp_path / "empty", 3)
+    assert str(caught.value) == f"{tmp_path / 'empty'}: no gate images (a folder of ground-truth images, e.g. LIVE1)"
+    folder = write_pngs(tmp_path / "gate", {"a": skimage.data.astronaut()[:32, :48]})
+    assert [i.shape for i in gate_images(folder, 1)] == [(32, 48)] and [i.shape for i in gate_images(folder, 3)] == [
+        (32, 48, 3)
+    ]

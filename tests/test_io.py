@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import struct
 
 import cv2
 import numpy as np
@@ -136,3 +137,31 @@ def test_sixteen_bit_suffixes_in_capitals(tmp_path):
     for name in ("deep.PNG", "deep.TIFF"):
         write_image(tmp_path / name, deep)
         assert np.array_equal(read_image(tmp_path / name).pixels, deep)
+
+
+def _exif(order: str, orientation: tuple[int, int] | None) -> bytes:
+    """An EXIF block (TIFF structure, byte ``order`` "II" or "MM") whose IFD0 holds a Make entry and then, when given,
+    the orientation as (TIFF type 3 SHORT or 4 LONG, value)."""
+    fmt = "<" if order == "II" else ">"
+    entries = [struct.pack(fmt + "HHI4s", 0x010F, 2, 4, b"Cam\0")]  # Make (ASCII): the orientation is not first
+    if orientation is not None:
+        kind, value = orientation
+        packed = struct.pack(fmt + ("H" if kind == 3 else "I"), value).ljust(4, b"\0")
+        entries.append(struct.pack(fmt + "HHI4s", 0x0112, kind, 1, packed))
+    ifd = struct.pack(fmt + "H", len(entries)) + b"".join(entries) + struct.pack(fmt + "I", 0)
+    return b"Exif\0\0" + order.encode() + struct.pack(fmt + "HI", 42, 8) + ifd
+
+
+@pytest.mark.parametrize(
+    ("order", "orientation", "turns"),
+    [("II", (3, 6), -1), ("MM", (4, 6), -1), ("II", (4, 8), 1), ("MM", (3, 3), 2), ("II", None, 0)],
+)
+def test_exif_orientation_of_either_byte_order_and_type(tmp_path, order, orientation, turns):
+    """Cameras write EXIF little- or big-endian, the orientation as a SHORT or a LONG, after other entries; without
+    one the image is as stored. 6: turned 90° clockwise, 8: counter-clockwise, 3: 180°."""
+    path = tmp_path / "o.jpg"
+    Image.fromarray(RGB).save(path, exif=_exif(order, orientation), quality=95)
+    stored = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION), cv2.COLOR_BGR2RGB)
+    image = read_image(path)
+    assert image.orientation == (orientation[1] if orientation else 1)
+    np.testing.assert_array_equal(image.pixels, np.rot90(stored, turns))
