@@ -770,3 +770,42 @@ def test_forced_quality_chooses_the_model_for_motion_jpeg(tmp_path, restorer):
     assert dict(stats.models) == {"q15": 2} and dict(stats.qualities) == {10: 2}
     for (_, rgb, _), (_, restored, _) in zip(decoded(src), decoded(dst), strict=True):
         assert np.array_equal(restored, restorer(rgb, 15)) and not np.array_equal(restored, restorer(rgb, 10))
+
+
+def test_seconds_and_raw_sizes_are_checked_at_their_bounds():
+    import argparse
+
+    from runtime.video.cli import seconds_arg
+    from runtime.video.raw import raw_format
+
+    assert [seconds_arg(t) for t in ("60", "0:59.5", "59:59", "1:00:00", "2:05")] == [60, 59.5, 3599, 3600, 125]
+    for text in ("1:60", "0:60.0", "1:60:00"):
+        with pytest.raises(argparse.ArgumentTypeError, match="below 60"):
+            seconds_arg(text)
+    assert raw_format("1x1:gray").shape == (1, 1)
+    for text in ("0x480:rgb24", "640x0:rgb24"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected WxH:FMT with FMT one of"):
+            raw_format(text)
+
+
+def test_a_part_counts_its_own_frames(tmp_path):
+    """The frame count logged (and the progress bar's total) is the part's: 8 frames at 25 fps from 0.2 s: 3."""
+    from runtime.video.container import probe
+
+    src = make_mjpeg(tmp_path / "cam.avi", [10] * 8, audio=False)
+    assert (
+        probe(src, Span()).frames == 8
+        and probe(src, Span(0.2)).frames == 3
+        and probe(src, Span(0.08, 0.12)).frames == 3
+    )
+
+
+def test_one_missing_frame_is_reported(tmp_path, restorer):
+    """An AVI cut just before its last frame's packet: 9 frames restored, 1 missing (its header counts 10)."""
+    full = make_mjpeg(tmp_path / "full.avi", [10] * 10, audio=False)
+    with av.open(str(full)) as container:
+        last = [p.pos for p in container.demux(video=0) if p.size][-1]
+    src = tmp_path / "cut.avi"
+    src.write_bytes(full.read_bytes()[:last])
+    stats = restore_video(src, tmp_path / "out.mkv", restorer)
+    assert (stats.frames, stats.missing) == (9, 1)
