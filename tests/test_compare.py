@@ -355,6 +355,17 @@ def test_blend_keeps_gray_and_checks_its_arguments():
             check_strength(bad)
     with pytest.raises(ValueError, match="uint8 or uint16"):
         blend(gray, gray.astype(np.uint16), 0.5)
+    for out in (np.empty((2, 2), np.uint16), np.empty((2, 3), np.uint8)):  # a wrong dtype or a wrong shape
+        with pytest.raises(ValueError) as caught:
+            blend(gray, gray, 0.5, out=out)
+        assert str(caught.value) == f"out must be a uint8 array of shape (2, 2), got {out.dtype} {out.shape}"
+
+
+def test_blend_covers_every_row_of_a_tall_image():
+    """600,000 × 1 gray: more rows than one band holds (4 MiB of float64 per band); every row is blended."""
+    jpeg = np.arange(600_000, dtype=np.uint32).astype(np.uint8).reshape(-1, 1)
+    restored = np.full_like(jpeg, 200)
+    np.testing.assert_array_equal(blend(jpeg, restored, 0.5), np.rint((jpeg + restored.astype(float)) / 2))
 
 
 def test_restorer_strength_blends_every_result(tmp_path):
