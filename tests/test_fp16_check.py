@@ -222,3 +222,26 @@ def test_subnormal_and_flushed_shares(tmp_path: Path, scale: float, subnormal: f
 def test_summary_line_names_the_attention_range() -> None:
     numbers = fp16_check.Fp16Numbers(attention_average_abs_range=[0.125, 2.0], min_psnr_uint8_db=50.0)
     assert fp16_check.summary(numbers).endswith("attention averages |x| in [0.125, 2]")
+
+
+@pytest.mark.parametrize("attributes", [{"group": 2, "pads": [1] * 4}, {"auto_pad": "SAME_UPPER"}])
+def test_grouped_and_auto_padded_convs_compute_like_the_reference(tmp_path: Path, attributes: dict) -> None:
+    """Convolutions the FP16 emulation's fast path does not handle (groups, auto_pad) still match the reference."""
+    rng = np.random.default_rng(0)
+    w = onnx.numpy_helper.from_array(
+        rng.normal(0, 0.3, (4, 1 if "group" in attributes else 2, 3, 3)).astype(np.float16), "w"
+    )
+    conv = onnx.helper.make_node("Conv", ["x", "w"], ["y"], **attributes)
+    f16 = onnx.TensorProto.FLOAT16
+    graph = onnx.helper.make_graph(
+        [conv], "g", [onnx.helper.make_tensor_value_info("x", f16, None)],
+        [onnx.helper.make_tensor_value_info("y", f16, None)], [w],
+    )  # fmt: skip
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "c.onnx"))
+    x = rng.random((1, 2, 9, 7), dtype=np.float32)
+    ours = fp16_check.fp16_tensors(tmp_path / "c.onnx", x)["y"]
+    reference = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float16)})[0]
+    assert ours.shape == reference.shape == (1, 4, 9, 7)
+    ulp = np.spacing(np.abs(reference).astype(np.float16)).astype(np.float32)
+    assert (np.abs(ours.astype(np.float32) - reference.astype(np.float32)) <= 2 * ulp).all()
