@@ -259,6 +259,7 @@ def test_find_reference_prefers_lossless_and_never_the_input(tmp_path):
     assert find_reference(tmp_path, tmp_path / "x.jpg") == tmp_path / "x.png"
     assert find_reference(tmp_path, tmp_path / "y.jpg") is None  # only the input itself has that name
     assert find_reference(tmp_path, Path("elsewhere/y.jpeg")) == tmp_path / "y.jpg"
+    assert find_reference(tmp_path, Path("elsewhere/x.jpg")) == tmp_path / "x.png"  # lossless before the JPEG
 
 
 # -- report: escaping, atomicity ---------------------------------------------------------------------------------
@@ -595,3 +596,37 @@ def test_no_note_when_the_report_embeds_every_image(tmp_path):
 def test_the_mean_row_counts_the_measured_images_only(tmp_path):
     text = _report_text(tmp_path, [FACTS, FACTS], [True, False])
     assert '<td colspan="7">mean of 1</td>' in text
+
+
+def test_a_restoration_equal_to_the_input_is_not_flagged_worse(tmp_path):
+    src, _, _ = _files(tmp_path)
+    same = tmp_path / "same.png"
+    write_image(same, read_image(src).pixels)  # scores exactly as the JPEG does
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref") as run:
+        run.add(src, same, FACTS)
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    rows = _report_metrics(text)
+    assert rows[0] == rows[1] and rows[0][0].split(" → ")[0] == rows[0][0].split(" → ")[1]  # equal scores
+    assert "worse" not in re.search(r"<tbody>.*</table>", text, re.S).group(0)  # no cell marked
+
+
+def test_the_slider_shrinks_the_long_side(tmp_path):
+    """A 96×128 image with slider_side 64: shown 48×64 (the long side at the limit, the aspect kept)."""
+    src, restored, _ = _files(tmp_path)
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref", CompareSettings(slider_side=64)) as run:
+        run.add(src, restored, FACTS)
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    assert re.findall(r'<img class="before" src="[^"]*" width="(\d+)" height="(\d+)"', text) == [("64", "48")]
+
+
+def test_the_mean_ssim_is_over_the_images_that_have_one(tmp_path):
+    """An 8-px image has no SSIM (its window is 11 px): the mean SSIM is the other image's, not half of it."""
+    src, restored, _ = _files(tmp_path)
+    tiny = RGB[:8, :8]
+    write_image(tmp_path / "ref" / "tiny.png", tiny)
+    tiny_src = write_jpeg(tmp_path / "tiny.jpg", tiny, 15)
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref") as run:
+        run.add(src, restored, FACTS)
+        run.add(tiny_src, tiny_src, FACTS)
+    rows = _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))
+    assert len(rows) == 3 and rows[1][1].startswith("–") and rows[2][1] == rows[0][1]  # SSIM: tiny none, mean = first

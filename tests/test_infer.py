@@ -364,3 +364,37 @@ def test_one_output_file_for_two_inputs_is_a_usage_error(tmp_path, model):
     proc = cli(tmp_path / "a.jpg", tmp_path / "b.jpg", "-o", tmp_path / "out.png", "--model", model)
     assert proc.returncode == 2 and proc.stderr.strip().endswith("names one file but there are 2 inputs: give a folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "value"),
+    [
+        (["--tile", "256x384"], "tile", (256, 384)), (["--tile", "96"], "tile", (96, 96)),
+        (["--spin", "off"], "spin", False), (["--spin", "on"], "spin", True), ([], "spin", None),
+        (["--max-pixels", "2.5"], "max_pixels", 2_500_000),
+    ],
+)  # fmt: skip
+def test_options_reach_the_settings(options, field, value):
+    """--tile is height × width, --spin off/on/auto, --max-pixels in megapixels."""
+    from runtime.cli import settings_from_args
+    from runtime.infer import build_parser
+
+    assert getattr(settings_from_args(build_parser().parse_args(["x.jpg", *options])), field) == value
+
+
+@pytest.mark.parametrize("tile", ["0", "0x64", "64x0", "-8"])
+def test_a_tile_of_no_pixels_is_a_usage_error(tile, capsys):
+    from runtime.infer import build_parser
+
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["x.jpg", "--tile", tile])
+    assert caught.value.code == 2 and "expected N or HxW with positive sizes" in capsys.readouterr().err
+
+
+def test_a_folder_s_images_of_any_suffix_case(tmp_path):
+    """A camera's IMG_1.JPG is in the folder's inputs like b.png; c.txt and earlier outputs are not."""
+    from runtime.cli import collect_inputs
+
+    for name in ("IMG_1.JPG", "b.png", "c.txt", "b_wcdgan.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert collect_inputs([str(tmp_path)], "_wcdgan") == ([tmp_path / "IMG_1.JPG", tmp_path / "b.png"], [])

@@ -165,3 +165,36 @@ def test_exif_orientation_of_either_byte_order_and_type(tmp_path, order, orienta
     image = read_image(path)
     assert image.orientation == (orientation[1] if orientation else 1)
     np.testing.assert_array_equal(image.pixels, np.rot90(stored, turns))
+
+
+def test_fill_bytes_between_jpeg_segments(tmp_path):
+    """0xFF fill bytes may precede any marker (some encoders pad with them): the file is read like the plain one."""
+    plain = write_jpeg(tmp_path / "plain.jpg", RGB, 80)
+    data = plain.read_bytes()
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(data[:2] + b"\xff\xff\xff" + data[2:])  # after SOI, before the first segment's marker
+    image = read_image(padded)
+    np.testing.assert_array_equal(image.pixels, read_image(plain).pixels)
+    assert image.jpeg_quality.quality == 80
+
+
+def test_rgba_whose_red_equals_blue_stays_colour(tmp_path):
+    """Gray+alpha is recognised by R = G = B; R = B alone (magenta-green tones) is colour."""
+    rgb = np.dstack([RGB[..., 0], RGB[..., 1], RGB[..., 0]])
+    alpha = np.full(RGB.shape[:2], 200, np.uint8)
+    write_image(tmp_path / "rb.png", rgb, alpha)
+    image = read_image(tmp_path / "rb.png")
+    np.testing.assert_array_equal(image.pixels, rgb)
+    np.testing.assert_array_equal(image.alpha, alpha)
+
+
+def test_an_8_bit_os2_bitmap_keeps_its_gray_palette(tmp_path):
+    """An OS/2 bitmap (12-byte header) of 8 bits per pixel with a gray palette is read as gray, as other gray BMPs."""
+    gray = np.arange(16 * 16, dtype=np.uint8).reshape(16, 16)
+    header = struct.pack("<IHHHH", 12, 16, 16, 1, 8)
+    palette = bytes(v for i in range(256) for v in (i, i, i))  # RGBTRIPLEs
+    pixels = gray[::-1].tobytes()  # bottom-up, 16 bytes a row (4-aligned)
+    offset = 14 + 12 + len(palette)
+    path = tmp_path / "os2_gray.bmp"
+    path.write_bytes(b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + header + palette + pixels)
+    np.testing.assert_array_equal(read_image(path).pixels, gray)
