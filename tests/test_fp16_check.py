@@ -245,3 +245,9 @@ def test_grouped_and_auto_padded_convs_compute_like_the_reference(tmp_path: Path
     assert ours.shape == reference.shape == (1, 4, 9, 7)
     ulp = np.spacing(np.abs(reference).astype(np.float16)).astype(np.float32)
     assert (np.abs(ours.astype(np.float32) - reference.astype(np.float32)) <= 2 * ulp).all()
+
+
+def test_the_failure_names_the_first_non_finite_tensor() -> None:
+    numbers = fp16_check.Fp16Numbers(nonfinite_tensors=["a", "b"], overflow_tensors=[], min_psnr_uint8_db=55.0)
+    with pytest.raises(ValidationError, match=r"NaN/Inf in 2 FP16 tensors \(first: a\)"):
+        fp16_check.check("m_fp16.onnx", numbers, 40.0)

@@ -809,3 +809,12 @@ def test_one_missing_frame_is_reported(tmp_path, restorer):
     src.write_bytes(full.read_bytes()[:last])
     stats = restore_video(src, tmp_path / "out.mkv", restorer)
     assert (stats.frames, stats.missing) == (9, 1)
+
+
+def test_only_crf_0_selects_the_lossless_mode():
+    from runtime.video.encode import CODECS
+
+    h264, h265, av1 = CODECS["h264"], CODECS["h265"], CODECS["av1"]
+    assert h264.options(0) == {"qp": "0"} and h265.options(0) == {"x265-params": "lossless=1"}
+    assert h264.options(18) == {"crf": "18"} and h265.options(1) == {"crf": "1"}
+    assert av1.options(0) == {"crf": "0"} and h264.options(None) == {}

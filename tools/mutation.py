@@ -109,6 +109,38 @@ def module_counts(mutants: Path, modules: list[str]) -> dict[str, dict[str, int]
     return counts
 
 
+def mutant_statuses(mutants: Path, modules: list[str]) -> dict[str, str]:
+    """Every mutant of ``modules`` in mutmut's folder ``mutants`` → its status (killed, survived, ...)."""
+    import fnmatch
+
+    from mutmut.stats import status_by_exit_code
+
+    found = {}
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        if any(fnmatch.fnmatch(str(meta.relative_to(mutants))[: -len(".meta")], m) for m in modules):
+            codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+            found |= {name: status_by_exit_code[code] for name, code in codes.items()}
+    return found
+
+
+def paired(before: str, after: str) -> list[str]:
+    """Markdown rows: per module, the mutants both runs decided and how many each killed (timeouts count as killed)."""
+    rows = []
+    for group, (modules, _) in GROUPS.items():
+        runs = [WORK / label / group / "mutants" for label in (before, after)]
+        if not all(r.is_dir() for r in runs):
+            continue
+        old, new = (mutant_statuses(r, modules) for r in runs)
+        decided = ("killed", "survived", "timeout")
+        both = [m for m in old if old[m] in decided and new.get(m) in decided]
+        for module in sorted({m.split(".x")[0] for m in both}):
+            names = [m for m in both if m.split(".x")[0] == module]
+            killed = [sum(s[m] != "survived" for m in names) for s in (old, new)]
+            rows.append(f"| {module} | {len(names)} | {killed[0]} ({killed[0] / len(names):.0%}) | "
+                        f"{killed[1]} ({killed[1] / len(names):.0%}) |")  # fmt: skip
+    return rows
+
+
 def score(row: dict[str, int]) -> float | None:
     """Killed (timeouts included, as mutmut counts them) over the mutants that ran; None when none ran."""
     ran = row["killed"] + row["survived"] + row["timeout"]
@@ -142,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
     p.add_argument("--note", default="", help="one line on what this run covers")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from the copies' results")
+    p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="add the two labels' paired scores")
     args = p.parse_args(argv)
     groups = list(GROUPS) if "all" in args.groups else args.groups
     path = RESULTS / "mutation.json"
@@ -166,7 +199,13 @@ def main(argv: list[str] | None = None) -> int:
         "note": args.note or run.get("note", ""),
     }
     path.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
-    (RESULTS / "mutation.md").write_text(markdown(runs), encoding="utf-8")
+    text = markdown(runs)
+    if args.compare:
+        before, after = args.compare
+        head = f"| module | mutants | killed by {before} | killed by {after} |\n|---|---|---|---|"
+        text += f"\n## {before} → {after}, on the mutants both runs decided\n\n{head}\n"
+        text += "\n".join(paired(before, after)) + "\n"
+    (RESULTS / "mutation.md").write_text(text, encoding="utf-8")
     print(markdown({args.label: run}))
     return 0
 
