@@ -74,6 +74,9 @@ def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup, tmp_path, monkeyp
     assert weights and all(  # signed 8-bit, one scale per output channel
         list(scales[name.replace("_quantized", "_scale")].dims) == [w.dims[0]] for name, w in weights.items()
     )
+    activations = [n for n in graph.node if n.op_type == "QuantizeLinear"]  # weights are stored quantised
+    zero_points = {t.name: t.data_type for t in graph.initializer}
+    assert activations and {zero_points[n.input[2]] for n in activations} == {onnx.TensorProto.UINT8}  # U8S8
     # the ends stay FP32: the first conv reads the float input, the output comes from a float Add
     assert set(spec.fp32_nodes) == set(excluded_nodes(onnx.load(str(out / "m.onnx"))))
     producer = {o: n for n in graph.node for o in n.output}
@@ -250,3 +253,9 @@ def test_gate_images_of_an_empty_folder_and_of_a_y_model(tmp_path) -> None:
     assert [i.shape for i in gate_images(folder, 1)] == [(32, 48)] and [i.shape for i in gate_images(folder, 3)] == [
         (32, 48, 3)
     ]
+
+
+def test_a_concat_of_integers_leaves_the_other_groups_shared() -> None:
+    """A shape-arithmetic Concat (no float ranges) before a float one: the float group still gets its union range."""
+    overrides = shared_ranges([{"shape_a", "shape_b"}, {"x", "y"}], {"x": (0.0, 1.0), "y": (-1.0, 2.0)})
+    assert overrides == {t: [{"rmin": np.float32(-1.0), "rmax": np.float32(2.0)}] for t in ("x", "y")}

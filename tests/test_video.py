@@ -818,3 +818,16 @@ def test_only_crf_0_selects_the_lossless_mode():
     assert h264.options(0) == {"qp": "0"} and h265.options(0) == {"x265-params": "lossless=1"}
     assert h264.options(18) == {"crf": "18"} and h265.options(1) == {"crf": "1"}
     assert av1.options(0) == {"crf": "0"} and h264.options(None) == {}
+
+
+def test_the_quality_line_names_the_median(caplog):
+    import collections
+    import logging
+
+    from runtime.video.cli import report
+    from runtime.video.pipeline import Stats
+
+    stats = Stats(frames=3, qualities=collections.Counter({10: 1, 15: 2}))
+    with caplog.at_level(logging.INFO, logger="runtime.video.cli"):
+        report(Path("out.mkv"), stats, quiet=True)
+    assert "JPEG quality per frame: q10–q15 (median q15)" in caplog.messages
