@@ -831,3 +831,14 @@ def test_the_quality_line_names_the_median(caplog):
     with caplog.at_level(logging.INFO, logger="runtime.video.cli"):
         report(Path("out.mkv"), stats, quiet=True)
     assert "JPEG quality per frame: q10–q15 (median q15)" in caplog.messages
+
+
+def test_out_spelled_differently_is_still_the_input(tmp_path, monkeypatch):
+    """-f never lets OUT replace IN, however OUT's path is written (here through a sibling folder and ..)."""
+    from runtime.video.cli import build_parser, check_video_options
+
+    monkeypatch.chdir(tmp_path)
+    make_mjpeg(tmp_path / "clip.avi", [10], audio=False)
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(UsageError, match=r"^sub/\.\./clip\.avi: is the input; refusing to overwrite an input$"):
+        check_video_options(build_parser().parse_args(["clip.avi", "sub/../clip.avi", "-f"]))
