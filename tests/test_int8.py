@@ -259,3 +259,29 @@ def test_a_concat_of_integers_leaves_the_other_groups_shared() -> None:
     """A shape-arithmetic Concat (no float ranges) before a float one: the float group still gets its union range."""
     overrides = shared_ranges([{"shape_a", "shape_b"}, {"x", "y"}], {"x": (0.0, 1.0), "y": (-1.0, 2.0)})
     assert overrides == {t: [{"rmin": np.float32(-1.0), "rmax": np.float32(2.0)}] for t in ("x", "y")}
+
+
+def test_calibration_reads_every_folder_and_says_what_is_missing(tmp_path) -> None:
+    """Images from all --calib folders (one may be empty); a missing folder, no image at all and an undecodable
+    file are each one line naming what is wrong."""
+    photos = write_pngs(tmp_path / "photos", {"a": skimage.data.astronaut()[:64, :64]})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert len(calibration_windows(Int8Options([photos, empty], windows=2, window=32), channels=3)) == 2
+    for folders, message in (
+        ([photos, tmp_path / "gone"], f"{tmp_path / 'gone'}: no such calibration folder"),
+        ([empty], f"no images in the calibration folders {[str(empty)]}"),
+    ):
+        with pytest.raises(CalibrationError) as caught:
+            calibration_windows(Int8Options(folders, windows=2, window=32), channels=3)
+        assert str(caught.value) == message
+    (empty / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(CalibrationError) as caught:
+        gate_images(empty, 3)
+    assert str(caught.value) == f"{empty / 'broken.png'}: cannot be decoded as an image"
+
+
+def test_a_gate_failure_lists_every_failing_quality() -> None:
+    numbers = _gate_numbers(q10=(-0.06, -0.1), q20=(-0.07, -0.1))
+    with pytest.raises(ValidationError, match=r"\(-0\.060 dB\), worst image -0\.100 dB; q20: mean 26\.510 dB"):
+        check_gate("m_int8.onnx", numbers)
