@@ -842,3 +842,36 @@ def test_out_spelled_differently_is_still_the_input(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     with pytest.raises(UsageError, match=r"^sub/\.\./clip\.avi: is the input; refusing to overwrite an input$"):
         check_video_options(build_parser().parse_args(["clip.avi", "sub/../clip.avi", "-f"]))
+
+
+def test_stereo_pcm_in_mp4_stays_stereo(tmp_path, restorer):
+    """Stereo PCM written to MP4 becomes AAC with both channels."""
+    src = tmp_path / "stereo.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj420p"
+        sound = out.add_stream("pcm_s16le", rate=8000, layout="stereo")
+        for i in range(2):
+            packet = av.Packet(jpeg_bytes(PHOTO, 10))
+            packet.stream, packet.time_base, packet.pts, packet.dts = video, Fraction(1, 25), i, i
+            out.mux(packet)
+        samples = (np.sin(np.arange(640) / 5) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(
+            np.stack([samples, -samples]).T.reshape(1, -1), format="s16", layout="stereo"
+        )
+        frame.sample_rate, frame.pts = 8000, 0
+        out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
+    dst = tmp_path / "stereo.mp4"
+    restore_video(src, dst, restorer, VideoSettings("h264"))
+    with av.open(str(dst)) as container:
+        audio = container.streams.audio[0].codec_context
+        assert (audio.name, audio.layout.nb_channels) == ("aac", 2)
+
+
+def test_matroska_duration_tags():
+    from runtime.video.container import _duration_tag
+
+    assert _duration_tag("01:02:03.500000000") == pytest.approx(3723.5)
+    assert _duration_tag("00:00:00.040000000") == pytest.approx(0.04)
+    assert _duration_tag("") is None and _duration_tag("1:xx:3") is None
