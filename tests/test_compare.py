@@ -630,3 +630,21 @@ def test_the_mean_ssim_is_over_the_images_that_have_one(tmp_path):
         run.add(tiny_src, tiny_src, FACTS)
     rows = _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))
     assert len(rows) == 3 and rows[1][1].startswith("–") and rows[2][1] == rows[0][1]  # SSIM: tiny none, mean = first
+
+
+def test_crops_fill_the_column_exactly():
+    """A 136-px column holds two 64-px zoomed crops and the 8-px gap between them: one row, not two."""
+    jpeg = np.zeros((40, 136, 3), np.uint8)
+    restored = jpeg.copy()
+    restored[4:36, 4:36] = 50
+    restored[4:36, 90:122] = 40
+    comparison = compare_images(jpeg, restored, settings=CompareSettings(crops=2, crop_size=32, zoom=2))
+    layout = layout_of(comparison, CompareSettings(crops=2, crop_size=32, zoom=2))
+    assert layout.column_width == 136 and layout.crops_per_row == 2
+    picture = render(comparison, CompareSettings(crops=2, crop_size=32, zoom=2))
+    assert picture.shape[0] == GAP + LABEL_HEIGHT + GAP + 40 + GAP + 64 + GAP  # label, image, one row of crops
+
+
+def test_the_report_shows_seconds_to_the_hundredth(tmp_path):
+    text = _report_text(tmp_path, [FACTS], [True])  # FACTS: 1.25 s
+    assert "<td>1.25</td>" in text and "· 1.25 s</p>" in text

@@ -398,3 +398,10 @@ def test_a_folder_s_images_of_any_suffix_case(tmp_path):
     for name in ("IMG_1.JPG", "b.png", "c.txt", "b_wcdgan.png"):
         (tmp_path / name).write_bytes(b"")
     assert collect_inputs([str(tmp_path)], "_wcdgan") == ([tmp_path / "IMG_1.JPG", tmp_path / "b.png"], [])
+
+
+def test_an_output_name_the_file_system_refuses_is_an_error_not_a_skip(tmp_path):
+    """A 300-byte output name cannot exist: the file is planned (and fails with that reason), never skipped as
+    'exists'."""
+    plans = plan_files([tmp_path / "a.jpg"], [tmp_path / ("b" * 300 + ".png")], overwrite=False)
+    assert plans[0].skip is None and plans[0].error is None
