@@ -877,7 +877,7 @@ def test_matroska_duration_tags():
     assert _duration_tag("") is None and _duration_tag("1:xx:3") is None
 
 
-def test_pipe_mode_reads_whole_frames_from_short_reads(restorer):
+def test_pipe_mode_reads_whole_frames_from_short_reads():
     """A pipe returns what it has (here at most 1000 bytes a read): frames are still read whole, none corrupt."""
     import io
 
