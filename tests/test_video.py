@@ -897,3 +897,37 @@ def test_pipe_mode_reads_whole_frames_from_short_reads():
     assert stats.corrupt == 0 and len(read) == 2
     for got, frame in zip(read, frames, strict=True):
         assert np.array_equal(got.pixels, frame)
+
+
+@pytest.mark.parametrize("codec, suffix", [("ffv1", ".mkv"), ("h264", ".mp4")])
+def test_the_frame_rate_is_kept(tmp_path, restorer, codec, suffix):
+    """A 30 fps clip is written at 30 fps (not the 25 assumed for clips that declare none)."""
+    src = tmp_path / "cam30.avi"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("mjpeg", rate=30)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj420p"
+        for i in range(4):
+            packet = av.Packet(jpeg_bytes(PHOTO, 10))
+            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = video, Fraction(1, 30), i, i, 1
+            out.mux(packet)
+    dst = tmp_path / f"out{suffix}"
+    restore_video(src, dst, restorer, VideoSettings(codec))
+    with av.open(str(dst)) as container:
+        assert container.streams.video[0].average_rate == 30
+
+
+def test_a_part_s_audio_ends_where_the_part_ends(tmp_path, restorer):
+    """Audio packets every 0.08 s; the part 0.08–0.16 s holds the one at 0.08 s, not the one starting at its end."""
+    src = make_mjpeg(tmp_path / "cam.avi", [10] * 8)  # PCM packets at 0, 0.08, 0.16, 0.24 s
+    assert [round(t, 3) for t, _ in packets(src, "audio")] == [0.0, 0.08, 0.16, 0.24]
+    dst = tmp_path / "part.mkv"
+    restore_video(src, dst, restorer, VideoSettings(span=Span(0.08, 0.08)))
+    assert len(packets(dst, "audio")) == 1
+
+
+def test_duration_0_is_a_usage_error(tmp_path):
+    from runtime.video.cli import build_parser, check_video_options
+
+    src = make_mjpeg(tmp_path / "cam.avi", [10], audio=False)
+    with pytest.raises(UsageError, match=r"^--duration must be positive$"):
+        check_video_options(build_parser().parse_args([str(src), str(tmp_path / "o.mkv"), "--duration", "0"]))
