@@ -198,3 +198,25 @@ def test_an_8_bit_os2_bitmap_keeps_its_gray_palette(tmp_path):
     path = tmp_path / "os2_gray.bmp"
     path.write_bytes(b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + header + palette + pixels)
     np.testing.assert_array_equal(read_image(path).pixels, gray)
+
+
+def test_error_lines_in_full(tmp_path):
+    """What a user reads when an image cannot be read or written: the path, what is wrong, what to do."""
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.zeros((30, 40), np.uint8))
+    with pytest.raises(ImageError) as caught:
+        read_image(big, max_pixels=1000)
+    assert str(caught.value) == (
+        f"{big}: declares 40×30 = 0 MP, over the limit of 0 MP "
+        "(raise it with --max-pixels if the machine has the memory)"
+    )
+    deep = np.zeros((4, 4, 3), np.uint16)
+    for name, suffix in (("deep.jpg", ".jpg"), ("deep", "(no suffix)")):
+        with pytest.raises(ImageError) as caught:
+            write_image(tmp_path / name, deep)
+        assert str(caught.value) == f"{tmp_path / name}: {suffix} cannot store 16-bit images; use .png or .tiff"
+    floating = tmp_path / "float.tiff"
+    cv2.imwrite(str(floating), np.zeros((4, 4), np.float32))
+    with pytest.raises(ImageError) as caught:
+        read_image(floating)
+    assert str(caught.value) == f"{floating}: unsupported sample type float32 (8- and 16-bit integer images only)"
