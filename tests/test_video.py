@@ -916,15 +916,6 @@ def test_the_frame_rate_is_kept(tmp_path, restorer, codec, suffix):
         assert container.streams.video[0].average_rate == 30
 
 
-def test_a_part_s_audio_ends_where_the_part_ends(tmp_path, restorer):
-    """Audio packets every 0.08 s; the part 0.08–0.16 s holds the one at 0.08 s, not the one starting at its end."""
-    src = make_mjpeg(tmp_path / "cam.avi", [10] * 8)  # PCM packets at 0, 0.08, 0.16, 0.24 s
-    assert [round(t, 3) for t, _ in packets(src, "audio")] == [0.0, 0.08, 0.16, 0.24]
-    dst = tmp_path / "part.mkv"
-    restore_video(src, dst, restorer, VideoSettings(span=Span(0.08, 0.08)))
-    assert len(packets(dst, "audio")) == 1
-
-
 def test_duration_0_is_a_usage_error(tmp_path):
     from runtime.video.cli import build_parser, check_video_options
 
