@@ -178,9 +178,10 @@ def test_fill_bytes_between_jpeg_segments(tmp_path):
     assert image.jpeg_quality.quality == 80
 
 
-def test_rgba_whose_red_equals_blue_stays_colour(tmp_path):
-    """Gray+alpha is recognised by R = G = B; R = B alone (magenta-green tones) is colour."""
-    rgb = np.dstack([RGB[..., 0], RGB[..., 1], RGB[..., 0]])
+@pytest.mark.parametrize("planes", [(0, 1, 0), (0, 0, 1), (1, 0, 0)])
+def test_rgba_with_two_equal_planes_stays_colour(tmp_path, planes):
+    """Gray+alpha is recognised by R = G = B; two equal planes alone (R = B, R = G, G = B) are colour."""
+    rgb = np.dstack([RGB[..., p] for p in planes])
     alpha = np.full(RGB.shape[:2], 200, np.uint8)
     write_image(tmp_path / "rb.png", rgb, alpha)
     image = read_image(tmp_path / "rb.png")
