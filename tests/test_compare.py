@@ -648,3 +648,15 @@ def test_crops_fill_the_column_exactly():
 def test_the_report_shows_seconds_to_the_hundredth(tmp_path):
     text = _report_text(tmp_path, [FACTS], [True])  # FACTS: 1.25 s
     assert "<td>1.25</td>" in text and "· 1.25 s</p>" in text
+
+
+def test_a_name_shows_as_utf_8():
+    from runtime.compare import display_name
+
+    assert display_name(Path("café/b\u00e9b\u00e9.jpg")) == "café/bébé.jpg"
+    assert display_name(Path(os.fsdecode(b"x\xff.jpg"))) == "x\ufffd.jpg"  # not UTF-8: one replacement character
+
+
+def test_one_existing_output_is_noted(tmp_path):
+    text = _report_text(tmp_path, [RunFacts.existing_output()], [True])
+    assert f"1 of the images: {report_html.EXISTING_NOTE}." in text

@@ -405,3 +405,9 @@ def test_an_output_name_the_file_system_refuses_is_an_error_not_a_skip(tmp_path)
     'exists'."""
     plans = plan_files([tmp_path / "a.jpg"], [tmp_path / ("b" * 300 + ".png")], overwrite=False)
     assert plans[0].skip is None and plans[0].error is None
+
+
+def test_strength_tags_keep_every_digit():
+    from runtime.cli import strength_tag
+
+    assert [strength_tag(s) for s in (1, 0.5, 0.25, 0.125)] == ["", "_strength0.5", "_strength0.25", "_strength0.125"]

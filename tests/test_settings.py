@@ -110,6 +110,10 @@ def test_each_side_of_a_tile_is_checked():
         ({"backend": "cuda"}, "backend must be one of auto, tensorrt, ort-cuda, ort-cpu, openvino, triton; got 'cuda'"),
         ({"precision": "int4"}, "precision must be one of auto, fp32, fp16, int8; got 'int4'"),
         ({"backend": "triton"}, "server is required: the triton backend needs a server address (HOST:PORT)"),
+        (
+            {"backend": "triton", "server": ""},
+            "server is required: the triton backend needs a server address (HOST:PORT)",
+        ),
         ({"spin": "yes"}, "spin must be True, False or None, got 'yes'"),
         ({"consistent": "yes"}, "consistent must be True or False, got 'yes'"),
         ({"tile": (1, 2, 3)}, "tile must be an int or a pair of ints (height, width), got (1, 2, 3)"),
