@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,34 @@ SHARED = shared_dir()
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Engines built by a test run (on a GPU machine) go to a throw-away folder, never the user's engine cache.
 os.environ["WCDGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="wcdgan-test-engines-")
-# A command run by a test imports this checkout's code, whatever is installed.
-MODULE_ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def module_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a command run by a test: ``env`` (default: this process's, as it is now) with this checkout's
+    code first on the path, whatever is installed. A mutation run (docs/mutation.md) chooses its mutant with
+    ``MUTANT_UNDER_TEST``, which the command inherits and so runs that mutant too; its "stats" pass (which tests call
+    which function) can only count calls in this process, so the command runs the code unmutated then."""
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    if env.get("MUTANT_UNDER_TEST") == "stats":
+        del env["MUTANT_UNDER_TEST"]
+    return env
+
+
+class _ModuleEnv(Mapping):
+    """:func:`module_env` as it is when a command starts, not when the tests were imported (a mutation run sets the
+    mutant per test run)."""
+
+    def __getitem__(self, key: str) -> str:
+        return module_env()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(module_env())
+
+    def __len__(self) -> int:
+        return len(module_env())
+
+
+MODULE_ENV = _ModuleEnv()
 
 
 def module_command(module: str, *args: object) -> list[str]:
@@ -51,7 +77,7 @@ def run_module(
     """``python -m module args...`` run as a user runs it, from ``cwd`` (default: the repository root) with this
     checkout's code first on the path (``env`` default: this process's), output captured as text unless ``kwargs``
     say otherwise; a hang fails the test after ``timeout`` seconds."""
-    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    env = module_env(env)
     options = {"capture_output": True, "text": True} | kwargs
     return subprocess.run(module_command(module, *args), env=env, cwd=cwd or REPO_ROOT, timeout=timeout, **options)
 

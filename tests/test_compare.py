@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import hashlib
 import html
+import html.parser
 import json
 import os
 import re
@@ -258,6 +259,7 @@ def test_find_reference_prefers_lossless_and_never_the_input(tmp_path):
     assert find_reference(tmp_path, tmp_path / "x.jpg") == tmp_path / "x.png"
     assert find_reference(tmp_path, tmp_path / "y.jpg") is None  # only the input itself has that name
     assert find_reference(tmp_path, Path("elsewhere/y.jpeg")) == tmp_path / "y.jpg"
+    assert find_reference(tmp_path, Path("elsewhere/x.jpg")) == tmp_path / "x.png"  # lossless before the JPEG
 
 
 # -- report: escaping, atomicity ---------------------------------------------------------------------------------
@@ -354,6 +356,17 @@ def test_blend_keeps_gray_and_checks_its_arguments():
             check_strength(bad)
     with pytest.raises(ValueError, match="uint8 or uint16"):
         blend(gray, gray.astype(np.uint16), 0.5)
+    for out in (np.empty((2, 2), np.uint16), np.empty((2, 3), np.uint8)):  # a wrong dtype or a wrong shape
+        with pytest.raises(ValueError) as caught:
+            blend(gray, gray, 0.5, out=out)
+        assert str(caught.value) == f"out must be a uint8 array of shape (2, 2), got {out.dtype} {out.shape}"
+
+
+def test_blend_covers_every_row_of_a_tall_image():
+    """600,000 × 1 gray: more rows than one band holds (4 MiB of float64 per band); every row is blended."""
+    jpeg = np.arange(600_000, dtype=np.uint32).astype(np.uint8).reshape(-1, 1)
+    restored = np.full_like(jpeg, 200)
+    np.testing.assert_array_equal(blend(jpeg, restored, 0.5), np.rint((jpeg + restored.astype(float)) / 2))
 
 
 def test_restorer_strength_blends_every_result(tmp_path):
@@ -504,3 +517,146 @@ def test_report_renders_in_a_headless_browser_without_requests(chromium, tmp_pat
     control.write_text('<img src="http://example.invalid/a.png"><img src="https://example.invalid/b.png">')
     _, requests = _browse(control, tmp_path / "profile-control")
     assert sorted(r["url"] for r in requests) == ["http://example.invalid/a.png", "https://example.invalid/b.png"]
+
+
+# -- issue 38 ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("side, has_ssim", [(11, True), (10, False)])
+def test_ssim_is_measured_on_images_as_small_as_its_window(side, has_ssim):
+    """SSIM's Gaussian window is 11×11: an 11-px image has an SSIM (the same as common.metrics'), a 10-px one none."""
+    reference = RGB[:side, :side]
+    jpeg = np.clip(reference.astype(int) + 9, 0, 255).astype(np.uint8)
+    metrics = measure(jpeg, reference, reference)
+    if has_ssim:
+        assert metrics.jpeg.ssim == pytest.approx(ssim(jpeg, reference)) and metrics.restored.ssim == pytest.approx(1)
+    else:
+        assert metrics.jpeg.ssim is None and metrics.restored.ssim is None
+    assert metrics.jpeg.psnr == pytest.approx(psnr(jpeg, reference))
+
+
+class _Attributes(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attributes: list[tuple[str, str | None]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.attributes += attrs
+
+
+def test_a_file_name_cannot_add_an_attribute(tmp_path):
+    """A name with quotes stays inside its attribute (the slider's label): no event handler can come from it."""
+    src, restored, _ = _files(tmp_path)
+    name = 'x" onfocus="alert(1)" autofocus=" \'.jpg'
+    hostile = tmp_path / name
+    src.rename(hostile)
+    with CompareRun(tmp_path / "cmp") as run:
+        run.add(hostile, restored, FACTS)
+    parser = _Attributes()
+    parser.feed((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))
+    names = {attribute for attribute, _ in parser.attributes}
+    assert not {n for n in names if n.startswith("on")} and "autofocus" not in names
+    labels = [value for attribute, value in parser.attributes if attribute == "aria-label"]
+    assert labels == [f"split between restored and input: {hostile}"]
+
+
+def test_crops_weigh_the_change_of_every_channel():
+    """A region changed by 10 in each of R, G and B (30 in all) ranks above one changed by 20 in red only."""
+    jpeg = np.full((64, 96, 3), 100, np.uint8)
+    restored = jpeg.copy()
+    restored[8:24, 8:24] += np.uint8(10)  # all three channels
+    restored[40:56, 60:76, 0] += np.uint8(20)  # red only
+    comparison = compare_images(jpeg, restored, settings=CompareSettings(crops=2, crop_size=16, zoom=2))
+    assert list(comparison.corners) == [(8, 8), (40, 60)]
+
+
+def _report_text(tmp_path: Path, facts: list[RunFacts], measured: list[bool], embedded: int = 200) -> str:
+    """The report of one image added once per ``facts`` (with its original where ``measured``)."""
+    src, restored, _ = _files(tmp_path)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    unmeasured = shutil.copy(src, bare / "no_original.jpg")  # no ref/no_original.*
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref", CompareSettings(embedded=embedded)) as run:
+        for f, with_original in zip(facts, measured, strict=True):
+            run.add(src if with_original else unmeasured, restored, f)
+    return (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+
+
+def test_consistency_share_is_floored_so_100_means_all(tmp_path):
+    facts = dataclasses.replace(FACTS, consistent=0.99996)  # 99.996 %: not every coefficient
+    text = _report_text(tmp_path, [facts], [True])
+    assert "consistent with the JPEG: 99.99 % of luma coefficients" in text and "100.00 %" not in text
+
+
+def test_no_note_when_the_report_embeds_every_image(tmp_path):
+    text = _report_text(tmp_path, [FACTS, FACTS], [True, True], embedded=2)
+    assert "images are embedded" not in text and "Not embedded" not in text
+
+
+def test_the_mean_row_counts_the_measured_images_only(tmp_path):
+    text = _report_text(tmp_path, [FACTS, FACTS], [True, False])
+    assert '<td colspan="7">mean of 1</td>' in text
+
+
+def test_a_restoration_equal_to_the_input_is_not_flagged_worse(tmp_path):
+    src, _, _ = _files(tmp_path)
+    same = tmp_path / "same.png"
+    write_image(same, read_image(src).pixels)  # scores exactly as the JPEG does
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref") as run:
+        run.add(src, same, FACTS)
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    rows = _report_metrics(text)
+    assert rows[0] == rows[1] and rows[0][0].split(" → ")[0] == rows[0][0].split(" → ")[1]  # equal scores
+    assert "worse" not in re.search(r"<tbody>.*</table>", text, re.S).group(0)  # no cell marked
+
+
+def test_the_slider_shrinks_the_long_side(tmp_path):
+    """A 96×128 image with slider_side 64: shown 48×64 (the long side at the limit, the aspect kept)."""
+    src, restored, _ = _files(tmp_path)
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref", CompareSettings(slider_side=64)) as run:
+        run.add(src, restored, FACTS)
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    assert re.findall(r'<img class="before" src="[^"]*" width="(\d+)" height="(\d+)"', text) == [("64", "48")]
+
+
+def test_the_mean_ssim_is_over_the_images_that_have_one(tmp_path):
+    """An 8-px image has no SSIM (its window is 11 px): the mean SSIM is the other image's, not half of it."""
+    src, restored, _ = _files(tmp_path)
+    tiny = RGB[:8, :8]
+    write_image(tmp_path / "ref" / "tiny.png", tiny)
+    tiny_src = write_jpeg(tmp_path / "tiny.jpg", tiny, 15)
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref") as run:
+        run.add(src, restored, FACTS)
+        run.add(tiny_src, tiny_src, FACTS)
+    rows = _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))
+    assert len(rows) == 3 and rows[1][1].startswith("–") and rows[2][1] == rows[0][1]  # SSIM: tiny none, mean = first
+
+
+def test_crops_fill_the_column_exactly():
+    """A 136-px column holds two 64-px zoomed crops and the 8-px gap between them: one row, not two."""
+    jpeg = np.zeros((40, 136, 3), np.uint8)
+    restored = jpeg.copy()
+    restored[4:36, 4:36] = 50
+    restored[4:36, 90:122] = 40
+    comparison = compare_images(jpeg, restored, settings=CompareSettings(crops=2, crop_size=32, zoom=2))
+    layout = layout_of(comparison, CompareSettings(crops=2, crop_size=32, zoom=2))
+    assert layout.column_width == 136 and layout.crops_per_row == 2
+    picture = render(comparison, CompareSettings(crops=2, crop_size=32, zoom=2))
+    assert picture.shape[0] == GAP + LABEL_HEIGHT + GAP + 40 + GAP + 64 + GAP  # label, image, one row of crops
+
+
+def test_the_report_shows_seconds_to_the_hundredth(tmp_path):
+    text = _report_text(tmp_path, [FACTS], [True])  # FACTS: 1.25 s
+    assert "<td>1.25</td>" in text and "· 1.25 s</p>" in text
+
+
+def test_a_name_shows_as_utf_8():
+    from runtime.compare import display_name
+
+    assert display_name(Path("café/b\u00e9b\u00e9.jpg")) == "café/bébé.jpg"
+    assert display_name(Path(os.fsdecode(b"x\xff.jpg"))) == "x\ufffd.jpg"  # not UTF-8: one replacement character
+
+
+def test_one_existing_output_is_noted(tmp_path):
+    text = _report_text(tmp_path, [RunFacts.existing_output()], [True])
+    assert f"1 of the images: {report_html.EXISTING_NOTE}." in text

@@ -157,3 +157,99 @@ def test_build_records_the_kind_of_fp16_check(tmp_path: Path) -> None:
     assert validation["fp16_vs_fp32"]["kind"].startswith("onnx runtime cpu (computes in fp32")
     # real FP16 arithmetic loses more than rounding the weights alone
     assert arithmetic["min_psnr_uint8_db"] < validation["fp16_vs_fp32"]["min_psnr_uint8_db"]
+
+
+def _scaled_graph(path: Path, scale: float, back: float = 2.0**-16) -> onnx.ModelProto:
+    """input (ones) × ``scale`` → ``big`` → × ``back`` → output: ``big`` holds ``scale`` exactly in FP32."""
+    f32 = onnx.TensorProto.FLOAT
+    nodes = [onnx.helper.make_node("Mul", ["input", "scale"], ["big"], name="scale_up"),
+             onnx.helper.make_node("Mul", ["big", "small"], ["output"], name="scale_down")]  # fmt: skip
+    constants = [onnx.numpy_helper.from_array(np.float32(v), n) for n, v in (("scale", scale), ("small", back))]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "g",
+        [onnx.helper.make_tensor_value_info("input", f32, [1, 1, 4, 4])],
+        [onnx.helper.make_tensor_value_info("output", f32, [1, 1, 4, 4])],
+        constants,
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    onnx.save(model, str(path))
+    return model
+
+
+@pytest.mark.parametrize(("scale", "overflows"), [(65504.0, False), (65505.0, True), (65000.0, False)])
+def test_the_overflow_limit_is_fp16s_largest_finite_value(tmp_path: Path, scale: float, overflows: bool) -> None:
+    """65504 (FP16's largest finite value) itself is no overflow, anything above it is (issue 38)."""
+    model = _scaled_graph(tmp_path / "s.onnx", scale)
+    convert_fp16(model, tmp_path / "s_fp16.onnx")
+    numbers = fp16_check.check_numbers(
+        tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
+    )
+    assert numbers.overflow_tensors == (["big"] if overflows else [])
+    assert numbers.fp16_headroom == pytest.approx(65504.0 / scale)
+    if overflows:
+        with pytest.raises(ValidationError, match="exceed the FP16 maximum 65504 "):
+            fp16_check.check("s_fp16.onnx", numbers, 40.0)
+    else:
+        fp16_check.check("s_fp16.onnx", numbers, 40.0)
+
+
+def test_only_tensors_stored_in_fp16_count_as_overflows(tmp_path: Path) -> None:
+    """70000 in ``big`` and in the output: ``big`` is stored in FP16 and overflows; the output stays FP32 at the graph's
+    end (the FP16 graph casts back), so it is no FP16 overflow of its own: 1 tensor, not 2."""
+    model = _scaled_graph(tmp_path / "s.onnx", 70000.0, back=1.0)
+    convert_fp16(model, tmp_path / "s_fp16.onnx")
+    numbers = fp16_check.check_numbers(
+        tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
+    )
+    assert numbers.overflow_tensors == ["big"] and numbers.fp32_ranges["output"][0] == 70000.0
+    with pytest.raises(ValidationError, match="overflow: 1 tensors exceed the FP16 maximum"):
+        fp16_check.check("s_fp16.onnx", numbers, 40.0)
+
+
+@pytest.mark.parametrize(("scale", "subnormal", "flushed"), [(2.0**-20, 1.0, 0.0), (2.0**-26, 1.0, 1.0)])
+def test_subnormal_and_flushed_shares(tmp_path: Path, scale: float, subnormal: float, flushed: float) -> None:
+    """Values below FP16's normal range (2⁻¹⁴) are subnormal; below half its smallest subnormal (2⁻²⁵) they flush to
+    zero, and are counted in both shares (of the FP16 tensors' non-zero values: ``big`` here; the output is FP32)."""
+    model = _scaled_graph(tmp_path / "s.onnx", scale, back=1 / scale)
+    convert_fp16(model, tmp_path / "s_fp16.onnx")
+    numbers = fp16_check.check_numbers(
+        tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
+    )
+    assert numbers.share_subnormal_in_fp16 == subnormal and numbers.share_flushed_to_zero_in_fp16 == flushed
+
+
+def test_summary_line_names_the_attention_range() -> None:
+    numbers = fp16_check.Fp16Numbers(attention_average_abs_range=[0.125, 2.0], min_psnr_uint8_db=50.0)
+    assert fp16_check.summary(numbers).endswith("attention averages |x| in [0.125, 2]")
+
+
+@pytest.mark.parametrize(
+    "attributes", [{"group": 2, "pads": [1] * 4}, {"auto_pad": "SAME_UPPER"}, {"pads": [0, 1, 2, 1]}]
+)
+def test_grouped_and_auto_padded_convs_compute_like_the_reference(tmp_path: Path, attributes: dict) -> None:
+    """Grouped, auto-padded and unevenly padded (top 0, left 1, bottom 2, right 1) convolutions match the reference."""
+    rng = np.random.default_rng(0)
+    w = onnx.numpy_helper.from_array(
+        rng.normal(0, 0.3, (4, 1 if "group" in attributes else 2, 3, 3)).astype(np.float16), "w"
+    )
+    conv = onnx.helper.make_node("Conv", ["x", "w"], ["y"], **attributes)
+    f16 = onnx.TensorProto.FLOAT16
+    graph = onnx.helper.make_graph(
+        [conv], "g", [onnx.helper.make_tensor_value_info("x", f16, None)],
+        [onnx.helper.make_tensor_value_info("y", f16, None)], [w],
+    )  # fmt: skip
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "c.onnx"))
+    x = rng.random((1, 2, 9, 7), dtype=np.float32)
+    ours = fp16_check.fp16_tensors(tmp_path / "c.onnx", x)["y"]
+    reference = ReferenceEvaluator(model).run(None, {"x": x.astype(np.float16)})[0]
+    assert ours.shape == reference.shape and ours.shape[:2] == (1, 4)
+    ulp = np.spacing(np.abs(reference).astype(np.float16)).astype(np.float32)
+    assert (np.abs(ours.astype(np.float32) - reference.astype(np.float32)) <= 2 * ulp).all()
+
+
+def test_the_failure_names_the_first_non_finite_tensor() -> None:
+    numbers = fp16_check.Fp16Numbers(nonfinite_tensors=["a", "b"], overflow_tensors=[], min_psnr_uint8_db=55.0)
+    with pytest.raises(ValidationError, match=r"NaN/Inf in 2 FP16 tensors \(first: a\)"):
+        fp16_check.check("m_fp16.onnx", numbers, 40.0)

@@ -382,3 +382,71 @@ def test_a_one_jpeg_run_loads_no_progress_bars_pillow_compare_or_tensorrt_module
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.stdout.strip() == "0 []", proc.stdout + proc.stderr
     assert (tmp_path / "out.png").is_file()
+
+
+@pytest.mark.cli
+def test_two_inputs_into_one_output_under_a_relative_folder(tmp_path, model):
+    """photo.jpg and photo.bmp both restore to out/photo.png under a relative -o: the second is refused (exit 1),
+    the first one's restoration is what the file holds (issue 38: a check on unresolved paths misses it)."""
+    write_jpeg(tmp_path / "photo.jpg", RGB, 20)
+    cv2.imwrite(str(tmp_path / "photo.bmp"), RGB[::-1])
+    proc = cli("photo.jpg", "photo.bmp", "-o", "out", "--model", model, cwd=tmp_path)
+    assert proc.returncode == 1 and "is also another input's output" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.png"]
+    _no_traceback(proc)
+
+
+@pytest.mark.cli
+def test_one_output_file_for_two_inputs_is_a_usage_error(tmp_path, model):
+    write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    write_jpeg(tmp_path / "b.jpg", RGB, 30)
+    proc = cli(tmp_path / "a.jpg", tmp_path / "b.jpg", "-o", tmp_path / "out.png", "--model", model)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("names one file but there are 2 inputs: give a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("options", "field", "value"),
+    [
+        (["--tile", "256x384"], "tile", (256, 384)), (["--tile", "96"], "tile", (96, 96)),
+        (["--spin", "off"], "spin", False), (["--spin", "on"], "spin", True), ([], "spin", None),
+        (["--max-pixels", "2.5"], "max_pixels", 2_500_000),
+    ],
+)  # fmt: skip
+def test_options_reach_the_settings(options, field, value):
+    """--tile is height × width, --spin off/on/auto, --max-pixels in megapixels."""
+    from runtime.cli import settings_from_args
+    from runtime.infer import build_parser
+
+    assert getattr(settings_from_args(build_parser().parse_args(["x.jpg", *options])), field) == value
+
+
+@pytest.mark.parametrize("tile", ["0", "0x64", "64x0", "-8"])
+def test_a_tile_of_no_pixels_is_a_usage_error(tile, capsys):
+    from runtime.infer import build_parser
+
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["x.jpg", "--tile", tile])
+    assert caught.value.code == 2 and "expected N or HxW with positive sizes" in capsys.readouterr().err
+
+
+def test_a_folder_s_images_of_any_suffix_case(tmp_path):
+    """A camera's IMG_1.JPG is in the folder's inputs like b.png; c.txt and earlier outputs are not."""
+    from runtime.cli import collect_inputs
+
+    for name in ("IMG_1.JPG", "b.png", "c.txt", "b_wcdgan.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert collect_inputs([str(tmp_path)], "_wcdgan") == ([tmp_path / "IMG_1.JPG", tmp_path / "b.png"], [])
+
+
+def test_an_output_name_the_file_system_refuses_is_an_error_not_a_skip(tmp_path):
+    """A 300-byte output name cannot exist: the file is planned (and fails with that reason), never skipped as
+    'exists'."""
+    plans = plan_files([tmp_path / "a.jpg"], [tmp_path / ("b" * 300 + ".png")], overwrite=False)
+    assert plans[0].skip is None and plans[0].error is None
+
+
+def test_strength_tags_keep_every_digit():
+    from runtime.cli import strength_tag
+
+    assert [strength_tag(s) for s in (1, 0.5, 0.25, 0.125)] == ["", "_strength0.5", "_strength0.25", "_strength0.125"]

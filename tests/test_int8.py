@@ -18,6 +18,8 @@ from export.int8 import (
     check_gate,
     concat_groups,
     excluded_nodes,
+    gate,
+    gate_images,
     served_qualities,
     shared_ranges,
 )
@@ -48,10 +50,12 @@ def _build(setup, out: Path, calib: Path, *extra: str) -> int:
     return build.main([*argv, "--calib", str(calib), "--gate-data", str(setup["gate"]), *extra])
 
 
-def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup) -> None:
+def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup, tmp_path, monkeypatch) -> None:
     out = setup["tmp"] / "ok"
+    monkeypatch.chdir(tmp_path)  # the calibrator's working files go to a temporary, never the current folder
     assert _build(setup, out, setup["calib"], "--calib-windows", "6", "--gate-quality", "30", "10") == 0
     assert sorted(p.name for p in out.iterdir()) == ["m.json", "m.onnx", "m_int8.json", "m_int8.onnx"]
+    assert list(tmp_path.iterdir()) == []
     spec = ModelSpec.load(out / "m_int8.json")
     assert spec.precision == "int8" and spec.name == "m_int8" and spec.channels == 3
     numbers = spec.validation["int8"]
@@ -70,6 +74,9 @@ def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup) -> None:
     assert weights and all(  # signed 8-bit, one scale per output channel
         list(scales[name.replace("_quantized", "_scale")].dims) == [w.dims[0]] for name, w in weights.items()
     )
+    activations = [n for n in graph.node if n.op_type == "QuantizeLinear"]  # weights are stored quantised
+    zero_points = {t.name: t.data_type for t in graph.initializer}
+    assert activations and {zero_points[n.input[2]] for n in activations} == {onnx.TensorProto.UINT8}  # U8S8
     # the ends stay FP32: the first conv reads the float input, the output comes from a float Add
     assert set(spec.fp32_nodes) == set(excluded_nodes(onnx.load(str(out / "m.onnx"))))
     producer = {o: n for n in graph.node for o in n.output}
@@ -182,3 +189,99 @@ def test_int8_options_need_int8(setup, capsys) -> None:
     with pytest.raises(SystemExit) as e:
         build.parse_args(["--ckpt", str(setup["ckpt"]), "--gate-quality", "10"])
     assert e.value.code == 2 and "need --int8" in capsys.readouterr().err
+
+
+def _offset_graph(path: Path, offset: float) -> Path:
+    """A stand-in for a restoration graph: input + ``offset`` (0: the identity), 1×3×H×W float32."""
+    f32 = onnx.TensorProto.FLOAT
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["input", "offset"], ["output"])],
+        "g",
+        [onnx.helper.make_tensor_value_info("input", f32, [1, 3, None, None])],
+        [onnx.helper.make_tensor_value_info("output", f32, [1, 3, None, None])],
+        [onnx.numpy_helper.from_array(np.float32(offset), "offset")],
+    )
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_gate_measures_a_loss_as_a_loss(tmp_path) -> None:
+    """An 'INT8' graph worse than its FP32 one on every image: both deltas negative, the worst image the lowest,
+    and the gate fails on it (issue 38: a flipped sign would report the loss as a gain and pass)."""
+    fp32, int8 = _offset_graph(tmp_path / "m.onnx", 0.0), _offset_graph(tmp_path / "m_int8.onnx", 4 / 255)
+    flat = np.full((32, 32, 3), 90, np.uint8)  # an offset of 4 levels costs most where JPEG loses least
+    white = np.full((32, 32, 3), 255, np.uint8)  # clipped at 255 by both graphs: identical outputs
+    truths = [flat, skimage.data.astronaut()[:32, :32].copy(), white]
+    numbers = gate(fp32, int8, truths, (10,), Int8Options(gate_data=tmp_path, max_worst_loss_db=0.15))
+    q = numbers["per_quality"]["10"]
+    assert q["worst_image_delta_db"] <= q["delta_db"] < 0 and q["int8_psnr_db"] < q["fp32_psnr_db"]
+    assert numbers["worst_image_delta_db"] == q["worst_image_delta_db"]
+    # INT8 against FP32: 4 levels off on the flat image (the minimum), equal on the white one (the mean is higher)
+    assert q["int8_vs_fp32_min_psnr_uint8_db"] == pytest.approx(10 * np.log10(255**2 / 16), abs=1e-6)
+    assert q["int8_vs_fp32_mean_psnr_uint8_db"] > q["int8_vs_fp32_min_psnr_uint8_db"] + 10
+    with pytest.raises(ValidationError, match=r"q10: .*worst image -\d"):
+        check_gate("m_int8.onnx", numbers)
+
+
+def test_fp32_nodes_are_the_ends_and_the_convolutions_feeding_the_output() -> None:
+    """input → Conv c1 → Relu → Conv c2 → Add(c2, Relu) → output: c1 reads the input, Add writes the output, c2 (a
+    convolution) feeds it; the Relu feeding it too is no convolution and is quantised."""
+    f32 = onnx.TensorProto.FLOAT
+    w = onnx.numpy_helper.from_array(np.ones((3, 3, 1, 1), np.float32), "w")
+    nodes = [
+        onnx.helper.make_node("Conv", ["input", "w"], ["a"], name="c1"),
+        onnx.helper.make_node("Relu", ["a"], ["b"], name="relu"),
+        onnx.helper.make_node("Conv", ["b", "w"], ["c"], name="c2"),
+        onnx.helper.make_node("Add", ["c", "b"], ["output"], name="add"),
+    ]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "g",
+        [onnx.helper.make_tensor_value_info("input", f32, [1, 3, 8, 8])],
+        [onnx.helper.make_tensor_value_info("output", f32, [1, 3, 8, 8])],
+        [w],
+    )
+    assert excluded_nodes(onnx.helper.make_model(graph)) == ["add", "c1", "c2"]
+
+
+def test_gate_images_of_an_empty_folder_and_of_a_y_model(tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CalibrationError) as caught:
+        gate_images(tmp_path / "empty", 3)
+    assert str(caught.value) == f"{tmp_path / 'empty'}: no gate images (a folder of ground-truth images, e.g. LIVE1)"
+    folder = write_pngs(tmp_path / "gate", {"a": skimage.data.astronaut()[:32, :48]})
+    assert [i.shape for i in gate_images(folder, 1)] == [(32, 48)] and [i.shape for i in gate_images(folder, 3)] == [
+        (32, 48, 3)
+    ]
+
+
+def test_a_concat_of_integers_leaves_the_other_groups_shared() -> None:
+    """A shape-arithmetic Concat (no float ranges) before a float one: the float group still gets its union range."""
+    overrides = shared_ranges([{"shape_a", "shape_b"}, {"x", "y"}], {"x": (0.0, 1.0), "y": (-1.0, 2.0)})
+    assert overrides == {t: [{"rmin": np.float32(-1.0), "rmax": np.float32(2.0)}] for t in ("x", "y")}
+
+
+def test_calibration_reads_every_folder_and_says_what_is_missing(tmp_path) -> None:
+    """Images from all --calib folders (one may be empty); a missing folder, no image at all and an undecodable
+    file are each one line naming what is wrong."""
+    photos = write_pngs(tmp_path / "photos", {"a": skimage.data.astronaut()[:64, :64]})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert len(calibration_windows(Int8Options([photos, empty], windows=2, window=32), channels=3)) == 2
+    for folders, message in (
+        ([photos, tmp_path / "gone"], f"{tmp_path / 'gone'}: no such calibration folder"),
+        ([empty], f"no images in the calibration folders {[str(empty)]}"),
+    ):
+        with pytest.raises(CalibrationError) as caught:
+            calibration_windows(Int8Options(folders, windows=2, window=32), channels=3)
+        assert str(caught.value) == message
+    (empty / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(CalibrationError) as caught:
+        gate_images(empty, 3)
+    assert str(caught.value) == f"{empty / 'broken.png'}: cannot be decoded as an image"
+
+
+def test_a_gate_failure_lists_every_failing_quality() -> None:
+    numbers = _gate_numbers(q10=(-0.06, -0.1), q20=(-0.07, -0.1))
+    with pytest.raises(ValidationError, match=r"\(-0\.060 dB\), worst image -0\.100 dB; q20: mean 26\.510 dB"):
+        check_gate("m_int8.onnx", numbers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import struct
 
 import cv2
 import numpy as np
@@ -144,3 +145,107 @@ def test_a_jpeg_is_sized_from_its_frame_header_as_pillow_sizes_it(tmp_path):
     assert _jpeg_frame_size(bytes(header)) is None
     with pytest.raises(ImageError, match="over the limit"):
         read_image(files[0], max_pixels=53 * 37 - 1)
+
+
+@pytest.mark.parametrize("shape", [(3000, 4), (4, 3000)])
+def test_the_size_limit_counts_both_sides(tmp_path, shape):
+    """A tall, narrow image (or a wide, flat one) of 12,000 px is over a 10,000 px limit, refused before decoding;
+    exactly at the limit it is read (issue 38: a size from one side only lets a 1 × 10⁶ bomb through)."""
+    path = tmp_path / "narrow.png"
+    cv2.imwrite(str(path), np.zeros(shape, np.uint8))
+    h, w = shape
+    with pytest.raises(ImageError, match=rf"declares {w}×{h} = 0 MP, over the limit"):
+        read_image(path, max_pixels=h * w - 1)
+    assert read_image(path, max_pixels=h * w).pixels.shape == shape
+
+
+def test_sixteen_bit_suffixes_in_capitals(tmp_path):
+    """photo.PNG and photo.TIFF store 16 bits like their lower-case names."""
+    deep = (np.arange(12 * 8 * 3, dtype=np.uint16).reshape(12, 8, 3) * 97).astype(np.uint16)
+    for name in ("deep.PNG", "deep.TIFF"):
+        write_image(tmp_path / name, deep)
+        assert np.array_equal(read_image(tmp_path / name).pixels, deep)
+
+
+def _exif(order: str, orientation: tuple[int, int] | None) -> bytes:
+    """An EXIF block (TIFF structure, byte ``order`` "II" or "MM") whose IFD0 holds a Make entry and then, when given,
+    the orientation as (TIFF type 3 SHORT or 4 LONG, value)."""
+    fmt = "<" if order == "II" else ">"
+    entries = [struct.pack(fmt + "HHI4s", 0x010F, 2, 4, b"Cam\0")]  # Make (ASCII): the orientation is not first
+    if orientation is not None:
+        kind, value = orientation
+        packed = struct.pack(fmt + ("H" if kind == 3 else "I"), value).ljust(4, b"\0")
+        entries.append(struct.pack(fmt + "HHI4s", 0x0112, kind, 1, packed))
+    ifd = struct.pack(fmt + "H", len(entries)) + b"".join(entries) + struct.pack(fmt + "I", 0)
+    return b"Exif\0\0" + order.encode() + struct.pack(fmt + "HI", 42, 8) + ifd
+
+
+@pytest.mark.parametrize(
+    ("order", "orientation", "turns"),
+    [("II", (3, 6), -1), ("MM", (4, 6), -1), ("II", (4, 8), 1), ("MM", (3, 3), 2), ("II", None, 0)],
+)
+def test_exif_orientation_of_either_byte_order_and_type(tmp_path, order, orientation, turns):
+    """Cameras write EXIF little- or big-endian, the orientation as a SHORT or a LONG, after other entries; without
+    one the image is as stored. 6: turned 90° clockwise, 8: counter-clockwise, 3: 180°."""
+    path = tmp_path / "o.jpg"
+    Image.fromarray(RGB).save(path, exif=_exif(order, orientation), quality=95)
+    stored = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION), cv2.COLOR_BGR2RGB)
+    image = read_image(path)
+    assert image.orientation == (orientation[1] if orientation else 1)
+    np.testing.assert_array_equal(image.pixels, np.rot90(stored, turns))
+
+
+def test_fill_bytes_between_jpeg_segments(tmp_path):
+    """0xFF fill bytes may precede any marker (some encoders pad with them): the file is read like the plain one."""
+    plain = write_jpeg(tmp_path / "plain.jpg", RGB, 80)
+    data = plain.read_bytes()
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(data[:2] + b"\xff\xff\xff" + data[2:])  # after SOI, before the first segment's marker
+    image = read_image(padded)
+    np.testing.assert_array_equal(image.pixels, read_image(plain).pixels)
+    assert image.jpeg_quality.quality == 80
+
+
+@pytest.mark.parametrize("planes", [(0, 1, 0), (0, 0, 1), (1, 0, 0)])
+def test_rgba_with_two_equal_planes_stays_colour(tmp_path, planes):
+    """Gray+alpha is recognised by R = G = B; two equal planes alone (R = B, R = G, G = B) are colour."""
+    rgb = np.dstack([RGB[..., p] for p in planes])
+    alpha = np.full(RGB.shape[:2], 200, np.uint8)
+    write_image(tmp_path / "rb.png", rgb, alpha)
+    image = read_image(tmp_path / "rb.png")
+    np.testing.assert_array_equal(image.pixels, rgb)
+    np.testing.assert_array_equal(image.alpha, alpha)
+
+
+def test_an_8_bit_os2_bitmap_keeps_its_gray_palette(tmp_path):
+    """An OS/2 bitmap (12-byte header) of 8 bits per pixel with a gray palette is read as gray, as other gray BMPs."""
+    gray = np.arange(16 * 16, dtype=np.uint8).reshape(16, 16)
+    header = struct.pack("<IHHHH", 12, 16, 16, 1, 8)
+    palette = bytes(v for i in range(256) for v in (i, i, i))  # RGBTRIPLEs
+    pixels = gray[::-1].tobytes()  # bottom-up, 16 bytes a row (4-aligned)
+    offset = 14 + 12 + len(palette)
+    path = tmp_path / "os2_gray.bmp"
+    path.write_bytes(b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + header + palette + pixels)
+    np.testing.assert_array_equal(read_image(path).pixels, gray)
+
+
+def test_error_lines_in_full(tmp_path):
+    """What a user reads when an image cannot be read or written: the path, what is wrong, what to do."""
+    big = tmp_path / "big.png"
+    cv2.imwrite(str(big), np.zeros((30, 40), np.uint8))
+    with pytest.raises(ImageError) as caught:
+        read_image(big, max_pixels=1000)
+    assert str(caught.value) == (
+        f"{big}: declares 40×30 = 0 MP, over the limit of 0 MP "
+        "(raise it with --max-pixels if the machine has the memory)"
+    )
+    deep = np.zeros((4, 4, 3), np.uint16)
+    for name, suffix in (("deep.jpg", ".jpg"), ("deep", "(no suffix)")):
+        with pytest.raises(ImageError) as caught:
+            write_image(tmp_path / name, deep)
+        assert str(caught.value) == f"{tmp_path / name}: {suffix} cannot store 16-bit images; use .png or .tiff"
+    floating = tmp_path / "float.tiff"
+    cv2.imwrite(str(floating), np.zeros((4, 4), np.float32))
+    with pytest.raises(ImageError) as caught:
+        read_image(floating)
+    assert str(caught.value) == f"{floating}: unsupported sample type float32 (8- and 16-bit integer images only)"

@@ -76,3 +76,85 @@ def test_restorer_keywords_are_the_settings_fields_one_for_one(monkeypatch):
     monkeypatch.setattr(Restorer, "_open", lambda self, model, settings: opened.append(settings))
     Restorer(None, **NON_DEFAULT)
     assert opened == [RestoreSettings(**NON_DEFAULT)]
+
+
+# Issue 38 (mutation testing): every bound is the one documented, inclusive at both ends, and each error is the
+# whole line a user reads; the buffer bound counts the overlap on both sides of the tile.
+RANGES = [
+    ("tile", 1, 4096), ("overlap", 0, 1024), ("batch", 1, 256), ("device_id", 0, 1023), ("threads", 1, 4096),
+    ("max_pixels", 1, 1 << 40),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "lo", "hi"), RANGES)
+def test_each_range_is_inclusive_at_both_ends(field, lo, hi):
+    for value in (lo, hi):
+        RestoreSettings(**{field: value})
+    for value in (lo - 1, hi + 1):
+        with pytest.raises(SettingError) as caught:
+            RestoreSettings(**{field: value})
+        assert str(caught.value) == f"{field} must be an integer in {lo}..{hi}, got {value}"
+        assert caught.value.for_cli().startswith(f"{OPTIONS[field]} must be an integer in {lo}..{hi}")
+
+
+def test_each_side_of_a_tile_is_checked():
+    assert RestoreSettings(tile=(1, 4096)).tile == (1, 4096) and RestoreSettings(tile=(4096, 1)).tile == (4096, 1)
+    for tile in ((0, 16), (16, 0), (4097, 16), (16, 4097)):
+        with pytest.raises(SettingError, match=r"^tile must be an integer in 1\.\.4096"):
+            RestoreSettings(tile=tile)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"backend": "cuda"}, "backend must be one of auto, tensorrt, ort-cuda, ort-cpu, openvino, triton; got 'cuda'"),
+        ({"precision": "int4"}, "precision must be one of auto, fp32, fp16, int8; got 'int4'"),
+        ({"backend": "triton"}, "server is required: the triton backend needs a server address (HOST:PORT)"),
+        (
+            {"backend": "triton", "server": ""},
+            "server is required: the triton backend needs a server address (HOST:PORT)",
+        ),
+        ({"spin": "yes"}, "spin must be True, False or None, got 'yes'"),
+        ({"consistent": "yes"}, "consistent must be True or False, got 'yes'"),
+        ({"tile": (1, 2, 3)}, "tile must be an int or a pair of ints (height, width), got (1, 2, 3)"),
+        ({"tile": (16, "a")}, "tile must be an int or a pair of ints (height, width), got (16, 'a')"),
+        ({"tile": 5.0}, "tile must be an int or a pair of ints (height, width), got 5.0"),
+    ],
+)
+def test_error_lines_in_full(fields, message):
+    with pytest.raises(SettingError) as caught:
+        RestoreSettings(**fields)
+    assert str(caught.value) == message
+
+
+def test_spin_and_consistent_accept_their_values():
+    for spin in (None, True, False):
+        assert RestoreSettings(spin=spin).spin is spin
+    assert RestoreSettings(consistent=False).consistent is False
+
+
+def test_consistent_without_jpeglib_names_the_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jpeglib" else real(name, *a))
+    with pytest.raises(SettingError) as caught:
+        RestoreSettings(consistent=True)
+    assert str(caught.value) == "consistent needs the jpeglib package: pip install 'wcdgan-toolkit[consistent]'"
+
+
+# batch 256 of float32 RGB windows: 4 GiB holds 1182² px per window, not 1183²
+@pytest.mark.parametrize(
+    ("tile", "overlap", "fits"),
+    [
+        (1182, None, True), (1183, None, False),
+        (1100, 41, True), (1101, 41, False),  # the overlap counts on both sides: 1100 + 2·41 = 1182
+        ((1000, 1398), None, True), ((1000, 1399), None, False),  # height × width, not a side squared
+    ],
+)  # fmt: skip
+def test_the_buffer_bound_counts_the_whole_window(tile, overlap, fits):
+    if fits:
+        RestoreSettings(tile=tile, overlap=overlap, batch=256)
+        return
+    with pytest.raises(SettingError, match=r"^tile \(\d+, \d+\) with overlap .* needs over 4 GiB per batch"):
+        RestoreSettings(tile=tile, overlap=overlap, batch=256)

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
+from common.cli import UsageError
 from tests.conftest import MODULE_ENV, REPO_ROOT, assert_imports_without_torch, run_module
 from tests.runtime_fixtures import local_net
 from tests.video_fixtures import PHOTO, H, W, jpeg_bytes, make_mjpeg
@@ -688,3 +689,286 @@ def test_mjpeg_frames_are_projected_onto_their_own_packets(tmp_path, models):
     proc = cli(h264, tmp_path / "y.mkv", "--model", models)  # the default: restored, not projected, and said so
     assert proc.returncode == 0 and proc.stdout.endswith("; not projected: h264 is not Motion JPEG\n"), proc.stderr
     assert not (tmp_path / "x.mkv").exists() and not (tmp_path / "raw.rgb").exists()
+
+
+# -- issue 38: what a user meets at the edges (each test kills a realistic one-line bug, planted by hand once) ------
+
+
+def make_broadcast_ts(path: Path, frames: int = 10) -> Path:
+    """H.264 in MPEG-TS whose first frame is at 10 s (as broadcast captures start), 25 fps, no B-frames."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"bf": "0"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.roll(PHOTO, i, axis=1), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = 250 + i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+def test_duration_alone_counts_from_the_first_timestamp(tmp_path, restorer):
+    """--duration without --start on a clip starting at 10 s: its first 0.12 s (3 frames), as ``ffmpeg -t``."""
+    src = make_broadcast_ts(tmp_path / "broadcast.ts")
+    dst = tmp_path / "first.mkv"
+    assert restore_video(src, dst, restorer, VideoSettings(span=Span(0.0, 0.12))).frames == 3
+    assert [t for t, _, _ in decoded(dst)] == pytest.approx([0.0, 0.04, 0.08], abs=1e-3)
+
+
+@pytest.mark.parametrize("lines", [718, 720])
+def test_undeclared_matrix_follows_the_hd_boundary(lines):
+    """No matrix declared: BT.709 from 720 lines up, BT.601 below (decoding, and an RGB input written as YUV)."""
+    want = 1 if lines >= 720 else 6
+    frame = av.VideoFrame(64, lines, "yuv420p")  # colorspace and range unspecified
+    colour = frame_colour(frame)
+    assert (colour.matrix, colour.range, colour.guessed) == (want, 1, True)
+    name = "BT.709" if want == 1 else "BT.601"
+    assert colour.describe() == f"{name} limited range (not declared: assumed)"
+    rgb_source = Colour(0, 2, 1, 1)  # an FFV1 (RGB) input
+    assert (rgb_source.as_yuv(lines).matrix, rgb_source.as_yuv(lines).range) == (want, 1)
+
+
+def make_tagged_h264(path: Path, primaries: int, trc: int) -> Path:
+    """Two frames of H.264 (BT.2020 matrix, limited range) whose primaries and transfer tags differ."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"bf": "0"})
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        ctx = video.codec_context
+        ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc = 9, 1, primaries, trc
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(PHOTO, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("codec, suffix, matrix, value_range", [("ffv1", ".mkv", 0, 2), ("h264", ".mp4", 9, 1)])
+def test_colour_tags_reach_the_output_unswapped(tmp_path, restorer, codec, suffix, matrix, value_range):
+    src = make_tagged_h264(tmp_path / "hdr.mkv", primaries=9, trc=14)  # BT.2020 primaries, BT.2020 10-bit transfer
+    with av.open(str(src)) as container:
+        first = next(container.decode(video=0))
+        assert (int(first.color_primaries), int(first.color_trc)) == (9, 14)
+    dst = tmp_path / f"out{suffix}"
+    restore_video(src, dst, restorer, VideoSettings(codec))
+    with av.open(str(dst)) as container:
+        frame = next(container.decode(video=0))
+        tags = (int(frame.colorspace), int(frame.color_range), int(frame.color_primaries), int(frame.color_trc))
+    assert tags == (matrix, value_range, 9, 14)
+
+
+@pytest.mark.parametrize("pix_fmt, shape, dtype", [("rgb48le", (H, W, 3), "<u2"), ("gray16le", (H, W), "<u2"),
+                                                   ("gray", (H, W), "u1")])  # fmt: skip
+def test_pipe_mode_frame_sizes_of_every_format(restorer, pix_fmt, shape, dtype):
+    """Two frames in, two restored frames out, byte for byte the Restorer's, for the 16-bit and gray formats too."""
+    import io
+
+    from runtime.video.pipeline import Stats
+    from runtime.video.raw import raw_format, restore_raw
+
+    gray = cv2.cvtColor(PHOTO, cv2.COLOR_RGB2GRAY)
+    base = PHOTO if len(shape) == 3 else gray
+    frames = [np.roll(base, 5 * i, axis=1).astype(dtype) * (257 if dtype == "<u2" else 1) for i in range(2)]
+    source, target, stats = io.BytesIO(b"".join(f.tobytes() for f in frames)), io.BytesIO(), Stats()
+    restore_raw(source, target, raw_format(f"{W}x{H}:{pix_fmt}"), restorer, None, stats)
+    out = np.frombuffer(target.getvalue(), dtype).reshape(-1, *shape)
+    assert (stats.frames, stats.corrupt, len(out)) == (2, 0, 2)
+    for got, frame in zip(out, frames, strict=True):
+        assert np.array_equal(got, restorer(frame.astype(dtype[-2:])))
+
+
+def test_a_truncated_raw_stream_is_counted_corrupt_and_exits_1(tmp_path, models, capsys):
+    from runtime.video.cli import main
+
+    frame_bytes = W * H * 3
+    src, dst = tmp_path / "in.rgb", tmp_path / "out.rgb"
+    src.write_bytes(np.roll(PHOTO, 1, axis=1).tobytes() + PHOTO.tobytes() + PHOTO.tobytes()[: frame_bytes // 2])
+    assert main(["--raw", f"{W}x{H}:rgb24", str(src), str(dst), "--model", str(models), "-q"]) == 1
+    assert dst.stat().st_size == 2 * frame_bytes  # the whole frames, restored
+    assert capsys.readouterr().err == "error: 1 corrupt packet(s) skipped; the output holds the 2 frames that decoded\n"
+
+
+@pytest.mark.parametrize("codec, top", [("h264", 51), ("h265", 51), ("av1", 63)])
+def test_crf_limits_are_inclusive(tmp_path, codec, top):
+    from runtime.video.cli import build_parser, check_video_options
+
+    src = make_mjpeg(tmp_path / "cam.avi", [10], audio=False)
+    for crf in (0, top):
+        check_video_options(build_parser().parse_args([str(src), str(tmp_path / "o.mkv"), "--codec", codec,
+                                                       "--crf", str(crf)]))  # fmt: skip
+    for crf in (-1, top + 1):
+        args = build_parser().parse_args([str(src), str(tmp_path / "o.mkv"), "--codec", codec, "--crf", str(crf)])
+        with pytest.raises(UsageError, match=r"^--crf goes with --codec h264\|h265 \(0\.\.51\) or av1 \(0\.\.63\)$"):
+            check_video_options(args)
+
+
+@pytest.mark.parametrize("size", [(W - 1, H), (W, H - 1)])
+def test_420_outputs_need_both_sides_even(tmp_path, models, capsys, size):
+    from runtime.video.cli import main
+
+    src = make_mjpeg(tmp_path / "odd.avi", [10], audio=False, size=size)
+    assert main([str(src), str(tmp_path / "odd.mp4"), "--codec", "h264", "--model", str(models)]) == 2
+    assert "needs an even width and height" in capsys.readouterr().err
+    assert not (tmp_path / "odd.mp4").exists()
+
+
+def test_forced_quality_chooses_the_model_for_motion_jpeg(tmp_path, restorer):
+    """--quality 15 on q10 Motion JPEG: every frame restored by the q15 model, as asked."""
+    src = make_mjpeg(tmp_path / "cam.avi", [10, 10], audio=False)
+    dst = tmp_path / "forced.mkv"
+    stats = restore_video(src, dst, restorer, VideoSettings(quality=15))
+    assert dict(stats.models) == {"q15": 2} and dict(stats.qualities) == {10: 2}
+    for (_, rgb, _), (_, restored, _) in zip(decoded(src), decoded(dst), strict=True):
+        assert np.array_equal(restored, restorer(rgb, 15)) and not np.array_equal(restored, restorer(rgb, 10))
+
+
+def test_seconds_and_raw_sizes_are_checked_at_their_bounds():
+    import argparse
+
+    from runtime.video.cli import seconds_arg
+    from runtime.video.raw import raw_format
+
+    assert [seconds_arg(t) for t in ("60", "0:59.5", "59:59", "1:00:00", "2:05")] == [60, 59.5, 3599, 3600, 125]
+    for text in ("1:60", "0:60.0", "1:60:00"):
+        with pytest.raises(argparse.ArgumentTypeError, match="below 60"):
+            seconds_arg(text)
+    assert raw_format("1x1:gray").shape == (1, 1)
+    for text in ("0x480:rgb24", "640x0:rgb24"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected WxH:FMT with FMT one of"):
+            raw_format(text)
+
+
+def test_a_part_counts_its_own_frames(tmp_path):
+    """The frame count logged (and the progress bar's total) is the part's: 8 frames at 25 fps from 0.2 s: 3."""
+    from runtime.video.container import probe
+
+    src = make_mjpeg(tmp_path / "cam.avi", [10] * 8, audio=False)
+    assert (
+        probe(src, Span()).frames == 8
+        and probe(src, Span(0.2)).frames == 3
+        and probe(src, Span(0.08, 0.12)).frames == 3
+    )
+
+
+def test_one_missing_frame_is_reported(tmp_path, restorer):
+    """An AVI cut just before its last frame's packet: 9 frames restored, 1 missing (its header counts 10)."""
+    full = make_mjpeg(tmp_path / "full.avi", [10] * 10, audio=False)
+    with av.open(str(full)) as container:
+        last = [p.pos for p in container.demux(video=0) if p.size][-1]
+    src = tmp_path / "cut.avi"
+    src.write_bytes(full.read_bytes()[:last])
+    stats = restore_video(src, tmp_path / "out.mkv", restorer)
+    assert (stats.frames, stats.missing) == (9, 1)
+
+
+def test_only_crf_0_selects_the_lossless_mode():
+    from runtime.video.encode import CODECS
+
+    h264, h265, av1 = CODECS["h264"], CODECS["h265"], CODECS["av1"]
+    assert h264.options(0) == {"qp": "0"} and h265.options(0) == {"x265-params": "lossless=1"}
+    assert h264.options(18) == {"crf": "18"} and h265.options(1) == {"crf": "1"}
+    assert av1.options(0) == {"crf": "0"} and h264.options(None) == {}
+
+
+def test_the_quality_line_names_the_median(caplog):
+    import collections
+    import logging
+
+    from runtime.video.cli import report
+    from runtime.video.pipeline import Stats
+
+    stats = Stats(frames=3, qualities=collections.Counter({10: 1, 15: 2}))
+    with caplog.at_level(logging.INFO, logger="runtime.video.cli"):
+        report(Path("out.mkv"), stats, quiet=True)
+    assert "JPEG quality per frame: q10–q15 (median q15)" in caplog.messages
+
+
+def test_out_spelled_differently_is_still_the_input(tmp_path, monkeypatch):
+    """-f never lets OUT replace IN, however OUT's path is written (here through a sibling folder and ..)."""
+    from runtime.video.cli import build_parser, check_video_options
+
+    monkeypatch.chdir(tmp_path)
+    make_mjpeg(tmp_path / "clip.avi", [10], audio=False)
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(UsageError, match=r"^sub/\.\./clip\.avi: is the input; refusing to overwrite an input$"):
+        check_video_options(build_parser().parse_args(["clip.avi", "sub/../clip.avi", "-f"]))
+
+
+def test_stereo_pcm_in_mp4_stays_stereo(tmp_path, restorer):
+    """Stereo PCM written to MP4 becomes AAC with both channels."""
+    src = tmp_path / "stereo.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj420p"
+        sound = out.add_stream("pcm_s16le", rate=8000, layout="stereo")
+        for i in range(2):
+            packet = av.Packet(jpeg_bytes(PHOTO, 10))
+            packet.stream, packet.time_base, packet.pts, packet.dts = video, Fraction(1, 25), i, i
+            out.mux(packet)
+        samples = (np.sin(np.arange(640) / 5) * 8000).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(
+            np.stack([samples, -samples]).T.reshape(1, -1), format="s16", layout="stereo"
+        )
+        frame.sample_rate, frame.pts = 8000, 0
+        out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
+    dst = tmp_path / "stereo.mp4"
+    restore_video(src, dst, restorer, VideoSettings("h264"))
+    with av.open(str(dst)) as container:
+        audio = container.streams.audio[0].codec_context
+        assert (audio.name, audio.layout.nb_channels) == ("aac", 2)
+
+
+def test_matroska_duration_tags():
+    from runtime.video.container import _duration_tag
+
+    assert _duration_tag("01:02:03.500000000") == pytest.approx(3723.5)
+    assert _duration_tag("00:00:00.040000000") == pytest.approx(0.04)
+    assert _duration_tag("") is None and _duration_tag("1:xx:3") is None
+
+
+def test_pipe_mode_reads_whole_frames_from_short_reads():
+    """A pipe returns what it has (here at most 1000 bytes a read): frames are still read whole, none corrupt."""
+    import io
+
+    from runtime.video.pipeline import Stats
+    from runtime.video.raw import raw_format, read_raw
+
+    class Trickle(io.RawIOBase):
+        def __init__(self, data: bytes) -> None:
+            self.data = io.BytesIO(data)
+
+        def read(self, size: int = -1) -> bytes:
+            return self.data.read(min(size, 1000))
+
+    frames = [np.roll(PHOTO, 7 * i, axis=1) for i in range(2)]
+    stats = Stats()
+    read = list(read_raw(Trickle(b"".join(f.tobytes() for f in frames)), raw_format(f"{W}x{H}:rgb24"), stats))
+    assert stats.corrupt == 0 and len(read) == 2
+    for got, frame in zip(read, frames, strict=True):
+        assert np.array_equal(got.pixels, frame)
+
+
+@pytest.mark.parametrize("codec, suffix", [("ffv1", ".mkv"), ("h264", ".mp4")])
+def test_the_frame_rate_is_kept(tmp_path, restorer, codec, suffix):
+    """A 30 fps clip is written at 30 fps (not the 25 assumed for clips that declare none)."""
+    src = tmp_path / "cam30.avi"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("mjpeg", rate=30)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj420p"
+        for i in range(4):
+            packet = av.Packet(jpeg_bytes(PHOTO, 10))
+            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = video, Fraction(1, 30), i, i, 1
+            out.mux(packet)
+    dst = tmp_path / f"out{suffix}"
+    restore_video(src, dst, restorer, VideoSettings(codec))
+    with av.open(str(dst)) as container:
+        assert container.streams.video[0].average_rate == 30
+
+
+def test_duration_0_is_a_usage_error(tmp_path):
+    from runtime.video.cli import build_parser, check_video_options
+
+    src = make_mjpeg(tmp_path / "cam.avi", [10], audio=False)
+    with pytest.raises(UsageError, match=r"^--duration must be positive$"):
+        check_video_options(build_parser().parse_args([str(src), str(tmp_path / "o.mkv"), "--duration", "0"]))
