@@ -816,7 +816,7 @@ def test_forced_quality_chooses_the_model_for_motion_jpeg(tmp_path, restorer):
     """--quality 15 on q10 Motion JPEG: every frame restored by the q15 model, as asked."""
     src = make_mjpeg(tmp_path / "cam.avi", [10, 10], audio=False)
     dst = tmp_path / "forced.mkv"
-    stats = restore_video(src, dst, restorer, VideoSettings(quality=15))
+    stats = restore_video(src, dst, restorer, VideoSettings(quality=15, consistent=False))  # the network's frames
     assert dict(stats.models) == {"q15": 2} and dict(stats.qualities) == {10: 2}
     for (_, rgb, _), (_, restored, _) in zip(decoded(src), decoded(dst), strict=True):
         assert np.array_equal(restored, restorer(rgb, 15)) and not np.array_equal(restored, restorer(rgb, 10))
@@ -879,7 +879,7 @@ def test_the_quality_line_names_the_median(caplog):
 
     stats = Stats(frames=3, qualities=collections.Counter({10: 1, 15: 2}))
     with caplog.at_level(logging.INFO, logger="runtime.video.cli"):
-        report(Path("out.mkv"), stats, quiet=True)
+        report(Path("out.mkv"), stats, quiet=True, projected="3 frames projected")
     assert "JPEG quality per frame: q10–q15 (median q15)" in caplog.messages
 
 
