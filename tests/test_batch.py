@@ -198,7 +198,7 @@ def test_actor_rows_and_setup_failure_without_ray(tmp_path, model):
     good = write_jpeg(tmp_path / "g.jpg", data.astronaut()[:48, :48], 25)
     batch_rows = {"input": np.array([str(good), str(tmp_path / "gone.jpg")]),
                   "output": np.array([str(tmp_path / "g.png"), str(tmp_path / "gone.png")])}  # fmt: skip
-    settings = RestoreSettings(tile=32, threads=1, cache_dir=tmp_path)
+    settings = RestoreSettings(tile=32, threads=1, cache_dir=tmp_path, consistent=False)  # the network's outputs
     assert pickle.loads(pickle.dumps(settings)) == settings  # Ray ships it to the actors
     actor = RestoreActor(str(model), settings, None)
     ok, gone = (json.loads(r) for r in actor(batch_rows)["result"])
