@@ -105,22 +105,13 @@ def test_headroom_below_the_limit_passes_and_is_recorded(tmp_path: Path) -> None
 
 def test_an_overflow_hidden_by_a_sigmoid_is_still_found(tmp_path: Path) -> None:
     """x·2¹⁵·4 overflows FP16 to inf, the Sigmoid after it turns inf into a finite 1: every tensor is checked."""
-    f32 = onnx.TensorProto.FLOAT
     nodes = [
         onnx.helper.make_node("Mul", ["input", "big"], ["scaled"]),
         onnx.helper.make_node("Mul", ["scaled", "four"], ["huge"]),
         onnx.helper.make_node("Sigmoid", ["huge"], ["output"]),
     ]
     constants = [onnx.numpy_helper.from_array(np.float32(v), n) for n, v in (("big", 2.0**15), ("four", 4.0))]
-    graph = onnx.helper.make_graph(
-        nodes,
-        "g",
-        [onnx.helper.make_tensor_value_info("input", f32, [1, 1, 4, 4])],
-        [onnx.helper.make_tensor_value_info("output", f32, [1, 1, 4, 4])],
-        constants,
-    )
-    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
-    onnx.save(model, str(tmp_path / "s.onnx"))
+    model = _save_graph(tmp_path / "s.onnx", nodes, constants)
     convert_fp16(model, tmp_path / "s_fp16.onnx")
     numbers = fp16_check.check_numbers(
         tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
@@ -161,10 +152,15 @@ def test_build_records_the_kind_of_fp16_check(tmp_path: Path) -> None:
 
 def _scaled_graph(path: Path, scale: float, back: float = 2.0**-16) -> onnx.ModelProto:
     """input (ones) × ``scale`` → ``big`` → × ``back`` → output: ``big`` holds ``scale`` exactly in FP32."""
-    f32 = onnx.TensorProto.FLOAT
     nodes = [onnx.helper.make_node("Mul", ["input", "scale"], ["big"], name="scale_up"),
              onnx.helper.make_node("Mul", ["big", "small"], ["output"], name="scale_down")]  # fmt: skip
     constants = [onnx.numpy_helper.from_array(np.float32(v), n) for n, v in (("scale", scale), ("small", back))]
+    return _save_graph(path, nodes, constants)
+
+
+def _save_graph(path: Path, nodes: list, constants: list) -> onnx.ModelProto:
+    """An opset-17 model ``input`` (1×1×4×4 float) → ``nodes`` (with ``constants``) → ``output``, saved at ``path``."""
+    f32 = onnx.TensorProto.FLOAT
     graph = onnx.helper.make_graph(
         nodes,
         "g",

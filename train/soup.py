@@ -16,8 +16,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from common.cli import UsageError, run_cli
 from models.checkpoint import CheckpointError, load_generator, save_generator
 from models.wcdgan import WCDGANGenerator
@@ -77,5 +75,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    torch.set_num_threads(1)
     sys.exit(main())
