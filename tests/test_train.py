@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -416,17 +417,24 @@ def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
     nothing = subprocess.run([*script, "commit"], env=env, capture_output=True, text=True)
     assert nothing.returncode == 1 and "nothing to commit" in nothing.stderr
 
+    wrong = subprocess.run([*script, "start", "half past nine"], env=env, capture_output=True, text=True)
+    assert wrong.returncode == 2 and "half past nine: not a time" in wrong.stderr
+    end = int(time.time()) + 3  # a Unix time is taken as it is (`date -d` reads some as dates far ahead)
     started = subprocess.run(
-        [*script, "start", str(int(time.time()) + 3), "1", "--w-l1", "0", "--w-mse", "1"],
+        [*script, "start", str(end), "1", "--w-l1", "0", "--w-mse", "1"],
         env=env,
         capture_output=True,
         text=True,
     )
     assert started.returncode == 0, started.stderr
     pid = int(re.search(r"pid (\d+)", started.stdout)[1])
+    assert f"until {time.strftime('%H:%M', time.localtime(end))} " in started.stdout
     deadline = time.monotonic() + 120
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.5)
+    if Path(f"/proc/{pid}").exists():  # still training long after its end: the end time was misread
+        os.kill(pid, signal.SIGTERM)
+        pytest.fail(f"the lineage run was still training 2 minutes after its --end-at: {started.stdout}")
     work = tmp_path / "work"
     assert sorted(p.name for p in (work / "data" / "urban_val").iterdir()) == ["img_011.png"]
     assert len(list((work / "data" / "urban_train").iterdir())) == 11

@@ -40,7 +40,10 @@ split_urban() {  # the Urban100 split as symlink folders (the validation images 
 
 start() {
     local end threads=${2:-2}
-    end=$(date -d "$1" +%s 2>/dev/null || echo "$1")
+    case "$1" in  # a Unix time as it is: `date -d` reads some digit strings as dates ~170,000 years ahead
+        *[!0-9]* | "") end=$(date -d "$1" +%s) || { echo "error: $1: not a time" >&2; exit 2; } ;;
+        *) end=$1 ;;
+    esac
     shift $(($# < 2 ? $# : 2))  # what is left goes to train
     [ -f "$STATE" ] || { echo "error: $STATE: no lineage to continue" >&2; exit 2; }
     split_urban
