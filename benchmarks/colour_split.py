@@ -42,7 +42,7 @@ from benchmarks.common import (
 )
 from common.cli import UsageError, run_cli
 from common.color import rgb_to_ycbcr_jfif
-from common.jpeg import jpeg_roundtrip
+from common.jpeg import jpeg_encode, jpeg_roundtrip
 from common.metrics import psnr
 from runtime import Restorer
 
@@ -87,11 +87,8 @@ def load_colour_images(folder: Path, limit: int | None) -> list[tuple[str, np.nd
 
 def restore_as_file(restorer: Restorer, original: np.ndarray, quality: int, folder: Path) -> np.ndarray:
     """RGB uint8 restoration of ``original``'s libjpeg JPEG at ``quality``, as ``runtime.infer`` restores the file."""
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(original, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise RuntimeError("libjpeg failed to encode an image")
     source, target = folder / "in.jpg", folder / "out.png"
-    source.write_bytes(data.tobytes())
+    source.write_bytes(jpeg_encode(original, quality))
     restorer.restore_file(source, target)
     return cv2.cvtColor(cv2.imread(str(target), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 

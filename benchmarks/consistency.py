@@ -36,6 +36,7 @@ from benchmarks.common import (
     shared_dir,
     write_results,
 )
+from common.jpeg import jpeg_encode
 from common.metrics import psnr, ssim
 
 VERSIONS = ("onnxruntime", "numpy", "cv2", "jpeglib")
@@ -49,8 +50,7 @@ def image_rows(restorer: Any, originals: list[tuple[str, np.ndarray]], quality: 
     rows = []
     for name, original in originals:
         path = folder / f"{name}_q{quality}.jpg"
-        bgr = cv2.cvtColor(original, cv2.COLOR_RGB2BGR)
-        path.write_bytes(cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes())
+        path.write_bytes(jpeg_encode(original, quality))
         decoded = read_image(path).pixels
         with Contention() as machine:
             t0 = time.perf_counter()
