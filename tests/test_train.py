@@ -419,6 +419,10 @@ def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
 
     wrong = subprocess.run([*script, "start", "half past nine"], env=env, capture_output=True, text=True)
     assert wrong.returncode == 2 and "half past nine: not a time" in wrong.stderr
+    stale = tmp_path / "work" / "run" / "last.pt"  # another session's work folder, older than the kept state
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"an older session's state")
+    os.utime(stale, (time.time() - 3600,) * 2)
     end = int(time.time()) + 3  # a Unix time is taken as it is (`date -d` reads some as dates far ahead)
     started = subprocess.run(
         [*script, "start", str(end), "1", "--w-l1", "0", "--w-mse", "1"],

@@ -47,8 +47,10 @@ start() {
     shift $(($# < 2 ? $# : 2))  # what is left goes to train
     [ -f "$STATE" ] || { echo "error: $STATE: no lineage to continue" >&2; exit 2; }
     split_urban
-    if [ ! -f "$WORK/run/last.pt" ]; then
-        mkdir -p "$WORK/run"
+    # The work folder goes on only where it is newer than the committed state (a restart within a session);
+    # an older one (another session's, or one made before the last commit) would resume a stale lineage.
+    if [ ! "$WORK/run/last.pt" -nt "$STATE" ]; then
+        rm -rf "$WORK/run" && mkdir -p "$WORK/run"
         cp "$STATE" "$WORK/run/last.pt" && cp "$CURVE" "$WORK/run/log.jsonl"
         if [ -f "$BEST" ]; then cp "$BEST" "$WORK/run/best.pt"; fi  # kept unless this session beats its score
     fi
