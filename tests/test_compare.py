@@ -131,6 +131,23 @@ def test_crops_never_overlap_and_stop_when_none_fit():
     assert len(pick_crops(np.zeros((20, 20), np.float32), 16, 3)) == 1  # a second 16-px window cannot fit
 
 
+@pytest.mark.parametrize("shape", [(200, 40), (40, 200)])
+def test_an_image_narrower_or_lower_than_a_crop_is_compared(tmp_path, shape):
+    """A strip 40 px across (the default crops are 64 px) gets its picture, with crops as wide as the strip, and its
+    entry in the report."""
+    src = write_jpeg(tmp_path / "strip.jpg", cv2.resize(RGB, shape[::-1]), 15)
+    restored = tmp_path / "strip_wcdgan.png"
+    write_image(restored, _restoration(read_image(src).pixels))
+    with CompareRun(tmp_path / "cmp") as run:
+        picture = run.add(src, restored, FACTS)
+    assert picture == tmp_path / "cmp" / "strip_compare.png"
+    crops = CompareSettings().crops
+    zoomed = 40 * CompareSettings().zoom  # each crop 40 px, zoomed, in a row of its own below the labelled image
+    assert read_image(picture).pixels.shape[0] == GAP + LABEL_HEIGHT + GAP + shape[0] + crops * (GAP + zoomed) + GAP
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    assert text.count('<section class="image"') == 1 and text.count("<img ") == 3  # before, after, crops
+
+
 def test_imports_without_torch():
     assert_imports_without_torch("import runtime.compare, runtime.report_html, runtime.strength")
 
@@ -660,3 +677,5 @@ def test_a_name_shows_as_utf_8():
 def test_one_existing_output_is_noted(tmp_path):
     text = _report_text(tmp_path, [RunFacts.existing_output()], [True])
     assert f"1 of the images: {report_html.EXISTING_NOTE}." in text
+    facts = f"JPEG q15 · {report_html.EXISTING_NOTE}"  # its quality and the note, no model or time it cannot know
+    assert re.findall(r'<p class="facts">(.*?)</p>', text) == [html.escape(facts)]

@@ -405,6 +405,16 @@ def test_one_output_file_for_two_inputs_is_a_usage_error(tmp_path, model):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]
 
 
+@pytest.mark.cli
+def test_an_output_file_named_in_capitals(tmp_path, model):
+    """-o restored/A.PNG is a PNG file like restored/a.png (a lossless suffix in any case), written where named."""
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    out = tmp_path / "restored" / "A.PNG"
+    proc = cli(src, "-o", out, "--model", model, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes().startswith(b"\x89PNG") and cv2.imread(str(out)).shape == RGB.shape
+
+
 @pytest.mark.parametrize(
     ("options", "field", "value"),
     [
@@ -444,6 +454,18 @@ def test_an_output_name_the_file_system_refuses_is_an_error_not_a_skip(tmp_path)
     'exists'."""
     plans = plan_files([tmp_path / "a.jpg"], [tmp_path / ("b" * 300 + ".png")], overwrite=False)
     assert plans[0].skip is None and plans[0].error is None
+
+
+def test_the_consistent_share_is_floored_so_100_means_all():
+    """The result line's share of coefficients true to the JPEG: 99.996 % reads 99.99 %, only all of them 100.00 %."""
+    from runtime.cli import result_line
+    from runtime.restorer import FileResult
+
+    def line(consistent: float) -> str:
+        result = FileResult(Path("a.png"), None, "default", "fp32", "ort-cpu", 1, (8, 8), consistent)
+        return result_line(Path("a.jpg"), result, 0.5)
+
+    assert line(0.99996).endswith(", consistent 99.99 %]") and line(1.0).endswith(", consistent 100.00 %]")
 
 
 def test_strength_tags_keep_every_digit():

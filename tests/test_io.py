@@ -160,9 +160,9 @@ def test_the_size_limit_counts_both_sides(tmp_path, shape):
 
 
 def test_sixteen_bit_suffixes_in_capitals(tmp_path):
-    """photo.PNG and photo.TIFF store 16 bits like their lower-case names."""
+    """photo.PNG and photo.TIFF store 16 bits like their lower-case names; .tif is .tiff (the same format)."""
     deep = (np.arange(12 * 8 * 3, dtype=np.uint16).reshape(12, 8, 3) * 97).astype(np.uint16)
-    for name in ("deep.PNG", "deep.TIFF"):
+    for name in ("deep.PNG", "deep.TIFF", "deep.tif", "deep.TIF"):
         write_image(tmp_path / name, deep)
         assert np.array_equal(read_image(tmp_path / name).pixels, deep)
 

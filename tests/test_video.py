@@ -132,6 +132,16 @@ def test_compare_writes_a_side_by_side_clip(tmp_path, models):
     assert not (tmp_path / "again.mkv").exists()
 
 
+def test_suffixes_in_capitals_are_matroska_too(tmp_path, models):
+    """OUT.MKV and --compare=SIDE.MKV are written like their lower-case names, not refused."""
+    from runtime.video.cli import main
+
+    src = make_mjpeg(tmp_path / "cam.avi", [10], audio=False)
+    dst, side = tmp_path / "OUT.MKV", tmp_path / "SIDE.MKV"
+    assert main([str(src), str(dst), f"--compare={side}", "--model", str(models), "--threads", "1", "-q"]) == 0
+    assert len(decoded(dst)) == len(decoded(side)) == 1
+
+
 def test_imports_without_torch():
     assert_imports_without_torch("import runtime.video.cli")  # the command imports every module of the package
 
@@ -786,6 +796,19 @@ def test_a_truncated_raw_stream_is_counted_corrupt_and_exits_1(tmp_path, models,
     assert main(["--raw", f"{W}x{H}:rgb24", str(src), str(dst), "--model", str(models), "-q"]) == 1
     assert dst.stat().st_size == 2 * frame_bytes  # the whole frames, restored
     assert capsys.readouterr().err == "error: 1 corrupt packet(s) skipped; the output holds the 2 frames that decoded\n"
+
+
+@pytest.mark.parametrize("content", [b"", PHOTO.tobytes()[:100]], ids=["empty", "partial"])
+def test_a_raw_input_without_a_whole_frame_fails_and_writes_nothing(tmp_path, models, capsys, content):
+    """An empty raw input (the ffmpeg before it failed) or one shorter than a frame: exit 1, one error line, no
+    output file (not an empty one)."""
+    from runtime.video.cli import main
+
+    src, dst = tmp_path / "in.rgb", tmp_path / "out.rgb"
+    src.write_bytes(content)
+    assert main(["--raw", f"{W}x{H}:rgb24", str(src), str(dst), "--model", str(models), "-q"]) == 1
+    assert capsys.readouterr().err == f"error: {src}: no whole {W}x{H}:rgb24 frame ({W * H * 3} bytes) to restore\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.rgb"]
 
 
 @pytest.mark.parametrize("codec, top", [("h264", 51), ("h265", 51), ("av1", 63)])

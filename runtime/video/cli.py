@@ -328,6 +328,12 @@ def _restore_raw(args: argparse.Namespace, fmt: RawFormat, source: BinaryIO, res
             else:
                 target = stack.enter_context(open(stack.enter_context(atomic_path(args.output)), "wb"))
             restore_raw(source, target, fmt, restorer, args.quality, stats, progress=not args.quiet)
+            if not stats.frames:  # e.g. the ffmpeg before it failed: an error, not an empty output
+                raise VideoError(f"{args.input}: no whole {fmt.width}x{fmt.height}:{fmt.pix_fmt} frame "
+                                 f"({fmt.frame_bytes} bytes) to restore")  # fmt: skip
+    except VideoError as e:
+        log.error("error: %s", e)
+        return 1
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
         log.error("error: the reader of the output closed it after %d frames", stats.frames)
@@ -336,7 +342,7 @@ def _restore_raw(args: argparse.Namespace, fmt: RawFormat, source: BinaryIO, res
         log.error("error: %s", failure_message(Path(args.input), e))
         return 1
     report(Path(args.output), stats, args.quiet, "not projected: raw frames carry no JPEG coefficients")
-    return 1 if stats.corrupt or not stats.frames else 0
+    return 1 if stats.corrupt else 0
 
 
 def _open_input(name: str) -> BinaryIO:
