@@ -48,7 +48,6 @@ from runtime.cli import (
     compare_folder,
     compare_one,
     failure_message,
-    floor_percent,
     open_compare,
     output_paths,
     path_problem,
@@ -62,6 +61,7 @@ from runtime.cli import (
 from runtime.compare import CompareRun, RunFacts
 from runtime.io import ImageError
 from runtime.model_files import ModelError
+from runtime.report_types import floor_percent
 from runtime.restorer import Restorer, check_writable
 from runtime.settings import RestoreSettings
 

@@ -26,7 +26,7 @@ from runtime.backends.base import BackendUnavailable
 from runtime.backends.catalogue import BACKENDS, CPU_CORE, REMOTE_BACKENDS
 from runtime.formats import DEFAULT_MAX_PIXELS, LOSSLESS_SUFFIXES, ImageError
 from runtime.model_files import PRECISIONS, ModelError
-from runtime.report_types import DEFAULT_FOLDER, REPORT_NAME, RunFacts
+from runtime.report_types import DEFAULT_FOLDER, REPORT_NAME, RunFacts, floor_percent
 from runtime.settings import RestoreSettings, SettingError
 
 # The restorer (OpenCV, tqdm) and the compare output (its drawing and HTML) are imported where they are first used:
@@ -447,11 +447,6 @@ def result_line(src: Path, result: FileResult, seconds: float, strength: float =
     elif result.unprojected:
         ran += f", not projected: {result.unprojected}"
     return f"{src} ({quality}) → {result.output}  [{ran}]"
-
-
-def floor_percent(share: float) -> str:
-    """``99.98 %``: a share rounded down, so that 100 % means all of them."""
-    return f"{math.floor(share * 1e4) / 100:.2f} %"
 
 
 def not_jpeg_note(sources: list[Path]) -> str:

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from common.files import atomic_path
+from runtime.report_types import floor_percent
 
 if TYPE_CHECKING:
     from runtime.jpeg_quality import JpegQuality
@@ -236,8 +237,7 @@ def _entry(row: _Row, figure: str) -> str:
     elif f.strength != 1:
         facts.append(f"strength {f.strength:g}")
     if f.consistent is not None:
-        share = math.floor(f.consistent * 1e4) / 100  # floor: 100 % means all
-        facts.append(f"consistent with the JPEG: {share:.2f} % of luma coefficients")
+        facts.append(f"consistent with the JPEG: {floor_percent(f.consistent)} of luma coefficients")
     parts = [
         f'<section class="image" id="{row.anchor}">',
         f"<h2>{e(row.name)}</h2>",

@@ -6,6 +6,7 @@ them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 REPORT_NAME = "report.html"
@@ -81,3 +82,8 @@ class Metrics:
     jpeg: Scores
     restored: Scores
     channels: str = "RGB"
+
+
+def floor_percent(share: float) -> str:
+    """``99.98 %``: a share rounded down, so that 100 % means all of them."""
+    return f"{math.floor(share * 1e4) / 100:.2f} %"

@@ -25,13 +25,13 @@ from common.lazy import importable
 from runtime.cli import (
     add_restore_options,
     failure_message,
-    floor_percent,
     log_backend,
     open_restorer,
     path_problem,
     print_result,
     settings_from_args,
 )
+from runtime.report_types import floor_percent
 from runtime.restorer import Restorer
 from runtime.settings import CONSISTENT_INSTALL_HINT, RestoreSettings
 from runtime.video.compare import write_compare
