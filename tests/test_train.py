@@ -271,7 +271,11 @@ def test_cli_run_resume_and_refuse_overwrite(dirs, tmp_path, capsys):
     losses = [r for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "total" in r]
     assert losses[-1]["iter"] == 5 and losses[-1]["total"] == pytest.approx(losses[-1]["log_mse"])
     assert -60 < losses[-1]["log_mse"] < -10  # dB: minus the patches' PSNR
-    assert main(["--out", str(tmp_path), "--resume", "--iters", "6", "--w-adv", "1", "-q"]) == 2
+    # ... and its Adam momentum: the saved optimiser's own betas give way to the new ones
+    assert main(["--out", str(tmp_path), "--resume", "--iters", "6", "--adam-beta1", "0.9", "-q"]) == 0
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["config"]["betas"] == [0.9, 0.999] and state["opt_g"]["param_groups"][0]["betas"] == (0.9, 0.999)
+    assert main(["--out", str(tmp_path), "--resume", "--iters", "7", "--w-adv", "1", "-q"]) == 2
     assert "adversarial" in capsys.readouterr().err
 
 

@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue RUN_DIR/last.pt; its saved configuration is used "
         "(only --iters, --time-limit, --end-at, --threads, --workers, --device, -q apply, --data/--val "
-        "to find the same images in another place, and --w-* to change a lineage's loss, recorded in its checkpoints)",
+        "to find the same images in another place, and --w-* and --adam-beta1 to change a lineage's recipe, "
+        "recorded in its checkpoints)",
     )
     d = p.add_argument_group("degradation")
     d.add_argument(
@@ -96,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-g", type=float, default=2e-4)
     t.add_argument("--lr-d", type=float, default=1e-4)
     t.add_argument("--lr-halve-every", type=int, default=20_000)
+    t.add_argument(
+        "--adam-beta1",
+        type=float,
+        help="Adam's first-moment decay (default: the paper's 0.5, a GAN setting; 0.9 is Adam's own default). "
+        "With --resume: a lineage's recipe change, recorded in its checkpoints",
+    )
     t.add_argument("--w-l1", type=float, help="override the preset's L1 weight")
     t.add_argument(
         "--w-mse",
@@ -245,6 +252,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         lr_g=args.lr_g,
         lr_d=args.lr_d,
         lr_halve_every=args.lr_halve_every,
+        betas=(args.adam_beta1 if args.adam_beta1 is not None else TrainConfig.betas[0], TrainConfig.betas[1]),
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
         warmup_iters=warmup,
         loss=loss,
@@ -303,6 +311,9 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
             if (cfg.loss.perceptual > 0, cfg.loss.uses_discriminator) != networks:
                 raise ValueError("--resume cannot switch the perceptual or adversarial loss on or off")
             log.info("loss weights from now on: %s", cfg.loss)
+        if args.adam_beta1 is not None:
+            cfg.betas = (args.adam_beta1, cfg.betas[1])
+            log.info("Adam betas from now on: %s", cfg.betas)
         cfg.num_workers = args.workers
         trainer = Trainer(cfg, out, device=args.device, quiet=args.quiet)
         trainer.load_state_dict(state)

@@ -277,6 +277,9 @@ class Trainer:
         if self.d is not None:
             self.d.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
+        for opt in (self.opt_g, self.opt_d):  # the saved state brings its betas: the config (a resumed recipe) rules
+            for group in opt.param_groups if opt is not None else ():
+                group["betas"] = self.cfg.betas
         self.iteration, self.wall_time = int(state["iteration"]), float(state["wall_time"])
         self.best_val, self.last_val = float(state["best_val"]), dict(state["last_val"])
         torch.set_rng_state(state["torch_rng"])
