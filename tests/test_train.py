@@ -179,6 +179,33 @@ def test_resume_matches_uninterrupted_run(dirs, tmp_path):
     assert [r["iter"] for r in logged] == [2, 4] and "adv_d" in logged[-1]
 
 
+def test_weight_ema_is_what_a_run_validates_and_saves(dirs, tmp_path):
+    """With --ema the run's generator files and validation hold the weights' moving average, which survives a
+    resume: 2 + 2 iterations give the same g.pt as 4 straight, and it is not G's last weights."""
+    cfg = dict(iterations=4, ema_decay=0.5)
+    full = Trainer(_tiny_cfg(dirs[0], dirs[1], **cfg), tmp_path / "full", quiet=True)
+    full.run()
+    first = Trainer(_tiny_cfg(dirs[0], dirs[1], **(cfg | {"iterations": 2})), tmp_path / "split", quiet=True)
+    first.run()
+    state = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
+    resumed = TrainConfig.from_dict(state["config"])
+    resumed.iterations = 4
+    second = Trainer(resumed, tmp_path / "split", quiet=True)
+    second.load_state_dict(state)
+    second.run()
+    saved = [load_generator(tmp_path / run / "g.pt") for run in ("full", "split")]
+    for (k, va), vb in zip(saved[0][0].state_dict().items(), saved[1][0].state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    last = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["generator"]
+    assert any(not torch.equal(v, last[k]) for k, v in saved[0][0].state_dict().items())  # the average, not G
+    model = saved[0][0].eval()
+    with torch.no_grad():
+        outs = [model(torch.from_numpy(j).permute(2, 0, 1)[None].float() / 255) for j in full.val.jpeg]
+    outs = [(o[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy() for o in outs]
+    restored = np.mean([psnr(o, c) for o, c in zip(outs, full.val.clean, strict=True)])
+    assert saved[0][1]["val_psnr"] == pytest.approx(restored, abs=1e-6)  # validation measured the saved weights
+
+
 def test_worker_processes_give_the_same_batches(dirs, tmp_path):
     def batches(workers: int) -> list[torch.Tensor]:
         t = Trainer(_tiny_cfg(dirs[0], num_workers=workers, qualities=[5, 20]), tmp_path, quiet=True)
@@ -275,7 +302,12 @@ def test_cli_run_resume_and_refuse_overwrite(dirs, tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--resume", "--iters", "6", "--adam-beta1", "0.9", "-q"]) == 0
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     assert state["config"]["betas"] == [0.9, 0.999] and state["opt_g"]["param_groups"][0]["betas"] == (0.9, 0.999)
-    assert main(["--out", str(tmp_path), "--resume", "--iters", "7", "--w-adv", "1", "-q"]) == 2
+    assert main(["--out", str(tmp_path), "--resume", "--iters", "7", "--ema", "0.99", "-q"]) == 0  # EMA from now on
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert state["config"]["ema_decay"] == 0.99 and state["generator_ema"]["n_averaged"] == 1
+    assert main(["--out", str(tmp_path), "--resume", "--iters", "8", "--ema", "1", "-q"]) == 2
+    assert "EMA decay" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path), "--resume", "--iters", "8", "--w-adv", "1", "-q"]) == 2
     assert "adversarial" in capsys.readouterr().err
 
 

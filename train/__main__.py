@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue RUN_DIR/last.pt; its saved configuration is used "
         "(only --iters, --time-limit, --end-at, --threads, --workers, --device, -q apply, --data/--val "
-        "to find the same images in another place, and --w-* and --adam-beta1 to change a lineage's recipe, "
+        "to find the same images in another place, and --w-*, --adam-beta1 and --ema to change a lineage's recipe, "
         "recorded in its checkpoints)",
     )
     d = p.add_argument_group("degradation")
@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-g", type=float, default=2e-4)
     t.add_argument("--lr-d", type=float, default=1e-4)
     t.add_argument("--lr-halve-every", type=int, default=20_000)
+    t.add_argument(
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="validate and save the exponential moving average of the generator's weights, e.g. 0.999 (default: "
+        "off, as in the paper; last.pt keeps both). With --resume: a lineage's recipe change (the average starts "
+        "at the current weights)",
+    )
     t.add_argument(
         "--adam-beta1",
         type=float,
@@ -253,6 +261,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         lr_d=args.lr_d,
         lr_halve_every=args.lr_halve_every,
         betas=(args.adam_beta1 if args.adam_beta1 is not None else TrainConfig.betas[0], TrainConfig.betas[1]),
+        ema_decay=args.ema or 0.0,
         time_budget_s=args.time_budget * 60 if args.time_budget else None,
         warmup_iters=warmup,
         loss=loss,
@@ -314,6 +323,10 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
         if args.adam_beta1 is not None:
             cfg.betas = (args.adam_beta1, cfg.betas[1])
             log.info("Adam betas from now on: %s", cfg.betas)
+        if args.ema is not None:
+            cfg.ema_decay = args.ema
+            cfg.validate()
+            log.info("weight EMA from now on: decay %g", cfg.ema_decay)
         cfg.num_workers = args.workers
         trainer = Trainer(cfg, out, device=args.device, quiet=args.quiet)
         trainer.load_state_dict(state)

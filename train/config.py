@@ -74,6 +74,7 @@ class TrainConfig:
     lr_halve_every: int = 20_000
     time_budget_s: float | None = None  # wall-clock run: cosine lr over it, stop at its end (see train.loop.lr_at)
     betas: tuple[float, float] = (0.5, 0.999)
+    ema_decay: float = 0.0  # > 0: validate and save an exponential moving average of G's weights (not in the paper)
     warmup_iters: int = 0  # generator-only iterations (L1 only) before the full loss and D start
     loss: LossWeights = field(default_factory=LossWeights)
     vgg_weights: str | None = None
@@ -140,6 +141,8 @@ class TrainConfig:
             raise ValueError("iterations and warm-up must be >= 0")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ValueError(f"time budget must be positive, got {self.time_budget_s} s")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"EMA decay must be in [0, 1), got {self.ema_decay}")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}, got {self.preset!r}")
 

@@ -5,6 +5,9 @@ Run folder layout (all files written atomically except the append-only log):
 - ``last.pt``  full training state (G, D, optimisers, iteration, RNG, config) for ``--resume``
 - ``g.pt``     generator only (``models.checkpoint`` format); meta holds the TrainConfig and run facts
 - ``best.pt``  generator with the best validation PSNR so far (only with a validation folder)
+
+With ``cfg.ema_decay`` both generator files hold the exponential moving average of G's weights, which is also what
+validation measures; ``last.pt`` keeps G and the average.
 - ``log.jsonl`` one JSON object per log interval (mean losses, lr) and per validation
 """
 
@@ -21,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -129,6 +133,8 @@ class Trainer:
             self.g = self.g.to(memory_format=torch.channels_last)
         # Training steps may run a compiled view of G (same parameters); validation and export use G itself.
         self.g_train = torch.compile(self.g, backend=cfg.compile) if cfg.compile else self.g
+        # With an EMA, validation, g.pt and best.pt use the average (it takes G's weights at its first update).
+        self.g_ema = AveragedModel(self.g, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)) if cfg.ema_decay else None
         self.iteration = 0
         self.wall_time = 0.0
         self.best_val = -math.inf
@@ -210,6 +216,8 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
+        if self.g_ema is not None:
+            self.g_ema.update_parameters(self.g)
         if full and self.d is not None:
             self.d.requires_grad_(True)
             with self._autocast():
@@ -236,13 +244,18 @@ class Trainer:
             with self._autocast():
                 return self.g(x).float()
 
+    @property
+    def g_out(self) -> WCDGANGenerator:
+        """The generator a run puts out (validation, ``g.pt``, ``best.pt``): G, or its weights' EMA."""
+        return self.g_ema.module if self.g_ema is not None else self.g
+
     @torch.no_grad()
     def restore(self, image: np.ndarray) -> np.ndarray:
-        """Run G on one uint8 image (H×W×3 or H×W) → uint8 of the same shape."""
-        self.g.eval()
+        """Run the output generator on one uint8 image (H×W×3 or H×W) → uint8 of the same shape."""
+        g = self.g_out.eval()
         x = self._to_device(torch.from_numpy(image[..., None] if image.ndim == 2 else image).permute(2, 0, 1)[None])
         with self._autocast(training=False):
-            y = self.g(x).float()
+            y = g(x).float()
         y = (y[0].clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
         return y[..., 0] if image.ndim == 2 else y
 
@@ -265,6 +278,7 @@ class Trainer:
             "best_val": self.best_val,
             "last_val": self.last_val,
             "generator": self.g.state_dict(),
+            "generator_ema": self.g_ema.state_dict() if self.g_ema is not None else None,
             "discriminator": self.d.state_dict() if self.d is not None else None,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
@@ -277,6 +291,8 @@ class Trainer:
         if self.d is not None:
             self.d.load_state_dict(state["discriminator"])
             self.opt_d.load_state_dict(state["opt_d"])
+        if self.g_ema is not None and state.get("generator_ema") is not None:  # else (EMA new): starts at G
+            self.g_ema.load_state_dict(state["generator_ema"])
         for opt in (self.opt_g, self.opt_d):  # the saved state brings its betas: the config (a resumed recipe) rules
             for group in opt.param_groups if opt is not None else ():
                 group["betas"] = self.cfg.betas
@@ -307,7 +323,7 @@ class Trainer:
         """Write ``last.pt`` and ``g.pt`` atomically."""
         with atomic_path(self.out / "last.pt") as tmp:
             torch.save(self.state_dict(), tmp)
-        save_generator(self.out / "g.pt", self.g, self.generator_meta())
+        save_generator(self.out / "g.pt", self.g_out, self.generator_meta())
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
@@ -381,7 +397,7 @@ class Trainer:
         self.log({"iter": self.iteration, "time_s": round(self.wall_time, 1), **v})
         if v["val_psnr"] > self.best_val:
             self.best_val = v["val_psnr"]
-            save_generator(self.out / "best.pt", self.g, self.generator_meta())
+            save_generator(self.out / "best.pt", self.g_out, self.generator_meta())
 
 
 def load_run_data(cfg: TrainConfig) -> tuple[list[np.ndarray], ValidationSet | None]:
