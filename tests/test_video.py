@@ -729,27 +729,33 @@ def test_undeclared_matrix_follows_the_hd_boundary(lines):
     assert (rgb_source.as_yuv(lines).matrix, rgb_source.as_yuv(lines).range) == (want, 1)
 
 
-def make_tagged_h264(path: Path, primaries: int, trc: int) -> Path:
-    """Two frames of H.264 (BT.2020 matrix, limited range) whose primaries and transfer tags differ."""
+def make_tagged_h264(path: Path, primaries: int, trc: int, value_range: int = 1, pix_fmt: str = "yuv420p") -> Path:
+    """Two frames of H.264 (BT.2020 matrix, limited range or ``value_range``, 8-bit or ``pix_fmt``) whose primaries
+    and transfer tags differ."""
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=25, options={"bf": "0"})
-        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        video.width, video.height, video.pix_fmt = W, H, pix_fmt
         ctx = video.codec_context
-        ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc = 9, 1, primaries, trc
+        ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc = 9, value_range, primaries, trc
         for i in range(2):
-            frame = av.VideoFrame.from_ndarray(PHOTO, format="rgb24").reformat(format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(PHOTO, format="rgb24").reformat(format=pix_fmt)
             frame.pts = i
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
     return path
 
 
-@pytest.mark.parametrize("codec, suffix, matrix, value_range", [("ffv1", ".mkv", 0, 2), ("h264", ".mp4", 9, 1)])
-def test_colour_tags_reach_the_output_unswapped(tmp_path, restorer, codec, suffix, matrix, value_range):
-    src = make_tagged_h264(tmp_path / "hdr.mkv", primaries=9, trc=14)  # BT.2020 primaries, BT.2020 10-bit transfer
+@pytest.mark.parametrize("codec, suffix, matrix, value_range, source_range",
+                         [("ffv1", ".mkv", 0, 2, 1), ("h264", ".mp4", 9, 1, 1), ("h264", ".mp4", 9, 2, 2)])  # fmt: skip
+def test_colour_tags_reach_the_output_unswapped(tmp_path, restorer, codec, suffix, matrix, value_range, source_range):
+    """The tags of a BT.2020 source reach the output: an RGB one (FFV1: RGB, full range) or a YUV one (h264: the
+    source's matrix and range; full range here in 10 bits, declared by the range tag alone: no yuvj format has 10)."""
+    pix_fmt = "yuv420p10le" if source_range == 2 else "yuv420p"
+    src = make_tagged_h264(tmp_path / "hdr.mkv", 9, 14, source_range, pix_fmt)  # BT.2020 primaries, 10-bit transfer
     with av.open(str(src)) as container:
         first = next(container.decode(video=0))
-        assert (int(first.color_primaries), int(first.color_trc)) == (9, 14)
+        assert (int(first.color_primaries), int(first.color_trc), int(first.color_range)) == (9, 14, source_range)
+        assert first.format.name == pix_fmt
     dst = tmp_path / f"out{suffix}"
     restore_video(src, dst, restorer, VideoSettings(codec))
     with av.open(str(dst)) as container:
