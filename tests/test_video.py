@@ -979,3 +979,24 @@ def test_duration_0_is_a_usage_error(tmp_path):
     src = make_mjpeg(tmp_path / "cam.avi", [10], audio=False)
     with pytest.raises(UsageError, match=r"^--duration must be positive$"):
         check_video_options(build_parser().parse_args([str(src), str(tmp_path / "o.mkv"), "--duration", "0"]))
+
+
+@pytest.mark.parametrize("rotation", [-90, 180])
+def test_every_display_rotation_is_kept(tmp_path, restorer, rotation):
+    """A phone clip turned the other way (−90°: what 270° reads as) or upside down (180° reads as −180°) keeps its
+    display rotation, as 90° does."""
+    src = make_h264(tmp_path / "phone.mp4", [0, 40], PHOTO, "ITU601", rotation=rotation)
+    rotations = [r for _, _, r in decoded(src)]
+    assert rotations[0] in (-90, -180)
+    restore_video(src, tmp_path / "phone.mkv", restorer)
+    assert [r for _, _, r in decoded(tmp_path / "phone.mkv")] == rotations
+
+
+def test_a_part_ends_before_its_end_time(tmp_path, restorer):
+    """--duration 0.14 on 25 fps video with an audio packet every 0.07 s: frames at 0–0.12 s and the audio packets
+    at 0 and 0.07 s; the one starting exactly at 0.14 s is after the part, as the video frame at 0.16 s."""
+    src = make_mjpeg(tmp_path / "cam.mkv", [10] * 8, audio_samples=560)
+    assert [t for t, _ in packets(src, "audio")] == pytest.approx([0.0, 0.07, 0.14, 0.21])
+    dst = tmp_path / "part.mkv"
+    assert restore_video(src, dst, restorer, VideoSettings(span=Span(0.0, 0.14), consistent=False)).frames == 4
+    assert [t for t, _ in packets(dst, "audio")] == pytest.approx([0.0, 0.07])
