@@ -249,3 +249,55 @@ def test_error_lines_in_full(tmp_path):
     with pytest.raises(ImageError) as caught:
         read_image(floating)
     assert str(caught.value) == f"{floating}: unsupported sample type float32 (8- and 16-bit integer images only)"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_gray_alpha_and_the_callers_pixels(tmp_path, dtype):
+    """Gray+alpha is written and read back as gray+alpha (8 and 16 bits); a written array is the caller's still,
+    unchanged, unless it gives it up (``in_place``), and both write the same file."""
+    scale = 257 if dtype == np.uint16 else 1
+    gray = data.camera()[:32, :48].astype(dtype) * dtype(scale)
+    alpha = (np.arange(32 * 48).reshape(32, 48) % 256 * scale).astype(dtype)
+    write_image(tmp_path / "ga.png", gray, alpha)
+    image = read_image(tmp_path / "ga.png")
+    np.testing.assert_array_equal(image.pixels, gray)
+    np.testing.assert_array_equal(image.alpha, alpha)
+
+    rgb = RGB.astype(dtype) * dtype(scale)
+    kept = rgb.copy()
+    write_image(tmp_path / "kept.png", kept)
+    np.testing.assert_array_equal(kept, rgb)  # not turned to BGR behind the caller's back
+    write_image(tmp_path / "given.png", rgb.copy(), in_place=True)
+    for name in ("kept.png", "given.png"):
+        np.testing.assert_array_equal(read_image(tmp_path / name).pixels, rgb)
+
+
+def test_more_error_lines_in_full(tmp_path):
+    """The path and what is wrong, one line each: empty, missing, unknown and corrupt files, an output that is a
+    folder."""
+    empty, text, corrupt = tmp_path / "empty.png", tmp_path / "text.png", tmp_path / "corrupt.png"
+    empty.write_bytes(b"")
+    text.write_bytes(b"this is text, not an image")
+    png = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+    idat = png.find(b"IDAT")
+    png[idat + 4 : idat + 12] = bytes(8)  # a header Pillow sizes, image data libpng refuses
+    corrupt.write_bytes(png)
+    full = write_jpeg(tmp_path / "full.jpg", RGB, 90).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(full[: len(full) // 2])
+    expected = {
+        empty: "empty file",
+        tmp_path / "missing.png": "no such file",
+        text: "not an image this tool can decode (unknown format or corrupt header; its size must be readable before "
+        "decoding: UnidentifiedImageError)",
+        corrupt: "not an image OpenCV can decode (corrupt, or an unsupported format)",
+        tmp_path / "cut.jpg": "truncated JPEG (no end-of-image marker)",
+    }
+    for path, message in expected.items():
+        with pytest.raises(ImageError) as caught:
+            read_image(path)
+        assert str(caught.value) == f"{path}: {message}"
+    taken = tmp_path / "taken.png"
+    taken.mkdir()
+    with pytest.raises(ImageError) as caught:
+        write_image(taken, RGB)  # a folder of that name
+    assert str(caught.value) == f"{taken}: cannot write (Is a directory)"
