@@ -12,8 +12,8 @@ from PIL import Image
 from skimage import data
 
 from common.files import sweep_stale_temps
-from runtime.io import ImageError, read_image, write_image
-from tests.runtime_fixtures import write_jpeg
+from runtime.io import ImageError, apply_orientation, read_image, undo_orientation, write_image
+from tests.runtime_fixtures import png_declaring, write_jpeg
 
 RGB = data.astronaut()[:40, :56]
 
@@ -301,3 +301,55 @@ def test_more_error_lines_in_full(tmp_path):
     with pytest.raises(ImageError) as caught:
         write_image(taken, RGB)  # a folder of that name
     assert str(caught.value) == f"{taken}: cannot write (Is a directory)"
+
+
+def test_gray_is_written_gray_and_a_single_pixel_is_an_image(tmp_path):
+    """A gray image is written as a gray file (one channel, not three equal ones), and a 1 × 1 one reads back."""
+    gray = data.camera()[:32, :48]
+    write_image(tmp_path / "g.png", gray)
+    assert cv2.imread(str(tmp_path / "g.png"), cv2.IMREAD_UNCHANGED).shape == (32, 48)
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png").pixels, gray)
+    write_image(tmp_path / "dot.png", gray[:1, :1])
+    np.testing.assert_array_equal(read_image(tmp_path / "dot.png").pixels, gray[:1, :1])
+
+
+def test_an_oriented_image_turns_its_alpha_too(tmp_path):
+    """A PNG with alpha and EXIF orientation 6 (turned 90° clockwise): pixels and alpha come upright together."""
+    alpha = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
+    path = tmp_path / "o.png"
+    Image.fromarray(np.dstack([RGB, alpha])).save(path, exif=_exif("II", (3, 6)))
+    image = read_image(path)
+    assert image.orientation == 6
+    np.testing.assert_array_equal(image.pixels, np.rot90(RGB, -1))
+    np.testing.assert_array_equal(image.alpha, np.rot90(alpha, -1))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_undo_orientation_stores_an_upright_image_as_it_was(orientation):
+    """What a file stores, turned upright and turned back, is what it stored (the consistent mode writes this way)."""
+    assert np.array_equal(undo_orientation(apply_orientation(RGB, orientation), orientation), RGB)
+
+
+def test_size_lines_of_huge_headers_in_full(tmp_path):
+    """A JPEG declaring 60000 × 60000 (over 32767: sizes are unsigned) and a PNG past Pillow's own bomb limit (only
+    its pixel count known) are refused before decoding, with the size they declare."""
+    jpeg = bytearray(write_jpeg(tmp_path / "small.jpg", RGB, 80).read_bytes())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5 : sof + 9] = struct.pack(">HH", 60000, 60000)
+    (tmp_path / "huge.jpg").write_bytes(jpeg)
+    (tmp_path / "bomb.png").write_bytes(png_declaring(20000, 10000))
+    limit = "(raise it with --max-pixels if the machine has the memory)"
+    for name, declared, max_pixels in (("huge.jpg", "60000×60000 = 3600 MP", 200_000_000),
+                                       ("bomb.png", "200 MP", 100_000_000)):  # fmt: skip
+        with pytest.raises(ImageError) as caught:
+            read_image(tmp_path / name, max_pixels)
+        assert str(caught.value) == (
+            f"{tmp_path / name}: declares {declared}, over the limit of {max_pixels // 10**6} MP {limit}"
+        )
+
+
+def test_an_output_without_a_suffix_is_named_so(tmp_path):
+    with pytest.raises(ImageError) as caught:
+        write_image(tmp_path / "restored", RGB)
+    assert str(caught.value).startswith(f"{tmp_path / 'restored'}: cannot encode as (no suffix): ")
+    assert not list(tmp_path.iterdir())
