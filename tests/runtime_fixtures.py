@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import torch
@@ -84,3 +86,15 @@ def calibration_folders(tmp: Path) -> tuple[Path, Path]:
     calib = write_pngs(tmp / "train", {"rocket": skimage.data.rocket()[:192, :256], "coffee": skimage.data.coffee()})
     gate = write_pngs(tmp / "gate", {"astronaut": skimage.data.astronaut()[64:192, 96:256]})
     return calib, gate
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares width × height (a decompression bomb; its data is garbage)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )

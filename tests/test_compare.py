@@ -330,6 +330,21 @@ def test_outputs_are_atomic_and_an_interrupted_run_writes_no_report(tmp_path, mo
     assert sorted(p.name for p in folder.iterdir()) == ["photo_compare-2.png", "photo_compare.png", REPORT_NAME]
 
 
+def test_a_long_name_leaves_room_for_its_number(tmp_path):
+    """Two inputs of one 250-byte stem (the longest names keep their suffix within 255 bytes): both pictures are
+    written, the second numbered, each name cut to fit."""
+    stem = "é" * 125  # 250 bytes of UTF-8
+    restored = write_jpeg(tmp_path / "restored.jpg", RGB, 90)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    sources = [write_jpeg(tmp_path / name / f"{stem}.jpg", RGB, 15) for name in ("a", "b")]
+    with CompareRun(tmp_path / "cmp") as run:
+        pictures = [run.add(src, restored, FACTS) for src in sources]
+    assert [p.is_file() for p in pictures] == [True, True]
+    assert pictures[1].name.endswith("_compare-2.png") and pictures[1].name.startswith("é" * 100)
+    assert all(len(os.fsencode(p.name)) <= 255 for p in pictures)
+
+
 def _fail(*args: object) -> None:
     raise OSError(28, "disk full")
 

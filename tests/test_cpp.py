@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import struct
 import subprocess
-import zlib
 
 import cv2
 import numpy as np
@@ -32,6 +30,7 @@ from export.opencv_compat import write_opencv_variant
 from runtime import Restorer
 from runtime.model_files import DEFAULT_MODEL
 from tests.conftest import REPO_ROOT
+from tests.runtime_fixtures import png_declaring
 
 pytestmark = pytest.mark.slow  # exports, trains, builds or runs commands: not in the inner loop
 
@@ -183,7 +182,7 @@ def test_cli_refuses_hostile_files(build, opencv_model, tmp_path, route):
     original = small.read_bytes()
     os.link(small, link)
     os.mkfifo(fifo)
-    bomb.write_bytes(_png_declaring(20000, 20000))  # 400 MP, over the default 200 MP
+    bomb.write_bytes(png_declaring(20000, 20000))  # 400 MP, over the default 200 MP
     sub = tmp_path / "sub"
     sub.mkdir()
     for pair, message in (
@@ -199,18 +198,6 @@ def test_cli_refuses_hostile_files(build, opencv_model, tmp_path, route):
     proc = _run([*exe, "--threads", "100000", small, tmp_path / "t.png"])
     assert proc.returncode == 2 and "--threads must be in 1.." in proc.stderr, proc.stderr
     assert small.read_bytes() == original and not list(tmp_path.glob("[fbt].png"))
-
-
-def _png_declaring(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares width × height (a decompression bomb; its data is garbage)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-    )
 
 
 def test_embedded_cli_errors(embedded, tmp_path):

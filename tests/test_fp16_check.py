@@ -11,6 +11,7 @@ import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 
+from common.metrics import PSNR_CAP
 from export import build, fp16_check, validate
 from export.fp16 import convert_fp16
 from export.onnx_export import export_onnx
@@ -249,3 +250,16 @@ def test_the_failure_names_the_first_non_finite_tensor() -> None:
     numbers = fp16_check.Fp16Numbers(nonfinite_tensors=["a", "b"], overflow_tensors=[], min_psnr_uint8_db=55.0)
     with pytest.raises(ValidationError, match=r"NaN/Inf in 2 FP16 tensors \(first: a\)"):
         fp16_check.check("m_fp16.onnx", numbers, 40.0)
+
+
+def test_the_mean_psnr_is_the_mean_of_the_images(tmp_path: Path) -> None:
+    """The sidecar's mean output PSNR averages every image: two images FP16 computes exactly (PSNR at the cap) and one
+    it does not (input + 1000 − 1000: FP16 keeps 0.3 as 0.5) average to (2 · cap + worst) / 3, not the median cap."""
+    nodes = [onnx.helper.make_node("Add", ["input", "offset"], ["shifted"]),
+             onnx.helper.make_node("Sub", ["shifted", "offset"], ["output"])]  # fmt: skip
+    model = _save_graph(tmp_path / "a.onnx", nodes, [onnx.numpy_helper.from_array(np.float32(1000.0), "offset")])
+    convert_fp16(model, tmp_path / "a_fp16.onnx")
+    images = [np.full((1, 1, 4, 4), v, np.float32) for v in (0.0, 0.3, 1.0)]
+    numbers = fp16_check.check_numbers(tmp_path / "a.onnx", tmp_path / "a_fp16.onnx", images)
+    assert numbers.min_psnr_uint8_db < 20  # 0.3 · 255 against 0.5 · 255: 51 levels off
+    assert numbers.mean_psnr_uint8_db == pytest.approx((2 * PSNR_CAP + numbers.min_psnr_uint8_db) / 3)

@@ -28,23 +28,12 @@ from runtime.cache import main as cache_main
 from runtime.infer import main as infer_main
 from runtime.io import read_image
 from runtime.model_files import ModelError
-from tests.runtime_fixtures import export_onnx, local_net, write_jpeg
+from tests.runtime_fixtures import export_onnx, local_net, png_declaring, write_jpeg
 
 REPO = Path(__file__).resolve().parents[1]
 RGB = data.astronaut()[:40, :56]
 LONG = "L" * 240  # a legal name whose temporary (+14 bytes) used to be too long
 TOO_LONG = "L" * 248  # its output name (+ "_wcdgan.png") exceeds 255 bytes
-
-
-def _png_declaring(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares width × height (a decompression bomb; its data is garbage)."""
-    import struct
-    import zlib
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = lambda kind, body: (struct.pack(">I", len(body)) + kind + body  # noqa: E731
-                                + struct.pack(">I", zlib.crc32(kind + body)))  # fmt: skip
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 class _Shift(nn.Module):
@@ -93,7 +82,7 @@ def world(tmp_path_factory) -> dict[str, Path]:
     full = f["jpg"].read_bytes()
     for name, content in (("truncated.jpg", full[: len(full) // 2]), ("empty.jpg", b""),
                           ("text.jpg", b"hello, not a JPEG"), ("noise.png", os.urandom(300)),
-                          ("bomb.png", _png_declaring(30000, 30000))):  # fmt: skip
+                          ("bomb.png", png_declaring(30000, 30000))):  # fmt: skip
         (src / name).write_bytes(content)
         f[name] = src / name
     for name in ("ünïcödé 名前.jpg", "with space.jpg", f"{LONG}.jpg", f"{TOO_LONG}.jpg"):

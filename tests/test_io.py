@@ -12,8 +12,8 @@ from PIL import Image
 from skimage import data
 
 from common.files import sweep_stale_temps
-from runtime.io import ImageError, read_image, write_image
-from tests.runtime_fixtures import write_jpeg
+from runtime.io import ImageError, apply_orientation, read_image, undo_orientation, write_image
+from tests.runtime_fixtures import png_declaring, write_jpeg
 
 RGB = data.astronaut()[:40, :56]
 
@@ -249,3 +249,107 @@ def test_error_lines_in_full(tmp_path):
     with pytest.raises(ImageError) as caught:
         read_image(floating)
     assert str(caught.value) == f"{floating}: unsupported sample type float32 (8- and 16-bit integer images only)"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_gray_alpha_and_the_callers_pixels(tmp_path, dtype):
+    """Gray+alpha is written and read back as gray+alpha (8 and 16 bits); a written array is the caller's still,
+    unchanged, unless it gives it up (``in_place``), and both write the same file."""
+    scale = 257 if dtype == np.uint16 else 1
+    gray = data.camera()[:32, :48].astype(dtype) * dtype(scale)
+    alpha = (np.arange(32 * 48).reshape(32, 48) % 256 * scale).astype(dtype)
+    write_image(tmp_path / "ga.png", gray, alpha)
+    image = read_image(tmp_path / "ga.png")
+    np.testing.assert_array_equal(image.pixels, gray)
+    np.testing.assert_array_equal(image.alpha, alpha)
+
+    rgb = RGB.astype(dtype) * dtype(scale)
+    kept = rgb.copy()
+    write_image(tmp_path / "kept.png", kept)
+    np.testing.assert_array_equal(kept, rgb)  # not turned to BGR behind the caller's back
+    write_image(tmp_path / "given.png", rgb.copy(), in_place=True)
+    for name in ("kept.png", "given.png"):
+        np.testing.assert_array_equal(read_image(tmp_path / name).pixels, rgb)
+
+
+def test_more_error_lines_in_full(tmp_path):
+    """The path and what is wrong, one line each: empty, missing, unknown and corrupt files, an output that is a
+    folder."""
+    empty, text, corrupt = tmp_path / "empty.png", tmp_path / "text.png", tmp_path / "corrupt.png"
+    empty.write_bytes(b"")
+    text.write_bytes(b"this is text, not an image")
+    png = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+    idat = png.find(b"IDAT")
+    png[idat + 4 : idat + 12] = bytes(8)  # a header Pillow sizes, image data libpng refuses
+    corrupt.write_bytes(png)
+    full = write_jpeg(tmp_path / "full.jpg", RGB, 90).read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(full[: len(full) // 2])
+    expected = {
+        empty: "empty file",
+        tmp_path / "missing.png": "no such file",
+        text: "not an image this tool can decode (unknown format or corrupt header; its size must be readable before "
+        "decoding: UnidentifiedImageError)",
+        corrupt: "not an image OpenCV can decode (corrupt, or an unsupported format)",
+        tmp_path / "cut.jpg": "truncated JPEG (no end-of-image marker)",
+    }
+    for path, message in expected.items():
+        with pytest.raises(ImageError) as caught:
+            read_image(path)
+        assert str(caught.value) == f"{path}: {message}"
+    taken = tmp_path / "taken.png"
+    taken.mkdir()
+    with pytest.raises(ImageError) as caught:
+        write_image(taken, RGB)  # a folder of that name
+    assert str(caught.value) == f"{taken}: cannot write (Is a directory)"
+
+
+def test_gray_is_written_gray_and_a_single_pixel_is_an_image(tmp_path):
+    """A gray image is written as a gray file (one channel, not three equal ones), and a 1 × 1 one reads back."""
+    gray = data.camera()[:32, :48]
+    write_image(tmp_path / "g.png", gray)
+    assert cv2.imread(str(tmp_path / "g.png"), cv2.IMREAD_UNCHANGED).shape == (32, 48)
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png").pixels, gray)
+    write_image(tmp_path / "dot.png", gray[:1, :1])
+    np.testing.assert_array_equal(read_image(tmp_path / "dot.png").pixels, gray[:1, :1])
+
+
+def test_an_oriented_image_turns_its_alpha_too(tmp_path):
+    """A PNG with alpha and EXIF orientation 6 (turned 90° clockwise): pixels and alpha come upright together."""
+    alpha = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
+    path = tmp_path / "o.png"
+    Image.fromarray(np.dstack([RGB, alpha])).save(path, exif=_exif("II", (3, 6)))
+    image = read_image(path)
+    assert image.orientation == 6
+    np.testing.assert_array_equal(image.pixels, np.rot90(RGB, -1))
+    np.testing.assert_array_equal(image.alpha, np.rot90(alpha, -1))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_undo_orientation_stores_an_upright_image_as_it_was(orientation):
+    """What a file stores, turned upright and turned back, is what it stored (the consistent mode writes this way)."""
+    assert np.array_equal(undo_orientation(apply_orientation(RGB, orientation), orientation), RGB)
+
+
+def test_size_lines_of_huge_headers_in_full(tmp_path):
+    """A JPEG declaring 60000 × 60000 (over 32767: sizes are unsigned) and a PNG past Pillow's own bomb limit (only
+    its pixel count known) are refused before decoding, with the size they declare."""
+    jpeg = bytearray(write_jpeg(tmp_path / "small.jpg", RGB, 80).read_bytes())
+    sof = jpeg.index(b"\xff\xc0")
+    jpeg[sof + 5 : sof + 9] = struct.pack(">HH", 60000, 60000)
+    (tmp_path / "huge.jpg").write_bytes(jpeg)
+    (tmp_path / "bomb.png").write_bytes(png_declaring(20000, 10000))
+    limit = "(raise it with --max-pixels if the machine has the memory)"
+    for name, declared, max_pixels in (("huge.jpg", "60000×60000 = 3600 MP", 200_000_000),
+                                       ("bomb.png", "200 MP", 100_000_000)):  # fmt: skip
+        with pytest.raises(ImageError) as caught:
+            read_image(tmp_path / name, max_pixels)
+        assert str(caught.value) == (
+            f"{tmp_path / name}: declares {declared}, over the limit of {max_pixels // 10**6} MP {limit}"
+        )
+
+
+def test_an_output_without_a_suffix_is_named_so(tmp_path):
+    with pytest.raises(ImageError) as caught:
+        write_image(tmp_path / "restored", RGB)
+    assert str(caught.value).startswith(f"{tmp_path / 'restored'}: cannot encode as (no suffix): ")
+    assert not list(tmp_path.iterdir())

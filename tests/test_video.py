@@ -533,7 +533,8 @@ def test_a_size_change_mid_stream_is_one_clear_line(tmp_path, models):
 
 
 def make_ts(path: Path, frames: int) -> Path:
-    """H.264 in MPEG-TS (no header: nothing but whole 188-byte transport packets), as ffmpeg writes it."""
+    """H.264 in MPEG-TS (no header: nothing but whole 188-byte transport packets; a .m2ts name: 192-byte ones, a time
+    code before each, as Blu-ray and AVCHD cameras write them), as ffmpeg writes it."""
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=25, options={"g": "5"})
         video.width, video.height, video.pix_fmt = W, H, "yuv420p"
@@ -545,10 +546,10 @@ def make_ts(path: Path, frames: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("suffix", [".mkv", ".avi", ".mov", ".ts"])
+@pytest.mark.parametrize("suffix", [".mkv", ".avi", ".mov", ".ts", ".m2ts"])  # .m2ts: 192-byte transport packets
 def test_a_truncated_file_exits_1_with_the_count(tmp_path, models, suffix):
     full = tmp_path / f"full{suffix}"
-    make_ts(full, 20) if suffix == ".ts" else make_mjpeg(full, [10] * 20, audio=False)
+    make_ts(full, 20) if suffix.endswith("ts") else make_mjpeg(full, [10] * 20, audio=False)
     if suffix == ".mov":  # the index first (as -movflags faststart writes it): the file opens without its end
         subprocess.run([sys.executable, "-c", "import av, sys; i, o = av.open(sys.argv[1]), av.open(sys.argv[2], 'w', "
                         "options={'movflags': 'faststart'}); s = o.add_stream_from_template(i.streams.video[0])\n"
@@ -567,7 +568,7 @@ def test_a_truncated_file_exits_1_with_the_count(tmp_path, models, suffix):
                       "frames that decoded", proc.stderr)  # fmt: skip
     assert count, proc.stderr
     assert int(count[2]) == len(decoded(dst)) < 20
-    if suffix != ".ts":  # a header gives the length: the count is the frames after the cut
+    if not suffix.endswith("ts"):  # a header gives the length: the count is the frames after the cut
         assert abs(int(count[1]) + int(count[2]) - 20) <= 2
 
 
@@ -738,27 +739,33 @@ def test_undeclared_matrix_follows_the_hd_boundary(lines):
     assert (rgb_source.as_yuv(lines).matrix, rgb_source.as_yuv(lines).range) == (want, 1)
 
 
-def make_tagged_h264(path: Path, primaries: int, trc: int) -> Path:
-    """Two frames of H.264 (BT.2020 matrix, limited range) whose primaries and transfer tags differ."""
+def make_tagged_h264(path: Path, primaries: int, trc: int, value_range: int = 1, pix_fmt: str = "yuv420p") -> Path:
+    """Two frames of H.264 (BT.2020 matrix, limited range or ``value_range``, 8-bit or ``pix_fmt``) whose primaries
+    and transfer tags differ."""
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=25, options={"bf": "0"})
-        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        video.width, video.height, video.pix_fmt = W, H, pix_fmt
         ctx = video.codec_context
-        ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc = 9, 1, primaries, trc
+        ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc = 9, value_range, primaries, trc
         for i in range(2):
-            frame = av.VideoFrame.from_ndarray(PHOTO, format="rgb24").reformat(format="yuv420p")
+            frame = av.VideoFrame.from_ndarray(PHOTO, format="rgb24").reformat(format=pix_fmt)
             frame.pts = i
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
     return path
 
 
-@pytest.mark.parametrize("codec, suffix, matrix, value_range", [("ffv1", ".mkv", 0, 2), ("h264", ".mp4", 9, 1)])
-def test_colour_tags_reach_the_output_unswapped(tmp_path, restorer, codec, suffix, matrix, value_range):
-    src = make_tagged_h264(tmp_path / "hdr.mkv", primaries=9, trc=14)  # BT.2020 primaries, BT.2020 10-bit transfer
+@pytest.mark.parametrize("codec, suffix, matrix, value_range, source_range",
+                         [("ffv1", ".mkv", 0, 2, 1), ("h264", ".mp4", 9, 1, 1), ("h264", ".mp4", 9, 2, 2)])  # fmt: skip
+def test_colour_tags_reach_the_output_unswapped(tmp_path, restorer, codec, suffix, matrix, value_range, source_range):
+    """The tags of a BT.2020 source reach the output: an RGB one (FFV1: RGB, full range) or a YUV one (h264: the
+    source's matrix and range; full range here in 10 bits, declared by the range tag alone: no yuvj format has 10)."""
+    pix_fmt = "yuv420p10le" if source_range == 2 else "yuv420p"
+    src = make_tagged_h264(tmp_path / "hdr.mkv", 9, 14, source_range, pix_fmt)  # BT.2020 primaries, 10-bit transfer
     with av.open(str(src)) as container:
         first = next(container.decode(video=0))
-        assert (int(first.color_primaries), int(first.color_trc)) == (9, 14)
+        assert (int(first.color_primaries), int(first.color_trc), int(first.color_range)) == (9, 14, source_range)
+        assert first.format.name == pix_fmt
     dst = tmp_path / f"out{suffix}"
     restore_video(src, dst, restorer, VideoSettings(codec))
     with av.open(str(dst)) as container:
@@ -995,3 +1002,24 @@ def test_duration_0_is_a_usage_error(tmp_path):
     src = make_mjpeg(tmp_path / "cam.avi", [10], audio=False)
     with pytest.raises(UsageError, match=r"^--duration must be positive$"):
         check_video_options(build_parser().parse_args([str(src), str(tmp_path / "o.mkv"), "--duration", "0"]))
+
+
+@pytest.mark.parametrize("rotation", [-90, 180])
+def test_every_display_rotation_is_kept(tmp_path, restorer, rotation):
+    """A phone clip turned the other way (−90°: what 270° reads as) or upside down (180° reads as −180°) keeps its
+    display rotation, as 90° does."""
+    src = make_h264(tmp_path / "phone.mp4", [0, 40], PHOTO, "ITU601", rotation=rotation)
+    rotations = [r for _, _, r in decoded(src)]
+    assert rotations[0] in (-90, -180)
+    restore_video(src, tmp_path / "phone.mkv", restorer)
+    assert [r for _, _, r in decoded(tmp_path / "phone.mkv")] == rotations
+
+
+def test_a_part_ends_before_its_end_time(tmp_path, restorer):
+    """--duration 0.14 on 25 fps video with an audio packet every 0.07 s: frames at 0–0.12 s and the audio packets
+    at 0 and 0.07 s; the one starting exactly at 0.14 s is after the part, as the video frame at 0.16 s."""
+    src = make_mjpeg(tmp_path / "cam.mkv", [10] * 8, audio_samples=560)
+    assert [t for t, _ in packets(src, "audio")] == pytest.approx([0.0, 0.07, 0.14, 0.21])
+    dst = tmp_path / "part.mkv"
+    assert restore_video(src, dst, restorer, VideoSettings(span=Span(0.0, 0.14), consistent=False)).frames == 4
+    assert [t for t, _ in packets(dst, "audio")] == pytest.approx([0.0, 0.07])

@@ -33,11 +33,11 @@ def without_huffman_tables(jpeg: bytes) -> bytes:
 
 def make_mjpeg(
     path: Path, qualities: list[int], audio: bool = True, size: tuple[int, int] = (W, H),
-    photo: np.ndarray | None = None, huffman: bool = True,
+    photo: np.ndarray | None = None, huffman: bool = True, audio_samples: int = 640,
 ) -> Path:  # fmt: skip
     """Motion JPEG at 25 fps, frame i a shifted ``photo`` (default :data:`PHOTO`) encoded by libjpeg at
     ``qualities[i]`` (as cameras write it; without ``huffman``, its packets lack their Huffman tables as in AVI
-    MJPEG), with a PCM audio track."""
+    MJPEG), with a PCM audio track (8 kHz, packets of ``audio_samples``, as long as half the frames)."""
     import av  # the [video] extra: imported only by callers that have it
 
     w, h = size
@@ -54,9 +54,9 @@ def make_mjpeg(
             out.mux(packet)
         if sound:
             for i in range(len(qualities) // 2):
-                samples = (np.sin(np.arange(640) / 5 + i) * 8000).astype(np.int16)[None]
+                samples = (np.sin(np.arange(audio_samples) / 5 + i) * 8000).astype(np.int16)[None]
                 frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-                frame.sample_rate, frame.pts = 8000, i * 640
+                frame.sample_rate, frame.pts = 8000, i * audio_samples
                 out.mux(sound.encode(frame))
             out.mux(sound.encode(None))
     return path
