@@ -225,6 +225,21 @@ def test_hostile_cli_input(world, tmp_path, capsys, name, argv, code, message):
     assert not leftovers
 
 
+def test_every_lossless_suffix_names_the_output_file(world, tmp_path, capsys):
+    """-o FILE with each lossless suffix --format offers (.bmp too), in either case, writes that one file, in the
+    format its suffix names, holding the restoration's pixels."""
+    names = ["r.png", "r.tif", "r.tiff", "r.webp", "r.bmp", "R.PNG", "R.TIFF", "R.WEBP", "R.BMP"]
+    for name in names:
+        argv = [str(world["jpg"]), "--model", str(world["model"]), "-o", str(tmp_path / name), "-q"]
+        assert infer_main(argv) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    restored = read_image(tmp_path / "r.png").pixels
+    magic = {".png": b"\x89PNG", ".tif": b"II*\0", ".tiff": b"II*\0", ".webp": b"RIFF", ".bmp": b"BM"}
+    for name in names:
+        assert np.array_equal(read_image(tmp_path / name).pixels, restored), name
+        assert (tmp_path / name).read_bytes().startswith(magic[Path(name).suffix.lower()]), name
+
+
 def test_too_long_output_name_fails_alone(world, tmp_path, capsys):
     """The output of a 248-character name (+ "_wcdgan.png") exceeds 255 bytes: that file fails, the others run."""
     folder = tmp_path / "in"
