@@ -5,10 +5,12 @@ byte-for-byte unchanged. The table is the contract; add a row for every new way 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -223,6 +225,47 @@ def test_hostile_cli_input(world, tmp_path, capsys, name, argv, code, message):
     assert _snapshot(world["root"]) == before  # no input changed, nothing written among the inputs
     leftovers = [p for p in (out.rglob(".*.tmp*") if out.exists() else [])]
     assert not leftovers
+
+
+# (command, its arguments with {tmp} the current folder's absolute path, exit code): each names an input or its own
+# other output by another spelling (relative, absolute, through ..)
+SPELLINGS = [
+    ("infer", ["in/a.png", "-o", "sub/../in/a.png"], 1),
+    ("infer", ["{tmp}/in/a.png", "-o", "in/a.png"], 1),
+    ("batch", ["in/a.png", "sub/../in/a.png"], 1),
+    ("batch", ["in/a.png", "{tmp}/in/"], 1),
+    ("video", ["in/c.avi", "sub/../in/c.avi"], 2),
+    ("video", ["in/c.avi", "out.mkv", "--compare={tmp}/out.mkv"], 2),
+    ("video", ["in/c.avi", "out.mkv", "--compare=sub/../in/c.avi"], 2),
+]
+
+
+@pytest.mark.parametrize(("command", "argv", "code"), SPELLINGS, ids=[" ".join(c[1]) for c in SPELLINGS])
+def test_no_command_writes_over_a_path_spelled_differently(world, tmp_path, monkeypatch, capsys, command, argv, code):
+    """Every command compares paths as the files they are: an output naming an input (or OUT, for --compare) by
+    another spelling is refused, even with -f, with one error line; the input is unchanged and no output written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "sub").mkdir()
+    if command == "video":
+        pytest.importorskip("av", reason="PyAV is not installed (the [video] extra)")
+        from runtime.video.cli import main
+        from tests.video_fixtures import make_mjpeg
+
+        make_mjpeg(tmp_path / "in" / "c.avi", [10], audio=False)
+    else:
+        if command == "batch":
+            pytest.importorskip("ray.data", reason="runtime.batch needs Ray Data")
+        main = importlib.import_module(f"runtime.{command}").main
+        shutil.copy(world["dot"], tmp_path / "in" / "a.png")
+    before = _snapshot(tmp_path)
+    args = [a.format(tmp=tmp_path) for a in argv]
+    assert main([*args, "--model", str(world["model"]), "-f", "-q"]) == code
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.search(r"is (an input|the input|OUT)\b", errors[0]), errors
+    after = _snapshot(tmp_path)
+    after.pop("in/wcdgan-manifest.jsonl", None)  # batch's record of the refusal, in DST
+    assert after == before
 
 
 def test_every_lossless_suffix_names_the_output_file(world, tmp_path, capsys):
