@@ -279,6 +279,22 @@ def test_find_reference_prefers_lossless_and_never_the_input(tmp_path):
     assert find_reference(tmp_path, Path("elsewhere/x.jpg")) == tmp_path / "x.png"  # lossless before the JPEG
 
 
+@pytest.mark.parametrize("reference, source", [("in", "{tmp}/in/a.png"), ("{tmp}/in", "in/a.png"),
+                                               ("in/../in", "in/a.png")])  # fmt: skip
+def test_the_input_is_never_its_own_reference_however_spelled(tmp_path, monkeypatch, expect_warning, reference,
+                                                               source):  # fmt: skip
+    """--reference naming the inputs' folder by another spelling than the input's: a PNG input is not measured
+    against itself (PSNR ∞): it has no original there, and is shown without metrics."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    write_image(tmp_path / "in" / "a.png", RGB)
+    write_image(tmp_path / "a_out.png", _restoration(RGB))
+    reference, source = (Path(p.format(tmp=tmp_path)) for p in (reference, source))
+    with expect_warning("no original"), CompareRun(tmp_path / "cmp", reference) as run:
+        run.add(source, tmp_path / "a_out.png", FACTS)
+    assert not _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))
+
+
 # -- report: escaping, atomicity ---------------------------------------------------------------------------------
 
 
@@ -360,6 +376,17 @@ def test_a_picture_never_replaces_an_input(tmp_path):
         assert run.add(src, clash, FACTS) == tmp_path / "photo_compare-2.png"  # the restoration it reads is kept
 
 
+def test_a_long_utf_8_name_gets_a_picture_name_the_file_system_takes(tmp_path):
+    """A 250-byte stem of 125 two-byte characters (its JPEG's name: 254 bytes): the picture's name is cut to fit 255
+    bytes, whole characters kept, and the picture is written."""
+    src = write_jpeg(tmp_path / ("é" * 125 + ".jpg"), RGB, 15)
+    write_image(tmp_path / "out.png", _restoration(read_image(src).pixels))
+    with CompareRun(tmp_path / "cmp") as run:
+        picture = run.add(src, tmp_path / "out.png", FACTS)
+    assert picture.is_file() and picture.name.endswith("_compare.png") and set(picture.name[:-12]) == {"é"}
+    assert len(os.fsencode(picture.name)) <= 255
+
+
 # -- --strength --------------------------------------------------------------------------------------------------
 
 
@@ -392,6 +419,17 @@ def test_blend_keeps_gray_and_checks_its_arguments():
         with pytest.raises(ValueError) as caught:
             blend(gray, gray, 0.5, out=out)
         assert str(caught.value) == f"out must be a uint8 array of shape (2, 2), got {out.dtype} {out.shape}"
+
+
+@pytest.mark.parametrize("strength", [np.float32(0.5), np.float64(0.5), np.float16(0.5)])
+def test_a_numpy_strength_is_a_number(strength):
+    """A strength read from an array (np.float32(0.5)) blends like 0.5 and is accepted by the settings."""
+    from runtime.settings import RestoreSettings
+
+    gray = np.array([[0, 100], [200, 255]], np.uint8)
+    restored = np.full_like(gray, 100)
+    np.testing.assert_array_equal(blend(gray, restored, strength), blend(gray, restored, 0.5))
+    assert RestoreSettings(strength=strength).strength == 0.5
 
 
 def test_blend_covers_every_row_of_a_tall_image():

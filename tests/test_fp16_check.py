@@ -204,7 +204,9 @@ def test_only_tensors_stored_in_fp16_count_as_overflows(tmp_path: Path) -> None:
         fp16_check.check("s_fp16.onnx", numbers, 40.0)
 
 
-@pytest.mark.parametrize(("scale", "subnormal", "flushed"), [(2.0**-20, 1.0, 0.0), (2.0**-26, 1.0, 1.0)])
+@pytest.mark.parametrize(
+    ("scale", "subnormal", "flushed"), [(2.0**-20, 1.0, 0.0), (0.75 * 2.0**-24, 1.0, 0.0), (2.0**-26, 1.0, 1.0)]
+)
 def test_subnormal_and_flushed_shares(tmp_path: Path, scale: float, subnormal: float, flushed: float) -> None:
     """Values below FP16's normal range (2⁻¹⁴) are subnormal; below half its smallest subnormal (2⁻²⁵) they flush to
     zero, and are counted in both shares (of the FP16 tensors' non-zero values: ``big`` here; the output is FP32)."""
@@ -214,6 +216,18 @@ def test_subnormal_and_flushed_shares(tmp_path: Path, scale: float, subnormal: f
         tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
     )
     assert numbers.share_subnormal_in_fp16 == subnormal and numbers.share_flushed_to_zero_in_fp16 == flushed
+
+
+def test_max_abs_error_is_the_worst_output_value(tmp_path: Path) -> None:
+    """One output value of 16 off in FP16 (1/3 is not a float16), the rest exact: ``max_abs_error`` (the sidecar's,
+    the summary's "max abs") is that one error, not the mean over the 16."""
+    convert_fp16(_scaled_graph(tmp_path / "s.onnx", 1.0, back=1.0), tmp_path / "s_fp16.onnx")
+    image = np.ones((1, 1, 4, 4), np.float32)
+    image[0, 0, 1, 2] = 1 / 3
+    numbers = fp16_check.check_numbers(tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [image])
+    error = abs(float(np.float16(np.float32(1 / 3))) - float(np.float32(1 / 3)))
+    assert numbers.max_abs_error == pytest.approx(error, rel=1e-6)
+    assert f"max abs {error:.3g}," in fp16_check.summary(numbers)
 
 
 def test_summary_line_names_the_attention_range() -> None:

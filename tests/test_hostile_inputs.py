@@ -5,10 +5,12 @@ byte-for-byte unchanged. The table is the contract; add a row for every new way 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,6 +214,67 @@ def test_hostile_cli_input(world, tmp_path, capsys, name, argv, code, message):
     assert _snapshot(world["root"]) == before  # no input changed, nothing written among the inputs
     leftovers = [p for p in (out.rglob(".*.tmp*") if out.exists() else [])]
     assert not leftovers
+
+
+# (command, its arguments with {tmp} the current folder's absolute path, exit code, its error line): each names an
+# input or its own other output by another spelling (relative, absolute, through ..), refused before any work
+OVER_INPUT = "{0}: output {1} is an input; refusing to overwrite it"  # {0}: the input, {1}: its output
+SPELLINGS = [
+    ("infer", ["in/a.png", "-o", "sub/../in/a.png"], 1, OVER_INPUT.replace("{1}", "{2}")),
+    ("infer", ["{tmp}/in/a.png", "-o", "in/a.png"], 1, OVER_INPUT.replace("{1}", "{2}")),
+    ("batch", ["in/a.png", "sub/../in/a.png"], 1, OVER_INPUT),
+    ("batch", ["in/a.png", "{tmp}/in/"], 1, "{0}: output {1}a.png is an input; refusing to overwrite it"),
+    ("video", ["in/c.avi", "sub/../in/c.avi"], 2, "{1}: is the input; refusing to overwrite an input"),
+    ("video", ["in/c.avi", "out.mkv", "--compare={tmp}/out.mkv"], 2,
+     "--compare {tmp}/out.mkv: is OUT; the side-by-side clip needs a file of its own"),
+    ("video", ["in/c.avi", "out.mkv", "--compare=sub/../in/c.avi"], 2,
+     "sub/../in/c.avi: is the input; refusing to overwrite an input"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("command", "argv", "code", "error"), SPELLINGS, ids=[" ".join(c[1]) for c in SPELLINGS])
+def test_no_command_writes_over_a_path_spelled_differently(world, tmp_path, monkeypatch, capsys, command, argv, code,
+                                                           error):  # fmt: skip
+    """Every command compares paths as the files they are: an output naming an input (or OUT, for --compare) by
+    another spelling is refused when the run is planned, even with -f, with one error line; the input is unchanged
+    and no output written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "sub").mkdir()
+    if command == "video":
+        pytest.importorskip("av", reason="PyAV is not installed (the [video] extra)")
+        from runtime.video.cli import main
+        from tests.video_fixtures import make_mjpeg
+
+        make_mjpeg(tmp_path / "in" / "c.avi", [10], audio=False)
+    else:
+        if command == "batch":
+            pytest.importorskip("ray.data", reason="runtime.batch needs Ray Data")
+        main = importlib.import_module(f"runtime.{command}").main
+        shutil.copy(world["dot"], tmp_path / "in" / "a.png")
+    before = _snapshot(tmp_path)
+    args = [a.format(tmp=tmp_path) for a in argv]
+    assert main([*args, "--model", str(world["model"]), "-f", "-q"]) == code
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert errors == ["error: " + error.format(*args, tmp=tmp_path)]
+    after = _snapshot(tmp_path)
+    after.pop("in/wcdgan-manifest.jsonl", None)  # batch's record of the refusal, in DST
+    assert after == before
+
+
+def test_every_lossless_suffix_names_the_output_file(world, tmp_path, capsys):
+    """-o FILE with each lossless suffix --format offers (.bmp too), in either case, writes that one file, in the
+    format its suffix names, holding the restoration's pixels."""
+    names = ["r.png", "r.tif", "r.tiff", "r.webp", "r.bmp", "R.PNG", "R.TIFF", "R.WEBP", "R.BMP"]
+    for name in names:
+        argv = [str(world["jpg"]), "--model", str(world["model"]), "-o", str(tmp_path / name), "-q"]
+        assert infer_main(argv) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)
+    restored = read_image(tmp_path / "r.png").pixels
+    magic = {".png": b"\x89PNG", ".tif": b"II*\0", ".tiff": b"II*\0", ".webp": b"RIFF", ".bmp": b"BM"}
+    for name in names:
+        assert np.array_equal(read_image(tmp_path / name).pixels, restored), name
+        assert (tmp_path / name).read_bytes().startswith(magic[Path(name).suffix.lower()]), name
 
 
 def test_too_long_output_name_fails_alone(world, tmp_path, capsys):

@@ -183,6 +183,20 @@ def test_strength_names_its_outputs_and_shows_on_the_result_line(tmp_path, model
     assert proc.returncode == 0 and "a_strength0.5_wcdgan.png (" not in proc.stdout, proc.stdout
 
 
+def test_strength_tags_outputs_in_a_folder_given_with_a_slash(tmp_path, model, capsys):
+    """-o new.png/ (a folder by its trailing slash) names the outputs as -o DIR does: a full and a lighter run into
+    it keep a file each, the lighter one tagged."""
+    from runtime.infer import main
+
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    out = tmp_path / "new.png"
+    for extra in ([], ["--strength", "0.5"]):
+        assert main([str(src), "-o", f"{out}/", "--model", str(model), "-q", *extra]) == 0
+    assert "exists" not in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_strength0.5.png"]
+    assert (out / "a.png").read_bytes() != (out / "a_strength0.5.png").read_bytes()
+
+
 def test_help_paragraphs_are_not_broken_mid_sentence():
     from runtime.infer import DESCRIPTION
 

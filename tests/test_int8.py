@@ -10,6 +10,7 @@ import pytest
 import skimage.data
 import torch
 
+from common.tiling import ALIGN
 from export import build
 from export.int8 import (
     CalibrationError,
@@ -182,6 +183,23 @@ def test_calibration_windows_are_jpeg_windows_on_the_mcu_grid(setup) -> None:
     assert y[0].shape == (1, 1, 64, 64)
 
 
+def test_calibration_windows_of_tall_and_wide_images_are_whole_windows(tmp_path) -> None:
+    """A portrait and a landscape photo: every window is --window square, from anywhere on either axis (each side's
+    origin bounded by that side, not the other)."""
+    photo = skimage.data.astronaut()
+    tall = write_pngs(tmp_path / "tall", {"tall": photo[:256, :48]})
+    wide = write_pngs(tmp_path / "wide", {"wide": photo[:48, :256]})
+    for folder in (tall, wide):
+        windows = calibration_windows(Int8Options([folder], windows=12, window=48, qualities=(90,)), channels=3)
+        assert all(w.shape == (1, 3, 48, 48) for w in windows)
+    lefts = set()
+    for w in windows:  # the wide photo's: where each came from, by the nearest crop (q90 keeps them close)
+        crop = (w[0].transpose(1, 2, 0) * 255).astype(np.float32)
+        errors = [np.abs(crop - photo[:48, left : left + 48]).mean() for left in range(0, 256 - 48 + 1, ALIGN)]
+        lefts.add(ALIGN * int(np.argmin(errors)))
+    assert max(lefts) > 256 // 2  # some from the right half
+
+
 def test_int8_options_need_int8(setup, capsys) -> None:
     with pytest.raises(SystemExit) as e:
         build.parse_args(["--ckpt", str(setup["ckpt"]), "--calib", str(setup["calib"])])
@@ -216,11 +234,13 @@ def test_gate_measures_a_loss_as_a_loss(tmp_path) -> None:
     q = numbers["per_quality"]["10"]
     assert q["worst_image_delta_db"] <= q["delta_db"] < 0 and q["int8_psnr_db"] < q["fp32_psnr_db"]
     assert numbers["worst_image_delta_db"] == q["worst_image_delta_db"]
+    assert numbers["gate_data"] == tmp_path.name  # the folder's name: the sidecar names no build machine's path
     # INT8 against FP32: 4 levels off on the flat image (the minimum), equal on the white one (the mean is higher)
     assert q["int8_vs_fp32_min_psnr_uint8_db"] == pytest.approx(10 * np.log10(255**2 / 16), abs=1e-6)
     assert q["int8_vs_fp32_mean_psnr_uint8_db"] > q["int8_vs_fp32_min_psnr_uint8_db"] + 10
-    with pytest.raises(ValidationError, match=r"q10: .*worst image -\d"):
+    with pytest.raises(ValidationError, match=r"q10: .*worst image -\d") as caught:
         check_gate("m_int8.onnx", numbers)
+    assert f" images of {tmp_path.name}: q10: " in str(caught.value)
 
 
 def test_fp32_nodes_are_the_ends_and_the_convolutions_feeding_the_output() -> None:

@@ -805,6 +805,22 @@ def test_a_truncated_raw_stream_is_counted_corrupt_and_exits_1(tmp_path, models,
     assert capsys.readouterr().err == "error: 1 corrupt packet(s) skipped; the output holds the 2 frames that decoded\n"
 
 
+def test_pipe_mode_stdout_carries_the_frames_only(tmp_path, models, capsysbinary):
+    """--raw IN - without -q: stdout holds the restored frames, byte for byte those written to a file, and nothing
+    else; the result line goes to stderr."""
+    from runtime.video.cli import main
+
+    src, dst = tmp_path / "in.rgb", tmp_path / "out.rgb"
+    src.write_bytes(PHOTO.tobytes() + np.roll(PHOTO, 5, axis=1).tobytes())
+    common = ["--raw", f"{W}x{H}:rgb24", "--model", str(models), "--threads", "1"]
+    assert main([*common, str(src), str(dst), "-q"]) == 0
+    capsysbinary.readouterr()
+    assert main([*common, str(src), "-"]) == 0
+    out, err = capsysbinary.readouterr()
+    assert len(dst.read_bytes()) == 2 * W * H * 3 and out == dst.read_bytes()
+    assert re.search(rb"^-: 2 frames in [\d.]+ s ", err, re.M), err
+
+
 @pytest.mark.parametrize("content", [b"", PHOTO.tobytes()[:100]], ids=["empty", "partial"])
 def test_a_raw_input_without_a_whole_frame_fails_and_writes_nothing(tmp_path, models, capsys, content):
     """An empty raw input (the ffmpeg before it failed) or one shorter than a frame: exit 1, one error line, no
@@ -842,6 +858,25 @@ def test_420_outputs_need_both_sides_even(tmp_path, models, capsys, size):
     assert not (tmp_path / "odd.mp4").exists()
 
 
+def test_max_pixels_counts_megapixels_for_files_and_raw(tmp_path, models, capsys):
+    """--max-pixels is in MP: 64×48 frames (0.003072 MP) pass 0.0031 and are refused at 0.003, one line, nothing
+    written (a file's: exit 1, found once it is opened; --raw: exit 2, before any work)."""
+    from runtime.video.cli import main
+
+    src = make_mjpeg(tmp_path / "cam.avi", [10], audio=False)
+    raw = tmp_path / "in.rgb"
+    raw.write_bytes(PHOTO.tobytes())
+    common = ["--model", str(models), "--threads", "1", "-q"]
+    assert main([str(src), str(tmp_path / "ok.mkv"), "--max-pixels", "0.0031", *common]) == 0
+    assert main(["--raw", f"{W}x{H}:rgb24", str(raw), str(tmp_path / "ok.rgb"), "--max-pixels", "0.0031", *common]) == 0
+    capsys.readouterr()
+    assert main([str(src), str(tmp_path / "no.mkv"), "--max-pixels", "0.003", *common]) == 1
+    assert capsys.readouterr().err == f"error: {src}: {W}×{H} frames are over --max-pixels 0.003 MP\n"
+    assert main(["--raw", f"{W}x{H}:rgb24", str(raw), str(tmp_path / "no.rgb"), "--max-pixels", "0.003", *common]) == 2
+    assert capsys.readouterr().err == f"error: --raw {W}x{H}: frames over --max-pixels 0.003 MP\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi", "in.rgb", "ok.mkv", "ok.rgb"]
+
+
 def test_forced_quality_chooses_the_model_for_motion_jpeg(tmp_path, restorer):
     """--quality 15 on q10 Motion JPEG: every frame restored by the q15 model, as asked."""
     src = make_mjpeg(tmp_path / "cam.avi", [10, 10], audio=False)
@@ -866,6 +901,9 @@ def test_seconds_and_raw_sizes_are_checked_at_their_bounds():
     for text in ("0x480:rgb24", "640x0:rgb24"):
         with pytest.raises(argparse.ArgumentTypeError, match="expected WxH:FMT with FMT one of"):
             raw_format(text)
+    from runtime.video.cli import build_parser
+
+    assert build_parser().parse_args(["--raw", "640X480:rgb24", "-", "-"]).raw == raw_format("640x480:rgb24")
 
 
 def test_a_part_counts_its_own_frames(tmp_path):
@@ -922,6 +960,29 @@ def test_out_spelled_differently_is_still_the_input(tmp_path, monkeypatch):
     (tmp_path / "sub").mkdir()
     with pytest.raises(UsageError, match=r"^sub/\.\./clip\.avi: is the input; refusing to overwrite an input$"):
         check_video_options(build_parser().parse_args(["clip.avi", "sub/../clip.avi", "-f"]))
+
+
+IS_OUT = "--compare {compare}: is OUT; the side-by-side clip needs a file of its own"
+
+
+@pytest.mark.parametrize("out, compare, message", [
+    ("out.mkv", "{tmp}/out.mkv", IS_OUT), ("{tmp}/out.mkv", "sub/../out.mkv", IS_OUT),
+    ("out.mkv", "sub/../clip.avi", "{compare}: is the input; refusing to overwrite an input"),
+])  # fmt: skip
+def test_compare_spelled_differently_is_still_out_or_the_input(tmp_path, models, monkeypatch, capsys, out, compare,
+                                                                 message):  # fmt: skip
+    """--compare=FILE naming OUT or IN by another spelling (absolute, relative, through ..): one error line, exit 2,
+    nothing written, the input unchanged."""
+    from runtime.video.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    before = make_mjpeg(tmp_path / "clip.avi", [10], audio=False).read_bytes()
+    (tmp_path / "sub").mkdir()
+    out, compare = (p.format(tmp=tmp_path) for p in (out, compare))
+    assert main(["clip.avi", out, f"--compare={compare}", "--model", str(models), "-f", "-q"]) == 2
+    assert capsys.readouterr().err == f"error: {message.format(compare=compare)}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "sub"]
+    assert (tmp_path / "clip.avi").read_bytes() == before
 
 
 def test_stereo_pcm_in_mp4_stays_stereo(tmp_path, restorer):
