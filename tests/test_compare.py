@@ -439,6 +439,13 @@ def test_blend_covers_every_row_of_a_tall_image():
     np.testing.assert_array_equal(blend(jpeg, restored, 0.5), np.rint((jpeg + restored.astype(float)) / 2))
 
 
+def test_blend_works_on_an_image_wider_than_one_band():
+    """1 × 200,000 RGB: one row alone is over a band's 4 MiB of float64; the image is blended, not refused."""
+    jpeg = np.arange(200_000 * 3, dtype=np.uint32).astype(np.uint8).reshape(1, 200_000, 3)
+    restored = np.full_like(jpeg, 200)
+    np.testing.assert_array_equal(blend(jpeg, restored, 0.5), np.rint((jpeg + restored.astype(float)) / 2))
+
+
 def test_restorer_strength_blends_every_result(tmp_path):
     """Restorer(strength=S): the call, restoring into ``out`` and restore_file all give blend(input, full, S)."""
     from runtime.restorer import Restorer
