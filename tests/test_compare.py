@@ -9,6 +9,7 @@ import hashlib
 import html
 import html.parser
 import json
+import logging
 import os
 import re
 import shutil
@@ -279,6 +280,20 @@ def test_find_reference_prefers_lossless_and_never_the_input(tmp_path):
     assert find_reference(tmp_path, Path("elsewhere/x.jpg")) == tmp_path / "x.png"  # lossless before the JPEG
 
 
+def test_an_original_with_an_upper_case_suffix_is_measured(tmp_path, caplog):
+    """--reference with the original named photo.PNG (as cameras and Windows tools write): the report shows the
+    metrics it shows for photo.png, and nothing is warned."""
+    src, restored, original = _files(tmp_path)
+    with CompareRun(tmp_path / "lower", tmp_path / "ref") as run:
+        run.add(src, restored, FACTS)
+    original.rename(original.with_suffix(".PNG"))
+    with caplog.at_level(logging.WARNING), CompareRun(tmp_path / "upper", tmp_path / "ref") as run:
+        run.add(src, restored, FACTS)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    expected = _report_metrics((tmp_path / "lower" / REPORT_NAME).read_text(encoding="utf-8"))
+    assert expected and _report_metrics((tmp_path / "upper" / REPORT_NAME).read_text(encoding="utf-8")) == expected
+
+
 @pytest.mark.parametrize("reference, source", [("in", "{tmp}/in/a.png"), ("{tmp}/in", "in/a.png"),
                                                ("in/../in", "in/a.png")])  # fmt: skip
 def test_the_input_is_never_its_own_reference_however_spelled(tmp_path, monkeypatch, expect_warning, reference,
@@ -312,6 +327,19 @@ def test_report_escapes_hostile_names_and_names_nothing_outside(tmp_path):
     assert text.count("<img ") == 3  # before, after, crops: nothing the names brought in
     assert re.findall(r'(?:src|href)="(?!data:image/png;base64,|#img-)', text) == []
     assert not re.search(r"https?:|//[a-z]", re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]*", "", text))
+
+
+def test_a_hostile_name_past_the_embedded_limit_is_escaped(tmp_path):
+    """An image listed but not embedded: its picture's name is in the note as text, never as markup."""
+    src, restored, _ = _files(tmp_path)
+    hostile = tmp_path / f"{HOSTILE}.jpg"
+    hostile.write_bytes(src.read_bytes())
+    with CompareRun(tmp_path / "cmp", settings=CompareSettings(embedded=1)) as run:
+        run.add(src, restored, FACTS)
+        run.add(hostile, restored, FACTS)
+    text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
+    assert f"its side-by-side picture {html.escape(HOSTILE)}_compare.png is beside this report" in text
+    assert "<img src=x" not in text and text.count("<img ") == 3  # the first image's three, nothing from the name
 
 
 def test_report_policy_allows_only_its_own_script(tmp_path):
@@ -435,6 +463,13 @@ def test_a_numpy_strength_is_a_number(strength):
 def test_blend_covers_every_row_of_a_tall_image():
     """600,000 × 1 gray: more rows than one band holds (4 MiB of float64 per band); every row is blended."""
     jpeg = np.arange(600_000, dtype=np.uint32).astype(np.uint8).reshape(-1, 1)
+    restored = np.full_like(jpeg, 200)
+    np.testing.assert_array_equal(blend(jpeg, restored, 0.5), np.rint((jpeg + restored.astype(float)) / 2))
+
+
+def test_blend_works_on_an_image_wider_than_one_band():
+    """1 × 200,000 RGB: one row alone is over a band's 4 MiB of float64; the image is blended, not refused."""
+    jpeg = np.arange(200_000 * 3, dtype=np.uint32).astype(np.uint8).reshape(1, 200_000, 3)
     restored = np.full_like(jpeg, 200)
     np.testing.assert_array_equal(blend(jpeg, restored, 0.5), np.rint((jpeg + restored.astype(float)) / 2))
 

@@ -65,6 +65,20 @@ def test_folder_run_continues_past_bad_files(tmp_path, model):
     assert cv2.imread(str(tmp_path / "out" / "good.png")).shape == RGB.shape
 
 
+def test_a_missing_input_among_others_fails_the_run(tmp_path, model, capsys):
+    """One named input that does not exist, beside one that does: the other is restored, and the run says 1 failed
+    (summary line, stderr count) and exits 1."""
+    from runtime.infer import main
+
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    missing = tmp_path / "nope.jpg"
+    assert main([str(src), str(missing), "-o", str(tmp_path / "out"), "--model", str(model)]) == 1
+    out, err = capsys.readouterr()
+    assert re.search(r"^1 restored, 0 skipped, 1 failed in ", out, re.M), out
+    assert str(missing) in err and "1 input(s) failed" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
+
+
 @pytest.mark.cli
 def test_outputs_next_to_inputs_never_clobbered(tmp_path, model):
     src = write_jpeg(tmp_path / "photo.jpg", RGB, 20)

@@ -229,6 +229,17 @@ def test_an_8_bit_os2_bitmap_keeps_its_gray_palette(tmp_path):
     np.testing.assert_array_equal(read_image(path).pixels, gray)
 
 
+def test_a_24_bit_os2_bitmap_is_read_in_colour(tmp_path):
+    """An OS/2 bitmap (12-byte header) of 24 bits per pixel is read as the RGB it stores, not as gray."""
+    rgb = RGB[:16, :16]
+    header = struct.pack("<IHHHH", 12, 16, 16, 1, 24)
+    pixels = rgb[::-1, :, ::-1].tobytes()  # bottom-up BGR, 48 bytes a row (4-aligned)
+    offset = 14 + 12
+    path = tmp_path / "os2_colour.bmp"
+    path.write_bytes(b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + header + pixels)
+    np.testing.assert_array_equal(read_image(path).pixels, rgb)
+
+
 def test_error_lines_in_full(tmp_path):
     """What a user reads when an image cannot be read or written: the path, what is wrong, what to do."""
     big = tmp_path / "big.png"
