@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--adam-beta1",
         type=float,
-        help="Adam's first-moment decay (default: the paper's 0.5, a GAN setting; 0.9 is Adam's own default). "
+        help="Adam's first-moment decay (default: the paper's 0.5, a GAN setting; 0.9 is Adam's own default, which "
+        "the half trunk needs: with 0.5 it stalls, models/pretrained/README.md). "
         "With --resume: a lineage's recipe change, recorded in its checkpoints",
     )
     t.add_argument("--w-l1", type=float, help="override the preset's L1 weight")
