@@ -157,21 +157,29 @@ def test_center_crop_is_aligned():
 # ---------------------------------------------------------------- loop
 
 
-def test_resume_matches_uninterrupted_run(dirs, tmp_path):
-    """2 + 2 iterations with a save/load in between give the same G and D as 4 straight (GAN losses on)."""
-    loss = LossWeights(l1=1.0, adversarial=1e-2, tv=1e-2)
-    full = Trainer(_tiny_cfg(dirs[0], iterations=4, warmup_iters=1, loss=loss), tmp_path / "full", quiet=True)
+def _straight_and_resumed(
+    tmp_path: Path, train_dir: Path, val_dir: Path | None = None, **cfg
+) -> tuple[Trainer, Trainer]:
+    """One tiny run twice: 4 iterations straight (``tmp_path/full``), and 2 + 2 with a save and a load in between
+    (``tmp_path/split``). Returns both trainers."""
+    full = Trainer(_tiny_cfg(train_dir, val_dir, iterations=4, **cfg), tmp_path / "full", quiet=True)
     full.run()
-    first = Trainer(_tiny_cfg(dirs[0], iterations=2, warmup_iters=1, loss=loss), tmp_path / "split", quiet=True)
-    first.run()
+    Trainer(_tiny_cfg(train_dir, val_dir, iterations=2, **cfg), tmp_path / "split", quiet=True).run()
     state = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
-    cfg = TrainConfig.from_dict(state["config"])
-    cfg.iterations = 4
-    second = Trainer(cfg, tmp_path / "split", quiet=True)
+    resumed = TrainConfig.from_dict(state["config"])
+    resumed.iterations = 4
+    second = Trainer(resumed, tmp_path / "split", quiet=True)
     second.load_state_dict(state)
     assert second.iteration == 2
     second.run()
     assert second.iteration == 4
+    return full, second
+
+
+def test_resume_matches_uninterrupted_run(dirs, tmp_path):
+    """2 + 2 iterations with a save/load in between give the same G and D as 4 straight (GAN losses on)."""
+    loss = LossWeights(l1=1.0, adversarial=1e-2, tv=1e-2)
+    full, second = _straight_and_resumed(tmp_path, dirs[0], warmup_iters=1, loss=loss)
     for a, b in ((full.g, second.g), (full.d, second.d)):
         for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
             assert torch.equal(va, vb), k
@@ -182,17 +190,7 @@ def test_resume_matches_uninterrupted_run(dirs, tmp_path):
 def test_weight_ema_is_what_a_run_validates_and_saves(dirs, tmp_path):
     """With --ema the run's generator files and validation hold the weights' moving average, which survives a
     resume: 2 + 2 iterations give the same g.pt as 4 straight, and it is not G's last weights."""
-    cfg = dict(iterations=4, ema_decay=0.5)
-    full = Trainer(_tiny_cfg(dirs[0], dirs[1], **cfg), tmp_path / "full", quiet=True)
-    full.run()
-    first = Trainer(_tiny_cfg(dirs[0], dirs[1], **(cfg | {"iterations": 2})), tmp_path / "split", quiet=True)
-    first.run()
-    state = torch.load(tmp_path / "split" / "last.pt", weights_only=True)
-    resumed = TrainConfig.from_dict(state["config"])
-    resumed.iterations = 4
-    second = Trainer(resumed, tmp_path / "split", quiet=True)
-    second.load_state_dict(state)
-    second.run()
+    full, _ = _straight_and_resumed(tmp_path, dirs[0], dirs[1], ema_decay=0.5)
     saved = [load_generator(tmp_path / run / "g.pt") for run in ("full", "split")]
     for (k, va), vb in zip(saved[0][0].state_dict().items(), saved[1][0].state_dict().values(), strict=True):
         assert torch.equal(va, vb), k
