@@ -198,7 +198,7 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path: Path, capsys) -> Non
 def test_build_options_validate_themselves_from_python(tmp_path: Path, change, api, cli) -> None:
     """``build(BuildOptions(...))`` from Python gets the command line's checks: the error names the field, and the
     option when the command line reports it."""
-    with pytest.raises(ValueError, match="") as e:
+    with pytest.raises(ValueError) as e:  # the message is checked below, against api
         build.BuildOptions(**{"ckpt": tmp_path / "g.pt", "output": tmp_path, "name": "g", **change})
     assert str(e.value).startswith(api), e.value
     assert e.value.for_cli().startswith(cli)
