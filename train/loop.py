@@ -293,8 +293,8 @@ class Trainer:
             self.opt_d.load_state_dict(state["opt_d"])
         if self.g_ema is not None and state.get("generator_ema") is not None:  # else (EMA new): starts at G
             self.g_ema.load_state_dict(state["generator_ema"])
-        for opt in (self.opt_g, self.opt_d):  # the saved state brings its betas: the config (a resumed recipe) rules
-            for group in opt.param_groups if opt is not None else ():
+        for opt in filter(None, (self.opt_g, self.opt_d)):  # the saved state brings its betas: the config rules
+            for group in opt.param_groups:
                 group["betas"] = self.cfg.betas
         self.iteration, self.wall_time = int(state["iteration"]), float(state["wall_time"])
         self.best_val, self.last_val = float(state["best_val"]), dict(state["last_val"])
