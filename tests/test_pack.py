@@ -89,7 +89,7 @@ def test_training_reads_shards_like_folders(sources, tmp_path):
     from_shard = load_images([shard], "rgb")
     key = [img.tobytes() for img in from_folder]
     assert sorted(key) == sorted(img.tobytes() for img in from_shard)
-    val = load_validation(shard, "y", 10, 64, 2)
+    val = load_validation(shard, "y", [10], 64, 2)
     assert len(val.clean) == 2 and val.clean[0].shape == (64, 64) and val.names[0].endswith(".webp")
 
 

@@ -74,6 +74,13 @@ def _tiny_cfg(train_dir: Path, val_dir: Path | None = None, **kw) -> TrainConfig
     return TrainConfig(**(base | kw))
 
 
+def _restore(model: torch.nn.Module, image: np.ndarray) -> np.ndarray:
+    """A generator's uint8 restoration of a uint8 H×W×3 image, as a run's validation computes it."""
+    with torch.no_grad():
+        y = model.eval()(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    return (y[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+
 # ---------------------------------------------------------------- data
 
 
@@ -196,11 +203,7 @@ def test_weight_ema_is_what_a_run_validates_and_saves(dirs, tmp_path):
         assert torch.equal(va, vb), k
     last = torch.load(tmp_path / "full" / "last.pt", weights_only=True)["generator"]
     assert any(not torch.equal(v, last[k]) for k, v in saved[0][0].state_dict().items())  # the average, not G
-    model = saved[0][0].eval()
-    with torch.no_grad():
-        outs = [model(torch.from_numpy(j).permute(2, 0, 1)[None].float() / 255) for j in full.val.jpeg]
-    outs = [(o[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy() for o in outs]
-    restored = np.mean([psnr(o, c) for o, c in zip(outs, full.val.clean, strict=True)])
+    restored = np.mean([psnr(_restore(saved[0][0], j), c) for j, c in zip(full.val.jpeg, full.val.clean, strict=True)])
     assert saved[0][1]["val_psnr"] == pytest.approx(restored, abs=1e-6)  # validation measured the saved weights
 
 
@@ -238,7 +241,7 @@ def test_tiny_training_beats_jpeg(dirs, tmp_path, pixel_loss):
         dirs[1],
         channel="y",
         qualities=[5],
-        val_quality=5,
+        val_qualities=[5],
         patch_size=48,
         patch_stride=40,
         batch_size=8,
@@ -307,6 +310,35 @@ def test_cli_run_resume_and_refuse_overwrite(dirs, tmp_path, capsys):
     assert "EMA decay" in capsys.readouterr().err
     assert main(["--out", str(tmp_path), "--resume", "--iters", "8", "--w-adv", "1", "-q"]) == 2
     assert "adversarial" in capsys.readouterr().err
+
+
+def test_validation_at_several_qualities_and_a_lineage_that_changes_them(dirs, tmp_path):
+    """--val-quality 10 40: the score is the mean over both qualities, the log has the gain at each; a resumed
+    lineage that validates at other qualities starts its best score again (best.pt follows the new measure)."""
+    small = ["--features", "16", "--blocks", "1", "--branch", "8", "--patch", "32", "--batch", "4", "-q"]
+    run = ["--data", str(dirs[0]), "--val", str(dirs[1]), "--val-crop", "64", "--out", str(tmp_path), *small]
+    assert main([*run, "--iters", "2", "--val-quality", "10", "40"]) == 0
+    model, meta = load_generator(tmp_path / "g.pt")
+    clean = np.ascontiguousarray(center_crop(skimage.data.chelsea(), 64, 16))
+    gains = {
+        q: psnr(_restore(model, jpeg_roundtrip(clean, q)), clean) - psnr(jpeg_roundtrip(clean, q), clean)
+        for q in (10, 40)
+    }
+    val = [r for r in map(json.loads, (tmp_path / "log.jsonl").read_text().splitlines()) if "val_psnr" in r][-1]
+    assert val["val_gain_q10"] == pytest.approx(gains[10], abs=1e-6)
+    assert val["val_gain_q40"] == pytest.approx(gains[40], abs=1e-6)
+    assert val["val_gain"] == pytest.approx((gains[10] + gains[40]) / 2, abs=1e-6)
+    assert meta["val_qualities"] == [10, 40]
+    # the lineage now validates at q10 alone: its new score is the best even below the old measure's best
+    state = torch.load(tmp_path / "last.pt", weights_only=True)
+    torch.save({**state, "best_val": 99.0}, tmp_path / "last.pt")
+    assert main(["--out", str(tmp_path), "--resume", "--iters", "3", "--val-quality", "10", "-q"]) == 0
+    _, best = load_generator(tmp_path / "best.pt")
+    assert best["iterations"] == 3 and best["val_qualities"] == [10] and "val_gain_q10" not in best
+    assert torch.load(tmp_path / "last.pt", weights_only=True)["best_val"] == best["val_psnr"] < 99
+    # a state saved before validation took several qualities (one int, "val_quality") resumes at that quality
+    before = {k: v for k, v in state["config"].items() if k != "val_qualities"} | {"val_quality": 40}
+    assert TrainConfig.from_dict(before).val_qualities == [40]
 
 
 def test_lineage_resume_moves_data_and_extends_the_time_budget(dirs, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -57,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue RUN_DIR/last.pt; its saved configuration is used "
         "(only --iters, --time-limit, --end-at, --threads, --workers, --device, -q apply, --data/--val "
-        "to find the same images in another place, and --w-*, --adam-beta1 and --ema to change a lineage's recipe, "
-        "recorded in its checkpoints)",
+        "to find the same images in another place, and --w-*, --adam-beta1, --ema and --val-quality to change "
+        "a lineage's recipe, recorded in its checkpoints)",
     )
     d = p.add_argument_group("degradation")
     d.add_argument(
@@ -166,7 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
         "replaces --features/--blocks/--branch/--global-residual/--trunk/--skip-around-attention",
     )
     v = p.add_argument_group("validation and checkpoints")
-    v.add_argument("--val-quality", type=int, default=10)
+    v.add_argument(
+        "--val-quality",
+        nargs="+",
+        type=int,
+        metavar="Q",
+        help="JPEG qualities of the validation set (default 10); best.pt is the best mean PSNR over them, and the log "
+        "records the gain at each. With --resume: a lineage's recipe change (the best score starts again)",
+    )
     v.add_argument("--val-crop", type=int, default=256, help="centre crop per validation image (0: full image)")
     v.add_argument("--val-images", type=int, default=16, help="use at most this many validation images")
     v.add_argument("--val-every", type=int, default=1000, help="iterations between validations")
@@ -269,7 +277,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         vgg_weights=vgg,
         seed=args.seed,
         generator=generator_config(args),
-        val_quality=args.val_quality,
+        val_qualities=args.val_quality or [10],
         val_crop=args.val_crop,
         val_max_images=args.val_images,
         val_every=args.val_every,
@@ -328,9 +336,16 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
             cfg.ema_decay = args.ema
             cfg.validate()
             log.info("weight EMA from now on: decay %g", cfg.ema_decay)
+        new_validation = args.val_quality is not None and args.val_quality != cfg.val_qualities
+        if new_validation:
+            cfg.val_qualities = args.val_quality
+            cfg.validate()
+            log.info("validation at JPEG qualities %s from now on: the best score starts again", cfg.val_qualities)
         cfg.num_workers = args.workers
         trainer = Trainer(cfg, out, device=args.device, quiet=args.quiet)
         trainer.load_state_dict(state)
+        if new_validation:  # a mean over other qualities is not comparable with the saved best
+            trainer.best_val = -math.inf
         return trainer
     if (out / "last.pt").exists():
         raise ResumeError(f"{out}/last.pt exists: pass --resume to continue it, or choose another --out")

@@ -80,7 +80,7 @@ class TrainConfig:
     vgg_weights: str | None = None
     seed: int = 0
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    val_quality: int = 10
+    val_qualities: list[int] = field(default_factory=lambda: [10])  # best.pt: the best mean PSNR over these
     val_crop: int = 256  # centre crop (≤ this, aligned to 16 px) of each validation image; 0 = full image
     val_max_images: int = 16
     val_every: int = 1000
@@ -118,13 +118,15 @@ class TrainConfig:
             raise ValueError(f"generator in_channels={self.generator.in_channels} but channel={self.channel!r}")
 
     def _check_qualities(self) -> None:
-        qs = list(self.quality_range or ()) + list(self.qualities) + [self.val_quality]
+        qs = list(self.quality_range or ()) + list(self.qualities) + list(self.val_qualities)
         if not qs or not all(1 <= int(q) <= 100 for q in qs):
             raise ValueError(f"JPEG qualities must be in 1..100, got {qs}")
         if self.quality_range is not None and (
             len(self.quality_range) != 2 or self.quality_range[0] > self.quality_range[1]
         ):
             raise ValueError(f"quality range must be LO HI with LO <= HI, got {self.quality_range}")
+        if not self.val_qualities:
+            raise ValueError("validation needs at least one JPEG quality")
         if self.quality_weights is not None and len(self.quality_weights) != len(self.qualities):
             raise ValueError("quality_weights needs one weight per quality")
 
@@ -161,6 +163,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
+        if "val_quality" in d:  # checkpoints before 2026-12-07 validated at one quality
+            d = {**d, "val_qualities": [d["val_quality"]]}
         return cls(**{k: v for k, v in d.items() if k in known})
 
 

@@ -235,9 +235,10 @@ def collate_pairs(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch
 
 @dataclass
 class ValidationSet:
-    """Validation images as uint8 pairs (JPEG at a fixed quality, clean), H×W×3 or H×W."""
+    """Validation pairs as uint8 (JPEG at ``qualities[i]``, clean), H×W×3 or H×W; an image appears once per quality."""
 
     names: list[str]
+    qualities: list[int]
     jpeg: list[np.ndarray]
     clean: list[np.ndarray]
 
@@ -253,8 +254,16 @@ def center_crop(img: np.ndarray, size: int, multiple: int) -> np.ndarray:
     return img[y0 : y0 + ch, x0 : x0 + cw]
 
 
-def load_validation(source: str | os.PathLike, channel: str, quality: int, crop: int, max_images: int) -> ValidationSet:
-    """First ``max_images`` images of a folder or shard, centre-cropped, compressed once at ``quality``."""
+def load_validation(
+    source: str | os.PathLike, channel: str, qualities: Sequence[int], crop: int, max_images: int
+) -> ValidationSet:
+    """First ``max_images`` images of a folder or shard, centre-cropped, compressed once at each of ``qualities``."""
     images = read_images(source, channel, max_images)
     clean = [np.ascontiguousarray(center_crop(img, crop, mcu_size(channel))) for _, img in images]
-    return ValidationSet([Path(name).name for name, _ in images], [jpeg_roundtrip(c, quality) for c in clean], clean)
+    pairs = [(Path(name).name, q, c) for q in qualities for (name, _), c in zip(images, clean, strict=True)]
+    return ValidationSet(
+        [n for n, _, _ in pairs],
+        [q for _, q, _ in pairs],
+        [jpeg_roundtrip(c, q) for _, q, c in pairs],
+        [c for *_, c in pairs],
+    )

@@ -260,11 +260,21 @@ class Trainer:
         return y[..., 0] if image.ndim == 2 else y
 
     def validate(self) -> dict[str, float]:
-        """Mean PSNR (dB, over the configured channel) of the JPEG inputs and of G's restorations."""
+        """Mean PSNR (dB, over the configured channel) of the JPEG inputs and of G's restorations over every
+        validation pair (each quality weighs the same), and the gain at each quality (``val_gain_q10``...)."""
         v = self.val
-        jpeg = float(np.mean([psnr(j, c) for j, c in zip(v.jpeg, v.clean, strict=True)]))
-        restored = float(np.mean([psnr(self.restore(j), c) for j, c in zip(v.jpeg, v.clean, strict=True)]))
-        self.last_val = {"val_psnr": restored, "val_psnr_jpeg": jpeg, "val_gain": restored - jpeg}
+        jpeg = np.array([psnr(j, c) for j, c in zip(v.jpeg, v.clean, strict=True)])
+        restored = np.array([psnr(self.restore(j), c) for j, c in zip(v.jpeg, v.clean, strict=True)])
+        qualities = np.array(v.qualities)
+        self.last_val = {
+            "val_psnr": float(restored.mean()),
+            "val_psnr_jpeg": float(jpeg.mean()),
+            "val_gain": float(restored.mean() - jpeg.mean()),
+        }
+        if len(set(v.qualities)) > 1:
+            for q in sorted(set(v.qualities)):
+                at_q = qualities == q
+                self.last_val[f"val_gain_q{q}"] = float(restored[at_q].mean() - jpeg[at_q].mean())
         return self.last_val
 
     # ----------------------------------------------------------------- state
@@ -315,7 +325,7 @@ class Trainer:
             if cfg.quality_range
             else list(cfg.qualities),
             "data_dirs": list(cfg.data_dirs),
-            "val_quality": cfg.val_quality if cfg.val_dir else None,
+            "val_qualities": list(cfg.val_qualities) if cfg.val_dir else None,
             **self.last_val,
         }
 
@@ -405,7 +415,7 @@ def load_run_data(cfg: TrainConfig) -> tuple[list[np.ndarray], ValidationSet | N
     images = load_images(cfg.data_dirs, cfg.channel, min_size=cfg.patch_size)
     if not cfg.val_dir:
         return images, None
-    return images, load_validation(cfg.val_dir, cfg.channel, cfg.val_quality, cfg.val_crop, cfg.val_max_images)
+    return images, load_validation(cfg.val_dir, cfg.channel, cfg.val_qualities, cfg.val_crop, cfg.val_max_images)
 
 
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:
