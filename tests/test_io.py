@@ -313,6 +313,24 @@ def test_gray_alpha_and_the_callers_pixels(tmp_path, dtype):
         np.testing.assert_array_equal(read_image(tmp_path / name).pixels, rgb)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_two_channel_gray_alpha_image_keeps_gray_and_alpha_apart(tmp_path, monkeypatch, dtype):
+    """OpenCV decodes a PAM of tuple type GRAYSCALE_ALPHA as two channels, gray then alpha (PNG, WebP and AVIF
+    gray+alpha come as BGRA): gray is what is restored, alpha is kept. Pillow cannot size a PAM, so its size check
+    is given the header's size here (read_image refuses PAMs otherwise)."""
+    maxval = 65535 if dtype == np.uint16 else 255
+    gray = (np.arange(6 * 5).reshape(6, 5) * (maxval // 40)).astype(dtype)
+    alpha = np.full((6, 5), maxval // 3, dtype)
+    header = f"P7\nWIDTH 5\nHEIGHT 6\nDEPTH 2\nMAXVAL {maxval}\nTUPLTYPE GRAYSCALE_ALPHA\nENDHDR\n".encode()
+    path = tmp_path / "ga.pam"
+    path.write_bytes(header + np.dstack([gray, alpha]).astype(np.dtype(dtype).newbyteorder(">")).tobytes())
+    monkeypatch.setattr("runtime.io.declared_size", lambda f: (5, 6))
+    image = read_image(path)
+    assert image.pixels.dtype == image.alpha.dtype == dtype
+    np.testing.assert_array_equal(image.pixels, gray)
+    np.testing.assert_array_equal(image.alpha, alpha)
+
+
 def test_more_error_lines_in_full(tmp_path):
     """The path and what is wrong, one line each: empty, missing, unknown and corrupt files, an output that is a
     folder."""
