@@ -214,8 +214,9 @@ def test_exif_with_the_jpeg_prefix_in_a_webp(tmp_path):
     Image.fromarray(RGB).save(path, lossless=True)
     riff = path.read_bytes()
     exif = _exif("II", (3, 6))
-    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x08, 0, 0, 0]) + (56 - 1).to_bytes(3, "little")
-    vp8x += (40 - 1).to_bytes(3, "little")  # flags: EXIF; canvas width − 1, height − 1
+    # the extended header a WebP with metadata needs: flags (EXIF), canvas width − 1 and height − 1
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x08, 0, 0, 0]) + (55).to_bytes(3, "little")
+    vp8x += (39).to_bytes(3, "little")
     chunks = vp8x + riff[12:] + b"EXIF" + struct.pack("<I", len(exif)) + exif + bytes(len(exif) % 2)
     path.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + chunks)
     with Image.open(path) as pil:
