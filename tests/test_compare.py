@@ -256,6 +256,17 @@ def test_missing_reference_and_mismatched_reference(tmp_path, expect_warning):
     assert not _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))
 
 
+@pytest.mark.parametrize("reference", ["photo.jpg", "missing"])
+def test_the_originals_must_be_a_folder(tmp_path, reference):
+    """An originals folder that is a file, or is not there, is refused before anything is written (else every image
+    would be shown without metrics, a warning each)."""
+    _files(tmp_path)
+    with pytest.raises(ValueError) as caught:
+        CompareRun(tmp_path / "cmp", tmp_path / reference)
+    assert str(caught.value) == f"{tmp_path / reference}: no such folder (the originals for --reference)"
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_sixteen_bit_gray_and_alpha_inputs_are_shown_on_8_bits(tmp_path):
     gray16 = rgb_to_y(RGB).astype(np.uint16) * 257
     alpha = np.full(gray16.shape, 7, np.uint16)

@@ -204,6 +204,19 @@ def test_only_tensors_stored_in_fp16_count_as_overflows(tmp_path: Path) -> None:
         fp16_check.check("s_fp16.onnx", numbers, 40.0)
 
 
+def test_the_smallest_magnitude_is_of_the_tensors_stored_in_fp16(tmp_path: Path) -> None:
+    """1 in ``big`` (FP16), 2⁻²⁰ in the output (FP32 at the graph's end, the FP16 graph casts back): the smallest
+    non-zero magnitude that FP16 stores, in the sidecar and the summary, is 1; the output's 2⁻²⁰ is in its own
+    range only."""
+    convert_fp16(_scaled_graph(tmp_path / "s.onnx", 1.0, back=2.0**-20), tmp_path / "s_fp16.onnx")
+    numbers = fp16_check.check_numbers(
+        tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
+    )
+    assert numbers.fp32_min_nonzero_abs == 1.0
+    assert numbers.fp32_ranges["output"] == pytest.approx([2.0**-20] * 2, rel=1e-3)
+    assert "smallest non-zero |x| 1," in fp16_check.summary(numbers)
+
+
 @pytest.mark.parametrize(
     ("scale", "subnormal", "flushed"), [(2.0**-20, 1.0, 0.0), (0.75 * 2.0**-24, 1.0, 0.0), (2.0**-26, 1.0, 1.0)]
 )
@@ -219,12 +232,14 @@ def test_subnormal_and_flushed_shares(tmp_path: Path, scale: float, subnormal: f
 
 
 def test_max_abs_error_is_the_worst_output_value(tmp_path: Path) -> None:
-    """One output value of 16 off in FP16 (1/3 is not a float16), the rest exact: ``max_abs_error`` (the sidecar's,
-    the summary's "max abs") is that one error, not the mean over the 16."""
+    """One output value of 16 off in FP16 (1/3 is not a float16), the rest exact, in the first of two images (the
+    second all exact): ``max_abs_error`` (the sidecar's, the summary's "max abs") is that one error, not the mean over
+    the 16 nor the last image's."""
     convert_fp16(_scaled_graph(tmp_path / "s.onnx", 1.0, back=1.0), tmp_path / "s_fp16.onnx")
     image = np.ones((1, 1, 4, 4), np.float32)
     image[0, 0, 1, 2] = 1 / 3
-    numbers = fp16_check.check_numbers(tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [image])
+    exact = np.ones((1, 1, 4, 4), np.float32)
+    numbers = fp16_check.check_numbers(tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [image, exact])
     error = abs(float(np.float16(np.float32(1 / 3))) - float(np.float32(1 / 3)))
     assert numbers.max_abs_error == pytest.approx(error, rel=1e-6)
     assert f"max abs {error:.3g}," in fp16_check.summary(numbers)

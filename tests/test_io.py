@@ -134,17 +134,29 @@ def test_a_jpeg_is_sized_from_its_frame_header_as_pillow_sizes_it(tmp_path):
     big_app = tmp_path / "app.jpg"  # an APP segment holding a JPEG of its own (its SOF must not count)
     inner = files[0].read_bytes()
     big_app.write_bytes(b"\xff\xd8\xff\xe2" + (len(inner) + 2).to_bytes(2, "big") + inner + files[0].read_bytes()[2:])
-    files += [progressive, thumbnail, big_app]
+    tables_first = tmp_path / "tables_first.jpg"  # the Huffman tables (DHT) before the frame header (SOF): legal
+    tables_first.write_bytes(_huffman_tables_before_frame(files[0].read_bytes()))
+    files += [progressive, thumbnail, big_app, tables_first]
     for path in files:
         with Image.open(path) as image:
             assert _jpeg_frame_size(path.read_bytes()) == image.size == (53, 37), path.name
         assert read_image(path).pixels.shape[:2] == (37, 53)
+        with pytest.raises(ImageError, match="declares 53×37 = 0 MP, over the limit"):
+            read_image(path, max_pixels=53 * 37 - 1)
     header = bytearray(files[0].read_bytes())
     sof = header.index(b"\xff\xc0")
     header[sof + 5 : sof + 7] = b"\0\0"  # height 0: defined later by a DNL marker
     assert _jpeg_frame_size(bytes(header)) is None
-    with pytest.raises(ImageError, match="over the limit"):
-        read_image(files[0], max_pixels=53 * 37 - 1)
+    np.testing.assert_array_equal(read_image(tables_first).pixels, read_image(files[0]).pixels)
+
+
+def _huffman_tables_before_frame(jpeg: bytes) -> bytes:
+    """libjpeg's baseline file (… SOF0, DHT…, SOS …) with its DHT segments moved before SOF0."""
+    sof = jpeg.index(b"\xff\xc0")
+    tables = sof + 2 + int.from_bytes(jpeg[sof + 2 : sof + 4], "big")
+    scan = jpeg.index(b"\xff\xda")
+    assert jpeg[tables : tables + 2] == b"\xff\xc4"
+    return jpeg[:sof] + jpeg[tables:scan] + jpeg[sof:tables] + jpeg[scan:]
 
 
 @pytest.mark.parametrize("shape", [(3000, 4), (4, 3000)])
@@ -193,6 +205,25 @@ def test_exif_orientation_of_either_byte_order_and_type(tmp_path, order, orienta
     image = read_image(path)
     assert image.orientation == (orientation[1] if orientation else 1)
     np.testing.assert_array_equal(image.pixels, np.rot90(stored, turns))
+
+
+def test_exif_with_the_jpeg_prefix_in_a_webp(tmp_path):
+    """A WebP whose EXIF chunk starts with JPEG's ``Exif\\0\\0`` (OpenCV passes it on as is) is turned upright by its
+    orientation (6: 90° clockwise), as Pillow reads it."""
+    path = tmp_path / "o.webp"
+    Image.fromarray(RGB).save(path, lossless=True)
+    riff = path.read_bytes()
+    exif = _exif("II", (3, 6))
+    # the extended header a WebP with metadata needs: flags (EXIF), canvas width − 1 and height − 1
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes([0x08, 0, 0, 0]) + (55).to_bytes(3, "little")
+    vp8x += (39).to_bytes(3, "little")
+    chunks = vp8x + riff[12:] + b"EXIF" + struct.pack("<I", len(exif)) + exif + bytes(len(exif) % 2)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + chunks)
+    with Image.open(path) as pil:
+        assert pil.getexif()[0x0112] == 6
+    image = read_image(path)
+    assert image.orientation == 6
+    np.testing.assert_array_equal(image.pixels, np.rot90(RGB, -1))
 
 
 def test_fill_bytes_between_jpeg_segments(tmp_path):
@@ -281,6 +312,24 @@ def test_gray_alpha_and_the_callers_pixels(tmp_path, dtype):
     write_image(tmp_path / "given.png", rgb.copy(), in_place=True)
     for name in ("kept.png", "given.png"):
         np.testing.assert_array_equal(read_image(tmp_path / name).pixels, rgb)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_two_channel_gray_alpha_image_keeps_gray_and_alpha_apart(tmp_path, monkeypatch, dtype):
+    """OpenCV decodes a PAM of tuple type GRAYSCALE_ALPHA as two channels, gray then alpha (PNG, WebP and AVIF
+    gray+alpha come as BGRA): gray is what is restored, alpha is kept. Pillow cannot size a PAM, so its size check
+    is given the header's size here (read_image refuses PAMs otherwise)."""
+    maxval = 65535 if dtype == np.uint16 else 255
+    gray = (np.arange(6 * 5).reshape(6, 5) * (maxval // 40)).astype(dtype)
+    alpha = np.full((6, 5), maxval // 3, dtype)
+    header = f"P7\nWIDTH 5\nHEIGHT 6\nDEPTH 2\nMAXVAL {maxval}\nTUPLTYPE GRAYSCALE_ALPHA\nENDHDR\n".encode()
+    path = tmp_path / "ga.pam"
+    path.write_bytes(header + np.dstack([gray, alpha]).astype(np.dtype(dtype).newbyteorder(">")).tobytes())
+    monkeypatch.setattr("runtime.io.declared_size", lambda f: (5, 6))
+    image = read_image(path)
+    assert image.pixels.dtype == image.alpha.dtype == dtype
+    np.testing.assert_array_equal(image.pixels, gray)
+    np.testing.assert_array_equal(image.alpha, alpha)
 
 
 def test_more_error_lines_in_full(tmp_path):

@@ -118,6 +118,8 @@ def test_each_side_of_a_tile_is_checked():
         ({"spin": "yes"}, "spin must be True, False or None, got 'yes'"),
         ({"consistent": "yes"}, "consistent must be True, False or None, got 'yes'"),
         ({"tile": (1, 2, 3)}, "tile must be an int or a pair of ints (height, width), got (1, 2, 3)"),
+        ({"tile": (64,)}, "tile must be an int or a pair of ints (height, width), got (64,)"),
+        ({"tile": []}, "tile must be an int or a pair of ints (height, width), got []"),
         ({"tile": (16, "a")}, "tile must be an int or a pair of ints (height, width), got (16, 'a')"),
         ({"tile": 5.0}, "tile must be an int or a pair of ints (height, width), got 5.0"),
     ],
