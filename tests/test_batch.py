@@ -162,6 +162,21 @@ def test_usage_errors_are_one_line(tmp_path, model, capsys):
     assert pool_size(Namespace(actors=None, threads=1, gpus_per_actor=0.5, address=None), {"CPU": 8, "GPU": 2}) == 4
 
 
+def test_gpus_per_actor_bounds_are_inclusive():
+    """--gpus-per-actor 0 (CPU actors) and 1 (one actor per GPU, as the help says) pass the checks made before Ray
+    starts; below 0 or above 1 (a Restorer uses one GPU) is refused with one line."""
+    from runtime.batch import build_parser, check_batch_options
+
+    def check(gpus: str) -> None:
+        check_batch_options(build_parser().parse_args(["a.jpg", "out", "--gpus-per-actor", gpus]))
+
+    for gpus in ("0", "0.25", "1"):
+        check(gpus)
+    for gpus in ("-0.5", "1.5"):
+        with pytest.raises(UsageError, match=rf"^--gpus-per-actor must be in 0\.\.1, got {gpus}$"):
+            check(gpus)
+
+
 def test_inputs_from_manifests_folders_and_globs(tmp_path):
     for name in ("a.jpg", "b.png", "b_wcdgan.png", "notes.md"):
         (tmp_path / name).write_bytes(b"x")

@@ -177,12 +177,13 @@ def test_a_clean_png_is_restored_with_a_note_and_a_video_points_to_runtime_video
 @pytest.mark.cli
 def test_strength_names_its_outputs_and_shows_on_the_result_line(tmp_path, model):
     """A lighter --strength into the folder of a full run writes its own file (not skipped as "exists"), names it and
-    says it on the result line; one tile is "1 tile"."""
+    says it on the result line; one tile is "1 tile". One input: stdout is its result line alone (no summary line)."""
     (tmp_path / "in").mkdir()
     src = write_jpeg(tmp_path / "in" / "a.jpg", RGB, 20)
     out = tmp_path / "out"
     proc = cli(src, "-o", out, "--model", model)  # 48×72: one tile
-    assert proc.returncode == 0 and re.search(r"\[local fp32, 1 tile, [\d.]+ s, consistent", proc.stdout), proc.stdout
+    line = rf"{re.escape(str(src))} \(JPEG q\d+\) → {re.escape(str(out / 'a.png'))}  \[local fp32, 1 tile, [\d.]+ s, "
+    assert proc.returncode == 0 and re.fullmatch(line + r"consistent [\d.]+ %\]\n", proc.stdout), proc.stdout
     full = (out / "a.png").read_bytes()
     proc = cli(src, "-o", out, "--model", model, "--strength", "0.5")
     assert proc.returncode == 0 and "exists" not in proc.stderr, proc.stderr

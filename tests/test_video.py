@@ -929,6 +929,8 @@ def test_seconds_and_raw_sizes_are_checked_at_their_bounds():
     from runtime.video.cli import build_parser
 
     assert build_parser().parse_args(["--raw", "640X480:rgb24", "-", "-"]).raw == raw_format("640x480:rgb24")
+    args = build_parser().parse_args(["in.avi", "out.mkv", "--start", ".5", "--duration", "0:.25"])
+    assert (args.start, args.duration) == (0.5, 0.25)  # seconds without a leading digit, as float() reads them
 
 
 def test_a_part_counts_its_own_frames(tmp_path):
@@ -1080,6 +1082,25 @@ def test_the_frame_rate_is_kept(tmp_path, restorer, codec, suffix):
     restore_video(src, dst, restorer, VideoSettings(codec))
     with av.open(str(dst)) as container:
         assert container.streams.video[0].average_rate == 30
+
+
+@pytest.mark.parametrize("argv, error", [
+    (["{tmp}/folder", "{tmp}/o.mkv"], "{tmp}/folder: no such file"),  # IN a folder: found before any work
+    (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/kept.rgb"], "{tmp}/kept.rgb: exists (use -f/--overwrite)"),
+    (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/folder", "-f"], "{tmp}/folder: is a folder; OUT names the output file"),
+], ids=["folder IN", "pipe from stdin to an existing OUT", "pipe from stdin to a folder OUT"])  # fmt: skip
+def test_unusable_in_or_out_is_refused_before_any_work(tmp_path, models, capsys, argv, error):
+    """IN a folder, or in pipe mode from stdin an existing OUT without -f or a folder OUT: exit 2 and one error
+    line, before a model is loaded or stdin read; nothing written, the existing OUT unchanged."""
+    from runtime.video.cli import main
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "kept.rgb").write_bytes(b"earlier frames")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert main([*argv, "--model", str(models), "-q"]) == 2
+    assert capsys.readouterr().err == f"error: {error.format(tmp=tmp_path)}\n"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["folder", "kept.rgb"]
+    assert (tmp_path / "kept.rgb").read_bytes() == b"earlier frames"
 
 
 def test_duration_0_is_a_usage_error(tmp_path):
