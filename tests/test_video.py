@@ -1085,7 +1085,7 @@ def test_the_frame_rate_is_kept(tmp_path, restorer, codec, suffix):
 
 
 @pytest.mark.parametrize("argv, error", [
-    (["{tmp}/folder", "{tmp}/o.mkv"], "{tmp}/folder: no such file"),  # IN a folder: found before any work
+    (["{tmp}/folder", "{tmp}/o.mkv"], "{tmp}/folder: is a folder; IN names a video file"),  # found before any work
     (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/kept.rgb"], "{tmp}/kept.rgb: exists (use -f/--overwrite)"),
     (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/folder", "-f"], "{tmp}/folder: is a folder; OUT names the output file"),
 ], ids=["folder IN", "pipe from stdin to an existing OUT", "pipe from stdin to a folder OUT"])  # fmt: skip

@@ -249,6 +249,8 @@ def check_video_options(args: argparse.Namespace) -> None:
     src, dst = Path(args.input), Path(args.output)
     if problem := path_problem(src):
         raise UsageError(f"{src}: {problem}")
+    if src.is_dir():
+        raise UsageError(f"{src}: is a folder; IN names a video file")
     if not src.is_file():
         raise UsageError(f"{src}: no such file")
     if dst.suffix.lower() not in CODECS[args.codec].suffixes:
