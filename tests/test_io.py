@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data
 
 from common.files import sweep_stale_temps
-from runtime.io import ImageError, apply_orientation, read_image, undo_orientation, write_image
+from runtime.io import Header, ImageError, apply_orientation, read_image, undo_orientation, write_image
 from tests.runtime_fixtures import png_declaring, write_jpeg
 
 RGB = data.astronaut()[:40, :56]
@@ -325,7 +325,7 @@ def test_a_two_channel_gray_alpha_image_keeps_gray_and_alpha_apart(tmp_path, mon
     header = f"P7\nWIDTH 5\nHEIGHT 6\nDEPTH 2\nMAXVAL {maxval}\nTUPLTYPE GRAYSCALE_ALPHA\nENDHDR\n".encode()
     path = tmp_path / "ga.pam"
     path.write_bytes(header + np.dstack([gray, alpha]).astype(np.dtype(dtype).newbyteorder(">")).tobytes())
-    monkeypatch.setattr("runtime.io.declared_size", lambda f: (5, 6))
+    monkeypatch.setattr("runtime.io.read_header", lambda f: Header((5, 6)))
     image = read_image(path)
     assert image.pixels.dtype == image.alpha.dtype == dtype
     np.testing.assert_array_equal(image.pixels, gray)
@@ -413,3 +413,35 @@ def test_an_output_without_a_suffix_is_named_so(tmp_path):
         write_image(tmp_path / "restored", RGB)
     assert str(caught.value).startswith(f"{tmp_path / 'restored'}: cannot encode as (no suffix): ")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_gray_alpha_tiff_keeps_its_alpha(tmp_path):
+    """An 8-bit gray+alpha TIFF (Pillow's "LA"), which OpenCV's reader decodes as gray alone, keeps its alpha, and a
+    restored output written from it is transparent where the input is."""
+    gray = data.camera()[:32, :48]
+    alpha = (np.arange(32 * 48).reshape(32, 48) % 251).astype(np.uint8)
+    path = tmp_path / "la.tiff"
+    Image.fromarray(np.dstack([gray, alpha]), "LA").save(path)
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, gray)
+    np.testing.assert_array_equal(image.alpha, alpha)
+    write_image(tmp_path / "out.png", image.pixels, image.alpha)
+    with Image.open(tmp_path / "out.png") as written:  # gray+alpha is written as RGBA of equal planes
+        np.testing.assert_array_equal(np.asarray(written), np.dstack([gray, gray, gray, alpha]))
+
+
+def test_an_rgba_tiff_keeps_its_colours_and_orientation(tmp_path):
+    """An 8-bit RGBA TIFF (unassociated alpha, as Pillow and image editors write it), whose colours OpenCV's reader
+    premultiplies by alpha, is read with its colours as stored, turned upright by its Orientation tag (6: 90°
+    clockwise); gray+alpha written as a TIFF reads back gray."""
+    alpha = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
+    path = tmp_path / "rgba.tiff"
+    Image.fromarray(np.dstack([RGB, alpha])).save(path, tiffinfo={0x0112: 6})
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, np.rot90(RGB, -1))
+    np.testing.assert_array_equal(image.alpha, np.rot90(alpha, -1))
+    gray = RGB[..., 1]
+    write_image(tmp_path / "ga.tiff", gray, alpha)
+    image = read_image(tmp_path / "ga.tiff")
+    np.testing.assert_array_equal(image.pixels, gray)
+    np.testing.assert_array_equal(image.alpha, alpha)
