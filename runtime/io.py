@@ -4,7 +4,8 @@ Contract of :func:`read_image`: pixels are H×W (grayscale) or H×W×3 **RGB**, 
 turned upright by the EXIF orientation tag; an alpha channel is split off (kept untouched and re-attached
 by :func:`write_image`). CMYK JPEGs are converted to RGB by OpenCV's libjpeg reader (Adobe inverted CMYK
 included). Pillow, which reads every header but a JPEG's, decodes what OpenCV would get wrong (8-bit TIFFs with
-alpha). Anything unreadable raises :class:`ImageError` with a message meant for the user.
+alpha) and gives the orientation of AVIFs (their rotation and mirror boxes). Anything unreadable raises
+:class:`ImageError` with a message meant for the user.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit integer images only)")
     pixels, alpha = _split_channels(image, path)
-    orientation = _exif_orientation(meta_types, meta)
+    orientation = _exif_orientation(meta_types, meta) if header.orientation is None else header.orientation
     pixels = apply_orientation(pixels, orientation)
     alpha = None if alpha is None else apply_orientation(alpha, orientation)
     return LoadedImage(pixels, alpha, read_jpeg_quality(path) if is_jpeg else None, orientation)
@@ -138,6 +139,7 @@ class Header:
     """What :func:`read_header` reads of an image file without decoding its pixels."""
 
     size: tuple[int, int] | int  # (width, height), or the pixel count where Pillow's own bomb check stopped it
+    orientation: int | None = None  # the EXIF orientation (1–8) that turns it upright; None: what OpenCV reads
     pillow_decodes: bool = False  # OpenCV would lose or alter its alpha (an 8-bit TIFF with alpha): Pillow decodes it
 
 
@@ -170,7 +172,11 @@ def _header(image: PIL.Image.Image) -> Header:
     """What OpenCV's decoder would get wrong in the file Pillow opened as ``image``, and its size.
 
     An 8-bit TIFF with alpha: OpenCV reads it through libtiff's RGBA interface, which drops a gray image's alpha and
-    premultiplies colour by alpha; Pillow decodes it."""
+    premultiplies colour by alpha; Pillow decodes it. An AVIF: OpenCV ignores its rotation and mirror boxes (irot,
+    imir), which Pillow reads as the EXIF orientation (over an EXIF block's, as viewers do)."""
+    if image.format == "AVIF":
+        orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+        return Header(image.size, orientation if orientation in range(1, 9) else 1)
     bits = image.tag_v2.get(_TIFF_BITS_PER_SAMPLE) if image.format == "TIFF" else None
     if image.has_transparency_data and bits is not None and set(bits if isinstance(bits, tuple) else (bits,)) == {8}:
         return Header(image.size, pillow_decodes=True)

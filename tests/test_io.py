@@ -8,7 +8,7 @@ import struct
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps, features
 from skimage import data
 
 from common.files import sweep_stale_temps
@@ -445,3 +445,29 @@ def test_an_rgba_tiff_keeps_its_colours_and_orientation(tmp_path):
     image = read_image(tmp_path / "ga.tiff")
     np.testing.assert_array_equal(image.pixels, gray)
     np.testing.assert_array_equal(image.alpha, alpha)
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow reads no AVIF")
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_avif_is_turned_as_its_rotation_and_mirror_boxes_say(tmp_path, orientation):
+    """Pillow stores an AVIF's EXIF orientation as the file's own rotation and mirror boxes (irot, imir; the tag is
+    dropped), which OpenCV's reader ignores: read_image turns the pixels and the alpha as Pillow shows them, and an
+    output written from them (no orientation tag) shows them so."""
+    alpha = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
+    path = tmp_path / "o.avif"
+    pil = Image.fromarray(np.dstack([RGB, alpha]))
+    exif = pil.getexif()
+    exif[0x0112] = orientation
+    pil.save(path, exif=exif.tobytes(), quality=100, subsampling="4:4:4")
+    with Image.open(path) as stored:
+        shown = np.asarray(ImageOps.exif_transpose(stored))
+    image = read_image(path)
+    assert image.orientation == orientation
+    assert image.pixels.shape == (*shown.shape[:2], 3)
+    assert np.abs(image.pixels.astype(int) - shown[..., :3]).max() <= 2  # two AVIF decoders, same picture
+    np.testing.assert_array_equal(image.alpha, shown[..., 3])
+    write_image(tmp_path / "out.png", image.pixels, image.alpha)
+    with Image.open(tmp_path / "out.png") as written:
+        np.testing.assert_array_equal(
+            np.asarray(ImageOps.exif_transpose(written)), np.dstack([image.pixels, image.alpha])
+        )
