@@ -4,8 +4,8 @@ Contract of :func:`read_image`: pixels are H×W (grayscale) or H×W×3 **RGB**, 
 turned upright by the EXIF orientation tag; an alpha channel is split off (kept untouched and re-attached
 by :func:`write_image`). CMYK JPEGs are converted to RGB by OpenCV's libjpeg reader (Adobe inverted CMYK
 included). Pillow, which reads every header but a JPEG's, decodes what OpenCV would get wrong (8-bit TIFFs with
-alpha) and gives the orientation of AVIFs (their rotation and mirror boxes). Anything unreadable raises
-:class:`ImageError` with a message meant for the user.
+alpha) and gives the orientation of AVIFs (their rotation and mirror boxes); a gray PNG's transparent gray (tRNS)
+becomes alpha. Anything unreadable raises :class:`ImageError` with a message meant for the user.
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
                 raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
             size = _jpeg_frame_size(mapped) if is_jpeg else None
             header = Header(size) if size else read_header(f)
+            transparent_gray = None if is_jpeg else _png_transparent_gray(mapped)
             check_size(path, header.size, max_pixels)
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
@@ -87,6 +88,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit integer images only)")
     pixels, alpha = _split_channels(image, path)
+    if alpha is None and pixels.ndim == 2 and transparent_gray is not None:  # OpenCV ignores a gray PNG's tRNS
+        alpha = np.where(pixels == transparent_gray, 0, np.iinfo(pixels.dtype).max).astype(pixels.dtype)
     orientation = _exif_orientation(meta_types, meta) if header.orientation is None else header.orientation
     pixels = apply_orientation(pixels, orientation)
     alpha = None if alpha is None else apply_orientation(alpha, orientation)
@@ -201,6 +204,23 @@ def _decode_with_pillow(path: Path) -> np.ndarray:
     except Exception as e:  # a decoder failing in any way on corrupt data
         raise ImageError(f"{path}: not an image Pillow can decode (corrupt: {type(e).__name__})") from None
     return decoded if gray else cv2.cvtColor(decoded, cv2.COLOR_RGBA2BGRA)
+
+
+def _png_transparent_gray(png: mmap.mmap) -> int | None:
+    """The gray value a gray PNG's tRNS chunk makes transparent, scaled as libpng gives OpenCV 1-, 2- and 4-bit gray
+    (stretched to 0–255); None for other files and PNGs without one."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR" or len(png) < 26 or png[25] != 0:  # 0: gray
+        return None
+    depth, pos = png[24], 8
+    while pos + 10 <= len(png):  # chunks: length, type, data, CRC; tRNS comes before the image data
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        if kind == b"tRNS" and length >= 2:
+            value = int.from_bytes(png[pos + 8 : pos + 10], "big") & ((1 << depth) - 1)
+            return value * (255 // ((1 << depth) - 1)) if depth < 8 else value
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length
+    return None
 
 
 def _is_os2_colour_bmp(head: mmap.mmap) -> bool:

@@ -471,3 +471,22 @@ def test_an_avif_is_turned_as_its_rotation_and_mirror_boxes_say(tmp_path, orient
         np.testing.assert_array_equal(
             np.asarray(ImageOps.exif_transpose(written)), np.dstack([image.pixels, image.alpha])
         )
+
+
+@pytest.mark.parametrize(("mode", "transparent", "shown"), [("1", 1, 255), ("L", 100, 100), ("I;16", 30000, 30000)])
+def test_a_gray_png_keeps_its_transparent_gray(tmp_path, mode, transparent, shown):
+    """A gray PNG (1, 8, 16 bits) whose tRNS chunk makes one gray value transparent, which OpenCV's reader ignores:
+    the pixels of that value (1 bit: white, as read) come with alpha 0, the others opaque, in the written output
+    too."""
+    values = {"1": [0, 1], "L": [0, 100, 255], "I;16": [0, 30000, 65535]}[mode]
+    stored = np.array(values, np.uint16)[np.arange(32 * 48).reshape(32, 48) % len(values)]
+    path = tmp_path / "key.png"
+    pil = Image.fromarray(stored.astype(np.uint8).astype(bool)) if mode == "1" else Image.fromarray(stored)
+    pil.convert(mode).save(path, transparency=transparent)
+    image = read_image(path)
+    top = np.iinfo(image.pixels.dtype).max
+    assert image.alpha is not None and image.alpha.dtype == image.pixels.dtype
+    np.testing.assert_array_equal(image.alpha, np.where(image.pixels == shown, 0, top))
+    assert 0 < np.count_nonzero(image.alpha) < image.alpha.size
+    write_image(tmp_path / "out.png", image.pixels, image.alpha)
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png").alpha, image.alpha)
