@@ -3,7 +3,9 @@
 Contract of :func:`read_image`: pixels are H×W (grayscale) or H×W×3 **RGB**, uint8 or uint16, already
 turned upright by the EXIF orientation tag; an alpha channel is split off (kept untouched and re-attached
 by :func:`write_image`). CMYK JPEGs are converted to RGB by OpenCV's libjpeg reader (Adobe inverted CMYK
-included). Anything unreadable raises :class:`ImageError` with a message meant for the user.
+included). Pillow, which reads every header but a JPEG's, decodes what OpenCV would get wrong (8-bit TIFFs with
+alpha) and gives the orientation of AVIFs (their rotation and mirror boxes); a gray PNG's transparent gray (tRNS)
+becomes alpha. Anything unreadable raises :class:`ImageError` with a message meant for the user.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import cv2
 import numpy as np
@@ -25,8 +27,12 @@ from common.files import IMAGE_SUFFIXES, atomic_path, atomic_write_bytes  # noqa
 from runtime.formats import DEFAULT_MAX_PIXELS, LOSSLESS_SUFFIXES, ImageError  # noqa: F401 (re-exported)
 from runtime.jpeg_quality import JpegQuality, read_jpeg_quality
 
+if TYPE_CHECKING:
+    import PIL.Image
+
 _SIXTEEN_BIT_SUFFIXES = (".png", ".tif", ".tiff")  # OpenCV silently writes 8 bit for the others
 _EXIF_ORIENTATION_TAG = 0x0112
+_TIFF_BITS_PER_SAMPLE = 258
 
 
 @dataclass
@@ -44,7 +50,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
     An image whose header declares more than ``max_pixels`` pixels is refused before decoding (a 2.6 MB PNG can
     declare 30000×30000 and would need gigabytes); so is one whose size cannot be read from its header
-    (:func:`declared_size`). The file is mapped, not read: only what the decoder touches is loaded (a JPEG is
+    (:func:`read_header`). The file is mapped, not read: only what the decoder touches is loaded (a JPEG is
     decoded up to its end-of-image marker, whatever follows it).
     """
     path = Path(path)
@@ -59,22 +65,32 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             end = _jpeg_end(mapped) if is_jpeg else len(mapped)
             if end is None:
                 raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
-            check_size(path, (_jpeg_frame_size(mapped) if is_jpeg else None) or declared_size(f), max_pixels)
+            size = _jpeg_frame_size(mapped) if is_jpeg else None
+            header = Header(size) if size else read_header(f)
+            transparent_gray = None if is_jpeg else _png_transparent_gray(mapped)
+            check_size(path, header.size, max_pixels)
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
-    data = np.frombuffer(mapped, np.uint8, count=end)
-    try:
-        flags = cv2.IMREAD_COLOR if _is_os2_colour_bmp(mapped) else cv2.IMREAD_UNCHANGED
-        image, meta_types, meta = cv2.imdecodeWithMetadata(data, flags)
-    except cv2.error as e:  # OpenCV asserts on images over its own size limit and on some malformed files
-        raise ImageError(f"{path}: OpenCV cannot decode it ({e.err})") from None
-    del data, mapped  # unmaps the file
+    meta_types, meta = (), ()
+    if header.pillow_decodes:
+        del mapped
+        image = _decode_with_pillow(path)
+    else:
+        data = np.frombuffer(mapped, np.uint8, count=end)
+        try:
+            flags = cv2.IMREAD_COLOR if _is_os2_colour_bmp(mapped) else cv2.IMREAD_UNCHANGED
+            image, meta_types, meta = cv2.imdecodeWithMetadata(data, flags)
+        except cv2.error as e:  # OpenCV asserts on images over its own size limit and on some malformed files
+            raise ImageError(f"{path}: OpenCV cannot decode it ({e.err})") from None
+        del data, mapped  # unmaps the file
     if image is None or image.size == 0:
         raise ImageError(f"{path}: not an image OpenCV can decode (corrupt, or an unsupported format)")
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit integer images only)")
     pixels, alpha = _split_channels(image, path)
-    orientation = _exif_orientation(meta_types, meta)
+    if alpha is None and pixels.ndim == 2 and transparent_gray is not None:  # OpenCV ignores a gray PNG's tRNS
+        alpha = np.where(pixels == transparent_gray, 0, np.iinfo(pixels.dtype).max).astype(pixels.dtype)
+    orientation = _exif_orientation(meta_types, meta) if header.orientation is None else header.orientation
     pixels = apply_orientation(pixels, orientation)
     alpha = None if alpha is None else apply_orientation(alpha, orientation)
     return LoadedImage(pixels, alpha, read_jpeg_quality(path) if is_jpeg else None, orientation)
@@ -121,11 +137,20 @@ def write_image(
         raise ImageError(f"{path}: cannot write ({e.strerror or e})") from None
 
 
-def declared_size(f: BinaryIO) -> tuple[int, int] | int:
-    """``(width, height)`` of the image file ``f`` from its header, read by Pillow without decoding (it seeks to
-    where each format keeps its size: a TIFF's IFD at the end, a JPEG's SOF after any amount of APP data), or the
-    pixel count when Pillow's own bomb check stops it. ImageError when no header gives the size: formats Pillow
-    does not know (Radiance HDR, PAM, …) are refused rather than decoded blind."""
+@dataclass(frozen=True)
+class Header:
+    """What :func:`read_header` reads of an image file without decoding its pixels."""
+
+    size: tuple[int, int] | int  # (width, height), or the pixel count where Pillow's own bomb check stopped it
+    orientation: int | None = None  # the EXIF orientation (1–8) that turns it upright; None: what OpenCV reads
+    pillow_decodes: bool = False  # OpenCV would lose or alter its alpha (an 8-bit TIFF with alpha): Pillow decodes it
+
+
+def read_header(f: BinaryIO) -> Header:
+    """The :class:`Header` of the image file ``f``, read by Pillow without decoding (it seeks to where each format
+    keeps its size: a TIFF's IFD at the end, a JPEG's SOF after any amount of APP data); only the pixel count when
+    Pillow's own bomb check stops it. ImageError when no header gives the size: formats Pillow does not know
+    (Radiance HDR, PAM, …) are refused rather than decoded blind."""
     import PIL.Image  # here: JPEGs are sized without it (_jpeg_frame_size)
 
     name = getattr(f, "name", "image")
@@ -133,10 +158,10 @@ def declared_size(f: BinaryIO) -> tuple[int, int] | int:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
             with PIL.Image.open(f) as image:
-                return image.size
+                return _header(image)
     except PIL.Image.DecompressionBombError as e:  # over Pillow's limit (2 × 89 MP by default): its count decides
         counted = re.search(r"\((\d+) pixels\)", str(e))
-        return int(counted.group(1)) if counted else 1 << 62
+        return Header(int(counted.group(1)) if counted else 1 << 62)
     except Exception as e:  # a header reader failing in any way on a hostile header: the size is unknown
         raise ImageError(
             f"{name}: not an image this tool can decode (unknown format or corrupt header; its size must be "
@@ -144,6 +169,58 @@ def declared_size(f: BinaryIO) -> tuple[int, int] | int:
         ) from None
     finally:
         f.seek(0)
+
+
+def _header(image: PIL.Image.Image) -> Header:
+    """What OpenCV's decoder would get wrong in the file Pillow opened as ``image``, and its size.
+
+    An 8-bit TIFF with alpha: OpenCV reads it through libtiff's RGBA interface, which drops a gray image's alpha and
+    premultiplies colour by alpha; Pillow decodes it. An AVIF: OpenCV ignores its rotation and mirror boxes (irot,
+    imir), which Pillow reads as the EXIF orientation (over an EXIF block's, as viewers do)."""
+    if image.format == "AVIF":
+        orientation = image.getexif().get(_EXIF_ORIENTATION_TAG, 1)
+        return Header(image.size, orientation if orientation in range(1, 9) else 1)
+    bits = image.tag_v2.get(_TIFF_BITS_PER_SAMPLE) if image.format == "TIFF" else None
+    if image.has_transparency_data and bits is not None and set(bits if isinstance(bits, tuple) else (bits,)) == {8}:
+        return Header(image.size, pillow_decodes=True)
+    return Header(image.size)
+
+
+def _decode_with_pillow(path: Path) -> np.ndarray:
+    """The TIFF at ``path`` (one :func:`_header` gives to Pillow) as OpenCV gives other TIFFs: turned upright by its
+    Orientation tag, gray+alpha (two channels) or BGRA, straight alpha."""
+    import PIL.Image
+    import PIL.ImageOps
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)
+            # a file, not a path: Pillow 13 maps an uncompressed one opened by path, turned 90° into garbage
+            with open(path, "rb") as f, PIL.Image.open(f) as image:
+                image.load()  # Pillow 13 turns a TIFF upright here (and drops the tag): not turned twice
+                upright = PIL.ImageOps.exif_transpose(image)
+                gray = upright.mode in ("LA", "La")
+                decoded = np.asarray(upright.convert("LA" if gray else "RGBA"))
+    except Exception as e:  # a decoder failing in any way on corrupt data
+        raise ImageError(f"{path}: not an image Pillow can decode (corrupt: {type(e).__name__})") from None
+    return decoded if gray else cv2.cvtColor(decoded, cv2.COLOR_RGBA2BGRA)
+
+
+def _png_transparent_gray(png: mmap.mmap) -> int | None:
+    """The gray value a gray PNG's tRNS chunk makes transparent, scaled as libpng gives OpenCV 1-, 2- and 4-bit gray
+    (stretched to 0–255); None for other files and PNGs without one."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR" or len(png) < 26 or png[25] != 0:  # 0: gray
+        return None
+    depth, pos = png[24], 8
+    while pos + 10 <= len(png):  # chunks: length, type, data, CRC; tRNS comes before the image data
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        if kind == b"tRNS" and length >= 2:
+            value = int.from_bytes(png[pos + 8 : pos + 10], "big") & ((1 << depth) - 1)
+            return value * (255 // ((1 << depth) - 1)) if depth < 8 else value
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        pos += 12 + length
+    return None
 
 
 def _is_os2_colour_bmp(head: mmap.mmap) -> bool:
@@ -184,7 +261,7 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start of fra
 
 def _jpeg_frame_size(jpeg: mmap.mmap | bytes) -> tuple[int, int] | None:
     """``(width, height)`` from a JPEG's first frame header, or None (no complete one before the scan, or a height
-    left to a DNL marker): Pillow then reads it (:func:`declared_size`). Pillow is not imported for the JPEGs this
+    left to a DNL marker): Pillow then reads it (:func:`read_header`). Pillow is not imported for the JPEGs this
     reads: a one-image command saves its import (issue 34)."""
     for marker, pos in jpeg_markers(jpeg):
         if marker in _SOF_MARKERS:

@@ -8,11 +8,11 @@ import struct
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps, features
 from skimage import data
 
 from common.files import sweep_stale_temps
-from runtime.io import ImageError, apply_orientation, read_image, undo_orientation, write_image
+from runtime.io import Header, ImageError, apply_orientation, read_image, undo_orientation, write_image
 from tests.runtime_fixtures import png_declaring, write_jpeg
 
 RGB = data.astronaut()[:40, :56]
@@ -325,7 +325,7 @@ def test_a_two_channel_gray_alpha_image_keeps_gray_and_alpha_apart(tmp_path, mon
     header = f"P7\nWIDTH 5\nHEIGHT 6\nDEPTH 2\nMAXVAL {maxval}\nTUPLTYPE GRAYSCALE_ALPHA\nENDHDR\n".encode()
     path = tmp_path / "ga.pam"
     path.write_bytes(header + np.dstack([gray, alpha]).astype(np.dtype(dtype).newbyteorder(">")).tobytes())
-    monkeypatch.setattr("runtime.io.declared_size", lambda f: (5, 6))
+    monkeypatch.setattr("runtime.io.read_header", lambda f: Header((5, 6)))
     image = read_image(path)
     assert image.pixels.dtype == image.alpha.dtype == dtype
     np.testing.assert_array_equal(image.pixels, gray)
@@ -413,3 +413,80 @@ def test_an_output_without_a_suffix_is_named_so(tmp_path):
         write_image(tmp_path / "restored", RGB)
     assert str(caught.value).startswith(f"{tmp_path / 'restored'}: cannot encode as (no suffix): ")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_gray_alpha_tiff_keeps_its_alpha(tmp_path):
+    """An 8-bit gray+alpha TIFF (Pillow's "LA"), which OpenCV's reader decodes as gray alone, keeps its alpha, and a
+    restored output written from it is transparent where the input is."""
+    gray = data.camera()[:32, :48]
+    alpha = (np.arange(32 * 48).reshape(32, 48) % 251).astype(np.uint8)
+    path = tmp_path / "la.tiff"
+    Image.fromarray(np.dstack([gray, alpha]), "LA").save(path)
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, gray)
+    np.testing.assert_array_equal(image.alpha, alpha)
+    write_image(tmp_path / "out.png", image.pixels, image.alpha)
+    with Image.open(tmp_path / "out.png") as written:  # gray+alpha is written as RGBA of equal planes
+        np.testing.assert_array_equal(np.asarray(written), np.dstack([gray, gray, gray, alpha]))
+
+
+def test_an_rgba_tiff_keeps_its_colours_and_orientation(tmp_path):
+    """An 8-bit RGBA TIFF (unassociated alpha, as Pillow and image editors write it), whose colours OpenCV's reader
+    premultiplies by alpha, is read with its colours as stored, turned upright by its Orientation tag (6: 90°
+    clockwise); gray+alpha written as a TIFF reads back gray."""
+    alpha = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
+    path = tmp_path / "rgba.tiff"
+    Image.fromarray(np.dstack([RGB, alpha])).save(path, tiffinfo={0x0112: 6})
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, np.rot90(RGB, -1))
+    np.testing.assert_array_equal(image.alpha, np.rot90(alpha, -1))
+    gray = RGB[..., 1]
+    write_image(tmp_path / "ga.tiff", gray, alpha)
+    image = read_image(tmp_path / "ga.tiff")
+    np.testing.assert_array_equal(image.pixels, gray)
+    np.testing.assert_array_equal(image.alpha, alpha)
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow reads no AVIF")
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_avif_is_turned_as_its_rotation_and_mirror_boxes_say(tmp_path, orientation):
+    """Pillow stores an AVIF's EXIF orientation as the file's own rotation and mirror boxes (irot, imir; the tag is
+    dropped), which OpenCV's reader ignores: read_image turns the pixels and the alpha as Pillow shows them, and an
+    output written from them (no orientation tag) shows them so."""
+    alpha = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
+    path = tmp_path / "o.avif"
+    pil = Image.fromarray(np.dstack([RGB, alpha]))
+    exif = pil.getexif()
+    exif[0x0112] = orientation
+    pil.save(path, exif=exif.tobytes(), quality=100, subsampling="4:4:4")
+    with Image.open(path) as stored:
+        shown = np.asarray(ImageOps.exif_transpose(stored))
+    image = read_image(path)
+    assert image.orientation == orientation
+    assert image.pixels.shape == (*shown.shape[:2], 3)
+    assert np.abs(image.pixels.astype(int) - shown[..., :3]).max() <= 2  # two AVIF decoders, same picture
+    np.testing.assert_array_equal(image.alpha, shown[..., 3])
+    write_image(tmp_path / "out.png", image.pixels, image.alpha)
+    with Image.open(tmp_path / "out.png") as written:
+        np.testing.assert_array_equal(
+            np.asarray(ImageOps.exif_transpose(written)), np.dstack([image.pixels, image.alpha])
+        )
+
+
+@pytest.mark.parametrize(("mode", "transparent", "shown"), [("1", 1, 255), ("L", 100, 100), ("I;16", 30000, 30000)])
+def test_a_gray_png_keeps_its_transparent_gray(tmp_path, mode, transparent, shown):
+    """A gray PNG (1, 8, 16 bits) whose tRNS chunk makes one gray value transparent, which OpenCV's reader ignores:
+    the pixels of that value (1 bit: white, as read) come with alpha 0, the others opaque, in the written output
+    too."""
+    values = {"1": [0, 1], "L": [0, 100, 255], "I;16": [0, 30000, 65535]}[mode]
+    stored = np.array(values, np.uint16)[np.arange(32 * 48).reshape(32, 48) % len(values)]
+    path = tmp_path / "key.png"
+    pil = Image.fromarray(stored.astype(np.uint8).astype(bool)) if mode == "1" else Image.fromarray(stored)
+    pil.convert(mode).save(path, transparency=transparent)
+    image = read_image(path)
+    top = np.iinfo(image.pixels.dtype).max
+    assert image.alpha is not None and image.alpha.dtype == image.pixels.dtype
+    np.testing.assert_array_equal(image.alpha, np.where(image.pixels == shown, 0, top))
+    assert 0 < np.count_nonzero(image.alpha) < image.alpha.size
+    write_image(tmp_path / "out.png", image.pixels, image.alpha)
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png").alpha, image.alpha)
