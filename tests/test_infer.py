@@ -66,15 +66,15 @@ def test_folder_run_continues_past_bad_files(tmp_path, model):
 
 
 def test_a_missing_input_among_others_fails_the_run(tmp_path, model, capsys):
-    """One named input that does not exist, beside one that does: the other is restored, and the run says 1 failed
-    (summary line, stderr count) and exits 1."""
+    """One named input that does not exist, beside one that does: the other (200×250: 0.05 MP) is restored, and the
+    run says 1 failed (summary line, stderr count) and exits 1."""
     from runtime.infer import main
 
-    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    src = write_jpeg(tmp_path / "a.jpg", data.astronaut()[:200, :250], 20)
     missing = tmp_path / "nope.jpg"
     assert main([str(src), str(missing), "-o", str(tmp_path / "out"), "--model", str(model)]) == 1
     out, err = capsys.readouterr()
-    assert re.search(r"^1 restored, 0 skipped, 1 failed in ", out, re.M), out
+    assert re.search(r"^1 restored, 0 skipped, 1 failed in [\d.]+ s: 0\.05 MP, [\d.]+ s/MP$", out, re.M), out
     assert str(missing) in err and "1 input(s) failed" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
 
@@ -200,15 +200,16 @@ def test_strength_names_its_outputs_and_shows_on_the_result_line(tmp_path, model
 
 def test_strength_tags_outputs_in_a_folder_given_with_a_slash(tmp_path, model, capsys):
     """-o new.png/ (a folder by its trailing slash) names the outputs as -o DIR does: a full and a lighter run into
-    it keep a file each, the lighter one tagged."""
+    it keep a file each, the lighter one tagged; once it exists, -o new.png (no slash) is that folder too."""
     from runtime.infer import main
 
     src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
     out = tmp_path / "new.png"
     for extra in ([], ["--strength", "0.5"]):
         assert main([str(src), "-o", f"{out}/", "--model", str(model), "-q", *extra]) == 0
+    assert main([str(src), "-o", str(out), "--model", str(model), "-q", "--strength", "0.25"]) == 0
     assert "exists" not in capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_strength0.5.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_strength0.25.png", "a_strength0.5.png"]
     assert (out / "a.png").read_bytes() != (out / "a_strength0.5.png").read_bytes()
 
 
