@@ -191,6 +191,7 @@ CASES = [
     ("model shifting its output", ["{jpg}", "--model", "{shifted}"], 2, "displaced"),
     ("model giving NaN on black", ["{black}", "-o", "{out}", "--model", "{nan_on_black}"], 1, "NaN"),
     ("lossy -o file", ["{jpg}", "--model", "{model}", "-o", "{out}/restored.jpg"], 2, "is lossy"),
+    ("-o gif file", ["{jpg}", "--model", "{model}", "-o", "{out}/restored.gif"], 2, ".gif is lossy"),
     ("-o file with two inputs", ["{jpg}", "{gray_jpg}", "--model", "{model}", "-o", "{out}/r.png"], 2, "give a folder"),
     ("-o tiff file", ["{jpg}", "--model", "{model}", "-o", "{out}/r.tiff"], 0, None),
     ("-o under a file", ["{jpg}", "--model", "{model}", "-o", "{blocker}/sub/r.png"], 1, "cannot write"),
