@@ -276,6 +276,13 @@ def test_refusals_before_ray_starts_are_one_line(tmp_path, model, capsys):
     assert batch_main([str(src), str(out), "--model", str(model), "--manifest", str(tmp_path / "notes.jsonl")]) == 0
     assert rows(tmp_path / "notes.jsonl")[0]["status"] == "skipped"
     assert sorted(p.name for p in out.iterdir()) == ["good.png"]  # no default manifest, no lock file left
+    # a job whose manifest an earlier version wrote (its rows have no "consistent") resumes, appending to it
+    old_row = {"input": str(good), "output": str(out / "good.png"), "status": "ok", "jpeg_quality": 10,
+               "model": "local", "precision": "fp32", "backend": "ort-cpu", "seconds": 0.1, "megapixels": 0.001,
+               "error": None}  # fmt: skip
+    (out / MANIFEST_NAME).write_text(json.dumps(old_row) + "\n")
+    assert batch_main([str(src), str(out), "--model", str(model)]) == 0, capsys.readouterr().err
+    assert [r["status"] for r in rows(out / MANIFEST_NAME)] == ["ok", "skipped"]
 
 
 def test_compare_files_are_planned_with_the_job(tmp_path, model, capsys):
