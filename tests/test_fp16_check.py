@@ -222,12 +222,13 @@ def test_the_smallest_magnitude_is_of_the_tensors_stored_in_fp16(tmp_path: Path)
 )
 def test_subnormal_and_flushed_shares(tmp_path: Path, scale: float, subnormal: float, flushed: float) -> None:
     """Values below FP16's normal range (2⁻¹⁴) are subnormal; below half its smallest subnormal (2⁻²⁵) they flush to
-    zero, and are counted in both shares (of the FP16 tensors' non-zero values: ``big`` here; the output is FP32)."""
+    zero, and are counted in both shares (of the FP16 tensors' non-zero values: ``big`` here, whose exact zeros, half
+    of it as after a ReLU, are neither and left out; the output is FP32)."""
     model = _scaled_graph(tmp_path / "s.onnx", scale, back=1 / scale)
     convert_fp16(model, tmp_path / "s_fp16.onnx")
-    numbers = fp16_check.check_numbers(
-        tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [np.ones((1, 1, 4, 4), np.float32)]
-    )
+    image = np.ones((1, 1, 4, 4), np.float32)
+    image[..., :2] = 0
+    numbers = fp16_check.check_numbers(tmp_path / "s.onnx", tmp_path / "s_fp16.onnx", [image])
     assert numbers.share_subnormal_in_fp16 == subnormal and numbers.share_flushed_to_zero_in_fp16 == flushed
 
 
@@ -245,9 +246,20 @@ def test_max_abs_error_is_the_worst_output_value(tmp_path: Path) -> None:
     assert f"max abs {error:.3g}," in fp16_check.summary(numbers)
 
 
-def test_summary_line_names_the_attention_range() -> None:
-    numbers = fp16_check.Fp16Numbers(attention_average_abs_range=[0.125, 2.0], min_psnr_uint8_db=50.0)
-    assert fp16_check.summary(numbers).endswith("attention averages |x| in [0.125, 2]")
+def test_the_attention_range_spans_every_average(tmp_path: Path) -> None:
+    """Two GlobalAveragePools, of input (0.5 everywhere) and of input × 4 (2): the attention's range in the sidecar
+    and the summary line is [0.5, 2], from the smallest average's smallest |x| to the largest average's largest."""
+    nodes = [onnx.helper.make_node("GlobalAveragePool", ["input"], ["mean"]),
+             onnx.helper.make_node("Mul", ["input", "four"], ["scaled"]),
+             onnx.helper.make_node("GlobalAveragePool", ["scaled"], ["mean4"]),
+             onnx.helper.make_node("Mul", ["mean", "mean4"], ["gain"]),
+             onnx.helper.make_node("Mul", ["input", "gain"], ["output"])]  # fmt: skip
+    model = _save_graph(tmp_path / "a.onnx", nodes, [onnx.numpy_helper.from_array(np.float32(4.0), "four")])
+    convert_fp16(model, tmp_path / "a_fp16.onnx")
+    images = [np.full((1, 1, 4, 4), 0.5, np.float32)]
+    numbers = fp16_check.check_numbers(tmp_path / "a.onnx", tmp_path / "a_fp16.onnx", images)
+    assert numbers.attention_average_abs_range == [0.5, 2.0]
+    assert fp16_check.summary(numbers).endswith("attention averages |x| in [0.5, 2]")
 
 
 @pytest.mark.parametrize(
