@@ -10,6 +10,7 @@ import pytest
 import skimage.data
 import torch
 
+from common.jpeg import jpeg_roundtrip
 from common.tiling import ALIGN
 from export import build
 from export.int8 import (
@@ -24,7 +25,7 @@ from export.int8 import (
     served_qualities,
     shared_ranges,
 )
-from export.validate import ValidationError
+from export.validate import ValidationError, to_nchw
 from models import GeneratorConfig, WCDGANGenerator, save_generator
 from runtime.spec import ModelSpec
 from tests.runtime_fixtures import calibration_folders, write_pngs
@@ -172,7 +173,7 @@ def test_evaluation_sets_are_refused_for_calibration(setup, capsys) -> None:
             calibration_windows(Int8Options(folders, windows=2, window=32), channels=3)
 
 
-def test_calibration_windows_are_jpeg_windows_on_the_mcu_grid(setup) -> None:
+def test_calibration_windows_are_jpeg_windows_on_the_mcu_grid(setup, tmp_path) -> None:
     opts = Int8Options([setup["calib"]], windows=5, window=64, qualities=(10,))
     windows = calibration_windows(opts, channels=3)
     assert len(windows) == 5 and all(w.shape == (1, 3, 64, 64) and w.dtype == np.float32 for w in windows)
@@ -181,6 +182,10 @@ def test_calibration_windows_are_jpeg_windows_on_the_mcu_grid(setup) -> None:
     assert all(np.array_equal(a, b) for a, b in zip(windows, again, strict=True))  # seeded: reproducible builds
     y = calibration_windows(opts, channels=1)
     assert y[0].shape == (1, 1, 64, 64)
+    # a photo of one window's size: every window is its libjpeg round trip at the quality, not the photo itself
+    photo = skimage.data.astronaut()[:64, :64]
+    whole = Int8Options([write_pngs(tmp_path, {"a": photo})], windows=2, window=64, qualities=(10,))
+    assert all(np.array_equal(w, to_nchw(jpeg_roundtrip(photo, 10))) for w in calibration_windows(whole, channels=3))
 
 
 def test_calibration_windows_of_tall_and_wide_images_are_whole_windows(tmp_path) -> None:
