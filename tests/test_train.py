@@ -464,7 +464,7 @@ def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
     (shared / "Urban100_x2HR").mkdir()
     for i in range(12):  # the 12th (sorted) is the one validation image
         shutil.copy(sorted(dirs[0].iterdir())[i % 3], shared / "Urban100_x2HR" / f"img_{i:03d}.png")
-    run, keep = tmp_path / "first", tmp_path / "keep" / "lineage"
+    run, keep = tmp_path / "first", tmp_path / "keep" / "lineage_half"  # a named lineage (the default's: lineage)
     small = ["--features", "16", "--blocks", "1", "--branch", "8", "--patch", "32", "--batch", "4", "--val-crop", "64"]
     assert (
         main(["--data", str(dirs[0]), "--val", str(dirs[1]), "--out", str(run), *small, "--time-budget", "0.02", "-q"])
@@ -475,8 +475,9 @@ def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
     shutil.copy(run / "last.pt", keep / "state.pt")
     shutil.copy(run / "log.jsonl", keep / "log.jsonl")
     shutil.copy(run / "best.pt", keep / "best.pt")
-    env = {**os.environ, "LINEAGE_KEEP": str(keep.parent), "LINEAGE_WORK": str(tmp_path / "work"),
-           "WCDGAN_SHARED": str(tmp_path / "shared"), "PYTHON": sys.executable, "PYTHONPATH": str(REPO)}  # fmt: skip
+    env = {**os.environ, "LINEAGE": "lineage_half", "LINEAGE_KEEP": str(keep.parent),
+           "LINEAGE_WORK": str(tmp_path / "work"), "WCDGAN_SHARED": str(tmp_path / "shared"),
+           "PYTHON": sys.executable, "PYTHONPATH": str(REPO)}  # fmt: skip
     script = [str(REPO / "tools" / "cpu_lineage.sh")]
     usage = subprocess.run(script, env=env, capture_output=True, text=True)
     assert usage.returncode == 2 and "start END" in usage.stderr

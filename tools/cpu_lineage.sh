@@ -9,6 +9,8 @@
 #   tools/cpu_lineage.sh status                where the run stands (validation curve, last losses)
 #   tools/cpu_lineage.sh commit                copy the run's best generator, full state and curve into the checkout
 #
+# LINEAGE=lineage_half tools/cpu_lineage.sh ...  works on another lineage (models/pretrained/lineage_half/,
+#                                                 runs/lineage_half): the half-resolution trunk's.
 # What is committed (models/pretrained/lineage/): best.pt (the best generator by validation PSNR, a self-describing
 # checkpoint; shipping it as the default is a separate step, docs/export.md), state.pt (weights, Adam state,
 # iteration, training seconds, best score: what --resume continues) and log.jsonl (every loss and validation record
@@ -22,11 +24,12 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 SHARED=${WCDGAN_SHARED:-../shared}
-WORK=${LINEAGE_WORK:-runs/lineage}
+NAME=${LINEAGE:-lineage}  # which lineage: lineage (the default's), lineage_half (the half-resolution trunk's)
+WORK=${LINEAGE_WORK:-runs/$NAME}
 KEEP=${LINEAGE_KEEP:-models/pretrained}
-STATE=$KEEP/lineage/state.pt
-CURVE=$KEEP/lineage/log.jsonl
-BEST=$KEEP/lineage/best.pt
+STATE=$KEEP/$NAME/state.pt
+CURVE=$KEEP/$NAME/log.jsonl
+BEST=$KEEP/$NAME/best.pt
 
 split_urban() {  # the Urban100 split as symlink folders (the validation images never train)
     local src="$SHARED/data/train/Urban100_x2HR" i=0
@@ -67,7 +70,7 @@ status() {
 
 commit() {
     [ -f "$WORK/run/best.pt" ] || { echo "error: $WORK/run/best.pt: nothing to commit" >&2; exit 1; }
-    mkdir -p "$KEEP/lineage"
+    mkdir -p "$KEEP/$NAME"
     cp "$WORK/run/best.pt" "$BEST" && cp "$WORK/run/last.pt" "$STATE" && cp "$WORK/run/log.jsonl" "$CURVE"
     echo "copied into $BEST, $STATE, $CURVE"
 }
