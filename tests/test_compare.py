@@ -41,6 +41,7 @@ from runtime.compare import (
     render,
 )
 from runtime.io import ImageError, read_image, write_image
+from runtime.report_types import CROP_COLOURS
 from runtime.strength import blend, check_strength
 from tests.conftest import assert_imports_without_torch
 from tests.runtime_fixtures import write_jpeg
@@ -460,15 +461,16 @@ def test_blend_keeps_gray_and_checks_its_arguments():
         assert str(caught.value) == f"out must be a uint8 array of shape (2, 2), got {out.dtype} {out.shape}"
 
 
-@pytest.mark.parametrize("strength", [np.float32(0.5), np.float64(0.5), np.float16(0.5)])
-def test_a_numpy_strength_is_a_number(strength):
-    """A strength read from an array (np.float32(0.5)) blends like 0.5 and is accepted by the settings."""
+@pytest.mark.parametrize("strength", [np.float32(0.5), np.float64(0.5), np.float16(0.5), 1])
+def test_a_numpy_or_integer_strength_is_a_number(strength):
+    """A strength read from an array (np.float32(0.5)) blends like 0.5, the integer 1 like 1.0 (the full
+    restoration), and both are accepted by the settings."""
     from runtime.settings import RestoreSettings
 
     gray = np.array([[0, 100], [200, 255]], np.uint8)
     restored = np.full_like(gray, 100)
-    np.testing.assert_array_equal(blend(gray, restored, strength), blend(gray, restored, 0.5))
-    assert RestoreSettings(strength=strength).strength == 0.5
+    np.testing.assert_array_equal(blend(gray, restored, strength), blend(gray, restored, float(strength)))
+    assert RestoreSettings(strength=strength).strength == float(strength)
 
 
 def test_blend_covers_every_row_of_a_tall_image():
@@ -709,9 +711,10 @@ def test_no_note_when_the_report_embeds_every_image(tmp_path):
     assert "images are embedded" not in text and "Not embedded" not in text
 
 
-def test_the_mean_row_counts_the_measured_images_only(tmp_path):
+def test_the_mean_row_and_the_note_count_the_measured_images_only(tmp_path):
     text = _report_text(tmp_path, [FACTS, FACTS], [True, False])
     assert '<td colspan="7">mean of 1</td>' in text
+    assert '<p class="note">2 image(s), 1 with an original; written ' in text
 
 
 def test_a_restoration_equal_to_the_input_is_not_flagged_worse(tmp_path):
@@ -726,13 +729,18 @@ def test_a_restoration_equal_to_the_input_is_not_flagged_worse(tmp_path):
     assert "worse" not in re.search(r"<tbody>.*</table>", text, re.S).group(0)  # no cell marked
 
 
-def test_the_slider_shrinks_the_long_side(tmp_path):
-    """A 96×128 image with slider_side 64: shown 48×64 (the long side at the limit, the aspect kept)."""
+def test_the_slider_shrinks_the_long_side_and_numbers_its_boxes_as_the_crops(tmp_path):
+    """A 96×128 image with slider_side 64: shown 48×64 (the long side at the limit, the aspect kept); its boxes are
+    numbered 1, 2, 3 in the colours of the crops the picture numbers so (box 1 outlines crop 1)."""
     src, restored, _ = _files(tmp_path)
-    with CompareRun(tmp_path / "cmp", tmp_path / "ref", CompareSettings(slider_side=64)) as run:
+    settings = CompareSettings(slider_side=64, crops=3, crop_size=16)
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref", settings) as run:
         run.add(src, restored, FACTS)
     text = (tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8")
     assert re.findall(r'<img class="before" src="[^"]*" width="(\d+)" height="(\d+)"', text) == [("64", "48")]
+    boxes = re.findall(r'<div class="mark" [^>]*><span style="background: rgb\((\d+), (\d+), (\d+)\)">(\d+)</span>',
+                       text)  # fmt: skip
+    assert boxes == [(*map(str, CROP_COLOURS[n]), str(n + 1)) for n in range(3)]
 
 
 def test_the_mean_ssim_is_over_the_images_that_have_one(tmp_path):

@@ -150,6 +150,7 @@ def test_consistent_without_jpeglib_names_the_install(monkeypatch):
         (1182, None, True), (1183, None, False),
         (1100, 41, True), (1101, 41, False),  # the overlap counts on both sides: 1100 + 2·41 = 1182
         ((1000, 1398), None, True), ((1000, 1399), None, False),  # height × width, not a side squared
+        (None, 79, True), (None, 80, False),  # no tile: checked at the largest default core, INT8's 1024 + 2·79
     ],
 )  # fmt: skip
 def test_the_buffer_bound_counts_the_whole_window(tile, overlap, fits):

@@ -1088,18 +1088,24 @@ def test_the_frame_rate_is_kept(tmp_path, restorer, codec, suffix):
     (["{tmp}/folder", "{tmp}/o.mkv"], "{tmp}/folder: is a folder; IN names a video file"),  # found before any work
     (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/kept.rgb"], "{tmp}/kept.rgb: exists (use -f/--overwrite)"),
     (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/folder", "-f"], "{tmp}/folder: is a folder; OUT names the output file"),
-], ids=["folder IN", "pipe from stdin to an existing OUT", "pipe from stdin to a folder OUT"])  # fmt: skip
-def test_unusable_in_or_out_is_refused_before_any_work(tmp_path, models, capsys, argv, error):
-    """IN a folder, or in pipe mode from stdin an existing OUT without -f or a folder OUT: exit 2 and one error
-    line, before a model is loaded or stdin read; nothing written, the existing OUT unchanged."""
+    (["{tmp}/cam.avi", "{tmp}/o.mkv", "--crf", "20"], "--crf goes with --codec h264|h265 (0..51) or av1 (0..63)"),
+    (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/o.rgb", "--codec", "h264"],
+     "--start, --duration, --codec and --compare are for video files, not --raw"),
+], ids=["folder IN", "pipe from stdin to an existing OUT", "pipe from stdin to a folder OUT", "--crf with ffv1",
+        "--codec with --raw"])  # fmt: skip
+def test_unusable_arguments_are_refused_before_any_work(tmp_path, models, capsys, argv, error):
+    """IN a folder, in pipe mode from stdin an existing OUT without -f or a folder OUT, or an option the run would
+    ignore (--crf with the lossless default ffv1, --codec with --raw frames): exit 2 and one error line, before a
+    model is loaded or stdin read; nothing written, the existing OUT unchanged."""
     from runtime.video.cli import main
 
     (tmp_path / "folder").mkdir()
     (tmp_path / "kept.rgb").write_bytes(b"earlier frames")
+    make_mjpeg(tmp_path / "cam.avi", [10], audio=False)
     argv = [a.format(tmp=tmp_path) for a in argv]
     assert main([*argv, "--model", str(models), "-q"]) == 2
     assert capsys.readouterr().err == f"error: {error.format(tmp=tmp_path)}\n"
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["folder", "kept.rgb"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["cam.avi", "folder", "kept.rgb"]
     assert (tmp_path / "kept.rgb").read_bytes() == b"earlier frames"
 
 
