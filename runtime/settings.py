@@ -91,8 +91,14 @@ class RestoreSettings:
                 raise SettingError(field, f"must be an integer in {lo}..{hi}, got {value!r}")
         window = [s + 2 * (self.overlap or 0) for s in sides]
         if (self.batch or 1) * 3 * window[0] * window[1] * 4 > MAX_BUFFER_BYTES:
-            raise SettingError(
-                "tile", f"{sides} with overlap {self.overlap} and batch {self.batch} needs over 4 GiB per batch"
+            if self.tile:
+                raise SettingError(
+                    "tile", f"{sides} with overlap {self.overlap} and batch {self.batch} needs over 4 GiB per batch"
+                )
+            raise SettingError(  # named by what the user set: the default tile is no mistake of theirs
+                "batch" if self.batch else "overlap",
+                f"{self.batch or self.overlap} with overlap {self.overlap} and the default tile {sides} needs over "
+                "4 GiB per batch",
             )
 
 

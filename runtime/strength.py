@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 _BAND_BYTES = 1 << 22  # float64 working memory per band of rows: the blend never holds a full-image float copy
@@ -9,7 +11,7 @@ _BAND_BYTES = 1 << 22  # float64 working memory per band of rows: the blend neve
 
 def check_strength(strength: float) -> None:
     """Raise ValueError unless ``0 < strength <= 1`` (NaN fails too)."""
-    if isinstance(strength, bool) or not isinstance(strength, int | float | np.floating) or not 0 < strength <= 1:
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0 < strength <= 1:
         raise ValueError(f"strength must be a number in (0, 1], got {strength!r}")
 
 

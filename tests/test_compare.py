@@ -461,7 +461,7 @@ def test_blend_keeps_gray_and_checks_its_arguments():
         assert str(caught.value) == f"out must be a uint8 array of shape (2, 2), got {out.dtype} {out.shape}"
 
 
-@pytest.mark.parametrize("strength", [np.float32(0.5), np.float64(0.5), np.float16(0.5), 1])
+@pytest.mark.parametrize("strength", [np.float32(0.5), np.float64(0.5), np.float16(0.5), 1, np.int64(1)])
 def test_a_numpy_or_integer_strength_is_a_number(strength):
     """A strength read from an array (np.float32(0.5)) blends like 0.5, the integer 1 like 1.0 (the full
     restoration), and both are accepted by the settings."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import pickle
+import re
 import sys
 
 import pytest
@@ -157,5 +158,11 @@ def test_the_buffer_bound_counts_the_whole_window(tile, overlap, fits):
     if fits:
         RestoreSettings(tile=tile, overlap=overlap, batch=256)
         return
-    with pytest.raises(SettingError, match=r"^tile \(\d+, \d+\) with overlap .* needs over 4 GiB per batch"):
+    with pytest.raises(SettingError) as caught:
         RestoreSettings(tile=tile, overlap=overlap, batch=256)
+    if tile is None:  # the error names what the user set, not the default tile
+        assert caught.value.for_cli() == (
+            "--batch 256 with overlap 80 and the default tile (1024, 1024) needs over 4 GiB per batch"
+        )
+    else:
+        assert re.match(r"^tile \(\d+, \d+\) with overlap .* needs over 4 GiB per batch", str(caught.value))
