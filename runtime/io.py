@@ -5,7 +5,8 @@ turned upright by the EXIF orientation tag; an alpha channel is split off (kept 
 by :func:`write_image`). CMYK JPEGs are converted to RGB by OpenCV's libjpeg reader (Adobe inverted CMYK
 included). Pillow, which reads every header but a JPEG's, decodes what OpenCV would get wrong (8-bit TIFFs with
 alpha) and gives the orientation of AVIFs (their rotation and mirror boxes); a gray PNG's transparent gray (tRNS)
-becomes alpha. Anything unreadable raises :class:`ImageError` with a message meant for the user.
+becomes alpha. A 10- or 12-bit AVIF, which OpenCV returns as stored in uint16, is scaled to 16 bits. Anything
+unreadable raises :class:`ImageError` with a message meant for the user.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             size = _jpeg_frame_size(mapped) if is_jpeg else None
             header = Header(size) if size else read_header(f)
             transparent_gray = None if is_jpeg else _png_transparent_gray(mapped)
+            avif_bits = None if is_jpeg else _avif_bit_depth(mapped)
             check_size(path, header.size, max_pixels)
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
@@ -87,6 +89,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: not an image OpenCV can decode (corrupt, or an unsupported format)")
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit integer images only)")
+    if image.dtype == np.uint16 and avif_bits is not None and avif_bits < 16:  # OpenCV returns 10/12 bits as they are
+        _widen_to_16_bits(image, avif_bits)
     pixels, alpha = _split_channels(image, path)
     if alpha is None and pixels.ndim == 2 and transparent_gray is not None:  # OpenCV ignores a gray PNG's tRNS
         alpha = np.where(pixels == transparent_gray, 0, np.iinfo(pixels.dtype).max).astype(pixels.dtype)
@@ -221,6 +225,94 @@ def _png_transparent_gray(png: mmap.mmap) -> int | None:
             return None
         pos += 12 + length
     return None
+
+
+def _avif_bit_depth(avif: mmap.mmap) -> int | None:
+    """Bits per sample (8, 10 or 12) of an AVIF's primary image as its AV1 configuration box (av1C) declares them,
+    which is what libavif decodes to; None for other files, or an AVIF where none is found. The primary item's
+    av1C, else the file's first one: a grid item has none, its tiles do (libavif requires them of one depth)."""
+    if avif[4:8] != b"ftyp":
+        return None
+    meta = next(((start, end) for kind, start, end in _iso_boxes(avif, 0, len(avif)) if kind == b"meta"), None)
+    if meta is None:
+        return None
+    boxes = {kind: (start, end) for kind, start, end in _iso_boxes(avif, meta[0] + 4, meta[1])}  # FullBox: +4
+    if b"iprp" not in boxes:
+        return None
+    properties = {kind: (start, end) for kind, start, end in _iso_boxes(avif, *boxes[b"iprp"])}
+    if b"ipco" not in properties:
+        return None
+    listed = list(_iso_boxes(avif, *properties[b"ipco"]))  # properties are numbered from 1 in this order
+    primary = _primary_item(avif, boxes.get(b"pitm"))
+    associated = _item_properties(avif, properties.get(b"ipma"), primary) if primary is not None else []
+    candidates = [listed[i - 1] for i in associated if 0 < i <= len(listed)] + listed
+    for kind, start, end in candidates:
+        if kind == b"av1C" and end - start >= 3:
+            flags = avif[start + 2]  # seq_tier_0, high_bitdepth, twelve_bit, …
+            return 12 if flags & 0x20 else 10 if flags & 0x40 else 8
+    return None
+
+
+def _iso_boxes(data: mmap.mmap, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """``(type, body start, body end)`` of each ISO BMFF box in ``data[start:end]``; stops at a malformed one."""
+    while start + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, start)
+        body = start + 8
+        if size == 1 and body + 8 <= end:  # a 64-bit size follows the type
+            (size,) = struct.unpack_from(">Q", data, body)
+            body += 8
+        elif size == 0:  # up to the end
+            size = end - start
+        if size < body - start or start + size > end:
+            return
+        yield kind, body, start + size
+        start += size
+
+
+def _primary_item(data: mmap.mmap, pitm: tuple[int, int] | None) -> int | None:
+    """The item ID in a primary item box (pitm: a FullBox, then a 16-bit ID in version 0, 32-bit after)."""
+    if pitm is None or pitm[1] - pitm[0] < 6:
+        return None
+    version, start = data[pitm[0]], pitm[0] + 4
+    width = 4 if version else 2
+    return int.from_bytes(data[start : start + width], "big") if pitm[1] - start >= width else None
+
+
+def _item_properties(data: mmap.mmap, ipma: tuple[int, int] | None, item: int) -> list[int]:
+    """The 1-based ipco indices an item property association box (ipma) gives ``item``; [] when it gives none."""
+    if ipma is None:
+        return []
+    start, end = ipma
+    try:
+        version, flags = data[start], int.from_bytes(data[start + 1 : start + 4], "big")
+        (count,) = struct.unpack_from(">I", data, start + 4)
+        pos = start + 8
+        for _ in range(count):
+            (item_id,) = struct.unpack_from(">I" if version else ">H", data, pos)
+            pos += 4 if version else 2
+            associations = data[pos]
+            pos += 1
+            wide = flags & 1  # 15-bit indices instead of 7-bit, after the "essential" bit
+            indices = [
+                int.from_bytes(data[pos + i * (1 + wide) : pos + (i + 1) * (1 + wide)], "big")
+                & (0x7FFF if wide else 0x7F)
+                for i in range(associations)
+            ]
+            pos += associations * (1 + wide)
+            if pos > end:
+                return []
+            if item_id == item:
+                return indices
+    except (struct.error, IndexError):
+        pass
+    return []
+
+
+def _widen_to_16_bits(image: np.ndarray, bits: int) -> None:
+    """Scale ``bits``-bit samples (8 < bits < 16) held in uint16 to the full 16-bit range, in place, by bit
+    replication (1023 → 65535, 512 → 32800): within 1 of ``round(v * 65535 / (2**bits - 1))``, without a wider copy."""
+    np.left_shift(image, 16 - bits, out=image)
+    image |= image >> bits
 
 
 def _is_os2_colour_bmp(head: mmap.mmap) -> bool:

@@ -490,3 +490,38 @@ def test_a_gray_png_keeps_its_transparent_gray(tmp_path, mode, transparent, show
     assert 0 < np.count_nonzero(image.alpha) < image.alpha.size
     write_image(tmp_path / "out.png", image.pixels, image.alpha)
     np.testing.assert_array_equal(read_image(tmp_path / "out.png").alpha, image.alpha)
+
+
+def _writes_deep_avif() -> bool:
+    try:
+        return cv2.imencode(".avif", np.zeros((8, 8, 3), np.uint16), [cv2.IMWRITE_AVIF_DEPTH, 10])[0]
+    except cv2.error:
+        return False
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow reads no AVIF")
+@pytest.mark.skipif(not _writes_deep_avif(), reason="this OpenCV writes no 10-bit AVIF")
+@pytest.mark.parametrize("bits", [10, 12])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_a_10_or_12_bit_avif_is_read_as_bright_as_it_shows(tmp_path, bits, channels):
+    """OpenCV returns a 10- or 12-bit AVIF's samples as stored (0–1023, 0–4095) in uint16, which the runtime takes
+    for 16 bits: the picture came out nearly black. read_image scales them to 16 bits: the pixels and alpha read
+    back are the picture Pillow shows (in 8 bits), and so is the 16-bit PNG written from them."""
+    alpha = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
+    picture = {1: RGB[..., 1], 3: RGB, 4: np.dstack([RGB, alpha])}[channels]
+    stored = ((picture.astype(np.int64) * ((1 << bits) - 1) + 127) // 255).astype(np.uint16)
+    bgr = stored if channels == 1 else cv2.cvtColor(stored, cv2.COLOR_RGB2BGR if channels == 3 else cv2.COLOR_RGBA2BGRA)
+    path = tmp_path / "deep.avif"
+    ok, encoded = cv2.imencode(".avif", bgr, [cv2.IMWRITE_AVIF_DEPTH, bits, cv2.IMWRITE_AVIF_QUALITY, 100])  # lossless
+    assert ok
+    path.write_bytes(encoded.tobytes())
+    with Image.open(path) as shown:
+        assert np.array_equal(np.asarray(shown), picture)  # Pillow decodes to 8 bits, as a viewer shows it
+    image = read_image(path)
+    read = image.pixels if image.alpha is None else np.dstack([image.pixels, image.alpha])
+    assert read.dtype == np.uint16 and read.shape == picture.shape
+    assert np.abs(read.astype(int) - picture.astype(int) * 257).max() <= 65535 // ((1 << bits) - 1) // 2 + 1
+    write_image(tmp_path / "out.png", image.pixels, image.alpha)
+    written = read_image(tmp_path / "out.png")
+    assert written.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(written.pixels, image.pixels)
