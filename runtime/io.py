@@ -5,8 +5,9 @@ turned upright by the EXIF orientation tag; an alpha channel is split off (kept 
 by :func:`write_image`). CMYK JPEGs are converted to RGB by OpenCV's libjpeg reader (Adobe inverted CMYK
 included). Pillow, which reads every header but a JPEG's, decodes what OpenCV would get wrong (8-bit TIFFs with
 alpha) and gives the orientation of AVIFs (their rotation and mirror boxes); a gray PNG's transparent gray (tRNS)
-becomes alpha. A 10- or 12-bit AVIF, which OpenCV returns as stored in uint16, is scaled to 16 bits. Anything
-unreadable raises :class:`ImageError` with a message meant for the user.
+becomes alpha. Samples OpenCV returns as stored, below their type's range (a 10- or 12-bit AVIF's, a PGM/PPM's of
+a maxval other than 255 or 65535), are scaled to it. Anything unreadable raises :class:`ImageError` with a message
+meant for the user.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             size = _jpeg_frame_size(mapped) if is_jpeg else None
             header = Header(size) if size else read_header(f)
             transparent_gray = None if is_jpeg else _png_transparent_gray(mapped)
-            avif_bits = None if is_jpeg else _avif_bit_depth(mapped)
+            stored_max = None if is_jpeg else _stored_max(mapped)
             check_size(path, header.size, max_pixels)
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
@@ -89,8 +90,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: not an image OpenCV can decode (corrupt, or an unsupported format)")
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit integer images only)")
-    if image.dtype == np.uint16 and avif_bits is not None and avif_bits < 16:  # OpenCV returns 10/12 bits as they are
-        _widen_to_16_bits(image, avif_bits)
+    if stored_max is not None and stored_max < np.iinfo(image.dtype).max:  # OpenCV returned them as stored
+        _stretch(image, stored_max)
     pixels, alpha = _split_channels(image, path)
     if alpha is None and pixels.ndim == 2 and transparent_gray is not None:  # OpenCV ignores a gray PNG's tRNS
         alpha = np.where(pixels == transparent_gray, 0, np.iinfo(pixels.dtype).max).astype(pixels.dtype)
@@ -227,6 +228,23 @@ def _png_transparent_gray(png: mmap.mmap) -> int | None:
     return None
 
 
+def _stored_max(data: mmap.mmap) -> int | None:
+    """The largest sample OpenCV's decoder returns, unscaled, for the file ``data`` where that may be below its
+    array type's maximum: a 10- or 12-bit AVIF's 1023 or 4095 (in uint16; 255 for an 8-bit one), a binary PNM's
+    maxval (uint8 up to 255, uint16 above; a plain-text one is scaled by OpenCV up to 255, not above); None for
+    other files."""
+    bits = _avif_bit_depth(data)
+    if bits is not None:
+        return (1 << bits) - 1
+    if data[:1] != b"P" or data[1:2] not in (b"2", b"3", b"5", b"6"):  # gray and colour PNMs; PAM is refused
+        return None
+    tokens = re.sub(rb"#[^\r\n]*", b" ", data[2:65536]).split(maxsplit=3)  # width, height, maxval, …
+    if len(tokens) < 3 or not tokens[2].isdigit():
+        return None
+    maxval = int(tokens[2])
+    return maxval if data[1:2] in (b"5", b"6") or maxval > 255 else None
+
+
 def _avif_bit_depth(avif: mmap.mmap) -> int | None:
     """Bits per sample (8, 10 or 12) of an AVIF's primary image as its AV1 configuration box (av1C) declares them,
     which is what libavif decodes to; None for other files, or an AVIF where none is found. The primary item's
@@ -308,11 +326,15 @@ def _item_properties(data: mmap.mmap, ipma: tuple[int, int] | None, item: int) -
     return []
 
 
-def _widen_to_16_bits(image: np.ndarray, bits: int) -> None:
-    """Scale ``bits``-bit samples (8 < bits < 16) held in uint16 to the full 16-bit range, in place, by bit
-    replication (1023 → 65535, 512 → 32800): within 1 of ``round(v * 65535 / (2**bits - 1))``, without a wider copy."""
-    np.left_shift(image, 16 - bits, out=image)
-    image |= image >> bits
+def _stretch(image: np.ndarray, stored_max: int) -> None:
+    """Scale samples of 0…``stored_max`` to the full range of ``image``'s type, in place, rounded as Pillow scales
+    them (1023 → 65535, 512 → 32800); samples over ``stored_max`` (a PNM may hold them) become the maximum."""
+    top = np.iinfo(image.dtype).max
+    lut = np.minimum(np.round(np.arange(top + 1) * (top / stored_max)), top).astype(image.dtype)
+    flat = image.reshape(-1)  # a view: OpenCV's decoded arrays are contiguous
+    for start in range(0, flat.size, 1 << 18):  # in blocks: indexing converts a whole index array to 64 bits
+        block = flat[start : start + (1 << 18)]
+        block[...] = lut[block]
 
 
 def _is_os2_colour_bmp(head: mmap.mmap) -> bool:

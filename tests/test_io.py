@@ -525,3 +525,24 @@ def test_a_10_or_12_bit_avif_is_read_as_bright_as_it_shows(tmp_path, bits, chann
     written = read_image(tmp_path / "out.png")
     assert written.pixels.dtype == np.uint16
     np.testing.assert_array_equal(written.pixels, image.pixels)
+
+
+@pytest.mark.parametrize(
+    ("magic", "maxval", "channels"),
+    [(b"P5", 1023, 1), (b"P2", 4095, 1), (b"P6", 1023, 3), (b"P5", 15, 1), (b"P6", 100, 3), (b"P2", 15, 1)],
+)
+def test_a_pnm_of_any_maxval_is_read_as_bright_as_it_shows(tmp_path, magic, maxval, channels):
+    """A PGM/PPM's samples run from 0 to its maxval; OpenCV returns them as stored (uint16 above 255, uint8 below;
+    only a plain-text one below 255 is scaled), so a 10-bit PGM came out nearly black. read_image scales them to
+    the full range, as Pillow (and viewers) do: 0 → 0, maxval → the top, the rest rounded in between."""
+    stored = (np.arange(24 * 32 * channels).reshape(24, 32, channels).squeeze() * 7 % (maxval + 1)).astype(np.uint16)
+    body = stored.astype(">u2" if maxval > 255 else np.uint8).tobytes()
+    if magic == b"P2":
+        body = " ".join(map(str, stored.ravel())).encode() + b"\n"
+    path = tmp_path / ("x.ppm" if channels == 3 else "x.pgm")
+    path.write_bytes(magic + b"\n# a comment\n32 24\n%d\n" % maxval + body)
+    image = read_image(path)
+    top = 65535 if maxval > 255 else 255
+    assert image.pixels.dtype == (np.uint16 if maxval > 255 else np.uint8)
+    expected = np.round(stored * (top / maxval))
+    assert np.abs(image.pixels.astype(int) - expected).max() <= (1 if magic == b"P2" and maxval < 255 else 0)
