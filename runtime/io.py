@@ -246,29 +246,48 @@ def _stored_max(data: mmap.mmap) -> int | None:
 
 
 def _avif_bit_depth(avif: mmap.mmap) -> int | None:
-    """Bits per sample (8, 10 or 12) of an AVIF's primary image as its AV1 configuration box (av1C) declares them,
-    which is what libavif decodes to; None for other files, or an AVIF where none is found. The primary item's
-    av1C, else the file's first one: a grid item has none, its tiles do (libavif requires them of one depth)."""
+    """Bits per sample (8, 10, 12 or 16) of the image libavif decodes from an AVIF: its primary item, or the
+    alternative preferred to it (:func:`_preferred_alternative`); None for other files, or where that item's
+    properties do not say. A coded item: its AV1 configuration (av1C); a derived one (a grid, a sample transform):
+    its pixel information (pixi), not its inputs' av1C."""
     if avif[4:8] != b"ftyp":
         return None
     meta = next(((start, end) for kind, start, end in _iso_boxes(avif, 0, len(avif)) if kind == b"meta"), None)
     if meta is None:
         return None
     boxes = {kind: (start, end) for kind, start, end in _iso_boxes(avif, meta[0] + 4, meta[1])}  # FullBox: +4
-    if b"iprp" not in boxes:
+    primary = _primary_item(avif, boxes.get(b"pitm"))
+    if b"iprp" not in boxes or primary is None:
         return None
+    primary = _preferred_alternative(avif, boxes.get(b"grpl"), primary)
     properties = {kind: (start, end) for kind, start, end in _iso_boxes(avif, *boxes[b"iprp"])}
     if b"ipco" not in properties:
         return None
     listed = list(_iso_boxes(avif, *properties[b"ipco"]))  # properties are numbered from 1 in this order
-    primary = _primary_item(avif, boxes.get(b"pitm"))
-    associated = _item_properties(avif, properties.get(b"ipma"), primary) if primary is not None else []
-    candidates = [listed[i - 1] for i in associated if 0 < i <= len(listed)] + listed
-    for kind, start, end in candidates:
+    associated = [
+        listed[i - 1] for i in _item_properties(avif, properties.get(b"ipma"), primary) if 0 < i <= len(listed)
+    ]
+    for kind, start, end in associated:
         if kind == b"av1C" and end - start >= 3:
             flags = avif[start + 2]  # seq_tier_0, high_bitdepth, twelve_bit, …
             return 12 if flags & 0x20 else 10 if flags & 0x40 else 8
+    for kind, start, end in associated:
+        if kind == b"pixi" and end - start >= 6 and avif[start + 4]:  # FullBox, channel count, bits of each
+            return avif[start + 5]
     return None
+
+
+def _preferred_alternative(data: mmap.mmap, grpl: tuple[int, int] | None, item: int) -> int:
+    """The first entity of an alternatives group (altr) listing ``item``, else ``item``: libavif 1.4 stores a 16-bit
+    image as a sample transform (sato) of two AV1 images, grouped before a 12-bit primary item that older readers
+    show; OpenCV's libavif decodes the former (it writes such files too)."""
+    for kind, start, end in _iso_boxes(data, *grpl) if grpl else ():
+        if kind == b"altr" and end - start >= 16:  # FullBox, group ID, entity count, entity IDs
+            count = min(int.from_bytes(data[start + 8 : start + 12], "big"), (end - start - 12) // 4)
+            entities = struct.unpack_from(f">{count}I", data, start + 12)
+            if item in entities:
+                return entities[0]
+    return item
 
 
 def _iso_boxes(data: mmap.mmap, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
