@@ -5,9 +5,9 @@ turned upright by the EXIF orientation tag; an alpha channel is split off (kept 
 by :func:`write_image`). CMYK JPEGs are converted to RGB by OpenCV's libjpeg reader (Adobe inverted CMYK
 included). Pillow, which reads every header but a JPEG's, decodes what OpenCV would get wrong (8-bit TIFFs with
 alpha) and gives the orientation of AVIFs (their rotation and mirror boxes); a gray PNG's transparent gray (tRNS)
-becomes alpha. Samples OpenCV returns as stored, below their type's range (a 10- or 12-bit AVIF's, a PGM/PPM's of
-a maxval other than 255 or 65535), are scaled to it. Anything unreadable raises :class:`ImageError` with a message
-meant for the user.
+becomes alpha. Samples OpenCV returns as stored, below their type's range (a 10- or 12-bit AVIF's, a 9- to 15-bit
+JPEG 2000's, a PGM/PPM's of a maxval other than 255 or 65535), are scaled to it. Anything unreadable raises
+:class:`ImageError` with a message meant for the user.
 """
 
 from __future__ import annotations
@@ -230,10 +230,10 @@ def _png_transparent_gray(png: mmap.mmap) -> int | None:
 
 def _stored_max(data: mmap.mmap) -> int | None:
     """The largest sample OpenCV's decoder returns, unscaled, for the file ``data`` where that may be below its
-    array type's maximum: a 10- or 12-bit AVIF's 1023 or 4095 (in uint16; 255 for an 8-bit one), a binary PNM's
-    maxval (uint8 up to 255, uint16 above; a plain-text one is scaled by OpenCV up to 255, not above); None for
-    other files."""
-    bits = _avif_bit_depth(data)
+    array type's maximum: a 10- or 12-bit AVIF's 1023 or 4095 (in uint16; 255 for an 8-bit one), a 9- to 15-bit
+    JPEG 2000's, a binary PNM's maxval (uint8 up to 255, uint16 above; a plain-text one is scaled by OpenCV up to
+    255, not above); None for other files."""
+    bits = _avif_bit_depth(data) or _jpeg2000_precision(data)
     if bits is not None:
         return (1 << bits) - 1
     if data[:1] != b"P" or data[1:2] not in (b"2", b"3", b"5", b"6"):  # gray and colour PNMs; PAM is refused
@@ -243,6 +243,20 @@ def _stored_max(data: mmap.mmap) -> int | None:
         return None
     maxval = int(tokens[2])
     return maxval if data[1:2] in (b"5", b"6") or maxval > 255 else None
+
+
+def _jpeg2000_precision(data: mmap.mmap) -> int | None:
+    """The largest component precision (bits) in the SIZ marker segment of a JPEG 2000 codestream, or of a JP2
+    file's (in its jp2c box), which sets OpenCV's sample type: 9 to 16 bits come as stored in uint16. None for
+    other files."""
+    start: int | None = 0
+    if data[:12] == b"\0\0\0\x0cjP  \r\n\x87\n":  # the JP2 signature box
+        start = next((body for kind, body, _ in _iso_boxes(data, 0, len(data)) if kind == b"jp2c"), None)
+    if start is None or data[start : start + 4] != b"\xff\x4f\xff\x51" or start + 42 > len(data):  # SOC, SIZ
+        return None
+    count = int.from_bytes(data[start + 40 : start + 42], "big")  # Csiz, after Lsiz, Rsiz and 8 sizes and offsets
+    sizes = bytes(data[start + 42 : start + 42 + 3 * count])[::3]  # Ssiz, XRsiz, YRsiz of each component
+    return max((size & 0x7F) + 1 for size in sizes) if sizes else None  # Ssiz: signed bit, precision - 1
 
 
 def _avif_bit_depth(avif: mmap.mmap) -> int | None:

@@ -548,3 +548,33 @@ def test_a_pnm_of_any_maxval_is_read_as_bright_as_it_shows(tmp_path, magic, maxv
     assert image.pixels.dtype == (np.uint16 if maxval > 255 else np.uint8)
     expected = np.round(stored * (top / maxval))
     assert np.abs(image.pixels.astype(int) - expected).max() <= (1 if magic == b"P2" and maxval < 255 else 0)
+
+
+def _jpeg2000_of(stored: np.ndarray, bits: int) -> bytes:
+    """A lossless JP2 of ``stored`` (``bits``-bit samples, RGB): OpenCV writes 16 bits only, so the samples are
+    written shifted to where a ``bits``-bit decoder's level shift (2**(bits-1) instead of 2**15) puts them back,
+    and the precision fields (the codestream's Ssiz, the JP2 header's bpc) are then set to ``bits``."""
+    shifted = (stored.astype(np.int64) + (1 << 15) - (1 << (bits - 1))).astype(np.uint16)
+    _, encoded = cv2.imencode(".jp2", shifted[..., ::-1], [cv2.IMWRITE_JPEG2000_COMPRESSION_X1000, 1000])
+    jp2 = bytearray(encoded.tobytes())
+    siz = jp2.index(b"\xff\x51")
+    for component in range(3):
+        jp2[siz + 40 + 3 * component] = bits - 1
+    jp2[jp2.index(b"ihdr") + 14] = bits - 1
+    return bytes(jp2)
+
+
+@pytest.mark.parametrize("container", ["jp2", "j2k"])
+@pytest.mark.parametrize("bits", [12, 16])
+def test_a_12_bit_jpeg_2000_is_read_as_bright_as_it_shows(tmp_path, container, bits):
+    """OpenCV's OpenJPEG reader returns a JPEG 2000's 9- to 15-bit samples as stored in uint16 (0–4095 for 12 bits):
+    the picture came out nearly black. read_image scales them by the precision in the codestream's SIZ segment,
+    in a JP2 file and in a bare codestream alike (0 → 0, 4095 → 65535); 16 bits are left as they are. (Pillow is no
+    reference here: it shifts 12 bits down to 8 with rounding, and 4095 wraps to 0.)"""
+    stored = (np.arange(48 * 64 * 3).reshape(48, 64, 3) * 37 % (1 << bits)).astype(np.uint16)
+    jp2 = _jpeg2000_of(stored, bits)
+    path = tmp_path / f"x.{container}"
+    path.write_bytes(jp2 if container == "jp2" else jp2[jp2.index(b"\xff\x4f\xff\x51") :])
+    image = read_image(path)
+    assert image.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(image.pixels, np.round(stored * (65535 / ((1 << bits) - 1))))
