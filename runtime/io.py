@@ -4,10 +4,10 @@ Contract of :func:`read_image`: pixels are H×W (grayscale) or H×W×3 **RGB**, 
 turned upright by the EXIF orientation tag; an alpha channel is split off (kept untouched and re-attached
 by :func:`write_image`). CMYK JPEGs are converted to RGB by OpenCV's libjpeg reader (Adobe inverted CMYK
 included). Pillow, which reads every header but a JPEG's, decodes what OpenCV would get wrong (8-bit TIFFs with
-alpha) and gives the orientation of AVIFs (their rotation and mirror boxes); a gray PNG's transparent gray (tRNS)
-becomes alpha. Samples OpenCV returns as stored, below their type's range (a 10- or 12-bit AVIF's, a 9- to 15-bit
-JPEG 2000's, a PGM/PPM's of a maxval other than 255 or 65535), are scaled to it. Anything unreadable raises
-:class:`ImageError` with a message meant for the user.
+alpha) and gives the orientation of AVIFs (their rotation and mirror boxes); an AVIF is cropped to its clean
+aperture (clap); a gray PNG's transparent gray (tRNS) becomes alpha. Samples OpenCV returns as stored, below their
+type's range (a 10- or 12-bit AVIF's, a 9- to 15-bit JPEG 2000's, a PGM/PPM's of a maxval other than 255 or 65535),
+are scaled to it. Anything unreadable raises :class:`ImageError` with a message meant for the user.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import struct
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -71,6 +72,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             header = Header(size) if size else read_header(f)
             transparent_gray = None if is_jpeg else _png_transparent_gray(mapped)
             stored_max = None if is_jpeg else _stored_max(mapped)
+            aperture = None if is_jpeg else _avif_clean_aperture(mapped)
             check_size(path, header.size, max_pixels)
     except OSError as e:
         raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
@@ -90,6 +92,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: not an image OpenCV can decode (corrupt, or an unsupported format)")
     if image.dtype not in (np.uint8, np.uint16):
         raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit integer images only)")
+    if aperture is not None:  # OpenCV ignores an AVIF's crop (clap)
+        image = _crop_to_clean_aperture(image, aperture)
     if stored_max is not None and stored_max < np.iinfo(image.dtype).max:  # OpenCV returned them as stored
         _stretch(image, stored_max)
     pixels, alpha = _split_channels(image, path)
@@ -260,35 +264,63 @@ def _jpeg2000_precision(data: mmap.mmap) -> int | None:
 
 
 def _avif_bit_depth(avif: mmap.mmap) -> int | None:
-    """Bits per sample (8, 10, 12 or 16) of the image libavif decodes from an AVIF: its primary item, or the
-    alternative preferred to it (:func:`_preferred_alternative`); None for other files, or where that item's
-    properties do not say. A coded item: its AV1 configuration (av1C); a derived one (a grid, a sample transform):
-    its pixel information (pixi), not its inputs' av1C."""
-    if avif[4:8] != b"ftyp":
-        return None
-    meta = next(((start, end) for kind, start, end in _iso_boxes(avif, 0, len(avif)) if kind == b"meta"), None)
-    if meta is None:
-        return None
-    boxes = {kind: (start, end) for kind, start, end in _iso_boxes(avif, meta[0] + 4, meta[1])}  # FullBox: +4
-    primary = _primary_item(avif, boxes.get(b"pitm"))
-    if b"iprp" not in boxes or primary is None:
-        return None
-    primary = _preferred_alternative(avif, boxes.get(b"grpl"), primary)
-    properties = {kind: (start, end) for kind, start, end in _iso_boxes(avif, *boxes[b"iprp"])}
-    if b"ipco" not in properties:
-        return None
-    listed = list(_iso_boxes(avif, *properties[b"ipco"]))  # properties are numbered from 1 in this order
-    associated = [
-        listed[i - 1] for i in _item_properties(avif, properties.get(b"ipma"), primary) if 0 < i <= len(listed)
-    ]
-    for kind, start, end in associated:
+    """Bits per sample (8, 10, 12 or 16) of the image libavif decodes from an AVIF; None for other files, or where
+    its item's properties do not say. A coded item: its AV1 configuration (av1C); a derived one (a grid, a sample
+    transform): its pixel information (pixi), not its inputs' av1C."""
+    properties = _avif_item_properties(avif)
+    for kind, start, end in properties:
         if kind == b"av1C" and end - start >= 3:
             flags = avif[start + 2]  # seq_tier_0, high_bitdepth, twelve_bit, …
             return 12 if flags & 0x20 else 10 if flags & 0x40 else 8
-    for kind, start, end in associated:
+    for kind, start, end in properties:
         if kind == b"pixi" and end - start >= 6 and avif[start + 4]:  # FullBox, channel count, bits of each
             return avif[start + 5]
     return None
+
+
+def _avif_clean_aperture(avif: mmap.mmap) -> tuple[Fraction, Fraction, Fraction, Fraction] | None:
+    """Width, height and horizontal and vertical offset (of its centre from the image's) of the clean aperture box
+    (clap) of the image libavif decodes from an AVIF, which viewers crop it to and OpenCV ignores; None for other
+    files, or without one (or with a zero denominator)."""
+    for kind, start, end in _avif_item_properties(avif):
+        if kind == b"clap" and end - start >= 32:
+            wn, wd, hn, hd, xn, xd, yn, yd = struct.unpack_from(">IIIIiIiI", avif, start)
+            if wd and hd and xd and yd:
+                return Fraction(wn, wd), Fraction(hn, hd), Fraction(xn, xd), Fraction(yn, yd)
+    return None
+
+
+def _crop_to_clean_aperture(image: np.ndarray, aperture: tuple[Fraction, Fraction, Fraction, Fraction]) -> np.ndarray:
+    """``image`` cropped to a clean ``aperture`` (:func:`_avif_clean_aperture`); the whole image, as Chromium shows
+    it, where the aperture is not whole pixels inside it. Contiguous."""
+    width, height, dx, dy = aperture
+    left, top = dx + (image.shape[1] - width) / 2, dy + (image.shape[0] - height) / 2
+    whole = all(value.denominator == 1 for value in (width, height, left, top))
+    if not whole or width <= 0 or height <= 0 or left < 0 or top < 0:
+        return image
+    if left + width > image.shape[1] or top + height > image.shape[0]:
+        return image
+    return np.ascontiguousarray(image[int(top) : int(top + height), int(left) : int(left + width)])
+
+
+def _avif_item_properties(avif: mmap.mmap) -> list[tuple[bytes, int, int]]:
+    """``(type, body start, body end)`` of the properties of the item libavif decodes from an AVIF: its primary
+    item, or the alternative preferred to it (:func:`_preferred_alternative`); [] for other files."""
+    if avif[4:8] != b"ftyp":
+        return []
+    meta = next(((start, end) for kind, start, end in _iso_boxes(avif, 0, len(avif)) if kind == b"meta"), None)
+    if meta is None:
+        return []
+    boxes = {kind: (start, end) for kind, start, end in _iso_boxes(avif, meta[0] + 4, meta[1])}  # FullBox: +4
+    primary = _primary_item(avif, boxes.get(b"pitm"))
+    if b"iprp" not in boxes or primary is None:
+        return []
+    primary = _preferred_alternative(avif, boxes.get(b"grpl"), primary)
+    properties = {kind: (start, end) for kind, start, end in _iso_boxes(avif, *boxes[b"iprp"])}
+    if b"ipco" not in properties:
+        return []
+    listed = list(_iso_boxes(avif, *properties[b"ipco"]))  # properties are numbered from 1 in this order
+    return [listed[i - 1] for i in _item_properties(avif, properties.get(b"ipma"), primary) if 0 < i <= len(listed)]
 
 
 def _preferred_alternative(data: mmap.mmap, grpl: tuple[int, int] | None, item: int) -> int:

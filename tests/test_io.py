@@ -578,3 +578,69 @@ def test_a_12_bit_jpeg_2000_is_read_as_bright_as_it_shows(tmp_path, container, b
     image = read_image(path)
     assert image.pixels.dtype == np.uint16
     np.testing.assert_array_equal(image.pixels, np.round(stored * (65535 / ((1 << bits) - 1))))
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(body), kind) + body
+
+
+def _with_clean_aperture(avif: bytes, width: int, height: int, dx: tuple[int, int], dy: tuple[int, int]) -> bytes:
+    """``avif`` as libavif writes it (ftyp, meta, mdat; a version-0 ipma of 7-bit indices, a version-0 iloc of
+    4-byte offsets) with a clean aperture property (clap) of ``width``×``height`` whose centre is the fractions
+    ``dx``, ``dy`` off the image's, associated with item 1 (the colour image); the items' data offsets moved by what
+    the meta box grew."""
+    from runtime.io import _iso_boxes  # reads the boxes of a bytes object as of a mapped file
+
+    top = {kind: (start, end) for kind, start, end in _iso_boxes(avif, 0, len(avif))}
+    assert list(top) == [b"ftyp", b"meta", b"mdat"]
+    meta_start, meta_end = top[b"meta"]
+    clap = _box(b"clap", struct.pack(">IIIIiIiI", width, 1, height, 1, *dx, *dy))
+    children = []
+    for kind, start, end in _iso_boxes(avif, meta_start + 4, meta_end):
+        body = avif[start:end]
+        if kind == b"iprp":
+            parts = {k: body[s:e] for k, s, e in _iso_boxes(body, 0, len(body))}
+            index = len(list(_iso_boxes(parts[b"ipco"], 0, len(parts[b"ipco"])))) + 1  # properties count from 1
+            old, new = parts[b"ipma"], bytearray(parts[b"ipma"][:8])
+            assert old[:4] == b"\0\0\0\0"  # version 0, flags 0: 16-bit item IDs, 7-bit indices
+            pos = 8
+            for _ in range(int.from_bytes(old[4:8], "big")):
+                item, count = int.from_bytes(old[pos : pos + 2], "big"), old[pos + 2]
+                indices = old[pos + 3 : pos + 3 + count] + (bytes([0x80 | index]) if item == 1 else b"")  # essential
+                new += old[pos : pos + 2] + bytes([len(indices)]) + indices
+                pos += 3 + count
+            body = _box(b"ipco", parts[b"ipco"] + clap) + _box(b"ipma", bytes(new))
+        children.append(_box(kind, body))
+    meta = bytearray(_box(b"meta", avif[meta_start : meta_start + 4] + b"".join(children)))
+    grown = len(meta) - (meta_end - meta_start + 8)
+    pos = meta.index(b"iloc") + 4
+    assert meta[pos : pos + 6] == b"\0\0\0\0\x44\0"  # version 0, 4-byte offsets and lengths, no base offset
+    items, pos = int.from_bytes(meta[pos + 6 : pos + 8], "big"), pos + 8
+    for _ in range(items):  # item ID, data reference, extent count, (offset, length) of each
+        extents, pos = int.from_bytes(meta[pos + 4 : pos + 6], "big"), pos + 6
+        for _ in range(extents):
+            struct.pack_into(">I", meta, pos, struct.unpack_from(">I", meta, pos)[0] + grown)
+            pos += 8
+    return avif[: top[b"ftyp"][1]] + bytes(meta) + avif[top[b"mdat"][0] - 8 :]
+
+
+@pytest.mark.parametrize(
+    ("dx", "dy", "window"),
+    [((-8, 1), (4, 1), (16, 8)), ((0, 1), (0, 1), (12, 16)), ((1, 2), (0, 1), None), ((17, 1), (0, 1), None)],
+)
+def test_an_avif_is_cropped_to_its_clean_aperture(tmp_path, dx, dy, window):
+    """An AVIF's clean aperture box (clap) crops it as viewers show it (Chromium), OpenCV's and Pillow's readers
+    ignore it: read_image returns the 32×24 window, alpha too; an aperture that is not whole pixels inside the image
+    leaves the whole image, as Chromium shows it."""
+    alpha = (np.arange(48 * 64).reshape(48, 64) % 251).astype(np.uint8)
+    rgba = np.dstack([data.astronaut()[:48, :64], alpha])
+    _, encoded = cv2.imencode(".avif", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA), [cv2.IMWRITE_AVIF_QUALITY, 100])
+    path = tmp_path / "clap.avif"
+    path.write_bytes(_with_clean_aperture(encoded.tobytes(), 32, 24, dx, dy))
+    assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape == (48, 64, 4)  # read, and not cropped, by OpenCV
+    image = read_image(path)
+    top, left = window or (0, 0)
+    shown = rgba[top : top + 24, left : left + 32] if window else rgba
+    assert image.pixels.shape == (*shown.shape[:2], 3)
+    assert np.abs(image.pixels.astype(int) - shown[..., :3]).max() <= 2  # lossless AVIF: YUV rounding only
+    np.testing.assert_array_equal(image.alpha, shown[..., 3])
