@@ -94,7 +94,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         raise ImageError(f"{path}: unsupported sample type {image.dtype} (8- and 16-bit integer images only)")
     if aperture is not None:  # OpenCV ignores an AVIF's crop (clap)
         image = _crop_to_clean_aperture(image, aperture)
-    if stored_max is not None and stored_max < np.iinfo(image.dtype).max:  # OpenCV returned them as stored
+    if stored_max and stored_max < np.iinfo(image.dtype).max:  # OpenCV returned them as stored
         _stretch(image, stored_max)
     pixels, alpha = _split_channels(image, path)
     if alpha is None and pixels.ndim == 2 and transparent_gray is not None:  # OpenCV ignores a gray PNG's tRNS
@@ -243,7 +243,7 @@ def _stored_max(data: mmap.mmap) -> int | None:
     if data[:1] != b"P" or data[1:2] not in (b"2", b"3", b"5", b"6"):  # gray and colour PNMs; PAM is refused
         return None
     tokens = re.sub(rb"#[^\r\n]*", b" ", data[2:65536]).split(maxsplit=3)  # width, height, maxval, …
-    if len(tokens) < 3 or not tokens[2].isdigit():
+    if len(tokens) < 3 or not tokens[2].isdigit() or len(tokens[2]) > 5:  # OpenCV refuses a maxval over 65535
         return None
     maxval = int(tokens[2])
     return maxval if data[1:2] in (b"5", b"6") or maxval > 255 else None
@@ -273,8 +273,8 @@ def _avif_bit_depth(avif: mmap.mmap) -> int | None:
             flags = avif[start + 2]  # seq_tier_0, high_bitdepth, twelve_bit, …
             return 12 if flags & 0x20 else 10 if flags & 0x40 else 8
     for kind, start, end in properties:
-        if kind == b"pixi" and end - start >= 6 and avif[start + 4]:  # FullBox, channel count, bits of each
-            return avif[start + 5]
+        if kind == b"pixi" and end - start >= 6 and avif[start + 4] and 8 <= avif[start + 5] <= 16:
+            return avif[start + 5]  # FullBox, channel count, bits of each channel
     return None
 
 
