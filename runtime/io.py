@@ -95,7 +95,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     if aperture is not None:  # OpenCV ignores an AVIF's crop (clap)
         image = _crop_to_clean_aperture(image, aperture)
     if stored_max and stored_max < np.iinfo(image.dtype).max:  # OpenCV returned them as stored
-        _stretch(image, stored_max)
+        image = _stretch(image, stored_max)
     pixels, alpha = _split_channels(image, path)
     if alpha is None and pixels.ndim == 2 and transparent_gray is not None:  # OpenCV ignores a gray PNG's tRNS
         alpha = np.where(pixels == transparent_gray, 0, np.iinfo(pixels.dtype).max).astype(pixels.dtype)
@@ -391,15 +391,18 @@ def _item_properties(data: mmap.mmap, ipma: tuple[int, int] | None, item: int) -
     return []
 
 
-def _stretch(image: np.ndarray, stored_max: int) -> None:
-    """Scale samples of 0…``stored_max`` to the full range of ``image``'s type, in place, rounded as Pillow scales
-    them (1023 → 65535, 512 → 32800); samples over ``stored_max`` (a PNM may hold them) become the maximum."""
+def _stretch(image: np.ndarray, stored_max: int) -> np.ndarray:
+    """``image`` with samples of 0…``stored_max`` scaled to the full range of its type, rounded to the nearest
+    (1023 → 65535, 512 → 32800); samples over ``stored_max`` (a PNM may hold them) become the maximum. In place
+    where ``image`` is contiguous (as decoded)."""
     top = np.iinfo(image.dtype).max
     lut = np.minimum(np.round(np.arange(top + 1) * (top / stored_max)), top).astype(image.dtype)
-    flat = image.reshape(-1)  # a view: OpenCV's decoded arrays are contiguous
+    image = np.ascontiguousarray(image)
+    flat = image.reshape(-1)  # a view of the contiguous array
     for start in range(0, flat.size, 1 << 18):  # in blocks: indexing converts a whole index array to 64 bits
         block = flat[start : start + (1 << 18)]
         block[...] = lut[block]
+    return image
 
 
 def _is_os2_colour_bmp(head: mmap.mmap) -> bool:

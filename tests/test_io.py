@@ -644,3 +644,32 @@ def test_an_avif_is_cropped_to_its_clean_aperture(tmp_path, dx, dy, window):
     assert image.pixels.shape == (*shown.shape[:2], 3)
     assert np.abs(image.pixels.astype(int) - shown[..., :3]).max() <= 2  # lossless AVIF: YUV rounding only
     np.testing.assert_array_equal(image.alpha, shown[..., 3])
+
+
+def test_an_avif_header_is_read_in_each_layout_the_format_allows():
+    """The AVIF depth reader follows the boxes, not one writer's layout: a 64-bit box size, a primary item ID of 32
+    bits (pitm version 1), 32-bit item IDs and 15-bit property indices (ipma version 1, flag 1: files with over 127
+    properties), and the primary item's own av1C (12 bits) rather than the first in the file (another item's, 10
+    bits); a derived primary item (a grid) gives its pixi's depth."""
+    from runtime.io import _avif_bit_depth
+
+    def full(kind: bytes, version: int, flags: int, body: bytes) -> bytes:
+        return _box(kind, bytes([version]) + flags.to_bytes(3, "big") + body)
+
+    def avif(primary: int, properties: list[bytes], associations: dict[int, list[int]]) -> bytes:
+        ipma = struct.pack(">I", len(associations)) + b"".join(
+            struct.pack(">IB", item, len(indices)) + b"".join(struct.pack(">H", 0x8000 | i) for i in indices)
+            for item, indices in associations.items()
+        )
+        iprp = _box(b"iprp", _box(b"ipco", b"".join(properties)) + full(b"ipma", 1, 1, ipma))
+        meta = full(b"meta", 0, 0, full(b"pitm", 1, 0, struct.pack(">I", primary)) + iprp)
+        skipped = struct.pack(">I4sQ", 1, b"free", 24) + bytes(8)  # a 64-bit size
+        return _box(b"ftyp", b"avif\0\0\0\0avifmif1") + skipped + meta
+
+    av1c = {bits: _box(b"av1C", bytes([0x81, 0x00, {8: 0x00, 10: 0x40, 12: 0x60}[bits], 0])) for bits in (8, 10, 12)}
+    pixi16 = full(b"pixi", 0, 0, bytes([3, 16, 16, 16]))
+    assert _avif_bit_depth(avif(70000, [av1c[10], av1c[12]], {1: [1], 70000: [2]})) == 12
+    assert _avif_bit_depth(avif(1, [av1c[10], av1c[12]], {1: [1], 70000: [2]})) == 10
+    assert _avif_bit_depth(avif(3, [av1c[12], pixi16], {1: [1], 2: [1], 3: [2]})) == 16
+    assert _avif_bit_depth(avif(9, [av1c[12]], {1: [1]})) is None  # no properties of its own: left as decoded
+    assert _avif_bit_depth(b"\x89PNG\r\n\x1a\n" + bytes(40)) is None
