@@ -69,6 +69,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             if end is None:
                 raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
             size = _jpeg_frame_size(mapped) if is_jpeg else None
+            precision = _jpeg_precision(mapped) if is_jpeg else None
             header = Header(size) if size else read_header(f)
             transparent_gray = None if is_jpeg else _png_transparent_gray(mapped)
             stored_max = None if is_jpeg else _stored_max(mapped)
@@ -88,6 +89,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         except cv2.error as e:  # OpenCV asserts on images over its own size limit and on some malformed files
             raise ImageError(f"{path}: OpenCV cannot decode it ({e.err})") from None
         del data, mapped  # unmaps the file
+    if (image is None or image.size == 0) and precision not in (None, 8):
+        raise ImageError(f"{path}: a {precision}-bit JPEG; OpenCV's reader decodes 8-bit JPEGs only")
     if image is None or image.size == 0:
         raise ImageError(f"{path}: not an image OpenCV can decode (corrupt, or an unsupported format)")
     if image.dtype not in (np.uint8, np.uint16):
@@ -451,6 +454,14 @@ def _jpeg_frame_size(jpeg: mmap.mmap | bytes) -> tuple[int, int] | None:
                 return None
             height, width = struct.unpack(">HH", jpeg[pos + 5 : pos + 9])
             return (width, height) if height and width else None
+    return None
+
+
+def _jpeg_precision(jpeg: mmap.mmap) -> int | None:
+    """Bits per sample in a JPEG's first frame header (8; 12 or 16 in extended and lossless JPEGs), None without one."""
+    for marker, pos in jpeg_markers(jpeg):
+        if marker in _SOF_MARKERS:
+            return jpeg[pos + 4] if pos + 4 < len(jpeg) else None
     return None
 
 

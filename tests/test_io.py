@@ -673,3 +673,15 @@ def test_an_avif_header_is_read_in_each_layout_the_format_allows():
     assert _avif_bit_depth(avif(3, [av1c[12], pixi16], {1: [1], 2: [1], 3: [2]})) == 16
     assert _avif_bit_depth(avif(9, [av1c[12]], {1: [1]})) is None  # no properties of its own: left as decoded
     assert _avif_bit_depth(b"\x89PNG\r\n\x1a\n" + bytes(40)) is None
+
+
+@pytest.mark.parametrize("precision", [12, 16])
+def test_a_12_bit_jpeg_is_refused_as_what_it_is(tmp_path, precision):
+    """OpenCV's libjpeg reader decodes 8-bit JPEGs only (a 12-bit one comes back empty; nothing is read dark): the
+    line says the file is a 12-bit JPEG rather than corrupt."""
+    jpeg = bytearray(write_jpeg(tmp_path / "x.jpg", RGB, 90).read_bytes())
+    jpeg[jpeg.index(b"\xff\xc0") + 4] = precision  # the frame header's sample precision
+    (tmp_path / "x.jpg").write_bytes(bytes(jpeg))
+    with pytest.raises(ImageError) as error:
+        read_image(tmp_path / "x.jpg")
+    assert str(error.value) == f"{tmp_path / 'x.jpg'}: a {precision}-bit JPEG; OpenCV's reader decodes 8-bit JPEGs only"
