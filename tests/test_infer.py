@@ -139,6 +139,26 @@ def test_exif_alpha_gray_sixteen_bit_through_the_cli(tmp_path, model):
     assert cv2.imread(str(o / "deep.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
 
 
+def test_a_10_bit_avif_is_restored_as_bright_as_its_8_bit_twin(tmp_path, model):
+    """A 10-bit AVIF (OpenCV reads its samples as stored, 0–1023) was restored nearly black into a 16-bit PNG; now
+    its output shows the picture its 8-bit PNG twin's output shows."""
+    deep = ((RGB.astype(np.int64) * 1023 + 127) // 255).astype(np.uint16)[..., ::-1]
+    try:
+        ok, encoded = cv2.imencode(".avif", deep, [cv2.IMWRITE_AVIF_DEPTH, 10, cv2.IMWRITE_AVIF_QUALITY, 100])
+    except cv2.error:
+        ok = False
+    if not ok:
+        pytest.skip("this OpenCV writes no 10-bit AVIF")
+    (tmp_path / "deep.avif").write_bytes(encoded.tobytes())
+    cv2.imwrite(str(tmp_path / "flat.png"), RGB[..., ::-1])
+    proc = cli(tmp_path / "deep.avif", tmp_path / "flat.png", "-o", tmp_path / "o", "--model", model, "--tile", "32")
+    assert proc.returncode == 0, proc.stderr
+    deep_out = cv2.imread(str(tmp_path / "o" / "deep.png"), cv2.IMREAD_UNCHANGED)
+    flat_out = cv2.imread(str(tmp_path / "o" / "flat.png"), cv2.IMREAD_UNCHANGED)
+    assert deep_out.dtype == np.uint16
+    assert np.abs(deep_out / 257 - flat_out).mean() < 1.5
+
+
 @pytest.mark.cli
 def test_a_run_writes_nothing_in_the_home_folder(tmp_path, model):
     """ONNX Runtime's telemetry writes ~/.cache/Microsoft/DeveloperTools/ on import unless turned off: a run

@@ -490,3 +490,198 @@ def test_a_gray_png_keeps_its_transparent_gray(tmp_path, mode, transparent, show
     assert 0 < np.count_nonzero(image.alpha) < image.alpha.size
     write_image(tmp_path / "out.png", image.pixels, image.alpha)
     np.testing.assert_array_equal(read_image(tmp_path / "out.png").alpha, image.alpha)
+
+
+def _writes_avif_of(bits: int) -> bool:
+    try:
+        return cv2.imencode(".avif", np.zeros((8, 8, 3), np.uint16), [cv2.IMWRITE_AVIF_DEPTH, bits])[0]
+    except cv2.error:
+        return False
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow reads no AVIF")
+@pytest.mark.parametrize("bits", [10, 12, 16])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_a_10_or_12_bit_avif_is_read_as_bright_as_it_shows(tmp_path, bits, channels):
+    """OpenCV returns a 10- or 12-bit AVIF's samples as stored (0–1023, 0–4095) in uint16, which the runtime takes
+    for 16 bits: the picture came out nearly black. read_image scales them to 16 bits: the pixels and alpha read
+    back are the picture Pillow shows (in 8 bits), and so is the 16-bit PNG written from them. A 16-bit AVIF
+    (libavif 1.4: a sample transform preferred to a 12-bit primary image) is left as decoded."""
+    if not _writes_avif_of(bits):
+        pytest.skip(f"this OpenCV writes no {bits}-bit AVIF")
+    alpha = (np.arange(40 * 56).reshape(40, 56) % 251).astype(np.uint8)
+    picture = {1: RGB[..., 1], 3: RGB, 4: np.dstack([RGB, alpha])}[channels]
+    stored = ((picture.astype(np.int64) * ((1 << bits) - 1) + 127) // 255).astype(np.uint16)
+    bgr = stored if channels == 1 else cv2.cvtColor(stored, cv2.COLOR_RGB2BGR if channels == 3 else cv2.COLOR_RGBA2BGRA)
+    path = tmp_path / "deep.avif"
+    ok, encoded = cv2.imencode(".avif", bgr, [cv2.IMWRITE_AVIF_DEPTH, bits, cv2.IMWRITE_AVIF_QUALITY, 100])  # lossless
+    assert ok
+    path.write_bytes(encoded.tobytes())
+    with Image.open(path) as shown:
+        assert np.array_equal(np.asarray(shown), picture)  # Pillow decodes to 8 bits, as a viewer shows it
+    image = read_image(path)
+    read = image.pixels if image.alpha is None else np.dstack([image.pixels, image.alpha])
+    assert read.dtype == np.uint16 and read.shape == picture.shape
+    assert np.abs(read.astype(int) - picture.astype(int) * 257).max() <= 65535 // ((1 << bits) - 1) // 2 + 1
+    write_image(tmp_path / "out.png", image.pixels, image.alpha)
+    written = read_image(tmp_path / "out.png")
+    assert written.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(written.pixels, image.pixels)
+
+
+@pytest.mark.parametrize(
+    ("magic", "maxval", "channels"),
+    [(b"P5", 1023, 1), (b"P2", 4095, 1), (b"P6", 1023, 3), (b"P5", 15, 1), (b"P6", 100, 3), (b"P2", 15, 1)],
+)
+def test_a_pnm_of_any_maxval_is_read_as_bright_as_it_shows(tmp_path, magic, maxval, channels):
+    """A PGM/PPM's samples run from 0 to its maxval; OpenCV returns them as stored (uint16 above 255, uint8 below;
+    only a plain-text one below 255 is scaled), so a 10-bit PGM came out nearly black. read_image scales them to
+    the full range, as Pillow (and viewers) do: 0 → 0, maxval → the top, the rest rounded in between."""
+    stored = (np.arange(24 * 32 * channels).reshape(24, 32, channels).squeeze() * 7 % (maxval + 1)).astype(np.uint16)
+    body = stored.astype(">u2" if maxval > 255 else np.uint8).tobytes()
+    if magic == b"P2":
+        body = " ".join(map(str, stored.ravel())).encode() + b"\n"
+    path = tmp_path / ("x.ppm" if channels == 3 else "x.pgm")
+    path.write_bytes(magic + b"\n# a comment\n32 24\n%d\n" % maxval + body)
+    image = read_image(path)
+    top = 65535 if maxval > 255 else 255
+    assert image.pixels.dtype == (np.uint16 if maxval > 255 else np.uint8)
+    expected = np.round(stored * (top / maxval))
+    assert np.abs(image.pixels.astype(int) - expected).max() <= (1 if magic == b"P2" and maxval < 255 else 0)
+
+
+def _jpeg2000_of(stored: np.ndarray, bits: int) -> bytes:
+    """A lossless JP2 of ``stored`` (``bits``-bit samples, RGB): OpenCV writes 16 bits only, so the samples are
+    written shifted to where a ``bits``-bit decoder's level shift (2**(bits-1) instead of 2**15) puts them back,
+    and the precision fields (the codestream's Ssiz, the JP2 header's bpc) are then set to ``bits``."""
+    shifted = (stored.astype(np.int64) + (1 << 15) - (1 << (bits - 1))).astype(np.uint16)
+    _, encoded = cv2.imencode(".jp2", shifted[..., ::-1], [cv2.IMWRITE_JPEG2000_COMPRESSION_X1000, 1000])
+    jp2 = bytearray(encoded.tobytes())
+    siz = jp2.index(b"\xff\x51")
+    for component in range(3):
+        jp2[siz + 40 + 3 * component] = bits - 1
+    jp2[jp2.index(b"ihdr") + 14] = bits - 1
+    return bytes(jp2)
+
+
+@pytest.mark.parametrize("container", ["jp2", "j2k"])
+@pytest.mark.parametrize("bits", [12, 16])
+def test_a_12_bit_jpeg_2000_is_read_as_bright_as_it_shows(tmp_path, container, bits):
+    """OpenCV's OpenJPEG reader returns a JPEG 2000's 9- to 15-bit samples as stored in uint16 (0–4095 for 12 bits):
+    the picture came out nearly black. read_image scales them by the precision in the codestream's SIZ segment,
+    in a JP2 file and in a bare codestream alike (0 → 0, 4095 → 65535); 16 bits are left as they are. (Pillow is no
+    reference here: it shifts 12 bits down to 8 with rounding, and 4095 wraps to 0.)"""
+    stored = (np.arange(48 * 64 * 3).reshape(48, 64, 3) * 37 % (1 << bits)).astype(np.uint16)
+    jp2 = _jpeg2000_of(stored, bits)
+    path = tmp_path / f"x.{container}"
+    path.write_bytes(jp2 if container == "jp2" else jp2[jp2.index(b"\xff\x4f\xff\x51") :])
+    image = read_image(path)
+    assert image.pixels.dtype == np.uint16
+    np.testing.assert_array_equal(image.pixels, np.round(stored * (65535 / ((1 << bits) - 1))))
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I4s", 8 + len(body), kind) + body
+
+
+def _with_clean_aperture(avif: bytes, width: int, height: int, dx: tuple[int, int], dy: tuple[int, int]) -> bytes:
+    """``avif`` as libavif writes it (ftyp, meta, mdat; a version-0 ipma of 7-bit indices, a version-0 iloc of
+    4-byte offsets) with a clean aperture property (clap) of ``width``×``height`` whose centre is the fractions
+    ``dx``, ``dy`` off the image's, associated with item 1 (the colour image); the items' data offsets moved by what
+    the meta box grew."""
+    from runtime.io import _iso_boxes  # reads the boxes of a bytes object as of a mapped file
+
+    top = {kind: (start, end) for kind, start, end in _iso_boxes(avif, 0, len(avif))}
+    assert list(top) == [b"ftyp", b"meta", b"mdat"]
+    meta_start, meta_end = top[b"meta"]
+    clap = _box(b"clap", struct.pack(">IIIIiIiI", width, 1, height, 1, *dx, *dy))
+    children = []
+    for kind, start, end in _iso_boxes(avif, meta_start + 4, meta_end):
+        body = avif[start:end]
+        if kind == b"iprp":
+            parts = {k: body[s:e] for k, s, e in _iso_boxes(body, 0, len(body))}
+            index = len(list(_iso_boxes(parts[b"ipco"], 0, len(parts[b"ipco"])))) + 1  # properties count from 1
+            old, new = parts[b"ipma"], bytearray(parts[b"ipma"][:8])
+            assert old[:4] == b"\0\0\0\0"  # version 0, flags 0: 16-bit item IDs, 7-bit indices
+            pos = 8
+            for _ in range(int.from_bytes(old[4:8], "big")):
+                item, count = int.from_bytes(old[pos : pos + 2], "big"), old[pos + 2]
+                indices = old[pos + 3 : pos + 3 + count] + (bytes([0x80 | index]) if item == 1 else b"")  # essential
+                new += old[pos : pos + 2] + bytes([len(indices)]) + indices
+                pos += 3 + count
+            body = _box(b"ipco", parts[b"ipco"] + clap) + _box(b"ipma", bytes(new))
+        children.append(_box(kind, body))
+    meta = bytearray(_box(b"meta", avif[meta_start : meta_start + 4] + b"".join(children)))
+    grown = len(meta) - (meta_end - meta_start + 8)
+    pos = meta.index(b"iloc") + 4
+    assert meta[pos : pos + 6] == b"\0\0\0\0\x44\0"  # version 0, 4-byte offsets and lengths, no base offset
+    items, pos = int.from_bytes(meta[pos + 6 : pos + 8], "big"), pos + 8
+    for _ in range(items):  # item ID, data reference, extent count, (offset, length) of each
+        extents, pos = int.from_bytes(meta[pos + 4 : pos + 6], "big"), pos + 6
+        for _ in range(extents):
+            struct.pack_into(">I", meta, pos, struct.unpack_from(">I", meta, pos)[0] + grown)
+            pos += 8
+    return avif[: top[b"ftyp"][1]] + bytes(meta) + avif[top[b"mdat"][0] - 8 :]
+
+
+@pytest.mark.parametrize(
+    ("dx", "dy", "window"),
+    [((-8, 1), (4, 1), (16, 8)), ((0, 1), (0, 1), (12, 16)), ((1, 2), (0, 1), None), ((17, 1), (0, 1), None)],
+)
+def test_an_avif_is_cropped_to_its_clean_aperture(tmp_path, dx, dy, window):
+    """An AVIF's clean aperture box (clap) crops it as viewers show it (Chromium), OpenCV's and Pillow's readers
+    ignore it: read_image returns the 32×24 window, alpha too; an aperture that is not whole pixels inside the image
+    leaves the whole image, as Chromium shows it."""
+    alpha = (np.arange(48 * 64).reshape(48, 64) % 251).astype(np.uint8)
+    rgba = np.dstack([data.astronaut()[:48, :64], alpha])
+    _, encoded = cv2.imencode(".avif", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA), [cv2.IMWRITE_AVIF_QUALITY, 100])
+    path = tmp_path / "clap.avif"
+    path.write_bytes(_with_clean_aperture(encoded.tobytes(), 32, 24, dx, dy))
+    assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape == (48, 64, 4)  # read, and not cropped, by OpenCV
+    image = read_image(path)
+    top, left = window or (0, 0)
+    shown = rgba[top : top + 24, left : left + 32] if window else rgba
+    assert image.pixels.shape == (*shown.shape[:2], 3)
+    assert np.abs(image.pixels.astype(int) - shown[..., :3]).max() <= 2  # lossless AVIF: YUV rounding only
+    np.testing.assert_array_equal(image.alpha, shown[..., 3])
+
+
+def test_an_avif_header_is_read_in_each_layout_the_format_allows():
+    """The AVIF depth reader follows the boxes, not one writer's layout: a 64-bit box size, a primary item ID of 32
+    bits (pitm version 1), 32-bit item IDs and 15-bit property indices (ipma version 1, flag 1: files with over 127
+    properties), and the primary item's own av1C (12 bits) rather than the first in the file (another item's, 10
+    bits); a derived primary item (a grid) gives its pixi's depth."""
+    from runtime.io import _avif_bit_depth
+
+    def full(kind: bytes, version: int, flags: int, body: bytes) -> bytes:
+        return _box(kind, bytes([version]) + flags.to_bytes(3, "big") + body)
+
+    def avif(primary: int, properties: list[bytes], associations: dict[int, list[int]]) -> bytes:
+        ipma = struct.pack(">I", len(associations)) + b"".join(
+            struct.pack(">IB", item, len(indices)) + b"".join(struct.pack(">H", 0x8000 | i) for i in indices)
+            for item, indices in associations.items()
+        )
+        iprp = _box(b"iprp", _box(b"ipco", b"".join(properties)) + full(b"ipma", 1, 1, ipma))
+        meta = full(b"meta", 0, 0, full(b"pitm", 1, 0, struct.pack(">I", primary)) + iprp)
+        skipped = struct.pack(">I4sQ", 1, b"free", 24) + bytes(8)  # a 64-bit size
+        return _box(b"ftyp", b"avif\0\0\0\0avifmif1") + skipped + meta
+
+    av1c = {bits: _box(b"av1C", bytes([0x81, 0x00, {8: 0x00, 10: 0x40, 12: 0x60}[bits], 0])) for bits in (8, 10, 12)}
+    pixi16 = full(b"pixi", 0, 0, bytes([3, 16, 16, 16]))
+    assert _avif_bit_depth(avif(70000, [av1c[10], av1c[12]], {1: [1], 70000: [2]})) == 12
+    assert _avif_bit_depth(avif(1, [av1c[10], av1c[12]], {1: [1], 70000: [2]})) == 10
+    assert _avif_bit_depth(avif(3, [av1c[12], pixi16], {1: [1], 2: [1], 3: [2]})) == 16
+    assert _avif_bit_depth(avif(9, [av1c[12]], {1: [1]})) is None  # no properties of its own: left as decoded
+    assert _avif_bit_depth(b"\x89PNG\r\n\x1a\n" + bytes(40)) is None
+
+
+@pytest.mark.parametrize("precision", [12, 16])
+def test_a_12_bit_jpeg_is_refused_as_what_it_is(tmp_path, precision):
+    """OpenCV's libjpeg reader decodes 8-bit JPEGs only (a 12-bit one comes back empty; nothing is read dark): the
+    line says the file is a 12-bit JPEG rather than corrupt."""
+    jpeg = bytearray(write_jpeg(tmp_path / "x.jpg", RGB, 90).read_bytes())
+    jpeg[jpeg.index(b"\xff\xc0") + 4] = precision  # the frame header's sample precision
+    (tmp_path / "x.jpg").write_bytes(bytes(jpeg))
+    with pytest.raises(ImageError) as error:
+        read_image(tmp_path / "x.jpg")
+    assert str(error.value) == f"{tmp_path / 'x.jpg'}: a {precision}-bit JPEG; OpenCV's reader decodes 8-bit JPEGs only"
