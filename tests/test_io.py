@@ -589,18 +589,18 @@ def _with_clean_aperture(avif: bytes, width: int, height: int, dx: tuple[int, in
     4-byte offsets) with a clean aperture property (clap) of ``width``×``height`` whose centre is the fractions
     ``dx``, ``dy`` off the image's, associated with item 1 (the colour image); the items' data offsets moved by what
     the meta box grew."""
-    from runtime.io import _iso_boxes  # reads the boxes of a bytes object as of a mapped file
+    from runtime.file_headers import iso_boxes  # reads the boxes of a bytes object as of a mapped file
 
-    top = {kind: (start, end) for kind, start, end in _iso_boxes(avif, 0, len(avif))}
+    top = {kind: (start, end) for kind, start, end in iso_boxes(avif, 0, len(avif))}
     assert list(top) == [b"ftyp", b"meta", b"mdat"]
     meta_start, meta_end = top[b"meta"]
     clap = _box(b"clap", struct.pack(">IIIIiIiI", width, 1, height, 1, *dx, *dy))
     children = []
-    for kind, start, end in _iso_boxes(avif, meta_start + 4, meta_end):
+    for kind, start, end in iso_boxes(avif, meta_start + 4, meta_end):
         body = avif[start:end]
         if kind == b"iprp":
-            parts = {k: body[s:e] for k, s, e in _iso_boxes(body, 0, len(body))}
-            index = len(list(_iso_boxes(parts[b"ipco"], 0, len(parts[b"ipco"])))) + 1  # properties count from 1
+            parts = {k: body[s:e] for k, s, e in iso_boxes(body, 0, len(body))}
+            index = len(list(iso_boxes(parts[b"ipco"], 0, len(parts[b"ipco"])))) + 1  # properties count from 1
             old, new = parts[b"ipma"], bytearray(parts[b"ipma"][:8])
             assert old[:4] == b"\0\0\0\0"  # version 0, flags 0: 16-bit item IDs, 7-bit indices
             pos = 8
@@ -651,7 +651,7 @@ def test_an_avif_header_is_read_in_each_layout_the_format_allows():
     bits (pitm version 1), 32-bit item IDs and 15-bit property indices (ipma version 1, flag 1: files with over 127
     properties), and the primary item's own av1C (12 bits) rather than the first in the file (another item's, 10
     bits); a derived primary item (a grid) gives its pixi's depth."""
-    from runtime.io import _avif_bit_depth
+    from runtime.file_headers import avif_bit_depth
 
     def full(kind: bytes, version: int, flags: int, body: bytes) -> bytes:
         return _box(kind, bytes([version]) + flags.to_bytes(3, "big") + body)
@@ -668,11 +668,11 @@ def test_an_avif_header_is_read_in_each_layout_the_format_allows():
 
     av1c = {bits: _box(b"av1C", bytes([0x81, 0x00, {8: 0x00, 10: 0x40, 12: 0x60}[bits], 0])) for bits in (8, 10, 12)}
     pixi16 = full(b"pixi", 0, 0, bytes([3, 16, 16, 16]))
-    assert _avif_bit_depth(avif(70000, [av1c[10], av1c[12]], {1: [1], 70000: [2]})) == 12
-    assert _avif_bit_depth(avif(1, [av1c[10], av1c[12]], {1: [1], 70000: [2]})) == 10
-    assert _avif_bit_depth(avif(3, [av1c[12], pixi16], {1: [1], 2: [1], 3: [2]})) == 16
-    assert _avif_bit_depth(avif(9, [av1c[12]], {1: [1]})) is None  # no properties of its own: left as decoded
-    assert _avif_bit_depth(b"\x89PNG\r\n\x1a\n" + bytes(40)) is None
+    assert avif_bit_depth(avif(70000, [av1c[10], av1c[12]], {1: [1], 70000: [2]})) == 12
+    assert avif_bit_depth(avif(1, [av1c[10], av1c[12]], {1: [1], 70000: [2]})) == 10
+    assert avif_bit_depth(avif(3, [av1c[12], pixi16], {1: [1], 2: [1], 3: [2]})) == 16
+    assert avif_bit_depth(avif(9, [av1c[12]], {1: [1]})) is None  # no properties of its own: left as decoded
+    assert avif_bit_depth(b"\x89PNG\r\n\x1a\n" + bytes(40)) is None
 
 
 @pytest.mark.parametrize("precision", [12, 16])

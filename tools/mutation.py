@@ -41,7 +41,7 @@ GROUPS = {
     "settings": (["runtime/settings.py", "runtime/strength.py"], ["tests/test_settings.py", "tests/test_compare.py"]),
     "fp16_check": (["export/fp16_check.py"], ["tests/test_fp16_check.py"]),
     "int8": (["export/int8.py"], ["tests/test_int8.py"]),
-    "io": (["runtime/io.py"], ["tests/test_io.py", "tests/test_hostile_inputs.py"]),
+    "io": (["runtime/io.py", "runtime/file_headers.py"], ["tests/test_io.py", "tests/test_hostile_inputs.py"]),
     "compare": (["runtime/compare.py", "runtime/report_html.py"], ["tests/test_compare.py"]),
     "cli": (["runtime/cli.py"], ["tests/test_infer.py"]),
     "video": (["runtime/video/*.py"], ["tests/test_video.py"]),
