@@ -162,6 +162,11 @@ def markdown(runs: dict[str, dict]) -> str:
             tests = ", ".join(Path(t).name for t in row.get("tests", []))
             lines.append(f"| {module} | {tests} | " + " | ".join(map(str, cells)) + f" | {shown} |")
         lines.append("")
+    for label, run in runs.items():  # kept in the JSON: the copies the pairs were read from may be gone
+        if pair := run.get("paired"):
+            lines += [f"## {pair['with']} → {label}, on the mutants both runs decided", ""]
+            lines += [f"| module | mutants | killed by {pair['with']} | killed by {label} |", "|---|---|---|---|"]
+            lines += [*pair["rows"], ""]
     return "\n".join(lines)
 
 
@@ -198,14 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python tools/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "note": args.note or run.get("note", ""),
     }
+    if args.compare and (rows := paired(*args.compare)):
+        runs[args.compare[1]]["paired"] = {"with": args.compare[0], "rows": rows}
     path.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
-    text = markdown(runs)
-    if args.compare:
-        before, after = args.compare
-        head = f"| module | mutants | killed by {before} | killed by {after} |\n|---|---|---|---|"
-        text += f"\n## {before} → {after}, on the mutants both runs decided\n\n{head}\n"
-        text += "\n".join(paired(before, after)) + "\n"
-    (RESULTS / "mutation.md").write_text(text, encoding="utf-8")
+    (RESULTS / "mutation.md").write_text(markdown(runs), encoding="utf-8")
     print(markdown({args.label: run}))
     return 0
 
