@@ -43,7 +43,10 @@ GROUPS = {
     "int8": (["export/int8.py"], ["tests/test_int8.py"]),
     "io": (["runtime/io.py", "runtime/file_headers.py"], ["tests/test_io.py", "tests/test_hostile_inputs.py"]),
     "compare": (["runtime/compare.py", "runtime/report_html.py"], ["tests/test_compare.py"]),
-    "cli": (["runtime/cli.py"], ["tests/test_infer.py"]),
+    "cli": (
+        ["runtime/cli.py"],
+        ["tests/test_infer.py", "tests/test_hostile_inputs.py", "tests/test_settings.py", "tests/test_compare.py"],
+    ),
     "video": (["runtime/video/*.py"], ["tests/test_video.py"]),
 }
 _SKIP = shutil.ignore_patterns(
