@@ -667,9 +667,10 @@ def test_the_note_for_other_codecs_is_a_whole_sentence(tmp_path, models):
 
 
 def test_an_rgb_input_can_be_written_as_yuv(tmp_path, restorer):
-    """An FFV1 (RGB) input restored to h264: the 4:2:0 YUV in the matrix players assume for its height, tagged."""
+    """An FFV1 (RGB) input restored to h264: the 4:2:0 YUV in the matrix players assume for its height (not its
+    width: 768 pixels wide, 32 lines is BT.601), tagged."""
     rgb = tmp_path / "rgb.mkv"
-    restore_video(make_mjpeg(tmp_path / "camera.avi", [10, 15], audio=False), rgb, restorer)
+    restore_video(make_mjpeg(tmp_path / "camera.avi", [10, 15], audio=False, size=(768, 32)), rgb, restorer)
     dst = tmp_path / "again.mp4"
     assert restore_video(rgb, dst, restorer, VideoSettings("h264", crf=0)).frames == 2
     with av.open(str(dst)) as container:
