@@ -913,6 +913,17 @@ def test_forced_quality_chooses_the_model_for_motion_jpeg(tmp_path, restorer):
         assert np.array_equal(restored, restorer(rgb, 15)) and not np.array_equal(restored, restorer(rgb, 10))
 
 
+def test_forced_quality_chooses_the_model_for_raw_frames(tmp_path, models, restorer):
+    """--raw with --quality 15: every frame restored by the q15 model, not the one for an unknown quality (q10)."""
+    from runtime.video.cli import main
+
+    src, dst = tmp_path / "in.rgb", tmp_path / "out.rgb"
+    src.write_bytes(PHOTO.tobytes() * 2)
+    assert main(["--raw", f"{W}x{H}:rgb24", str(src), str(dst), "--model", str(models), "--quality", "15", "-q"]) == 0
+    assert not np.array_equal(restorer(PHOTO, 15), restorer(PHOTO))
+    assert dst.read_bytes() == restorer(PHOTO, 15).tobytes() * 2
+
+
 def test_seconds_and_raw_sizes_are_checked_at_their_bounds():
     import argparse
 
