@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 from skimage import data
 
 from common.color import rgb_to_y
@@ -41,6 +42,7 @@ from runtime.compare import (
     render,
 )
 from runtime.io import ImageError, read_image, write_image
+from runtime.jpeg_quality import ijg_table
 from runtime.report_types import CROP_COLOURS
 from runtime.strength import blend, check_strength
 from tests.conftest import assert_imports_without_torch
@@ -108,6 +110,23 @@ def test_side_by_side_geometry_images_and_labels():
         gap = picture[rows, cols.stop : cols.stop + GAP]
         assert (gap == BACKGROUND).all()
     assert not np.array_equal(labels[0], labels[1]) and not np.array_equal(labels[1], labels[2])
+
+
+@pytest.mark.parametrize("chroma_step, label", [(0, "JPEG q15"), (1, "JPEG q~15")], ids=["libjpeg", "custom"])
+def test_the_input_label_says_whether_its_quality_is_exact(tmp_path, chroma_step, label):
+    """The input column is labelled 'JPEG q15' for libjpeg's q15 tables, 'JPEG q~15' (an estimate) for tables one
+    step off them."""
+    chroma = ijg_table(15, chroma=True)
+    chroma[0] += chroma_step
+    src, restored = tmp_path / "photo.jpg", tmp_path / "photo_wcdgan.png"
+    Image.fromarray(RGB).save(src, qtables=[list(ijg_table(15)), list(chroma)])
+    jpeg = read_image(src).pixels
+    write_image(restored, _restoration(jpeg))
+    with CompareRun(tmp_path / "cmp") as run:
+        picture = read_image(run.add(src, restored, FACTS)).pixels
+    settings = CompareSettings()
+    expected = render(compare_images(jpeg, _restoration(jpeg), None, label, settings), settings)
+    np.testing.assert_array_equal(picture, expected)
 
 
 def test_crops_land_where_the_restoration_changed_most():
