@@ -447,6 +447,18 @@ def test_an_rgba_tiff_keeps_its_colours_and_orientation(tmp_path):
     np.testing.assert_array_equal(image.alpha, alpha)
 
 
+def test_a_sixteen_bit_rgba_tiff_stays_sixteen_bit(tmp_path):
+    """A 16-bit RGBA TIFF (as OpenCV writes one: a 16-bit restoration with alpha) reads back with its 16-bit colours
+    and alpha, not Pillow's 8-bit decoding of it."""
+    deep = RGB.astype(np.uint16) * 251 + 3  # low bytes that 8 bits cannot hold
+    alpha = (np.arange(40 * 56).reshape(40, 56) * 29 % 65536).astype(np.uint16)
+    path = tmp_path / "deep.tiff"
+    assert cv2.imwrite(str(path), np.dstack([deep[..., ::-1], alpha]))
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, deep)
+    np.testing.assert_array_equal(image.alpha, alpha)
+
+
 @pytest.mark.skipif(not features.check("avif"), reason="this Pillow reads no AVIF")
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_an_avif_is_turned_as_its_rotation_and_mirror_boxes_say(tmp_path, orientation):
