@@ -180,7 +180,7 @@ def test_gpus_per_actor_bounds_are_inclusive():
 def test_inputs_from_manifests_folders_and_globs(tmp_path):
     for name in ("a.jpg", "b.png", "b_wcdgan.png", "notes.md"):
         (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "list.txt").write_text("a.jpg\n\n# comment\n/elsewhere/c.jpg\na.jpg\n")
+    (tmp_path / "list.txt").write_text("a.jpg\n\n# comment\n#old files\n  # indented\n/elsewhere/c.jpg\na.jpg\n")
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
 
