@@ -293,6 +293,12 @@ def test_the_failure_names_the_first_non_finite_tensor() -> None:
         fp16_check.check("m_fp16.onnx", numbers, 40.0)
 
 
+def test_the_summary_counts_non_finite_and_overflowing_tensors_apart() -> None:
+    """The build's log line: 2 tensors holding NaN/Inf and 1 overflowing one are counted so, not swapped."""
+    numbers = fp16_check.Fp16Numbers(nonfinite_tensors=["a", "b"], overflow_tensors=["c"])
+    assert ", 2 non-finite and 1 overflowing tensors, " in fp16_check.summary(numbers)
+
+
 def test_the_mean_psnr_is_the_mean_of_the_images(tmp_path: Path) -> None:
     """The sidecar's mean output PSNR averages every image: two images FP16 computes exactly (PSNR at the cap) and one
     it does not (input + 1000 − 1000: FP16 keeps 0.3 as 0.5) average to (2 · cap + worst) / 3, not the median cap."""
