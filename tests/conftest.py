@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,12 +37,33 @@ os.environ["WCDGAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="wcdgan-test-engines-")
 def module_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a command run by a test: ``env`` (default: this process's, as it is now) with this checkout's
     code first on the path, whatever is installed. A mutation run (docs/mutation.md) chooses its mutant with
-    ``MUTANT_UNDER_TEST``, which the command inherits and so runs that mutant too; its "stats" pass (which tests call
-    which function) can only count calls in this process, so the command runs the code unmutated then."""
+    ``MUTANT_UNDER_TEST``, which the command inherits and so runs that mutant too; in its "stats" pass (which tests call
+    which function) the command records the functions it calls (tools/mutation_stats), and they count as the test's."""
     env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     if env.get("MUTANT_UNDER_TEST") == "stats":
-        del env["MUTANT_UNDER_TEST"]
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT / "tools" / "mutation_stats"), str(REPO_ROOT)])
+        _COMMAND_CALLS.mkdir(exist_ok=True)
+        env["MUTMUT_CALLS_DIR"] = str(_COMMAND_CALLS)
     return env
+
+
+_COMMAND_CALLS = Path(tempfile.gettempdir()) / f"wcdgan-mutmut-calls-{os.getpid()}"  # made by a stats pass only
+
+
+@pytest.hookimpl(tryfirst=True)  # before mutmut's own hook reads the test's calls
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """In a mutation run's stats pass: the functions the test's commands called count as called by the test."""
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats" or not _COMMAND_CALLS.is_dir():
+        return
+    from mutmut.state import state
+
+    for calls in _COMMAND_CALLS.glob("*.txt"):
+        state()._stats.update(calls.read_text().split())
+        calls.unlink()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    shutil.rmtree(_COMMAND_CALLS, ignore_errors=True)
 
 
 class _ModuleEnv(Mapping):
