@@ -70,7 +70,6 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             if end is None:
                 raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
             size = _jpeg_frame_size(mapped) if is_jpeg else None
-            precision = _jpeg_precision(mapped) if is_jpeg else None
             header = Header(size) if size else read_header(f)
             transparent_gray = None if is_jpeg else file_headers.png_transparent_gray(mapped)
             stored_max = None if is_jpeg else file_headers.stored_max(mapped)
@@ -89,9 +88,10 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             image, meta_types, meta = cv2.imdecodeWithMetadata(data, flags)
         except cv2.error as e:  # OpenCV asserts on images over its own size limit and on some malformed files
             raise ImageError(f"{path}: OpenCV cannot decode it ({e.err})") from None
+        precision = _jpeg_precision(mapped) if is_jpeg and (image is None or image.size == 0) else None
         del data, mapped  # unmaps the file
-    if (image is None or image.size == 0) and precision not in (None, 8):
-        raise ImageError(f"{path}: a {precision}-bit JPEG; OpenCV's reader decodes 8-bit JPEGs only")
+        if precision not in (None, 8):  # looked up only when OpenCV returned nothing: not on every JPEG's path
+            raise ImageError(f"{path}: a {precision}-bit JPEG; OpenCV's reader decodes 8-bit JPEGs only")
     if image is None or image.size == 0:
         raise ImageError(f"{path}: not an image OpenCV can decode (corrupt, or an unsupported format)")
     if image.dtype not in (np.uint8, np.uint16):
