@@ -302,6 +302,26 @@ def test_sixteen_bit_gray_and_alpha_inputs_are_shown_on_8_bits(tmp_path):
     assert _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))[0][0] == expected
 
 
+def test_sixteen_bit_samples_are_shown_and_measured_on_their_nearest_8_bit_level(tmp_path):
+    """A 16-bit input's samples a little below or above an 8-bit level (33100 is 128.8: shown as 129) land on that
+    level: its picture is the one of those 8-bit images, and it equals its 8-bit original exactly (PSNR ∞)."""
+    eight = np.clip(RGB, 1, 254)
+    wide = np.int32  # room for 257 × a level
+    near = np.where(np.indices(eight.shape).sum(axis=0) % 2, -100, 100)  # ±0.39 of a level, alternating
+    restored = np.clip(_restoration(eight), 1, 254)
+    write_image(tmp_path / "photo.png", (eight.astype(wide) * 257 + near).astype(np.uint16))
+    write_image(tmp_path / "photo_out.png", (restored.astype(wide) * 257 + near).astype(np.uint16))
+    (tmp_path / "ref").mkdir()
+    write_image(tmp_path / "ref" / "photo.png", eight)
+    settings = CompareSettings()
+    with CompareRun(tmp_path / "cmp", tmp_path / "ref", settings) as run:
+        picture = read_image(run.add(tmp_path / "photo.png", tmp_path / "photo_out.png", FACTS)).pixels
+    expected = render(compare_images(eight, restored, eight, "input", settings), settings)
+    np.testing.assert_array_equal(picture, expected)
+    psnr_cell = _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))[0][0]
+    assert psnr_cell == f"∞ → {psnr(restored, eight):.2f} ▼"
+
+
 def test_find_reference_prefers_lossless_and_never_the_input(tmp_path):
     for name in ("x.jpg", "x.png", "y.jpg"):
         (tmp_path / name).write_bytes(b"")
