@@ -115,6 +115,9 @@ def world(tmp_path_factory) -> dict[str, Path]:
     f["twin"] = write_jpeg(root / "twin" / "good.jpg", RGB, 50)  # same name as src/good.jpg
     f["blocker"] = root / "blocker"  # a file where an output folder would have to be
     f["blocker"].write_text("not a folder")
+    (root / "big_originals").mkdir()  # an original for --compare larger than the image it is the original of
+    (root / "big_originals" / "good.png").write_bytes(png_declaring(2000, 1000))
+    f["big_originals"] = root / "big_originals"
     return f
 
 
@@ -154,6 +157,12 @@ CASES = [
         ["{bomb.png}", "-o", "{out}", "--model", "{model}", "--max-pixels", "1000"],
         1,
         "decode",
+    ),
+    (
+        "--compare reads its original under --max-pixels too",
+        ["{jpg}", "-o", "{out}", "--model", "{model}", "--max-pixels", "1", "--reference={big_originals}", "--compare"],
+        1,
+        "good.png: declares 2000×1000 = 2 MP, over the limit of 1 MP",
     ),
     ("tiny --max-pixels", ["{jpg}", "-o", "{out}", "--model", "{model}", "--max-pixels", "0.001"], 1, "over the limit"),
     ("negative --max-pixels", ["{jpg}", "--model", "{model}", "--max-pixels", "-1"], 2, "--max-pixels must"),
