@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import re
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -407,6 +409,28 @@ def test_interrupt_leaves_nothing(tmp_path, models, signum):
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list(out_dir.iterdir()) == []  # neither output nor temporary
     assert src.read_bytes() == before
+
+
+def _file_size_limit(size: int) -> Callable[[], None]:
+    """A ``preexec_fn``: the command's writes past ``size`` bytes of a file fail (EFBIG, as on a full disk)."""
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the kernel kills the writer instead of failing the write
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+    return limit
+
+
+@pytest.mark.cli
+def test_a_write_failing_as_out_is_finished_exits_1_and_leaves_nothing(tmp_path, models):
+    """OUT's bytes that can only be written when it is finished (the whole tiny clip is buffered until then) failing
+    to be written, as on a full disk: exit 1 with the error on one line, no OUT and no temporary left."""
+    src = make_mjpeg(tmp_path / "camera.avi", [10] * 6, audio=False)
+    dst = tmp_path / "restored.mkv"
+    proc = cli(src, dst, "--model", models, "-q", preexec_fn=_file_size_limit(1000))
+    assert proc.returncode == 1, proc.stderr
+    assert re.fullmatch(rf"error: {re.escape(f'{src} → {dst}')}: .*File too large\n", proc.stderr), proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["camera.avi"]
 
 
 @pytest.mark.cli
