@@ -26,6 +26,7 @@ from tests.video_fixtures import PHOTO, H, W, jpeg_bytes, make_mjpeg
 
 av = pytest.importorskip("av", reason="PyAV is not installed (the [video] extra)")
 
+from runtime.compare import CompareSettings, compare_images, layout_of  # noqa: E402
 from runtime.restorer import Restorer  # noqa: E402 (after the skip: runtime.video needs av)
 from runtime.video import (  # noqa: E402
     Colour,
@@ -702,6 +703,23 @@ def test_an_rgb_input_can_be_written_as_yuv(tmp_path, restorer):
         assert (ctx.colorspace, ctx.color_range) == (6, 1)  # BT.601 (under 720 lines), limited range
     for (_, before, _), (_, after, _) in zip(decoded(rgb), decoded(dst), strict=True):
         assert np.abs(after.astype(int) - restorer(before)).mean() < 3  # 4:2:0 of the restored frame
+
+
+@pytest.mark.cli
+def test_the_compare_clip_of_an_rgb_input_shows_the_yuv_out_in_its_colours(tmp_path, models, restorer):
+    """An FFV1 (RGB) input restored to h264 with --compare: the side-by-side clip's restored column shows OUT's frames
+    as a player decodes them (limited-range YUV in OUT's matrix, not the input's full-range RGB), up to the clip's own
+    4:2:0 encoding."""
+    rgb = tmp_path / "rgb.mkv"
+    restore_video(make_mjpeg(tmp_path / "camera.avi", [10, 15], audio=False), rgb, restorer)
+    dst = tmp_path / "restored.mp4"
+    proc = cli(rgb, dst, "--codec", "h264", "--crf", "0", "--model", models, "-q", "--compare")
+    assert proc.returncode == 0, proc.stderr
+    beside = tmp_path / "restored_compare.mp4"
+    columns = CompareSettings(crops=0)  # the clip's layout: labelled columns, no zoomed crops
+    for (_, after, _), (_, shown, _) in zip(decoded(dst), decoded(beside), strict=True):
+        y, x = layout_of(compare_images(after, after, settings=columns), columns).image_origin(1)
+        assert np.abs(shown[y : y + H, x : x + W].astype(int) - after).mean() < 3  # the clip's 4:2:0 of OUT's frame
 
 
 @pytest.mark.cli
