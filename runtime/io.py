@@ -109,13 +109,27 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     return LoadedImage(pixels, alpha, read_jpeg_quality(path) if is_jpeg else None, orientation)
 
 
+def _distinct_megapixels(pixels: int, limit: int) -> tuple[str, str]:
+    """Two pixel counts in MP, to 3 significant digits, or more where 3 would print them equal (1.8 MP over 1.8 MP):
+    a small --max-pixels (0.001) reads as such, not as 0 MP."""
+    for digits in (3, 6, 9):
+        texts = tuple(
+            np.format_float_positional(n / 1e6, precision=digits, unique=False, fractional=False, trim="-")
+            for n in (pixels, limit)
+        )
+        if texts[0] != texts[1]:
+            return texts
+    return texts
+
+
 def check_size(path: Path, size: tuple[int, int] | int, max_pixels: int) -> None:
     """Raise ImageError when ``size`` ((width, height), or a pixel count) is over ``max_pixels``."""
     pixels = size if isinstance(size, int) else size[0] * size[1]
     if pixels > max_pixels:
         shape = f"{size[0]}×{size[1]} = " if isinstance(size, tuple) else ""
+        declared, limit = _distinct_megapixels(pixels, max_pixels)
         raise ImageError(
-            f"{path}: declares {shape}{pixels / 1e6:.0f} MP, over the limit of {max_pixels / 1e6:.0f} MP "
+            f"{path}: declares {shape}{declared} MP, over the limit of {limit} MP "
             "(raise it with --max-pixels if the machine has the memory)"
         )
 
