@@ -472,6 +472,8 @@ def test_a_long_utf_8_name_gets_a_picture_name_the_file_system_takes(tmp_path):
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 @pytest.mark.parametrize("strength", [0.01, 0.3, 0.5, 1.0])
 def test_blend_is_the_rounded_linear_mix(dtype, strength):
+    """blend's contract at every strength (1: the restoration's values): a new array without ``out``, else ``out``
+    filled and returned — a caller's buffer or ``restored`` itself; the inputs are never written otherwise."""
     rng = np.random.default_rng(2)
     top = np.iinfo(dtype).max
     jpeg = rng.integers(0, top, (300, 700, 3), dtype=dtype, endpoint=True)  # several bands of rows
@@ -481,6 +483,13 @@ def test_blend_is_the_rounded_linear_mix(dtype, strength):
     assert out.dtype == dtype and out.shape == jpeg.shape
     np.testing.assert_array_equal(out, expected)
     assert ((out >= np.minimum(jpeg, restored)) & (out <= np.maximum(jpeg, restored))).all()
+    assert not np.shares_memory(out, restored) and not np.shares_memory(out, jpeg)  # a new array, as documented
+    buffer = np.zeros_like(restored)  # a caller's own array: filled, returned, the inputs left as they were
+    inputs = jpeg.copy(), restored.copy()
+    assert blend(jpeg, restored, strength, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer, expected)
+    np.testing.assert_array_equal(jpeg, inputs[0])
+    np.testing.assert_array_equal(restored, inputs[1])
     in_place = restored.copy()
     assert blend(jpeg, in_place, strength, out=in_place) is in_place
     np.testing.assert_array_equal(in_place, expected)
