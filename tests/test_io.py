@@ -485,11 +485,14 @@ def test_an_avif_is_turned_as_its_rotation_and_mirror_boxes_say(tmp_path, orient
         )
 
 
-@pytest.mark.parametrize(("mode", "transparent", "shown"), [("1", 1, 255), ("L", 100, 100), ("I;16", 30000, 30000)])
+@pytest.mark.parametrize(
+    ("mode", "transparent", "shown"),
+    [("1", 1, 255), ("L", 100, 100), ("I;16", 30000, 30000), ("1", 0, 0), ("L", 0, 0), ("I;16", 0, 0)],
+)
 def test_a_gray_png_keeps_its_transparent_gray(tmp_path, mode, transparent, shown):
     """A gray PNG (1, 8, 16 bits) whose tRNS chunk makes one gray value transparent, which OpenCV's reader ignores:
     the pixels of that value (1 bit: white, as read) come with alpha 0, the others opaque, in the written output
-    too."""
+    too. Black (0) is a transparent gray like any other (a keyed-out black background)."""
     values = {"1": [0, 1], "L": [0, 100, 255], "I;16": [0, 30000, 65535]}[mode]
     stored = np.array(values, np.uint16)[np.arange(32 * 48).reshape(32, 48) % len(values)]
     path = tmp_path / "key.png"
