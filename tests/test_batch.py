@@ -3,6 +3,7 @@ SIGTERM and SIGKILL, usage errors without tracebacks. A Ray start costs 5-10 s h
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -230,6 +231,54 @@ def test_actor_rows_and_setup_failure_without_ray(tmp_path, model):
     np.testing.assert_array_equal(read_image(tmp_path / "g25.png").pixels, blend(jpeg, full, 0.25))
     broken = RestoreActor(str(tmp_path / "gone.onnx"), settings, None)  # answers instead of dying
     assert {json.loads(r)["status"] for r in broken(batch_rows)["result"]} == {SETUP_FAILED}
+
+
+def test_a_ray_failure_counts_only_the_unfinished_files_as_failed(tmp_path, model, monkeypatch, capsys):
+    """Ray dies after 2 of the 4 files to restore were written (the pool played by a RestoreActor here, without
+    Ray): the summary counts those 2 restored and only the 2 unwritten ones failed (exit 1, one line saying to
+    rerun); the rerun restores just those 2 and ends with all done."""
+    import ray.exceptions
+
+    import runtime.batch as batch_module
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    for i in range(4):
+        write_jpeg(src / f"a{i}.jpg", data.astronaut()[:48, 48 * i : 48 * (i + 1)], 10 + 5 * i)
+    write_jpeg(src / "b.jpg", data.astronaut()[48:96, :48], 10)
+    out.mkdir()
+    (out / "b.png").write_bytes(b"done by an earlier run")  # skipped
+    given: list[list[str]] = []
+
+    def pool_dying_after(count: int):
+        def restore_on_ray(todo, args, settings, actors):
+            given.append(sorted(plan.src.name for plan in todo))
+            actor = RestoreActor(str(args.model), settings, args.quality)
+            for plan in todo[:count]:
+                batch_rows = {"input": np.array([str(plan.src)]), "output": np.array([str(plan.dst)])}
+                yield json.loads(actor(batch_rows)["result"][0])
+            if count < len(todo):
+                raise ray.exceptions.RaySystemError("the raylet died")
+
+        return restore_on_ray
+
+    monkeypatch.setattr(batch_module, "ray_session", lambda args: contextlib.nullcontext(1))
+    monkeypatch.setattr(batch_module, "restore_on_ray", pool_dying_after(2))
+    argv = [str(src), str(out), "--model", str(model), "--tile", "32"]
+    assert batch_main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("2 restored, 1 skipped, 2 failed in "), captured.out
+    err = captured.err.splitlines()
+    assert err[-2] == "error: the Ray job failed, rerun to resume (System error: the raylet died)", err
+    assert err[-1] == "2 input(s) failed" and "Traceback" not in captured.err
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert given == [["a0.jpg", "a1.jpg", "a2.jpg", "a3.jpg"]] and written == ["a0.png", "a1.png", "b.png"]
+    assert [r["status"] for r in rows(out / MANIFEST_NAME)] == ["skipped", "ok", "ok"]
+
+    monkeypatch.setattr(batch_module, "restore_on_ray", pool_dying_after(4))
+    assert batch_main(argv) == 0
+    assert capsys.readouterr().out.startswith("2 restored, 3 skipped, 0 failed in ")
+    assert given[1] == ["a2.jpg", "a3.jpg"] and len(list(out.glob("*.png"))) == 5
 
 
 # -- issue 29 (items 1, 11) and issue 26 (item 5) ----------------------------------------------------------------
