@@ -722,6 +722,30 @@ def test_the_compare_clip_of_an_rgb_input_shows_the_yuv_out_in_its_colours(tmp_p
         assert np.abs(shown[y : y + H, x : x + W].astype(int) - after).mean() < 3  # the clip's 4:2:0 of OUT's frame
 
 
+def x264_crf(path: Path) -> float:
+    """The crf that libx264 wrote into ``path``'s H.264 stream (its options, in an SEI user-data string)."""
+    with av.open(str(path)) as container:
+        found = re.findall(rb" crf=([\d.]+) ", b"".join(bytes(p) for p in container.demux(video=0)))
+    assert len(found) == 1, found
+    return float(found[0])
+
+
+@pytest.mark.cli
+def test_the_compare_clip_is_encoded_at_outs_crf(tmp_path, models):
+    """--codec h264 --compare: the side-by-side clip is encoded at OUT's crf, the codec's default without --crf
+    (not libx264's own 23) and the user's --crf with it."""
+    from runtime.video.encode import CODECS
+
+    src = make_mjpeg(tmp_path / "camera.avi", [10, 15], audio=False)
+    for crf in (None, 30):
+        dst = tmp_path / f"crf{crf or 'default'}.mp4"
+        options = ["--crf", str(crf)] if crf else []
+        proc = cli(src, dst, "--codec", "h264", *options, "--model", models, "-q", "--compare")
+        assert proc.returncode == 0, proc.stderr
+        beside = dst.with_name(f"{dst.stem}_compare.mp4")
+        assert x264_crf(dst) == x264_crf(beside) == (crf or CODECS["h264"].crf)
+
+
 @pytest.mark.cli
 def test_mjpeg_frames_are_projected_onto_their_own_packets(tmp_path, models):
     """--consistent (the default for Motion JPEG): each restored frame re-encodes, with its own packet's tables, to
