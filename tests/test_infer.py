@@ -490,6 +490,18 @@ def test_a_tile_of_no_pixels_is_a_usage_error(tile, capsys):
     assert caught.value.code == 2 and "expected N or HxW with positive sizes" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("tile", "tiles"), [("32X48", 4), ("48X32", 3)])
+def test_a_tile_written_with_a_capital_x(tmp_path, model, capsys, tile, tiles):
+    """--tile 32X48 is 32 rows × 48 columns, as 32x48: the 48×72 image is restored in 2×2 such tiles (1×3 of
+    48X32), as its result line says."""
+    from runtime.infer import main
+
+    src, out = write_jpeg(tmp_path / "a.jpg", RGB, 20), tmp_path / "a.png"
+    assert main([str(src), "-o", str(out), "--model", str(model), "--tile", tile]) == 0
+    assert f"  [local fp32, {tiles} tiles, " in capsys.readouterr().out
+    assert cv2.imread(str(out)).shape == RGB.shape
+
+
 def test_a_folder_s_images_of_any_suffix_case(tmp_path):
     """A camera's IMG_1.JPG is in the folder's inputs like b.png; c.txt and earlier outputs are not."""
     from runtime.cli import collect_inputs
