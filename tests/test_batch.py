@@ -10,6 +10,7 @@ import os
 import pickle
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -308,6 +309,8 @@ def test_refusals_before_ray_starts_are_one_line(tmp_path, model, capsys):
         (["--threads", "100"], "needs more CPUs than this machine has"),
         (["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray there"),
         (["--address", "ray://127.0.0.1:1"], "--address ray://127.0.0.1:1: no Ray there"),
+        (["--address", "[::1]:1"], "--address [::1]:1: no Ray there"),  # IPv6: the port after the last colon
+        (["--address", "ray://[::1]:1"], "--address ray://[::1]:1: no Ray there"),
         (["--model", str(junk)], "not a model ONNX Runtime can load"),
     ]
     before = {p: p.read_bytes() for p in src.iterdir()}
@@ -335,6 +338,21 @@ def test_refusals_before_ray_starts_are_one_line(tmp_path, model, capsys):
     (out / MANIFEST_NAME).write_text(json.dumps(old_row) + "\n")
     assert batch_main([str(src), str(out), "--model", str(model)]) == 0, capsys.readouterr().err
     assert [r["status"] for r in rows(out / MANIFEST_NAME)] == ["ok", "skipped"]
+
+
+def test_an_ipv6_address_where_something_listens_is_accepted():
+    """--address [::1]:PORT and ray://[::1]:PORT pass the driver's check (before Ray starts) when something listens
+    there, as 127.0.0.1:PORT does."""
+    from runtime.batch import check_reachable
+
+    try:
+        listener = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here ({e})")
+    with listener:
+        port = listener.getsockname()[1]
+        for address in (f"[::1]:{port}", f"ray://[::1]:{port}"):
+            check_reachable(address)  # no UsageError
 
 
 def test_compare_files_are_planned_with_the_job(tmp_path, model, capsys):
