@@ -18,10 +18,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from common.cli import UsageError
 from tests.conftest import MODULE_ENV, REPO_ROOT, assert_imports_without_torch, run_module
-from tests.runtime_fixtures import local_net
+from tests.runtime_fixtures import export_onnx, local_net
 from tests.video_fixtures import PHOTO, H, W, jpeg_bytes, make_mjpeg
 
 av = pytest.importorskip("av", reason="PyAV is not installed (the [video] extra)")
@@ -746,6 +747,34 @@ def test_the_compare_clip_is_encoded_at_outs_crf(tmp_path, models):
         assert x264_crf(dst) == x264_crf(beside) == (crf or CODECS["h264"].crf)
 
 
+class _Blur(torch.nn.Module):
+    """A stand-in model that smooths (a 5×5 mean): close to its input on the self-test's smooth image, visibly not on
+    a photo, so neither column of a side-by-side clip can pass for the other."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.avg_pool2d(x, 5, stride=1, padding=2, count_include_pad=False)
+
+
+def test_the_compare_clip_shows_the_input_left_and_the_restoration_right(tmp_path):
+    """--compare: the left column of each side-by-side frame is the input frame, the right one the frame written to
+    OUT (a visibly smoothed one), both exact in the lossless default FFV1."""
+    from runtime.video.cli import main
+
+    model = export_onnx(_Blur(), tmp_path / "blur.onnx", 3, receptive_field_radius=2)
+    src = make_mjpeg(tmp_path / "camera.avi", [10, 15], audio=False)
+    dst, beside = tmp_path / "restored.mkv", tmp_path / "side.mkv"
+    argv = [str(src), str(dst), f"--compare={beside}", "--no-consistent", "--model", str(model), "-q"]
+    assert main(argv) == 0
+    columns = CompareSettings(crops=0)  # the clip's layout: labelled columns, no zoomed crops
+    layout = layout_of(compare_images(PHOTO, PHOTO, settings=columns), columns)
+    ins, outs, shown = decoded(src), decoded(dst), decoded(beside)
+    for (_, before, _), (_, after, _), (_, picture, _) in zip(ins, outs, shown, strict=True):
+        assert np.abs(after.astype(int) - before).mean() > 5  # visibly restored: the columns cannot pass for each other
+        (y0, x0), (y1, x1) = layout.image_origin(0), layout.image_origin(1)
+        np.testing.assert_array_equal(picture[y0 : y0 + H, x0 : x0 + W], before)
+        np.testing.assert_array_equal(picture[y1 : y1 + H, x1 : x1 + W], after)
+
+
 @pytest.mark.cli
 def test_mjpeg_frames_are_projected_onto_their_own_packets(tmp_path, models):
     """--consistent (the default for Motion JPEG): each restored frame re-encodes, with its own packet's tables, to
@@ -1214,3 +1243,24 @@ def test_a_part_ends_before_its_end_time(tmp_path, restorer):
     dst = tmp_path / "part.mkv"
     assert restore_video(src, dst, restorer, VideoSettings(span=Span(0.0, 0.14), consistent=False)).frames == 4
     assert [t for t, _ in packets(dst, "audio")] == pytest.approx([0.0, 0.07])
+
+
+def test_the_restore_time_counts_every_window(tmp_path, models, monkeypatch, capsys):
+    """The result line's 'restore N s' adds up every window: three windows through a backend that takes at least
+    0.5 s a window say at least 1.5 s (and no more than the run's wall time)."""
+    from runtime.video import WINDOW_FRAMES
+    from runtime.video.cli import main
+
+    slow = 0.5  # s a window: 3 windows sum to 1.5 s exactly in floats
+    restore_frames = Restorer.restore_frames
+
+    def slow_restore_frames(self, frames, qualities=None):
+        time.sleep(slow)
+        return restore_frames(self, frames, qualities)
+
+    monkeypatch.setattr(Restorer, "restore_frames", slow_restore_frames)
+    src = make_mjpeg(tmp_path / "cam.avi", [10] * (2 * WINDOW_FRAMES + 1), audio=False)  # 3 windows, the last of 1
+    assert main([str(src), str(tmp_path / "out.mkv"), "--model", str(models), "--threads", "1"]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    wall, restore = re.search(r"frames in ([\d.]+) s \(.*, restore ([\d.]+) s,", line).groups()
+    assert 3 * slow <= float(restore) <= float(wall), line
