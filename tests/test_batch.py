@@ -234,13 +234,29 @@ def test_actor_rows_and_setup_failure_without_ray(tmp_path, model):
     assert {json.loads(r)["status"] for r in broken(batch_rows)["result"]} == {SETUP_FAILED}
 
 
+def pool_without_ray(monkeypatch, given: list[list[str]], count: int | None = None, failure: Exception | None = None):
+    """runtime.batch's Ray pool played by one RestoreActor in this process (no Ray starts): each job's file names
+    are appended to ``given``; after ``count`` files (None: all) the pool raises ``failure``."""
+    import runtime.batch as batch_module
+
+    def restore_on_ray(todo, args, settings, actors):
+        given.append(sorted(plan.src.name for plan in todo))
+        actor = RestoreActor(str(args.model), settings, args.quality)
+        for plan in todo[:count]:
+            batch_rows = {"input": np.array([str(plan.src)]), "output": np.array([str(plan.dst)])}
+            yield json.loads(actor(batch_rows)["result"][0])
+        if count is not None and count < len(todo):
+            raise failure
+
+    monkeypatch.setattr(batch_module, "ray_session", lambda args: contextlib.nullcontext(1))
+    monkeypatch.setattr(batch_module, "restore_on_ray", restore_on_ray)
+
+
 def test_a_ray_failure_counts_only_the_unfinished_files_as_failed(tmp_path, model, monkeypatch, capsys):
     """Ray dies after 2 of the 4 files to restore were written (the pool played by a RestoreActor here, without
     Ray): the summary counts those 2 restored and only the 2 unwritten ones failed (exit 1, one line saying to
     rerun); the rerun restores just those 2 and ends with all done."""
     import ray.exceptions
-
-    import runtime.batch as batch_module
 
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir()
@@ -250,21 +266,8 @@ def test_a_ray_failure_counts_only_the_unfinished_files_as_failed(tmp_path, mode
     out.mkdir()
     (out / "b.png").write_bytes(b"done by an earlier run")  # skipped
     given: list[list[str]] = []
-
-    def pool_dying_after(count: int):
-        def restore_on_ray(todo, args, settings, actors):
-            given.append(sorted(plan.src.name for plan in todo))
-            actor = RestoreActor(str(args.model), settings, args.quality)
-            for plan in todo[:count]:
-                batch_rows = {"input": np.array([str(plan.src)]), "output": np.array([str(plan.dst)])}
-                yield json.loads(actor(batch_rows)["result"][0])
-            if count < len(todo):
-                raise ray.exceptions.RaySystemError("the raylet died")
-
-        return restore_on_ray
-
-    monkeypatch.setattr(batch_module, "ray_session", lambda args: contextlib.nullcontext(1))
-    monkeypatch.setattr(batch_module, "restore_on_ray", pool_dying_after(2))
+    died = ray.exceptions.RaySystemError("the raylet died")
+    pool_without_ray(monkeypatch, given, 2, died)
     argv = [str(src), str(out), "--model", str(model), "--tile", "32"]
     assert batch_main(argv) == 1
     captured = capsys.readouterr()
@@ -276,7 +279,7 @@ def test_a_ray_failure_counts_only_the_unfinished_files_as_failed(tmp_path, mode
     assert given == [["a0.jpg", "a1.jpg", "a2.jpg", "a3.jpg"]] and written == ["a0.png", "a1.png", "b.png"]
     assert [r["status"] for r in rows(out / MANIFEST_NAME)] == ["skipped", "ok", "ok"]
 
-    monkeypatch.setattr(batch_module, "restore_on_ray", pool_dying_after(4))
+    pool_without_ray(monkeypatch, given, 4, died)
     assert batch_main(argv) == 0
     assert capsys.readouterr().out.startswith("2 restored, 3 skipped, 0 failed in ")
     assert given[1] == ["a2.jpg", "a3.jpg"] and len(list(out.glob("*.png"))) == 5
@@ -467,3 +470,27 @@ def test_signals_end_the_job_and_its_ray(tmp_path, model, small_job, sig, moment
     assert not _ray_processes(proc.pid) and not (_reaper_roots() - roots)
     if sig != signal.SIGKILL:  # a SIGKILLed job may leave a worker's temporary: the next job sweeps it
         assert not list(out.glob(".*.tmp*"))
+
+
+def test_one_input_and_a_file_dst_restores_into_that_file(tmp_path, model, monkeypatch, capsys):
+    """``python -m runtime.batch photo.jpg out.png`` (documented: DST may be the output file of a single input)
+    writes out.png with runtime.infer's pixels, its manifest beside it, and no folder named out.png; a trailing
+    separator (``out.png/``) makes it a folder, as in runtime.infer."""
+    photo = write_jpeg(tmp_path / "photo.jpg", data.astronaut()[:48, :64], 15)
+    given: list[list[str]] = []
+    pool_without_ray(monkeypatch, given)
+    out = tmp_path / "out.png"
+    assert batch_main([str(photo), str(out), "--model", str(model), "--tile", "32"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("1 restored, 0 skipped, 0 failed in "), (captured.out, captured.err)
+    assert given == [["photo.jpg"]] and out.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "photo.jpg", MANIFEST_NAME]  # no lock left
+    assert [(r["status"], r["output"]) for r in rows(tmp_path / MANIFEST_NAME)] == [("ok", str(out))]
+    reference = tmp_path / "reference" / "photo.png"
+    assert infer_main([str(photo), "-o", str(reference), "--model", str(model), "--tile", "32", "-q"]) == 0
+    np.testing.assert_array_equal(read_image(out).pixels, read_image(reference).pixels)
+
+    folder = tmp_path / "as_folder.png"
+    assert batch_main([str(photo), f"{folder}{os.sep}", "--model", str(model), "--tile", "32", "-q"]) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["photo.png", MANIFEST_NAME]
+    assert (folder / "photo.png").read_bytes() == out.read_bytes()
