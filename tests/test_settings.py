@@ -9,11 +9,13 @@ import pickle
 import re
 import sys
 
+import numpy as np
 import pytest
 
 from runtime.infer import build_parser
 from runtime.restorer import Restorer
 from runtime.settings import OPTIONS, RestoreSettings, SettingError
+from tests.conftest import tiny_model
 
 API_ONLY = {"align", "progress", "verify"}  # no command-line option sets them
 
@@ -166,3 +168,45 @@ def test_the_buffer_bound_counts_the_whole_window(tile, overlap, fits):
         )
     else:
         assert re.match(r"^tile \(\d+, \d+\) with overlap .* needs over 4 GiB per batch", str(caught.value))
+
+
+@pytest.mark.parametrize("numpy_int", [np.int64, np.int32, np.uint16])
+def test_numpy_integers_are_integers_in_every_integer_field(numpy_int):
+    """A size computed with numpy (``np.int64`` from an array's shape or arithmetic) is taken as the same Python int,
+    for the tile as one side or as a pair and for every other integer field; the tile is stored as plain ints."""
+    assert RestoreSettings(tile=numpy_int(256)) == RestoreSettings(tile=256)
+    assert RestoreSettings(tile=(numpy_int(64), numpy_int(32))) == RestoreSettings(tile=(64, 32))
+    assert all(type(side) is int for side in RestoreSettings(tile=numpy_int(256)).tile)
+    plain = {"overlap": 8, "batch": 2, "device_id": 1, "threads": 2, "max_pixels": 1000}
+    assert RestoreSettings(**{k: numpy_int(v) for k, v in plain.items()}) == RestoreSettings(**plain)
+
+
+@pytest.mark.parametrize("numpy_int", [np.int16, np.int32, np.uint16])
+def test_the_buffer_bound_holds_for_numpy_integers(numpy_int):
+    """A batch over 4 GiB is refused whatever integer type sets it (the size once wrapped around in a narrow numpy
+    type, and the settings took it), and the fields read back as Python ints."""
+    with pytest.raises(SettingError) as caught:
+        RestoreSettings(tile=4096, overlap=numpy_int(1024), batch=numpy_int(256))
+    assert str(caught.value) == "tile (4096, 4096) with overlap 1024 and batch 256 needs over 4 GiB per batch"
+    with pytest.raises(SettingError, match=r"^batch 256 with overlap 80 and the default tile"):
+        RestoreSettings(overlap=numpy_int(80), batch=numpy_int(256))
+    settings = RestoreSettings(overlap=numpy_int(79), batch=numpy_int(256), device_id=numpy_int(1),
+                               threads=numpy_int(2), max_pixels=numpy_int(1000))  # fmt: skip
+    assert [type(getattr(settings, f)) for f in ("overlap", "batch", "device_id", "threads", "max_pixels")] == [int] * 5
+
+
+def test_a_restorer_with_a_numpy_tile_restores_as_with_an_int(tmp_path_factory, tmp_path):
+    """``Restorer(tile=np.int64(32))`` cuts the same tiles as ``tile=32`` and writes the same pixels."""
+    from skimage import data
+
+    from tests.runtime_fixtures import write_jpeg
+
+    model = tiny_model(tmp_path_factory)
+    photo = write_jpeg(tmp_path / "photo.jpg", data.astronaut()[:70, :90], 20)
+    results = {}
+    for tile in (32, np.int64(32)):
+        with Restorer(model, backend="ort-cpu", tile=tile, threads=1) as restorer:
+            results[type(tile)] = restorer.restore_file(photo, tmp_path / f"{type(tile).__name__}.png")
+    plain, numpy_tile = results[int], results[np.int64]
+    assert numpy_tile.tiles == plain.tiles > 1
+    assert numpy_tile.output.read_bytes() == plain.output.read_bytes()
