@@ -14,6 +14,7 @@ import runtime.restorer
 from runtime import Restorer
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import tile_grid
+from runtime.io import read_image
 from runtime.model_files import PRECISIONS, PREFERENCE, Model, ModelError, ModelFile, ModelSet, resolve_models
 from runtime.spec import ModelSpec
 from tests.runtime_fixtures import local_net, tiny_wcdgan, write_jpeg
@@ -316,6 +317,23 @@ def test_restore_frames_batches_tiles_across_frames_bit_identically(rgb_model, t
         for out, frame, quality in zip(got, frames, qualities, strict=True):
             np.testing.assert_array_equal(out, restorer(frame, quality))
         assert not np.array_equal(got[0], restorer(frames[0], 40))  # the models differ: the choice is visible
+
+
+def test_strength_blends_the_restoration_with_the_input_and_zero_is_refused(rgb_model, tmp_path):
+    """``Restorer(strength=0.5)(jpeg)`` is half-way, per pixel, between the decoded JPEG and the full restoration
+    (rounded half to even); a strength outside (0, 1] is refused when the Restorer is built, naming the field."""
+    jpeg = read_image(write_jpeg(tmp_path / "a.jpg", RGB, 10)).pixels
+    with Restorer(rgb_model, tile=32, threads=1) as restorer:
+        full = restorer(jpeg)
+    with Restorer(rgb_model, tile=32, threads=1, strength=0.5) as restorer:
+        half = restorer(jpeg)
+        deep = restorer(jpeg.astype(np.uint16) * 257)
+    np.testing.assert_array_equal(half, np.rint((jpeg.astype(np.float64) + full) / 2))
+    assert not np.array_equal(half, full) and not np.array_equal(half, jpeg)
+    assert np.abs(deep.astype(np.float64) / 257 - half).max() <= 1  # 16-bit inputs get the same touch
+    for strength in (0, -0.5, 1.5, float("nan"), True):
+        with pytest.raises(ValueError, match=r"^strength must be a number in \(0, 1\], got "):
+            Restorer(rgb_model, tile=32, strength=strength)
 
 
 def test_a_passed_self_test_is_recorded_per_graph_bytes_and_machine(tmp_path, monkeypatch):
