@@ -4,6 +4,7 @@ per process in ``MUTMUT_CALLS_DIR``, which the test's process adds to the test's
 the tests that reach a function only through a command (``python -m runtime.infer`` in a subprocess)."""
 
 import atexit
+import contextlib
 import os
 from pathlib import Path
 
@@ -13,7 +14,15 @@ def _record_calls(folder: Path) -> None:
 
     called: set[str] = set()
     trampoline.record_trampoline_hit = lambda name, caller=None: called.add(name)
-    atexit.register(lambda: called and (folder / f"{os.getpid()}.txt").write_text("\n".join(sorted(called))))
+    atexit.register(_write_calls, folder / f"{os.getpid()}.txt", called)
+
+
+def _write_calls(record: Path, called: set[str]) -> None:
+    if not called:
+        return
+    # A command a test runs out of disk on purpose (a file-size limit) cannot write it: its calls go unrecorded.
+    with contextlib.suppress(OSError):
+        record.write_text("\n".join(sorted(called)))
 
 
 if os.environ.get("MUTMUT_CALLS_DIR") and os.environ.get("MUTANT_UNDER_TEST") == "stats":
