@@ -10,7 +10,8 @@
 #   tools/cpu_lineage.sh commit                copy the run's best generator, full state and curve into the checkout
 #
 # LINEAGE=lineage_half tools/cpu_lineage.sh ...  works on another lineage (models/pretrained/lineage_half/,
-#                                                 runs/lineage_half): the half-resolution trunk's.
+#                                                 runs/lineage_half): the half-resolution trunk's; lineage_full: the
+#                                                 equal-time A/B's full arm (the default's architecture, from scratch).
 # What is committed (models/pretrained/lineage/): best.pt (the best generator by validation PSNR, a self-describing
 # checkpoint; shipping it as the default is a separate step, docs/export.md), state.pt (weights, Adam state,
 # iteration, training seconds, best score: what --resume continues) and log.jsonl (every loss and validation record
@@ -24,7 +25,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 SHARED=${WCDGAN_SHARED:-../shared}
-NAME=${LINEAGE:-lineage}  # which lineage: lineage (the default's), lineage_half (the half-resolution trunk's)
+NAME=${LINEAGE:-lineage}  # which lineage: lineage (the default's), lineage_half, lineage_full (models/pretrained/README.md)
 WORK=${LINEAGE_WORK:-runs/$NAME}
 KEEP=${LINEAGE_KEEP:-models/pretrained}
 STATE=$KEEP/$NAME/state.pt
