@@ -89,9 +89,8 @@ class RestoreSettings:
         ):  # fmt: skip
             if value is not None and (not _is_int(value) or not lo <= value <= hi):
                 raise SettingError(field, f"must be an integer in {lo}..{hi}, got {value!r}")
-        for field in ("overlap", "batch", "device_id", "threads", "max_pixels"):  # numpy integers stored as ints:
-            if (value := getattr(self, field)) is not None:  # a fixed-width product below would wrap around
-                object.__setattr__(self, field, int(value))
+            if value is not None and field != "tile":  # _tile_pair made the tile ints; a numpy integer stored
+                object.__setattr__(self, field, int(value))  # as such would wrap around in the product below
         window = [s + 2 * (self.overlap or 0) for s in sides]
         if (self.batch or 1) * 3 * window[0] * window[1] * 4 > MAX_BUFFER_BYTES:
             if self.tile:
