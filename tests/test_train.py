@@ -341,6 +341,33 @@ def test_validation_at_several_qualities_and_a_lineage_that_changes_them(dirs, t
     assert TrainConfig.from_dict(before).val_qualities == [40]
 
 
+def test_the_best_score_starts_again_on_other_validation_images(dirs, tmp_path):
+    """best.pt is the best over one validation set: a resumed lineage validated on the same images moved elsewhere
+    keeps its best, one validated on other images (another folder, --val-images, or a state that never recorded
+    its images) starts the best score again, so its first validation writes best.pt."""
+    small = ["--features", "8", "--blocks", "1", "--branch", "4", "--patch", "32", "--batch", "2", "--val-crop", "32"]
+    both = _write(tmp_path / "both", ["chelsea", "coffee"])
+    argv = ["--data", str(dirs[0]), "--val", str(both), "--out", str(tmp_path / "run"), *small, "--val-every", "1"]
+    assert main([*argv, "--iters", "1", "-q"]) == 0
+
+    def resume(iters: int, *extra: str) -> dict:
+        """Resume with an unbeatable saved best; what best.pt holds afterwards."""
+        state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+        torch.save({**state, "best_val": 99.0}, tmp_path / "run" / "last.pt")
+        assert main(["--out", str(tmp_path / "run"), "--resume", "--iters", str(iters), "-q", *extra]) == 0
+        return load_generator(tmp_path / "run" / "best.pt")[1]
+
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(both, moved)
+    assert resume(2, "--val", str(moved))["iterations"] == 1  # the same images: 99 stands
+    assert resume(3, "--val-images", "1")["iterations"] == 3  # one image of two: another set
+    assert resume(4, "--val", str(_write(tmp_path / "other", ["coffee"])))["iterations"] == 4  # another image
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert state["best_val"] < 99 and state["val_set"] == ["coffee.png q10"]
+    torch.save({k: v for k, v in state.items() if k != "val_set"}, tmp_path / "run" / "last.pt")
+    assert resume(5)["iterations"] == 5  # a state from before the set was recorded: unknown, so it starts again
+
+
 def test_lineage_resume_moves_data_and_extends_the_time_budget(dirs, tmp_path):
     """A lineage: a budgeted half-trunk run, its folder and images moved (another machine), resumed with --end-at:
     it continues the same weights, optimiser and counts, trains for the new time on top of the old, and its lr
@@ -456,14 +483,15 @@ def test_compile_failure_falls_back_to_eager(dirs, tmp_path, expect_warning):
 
 
 def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
-    """tools/cpu_lineage.sh: ``start`` continues the kept state in the background on the shared data layout (the
-    Urban100 split made anew, validation images never trained), ``commit`` copies best, state and curve back."""
+    """tools/cpu_lineage.sh: ``start`` continues the kept state in the background on the shared data layout (each
+    source split anew, validation images never trained), ``commit`` copies best, state and curve back."""
     shared = tmp_path / "shared" / "data" / "train"
-    for name in ("CBSD432", "SunHays80_HR"):
-        shutil.copytree(dirs[0], shared / name)
-    (shared / "Urban100_x2HR").mkdir()
-    for i in range(12):  # the 12th (sorted) is the one validation image
-        shutil.copy(sorted(dirs[0].iterdir())[i % 3], shared / "Urban100_x2HR" / f"img_{i:03d}.png")
+    shutil.copytree(dirs[0], shared / "SunHays80_HR")  # 3 images: none validates
+    (shared / "SunHays80_HR" / "SHA256SUMS").write_text("not an image\n")
+    for name in ("CBSD432", "Urban100_x2HR"):
+        (shared / name).mkdir()
+        for i in range(13):  # the 12th (sorted) is the one validation image of each
+            shutil.copy(sorted(dirs[0].iterdir())[i % 3], shared / name / f"img_{i:03d}.png")
     run, keep = tmp_path / "first", tmp_path / "keep" / "lineage_half"  # a named lineage (the default's: lineage)
     small = ["--features", "16", "--blocks", "1", "--branch", "8", "--patch", "32", "--batch", "4", "--val-crop", "64"]
     assert (
@@ -507,8 +535,13 @@ def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
         os.kill(pid, signal.SIGTERM)
         pytest.fail(f"the lineage run was still training 2 minutes after its --end-at: {started.stdout}")
     work = tmp_path / "work"
-    assert sorted(p.name for p in (work / "data" / "urban_val").iterdir()) == ["img_011.png"]
-    assert len(list((work / "data" / "urban_train").iterdir())) == 11
+    assert sorted(p.name for p in (work / "data" / "val").iterdir()) == [
+        "CBSD432_img_011.png",
+        "Urban100_x2HR_img_011.png",
+    ]
+    trained = {name: sorted(p.name for p in (work / "data" / name).iterdir()) for name in ("CBSD432", "Urban100_x2HR")}
+    assert trained["CBSD432"] == trained["Urban100_x2HR"] == [f"img_{i:03d}.png" for i in range(13) if i != 11]
+    assert len(list((work / "data" / "SunHays80_HR").iterdir())) == 3
     committed = subprocess.run([*script, "commit"], env=env, capture_output=True, text=True)
     assert committed.returncode == 0, committed.stderr + (work / "train.log").read_text()
     state = torch.load(keep / "state.pt", weights_only=True)
@@ -516,4 +549,5 @@ def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
     assert state["config"]["loss"]["mse"] == 1.0 and state["config"]["loss"]["l1"] == 0.0  # the session's recipe
     assert len((keep / "log.jsonl").read_text().splitlines()) > len((run / "log.jsonl").read_text().splitlines())
     best, meta = load_generator(keep / "best.pt")
-    assert best.cfg.features == 16 and meta["val_psnr"] == state["best_val"]  # the session's best, or the kept one
+    assert best.cfg.features == 16 and meta["val_psnr"] == state["best_val"]
+    assert meta["iterations"] > first["iteration"]  # validated on other images: the kept best does not stand

@@ -18,7 +18,8 @@
 # since the lineage began; a resumed session repeats the records after the last periodic checkpoint) — each one
 # file updated in place. The lineage began from models/pretrained/wcdgan_s_rgb_blind.pt (--init; command in
 # models/pretrained/README.md). Data: ../shared/data/train (CBSD432, SunHays80_HR, Urban100_x2HR without the
-# validation images); validation: every 12th Urban100_x2HR image from the 12th on (8 images). Never LIVE1/Classic5.
+# validation images); validation: every 12th image of each source from the 12th on (36 + 6 + 8 = 50 images; until
+# 2026-12-07's last session the 8 Urban100 ones alone, which chose for urban edges). Never LIVE1/Classic5.
 # Each session's --end-at stretches the cosine lr to the new end (train --help, --end-at).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,13 +33,16 @@ STATE=$KEEP/$NAME/state.pt
 CURVE=$KEEP/$NAME/log.jsonl
 BEST=$KEEP/$NAME/best.pt
 
-split_urban() {  # the Urban100 split as symlink folders (the validation images never train)
-    local src="$SHARED/data/train/Urban100_x2HR" i=0
-    rm -rf "$WORK/data" && mkdir -p "$WORK/data/urban_train" "$WORK/data/urban_val"
-    for f in $(ls "$src"/*.png | sort); do
-        if [ $((i % 12)) -eq 11 ]; then ln -s "$(realpath "$f")" "$WORK/data/urban_val/"
-        else ln -s "$(realpath "$f")" "$WORK/data/urban_train/"; fi
-        i=$((i + 1))
+split_sources() {  # each source's every 12th image (sorted, from the 12th on) validates and never trains
+    local src f i
+    rm -rf "$WORK/data" && mkdir -p "$WORK/data/val"
+    for src in CBSD432 SunHays80_HR Urban100_x2HR; do
+        mkdir -p "$WORK/data/$src" && i=0
+        for f in $(ls "$SHARED/data/train/$src" | grep -iE '\.(png|jpe?g|bmp|tiff?)$' | sort); do
+            if [ $((i % 12)) -eq 11 ]; then ln -s "$(realpath "$SHARED/data/train/$src/$f")" "$WORK/data/val/${src}_$f"
+            else ln -s "$(realpath "$SHARED/data/train/$src/$f")" "$WORK/data/$src/"; fi
+            i=$((i + 1))
+        done
     done
 }
 
@@ -50,7 +54,7 @@ start() {
     esac
     shift $(($# < 2 ? $# : 2))  # what is left goes to train
     [ -f "$STATE" ] || { echo "error: $STATE: no lineage to continue" >&2; exit 2; }
-    split_urban
+    split_sources
     # The work folder goes on only where it is newer than the committed state (a restart within a session);
     # an older one (another session's, or one made before the last commit) would resume a stale lineage.
     if [ ! "$WORK/run/last.pt" -nt "$STATE" ]; then
@@ -59,8 +63,8 @@ start() {
         if [ -f "$BEST" ]; then cp "$BEST" "$WORK/run/best.pt"; fi  # kept unless this session beats its score
     fi
     nohup nice -n 10 "$PY" -m train --resume -o "$WORK/run" --end-at "$end" --threads "$threads" -q \
-        --data "$SHARED/data/train/CBSD432" "$SHARED/data/train/SunHays80_HR" "$WORK/data/urban_train" \
-        --val "$WORK/data/urban_val" "$@" > "$WORK/train.log" 2>&1 &
+        --data "$WORK/data/CBSD432" "$WORK/data/SunHays80_HR" "$WORK/data/Urban100_x2HR" \
+        --val "$WORK/data/val" --val-images 100 "$@" > "$WORK/train.log" 2>&1 &
     echo "lineage training until $(date -d "@$end" +%H:%M) in the background (pid $!, log $WORK/train.log)"
 }
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -58,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue RUN_DIR/last.pt; its saved configuration is used "
         "(only --iters, --time-limit, --end-at, --threads, --workers, --device, -q apply, --data/--val "
-        "to find the same images in another place, and --w-*, --adam-beta1, --ema and --val-quality to change "
-        "a lineage's recipe, recorded in its checkpoints)",
+        "to find the images in another place, and --w-*, --adam-beta1, --ema, --val-quality and --val-images to "
+        "change a lineage's recipe, recorded in its checkpoints; validation on other images or qualities starts "
+        "the best score again)",
     )
     d = p.add_argument_group("degradation")
     d.add_argument(
@@ -176,7 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
         "records the gain at each. With --resume: a lineage's recipe change (the best score starts again)",
     )
     v.add_argument("--val-crop", type=int, default=256, help="centre crop per validation image (0: full image)")
-    v.add_argument("--val-images", type=int, default=16, help="use at most this many validation images")
+    v.add_argument(
+        "--val-images",
+        type=int,
+        help="use at most this many validation images (default 16). With --resume: a lineage's recipe change",
+    )
     v.add_argument("--val-every", type=int, default=1000, help="iterations between validations")
     v.add_argument("--save-every", type=int, default=1000, help="iterations between checkpoints")
     r = p.add_argument_group("runtime")
@@ -279,7 +283,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         generator=generator_config(args),
         val_qualities=args.val_quality or [10],
         val_crop=args.val_crop,
-        val_max_images=args.val_images,
+        val_max_images=16 if args.val_images is None else args.val_images,
         val_every=args.val_every,
         save_every=args.save_every,
         num_workers=args.workers,
@@ -336,16 +340,15 @@ def make_trainer(args: argparse.Namespace) -> Trainer:
             cfg.ema_decay = args.ema
             cfg.validate()
             log.info("weight EMA from now on: decay %g", cfg.ema_decay)
-        new_validation = args.val_quality is not None and args.val_quality != cfg.val_qualities
-        if new_validation:
+        if args.val_quality is not None and args.val_quality != cfg.val_qualities:
             cfg.val_qualities = args.val_quality
             cfg.validate()
-            log.info("validation at JPEG qualities %s from now on: the best score starts again", cfg.val_qualities)
+            log.info("validation at JPEG qualities %s from now on", cfg.val_qualities)
+        if args.val_images is not None:
+            cfg.val_max_images = args.val_images
         cfg.num_workers = args.workers
         trainer = Trainer(cfg, out, device=args.device, quiet=args.quiet)
-        trainer.load_state_dict(state)
-        if new_validation:  # a mean over other qualities is not comparable with the saved best
-            trainer.best_val = -math.inf
+        trainer.load_state_dict(state)  # other validation pairs start the best score again (Trainer.load_data)
         return trainer
     if (out / "last.pt").exists():
         raise ResumeError(f"{out}/last.pt exists: pass --resume to continue it, or choose another --out")

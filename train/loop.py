@@ -138,14 +138,19 @@ class Trainer:
         self.iteration = 0
         self.wall_time = 0.0
         self.best_val = -math.inf
+        self.best_val_set: list[str] | None = None  # the pairs best_val was measured on (a resumed run's)
         self.last_val: dict[str, float] = {}
         self.images: list[np.ndarray] | None = None
         self.val: ValidationSet | None = None
 
     # ----------------------------------------------------------------- data
     def load_data(self) -> None:
-        """Decode the training (and validation) images into memory; raises train.data.DataError."""
+        """Decode the training (and validation) images into memory; raises train.data.DataError. A resumed run
+        whose validation pairs differ from those its best score was measured on starts that score again."""
         self.images, self.val = load_run_data(self.cfg)
+        if self.val is not None and self.best_val > -math.inf and self.best_val_set != validation_pairs(self.val):
+            log.info("the validation set differs from the one the best score was measured on: it starts again")
+            self.best_val = -math.inf
 
     def loader(self, start: int, stop: int) -> DataLoader:
         """Batches for iterations ``start .. stop-1`` (uint8 N×C×P×P pairs)."""
@@ -286,6 +291,7 @@ class Trainer:
             "iteration": self.iteration,
             "wall_time": self.wall_time,
             "best_val": self.best_val,
+            "val_set": validation_pairs(self.val) if self.val is not None else None,
             "last_val": self.last_val,
             "generator": self.g.state_dict(),
             "generator_ema": self.g_ema.state_dict() if self.g_ema is not None else None,
@@ -308,6 +314,7 @@ class Trainer:
                 group["betas"] = self.cfg.betas
         self.iteration, self.wall_time = int(state["iteration"]), float(state["wall_time"])
         self.best_val, self.last_val = float(state["best_val"]), dict(state["last_val"])
+        self.best_val_set = state.get("val_set")  # None in states saved before 2026-12-07 (session 6): unknown
         torch.set_rng_state(state["torch_rng"])
 
     def generator_meta(self) -> dict[str, Any]:
@@ -408,6 +415,11 @@ class Trainer:
         if v["val_psnr"] > self.best_val:
             self.best_val = v["val_psnr"]
             save_generator(self.out / "best.pt", self.g_out, self.generator_meta())
+
+
+def validation_pairs(val: ValidationSet) -> list[str]:
+    """What a validation score was measured on: each pair's image name and JPEG quality, sorted."""
+    return sorted(f"{name} q{q}" for name, q in zip(val.names, val.qualities, strict=True))
 
 
 def load_run_data(cfg: TrainConfig) -> tuple[list[np.ndarray], ValidationSet | None]:
