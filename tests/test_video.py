@@ -775,22 +775,27 @@ def test_the_compare_clip_shows_the_input_left_and_the_restoration_right(tmp_pat
         np.testing.assert_array_equal(picture[y1 : y1 + H, x1 : x1 + W], after)
 
 
+class Brighten(torch.nn.Module):
+    """A "restoration" that contradicts every file: +10 levels everywhere."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 10 / 255
+
+
+def brighten_model(path: Path) -> Path:
+    """:class:`Brighten` as an RGB ONNX model at ``path``."""
+    return export_onnx(Brighten(), path, 3)
+
+
 @pytest.mark.cli
 def test_mjpeg_frames_are_projected_onto_their_own_packets(tmp_path, models):
     """--consistent (the default for Motion JPEG): each restored frame re-encodes, with its own packet's tables, to
     its packet's coefficients (≥ 99.9 % of luma coefficients, checked against the packets as libjpeg wrote them), also
     for packets without Huffman tables (AVI MJPEG: the standard ones are assumed); without it the frames differ and
     leave their packets' intervals. Explicit --consistent refuses other codecs and raw frames (exit 2, one line)."""
-    import torch
-
     from runtime.jpeg_consistency import consistent_share, read_coefficients
-    from tests.runtime_fixtures import export_onnx
 
-    class Brighten(torch.nn.Module):  # a "restoration" that contradicts every file: +10 levels everywhere
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x + 10 / 255
-
-    model = export_onnx(Brighten(), tmp_path / "brighten.onnx", 3)
+    model = brighten_model(tmp_path / "brighten.onnx")
     photo = (PHOTO.astype(np.float32) * 0.75 + 24).astype(np.uint8)  # no clipped pixels: the projection is exact
     qualities = [10, 30, 50, 20]
     src = make_mjpeg(tmp_path / "cam.avi", qualities, audio=False, photo=photo, huffman=False)
@@ -1264,3 +1269,27 @@ def test_the_restore_time_counts_every_window(tmp_path, models, monkeypatch, cap
     line = capsys.readouterr().out.splitlines()[0]
     wall, restore = re.search(r"frames in ([\d.]+) s \(.*, restore ([\d.]+) s,", line).groups()
     assert 3 * slow <= float(restore) <= float(wall), line
+
+
+def test_the_result_line_reports_the_least_consistent_frame(tmp_path, capsys):
+    """Motion JPEG frames whose projections keep different shares of their packets' coefficients (a frame with
+    clipped highlights keeps fewer): the result line's 'consistent ≥ X %' is the lowest share among the frames of the
+    output file, as each frame measures against its own packet, not the best or a mean."""
+    from runtime.jpeg_consistency import consistent_share, read_coefficients
+    from runtime.report_types import floor_percent
+    from runtime.video.cli import main
+
+    mild = (PHOTO.astype(np.float32) * 0.75 + 24).astype(np.uint8)  # no clipped pixels: the projection is exact
+    harsh = np.clip(PHOTO.astype(np.float32) * 1.6 - 40, 0, 255).astype(np.uint8)  # clipped highlights and shadows
+    photos = [mild, harsh, mild]
+    src = make_mjpeg(tmp_path / "cam.avi", [30] * len(photos), audio=False, photo=photos)
+    written = [tmp_path / f"packet{i}.jpg" for i in range(len(photos))]  # each packet as libjpeg wrote it
+    for path, photo in zip(written, photos, strict=True):
+        path.write_bytes(jpeg_bytes(photo, 30))
+    model = brighten_model(tmp_path / "brighten.onnx")
+    assert main([str(src), str(tmp_path / "out.mkv"), "--model", str(model), "--threads", "1"]) == 0
+    line = capsys.readouterr().out
+    frames = [rgb for _, rgb, _ in decoded(tmp_path / "out.mkv")]
+    shares = [consistent_share(rgb, read_coefficients(path)) for rgb, path in zip(frames, written, strict=True)]
+    assert floor_percent(min(shares)) != floor_percent(max(shares)), shares  # the frames differ visibly in the line
+    assert line.endswith(f"; 3 frames projected, consistent ≥ {floor_percent(min(shares))}\n"), (line, shares)

@@ -33,21 +33,26 @@ def without_huffman_tables(jpeg: bytes) -> bytes:
 
 def make_mjpeg(
     path: Path, qualities: list[int], audio: bool = True, size: tuple[int, int] = (W, H),
-    photo: np.ndarray | None = None, huffman: bool = True, audio_samples: int = 640,
+    photo: np.ndarray | list[np.ndarray] | None = None, huffman: bool = True, audio_samples: int = 640,
 ) -> Path:  # fmt: skip
-    """Motion JPEG at 25 fps, frame i a shifted ``photo`` (default :data:`PHOTO`) encoded by libjpeg at
-    ``qualities[i]`` (as cameras write it; without ``huffman``, its packets lack their Huffman tables as in AVI
-    MJPEG), with a PCM audio track (8 kHz, packets of ``audio_samples``, as long as half the frames)."""
+    """Motion JPEG at 25 fps, frame i a shifted ``photo`` (default :data:`PHOTO`; a list: ``photo[i]`` as it is)
+    encoded by libjpeg at ``qualities[i]`` (as cameras write it; without ``huffman``, its packets lack their Huffman
+    tables as in AVI MJPEG), with a PCM audio track (8 kHz, packets of ``audio_samples``, as long as half the
+    frames)."""
     import av  # the [video] extra: imported only by callers that have it
 
     w, h = size
-    photo = cv2.resize(PHOTO if photo is None else photo, (w, h))
+    if isinstance(photo, list):
+        frames = [cv2.resize(p, (w, h)) for p in photo]
+    else:
+        still = cv2.resize(PHOTO if photo is None else photo, (w, h))
+        frames = [np.roll(still, 3 * i, axis=1) for i in range(len(qualities))]
     with av.open(str(path), "w") as out:
         video = out.add_stream("mjpeg", rate=25)
         video.width, video.height, video.pix_fmt = w, h, "yuvj420p"
         sound = out.add_stream("pcm_s16le", rate=8000, layout="mono") if audio else None
         for i, q in enumerate(qualities):
-            data = jpeg_bytes(np.roll(photo, 3 * i, axis=1), q)
+            data = jpeg_bytes(frames[i], q)
             packet = av.Packet(data if huffman else without_huffman_tables(data))
             packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = video, Fraction(1, 25), i, i, 1
             packet.is_keyframe = True
