@@ -470,10 +470,11 @@ def test_a_long_utf_8_name_gets_a_picture_name_the_file_system_takes(tmp_path):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
-@pytest.mark.parametrize("strength", [0.01, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("strength", [0.01, 0.3, 0.5, 0.995, 1.0])
 def test_blend_is_the_rounded_linear_mix(dtype, strength):
-    """blend's contract at every strength (1: the restoration's values): a new array without ``out``, else ``out``
-    filled and returned — a caller's buffer or ``restored`` itself; the inputs are never written otherwise."""
+    """blend's contract at every strength (1: the restoration's values; 0.995 still a blend): a new array without
+    ``out``, else ``out`` filled and returned — a caller's buffer or ``restored`` itself; the inputs are never written
+    otherwise."""
     rng = np.random.default_rng(2)
     top = np.iinfo(dtype).max
     jpeg = rng.integers(0, top, (300, 700, 3), dtype=dtype, endpoint=True)  # several bands of rows
@@ -482,6 +483,7 @@ def test_blend_is_the_rounded_linear_mix(dtype, strength):
     out = blend(jpeg, restored, strength)
     assert out.dtype == dtype and out.shape == jpeg.shape
     np.testing.assert_array_equal(out, expected)
+    assert strength == 1 or not np.array_equal(out, restored)  # every lighter touch shows where the images differ
     assert ((out >= np.minimum(jpeg, restored)) & (out <= np.maximum(jpeg, restored))).all()
     assert not np.shares_memory(out, restored) and not np.shares_memory(out, jpeg)  # a new array, as documented
     buffer = np.zeros_like(restored)  # a caller's own array: filled, returned, the inputs left as they were

@@ -14,7 +14,7 @@ import runtime.restorer
 from runtime import Restorer
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import tile_grid
-from runtime.io import read_image
+from runtime.io import read_image, write_image
 from runtime.model_files import PRECISIONS, PREFERENCE, Model, ModelError, ModelFile, ModelSet, resolve_models
 from runtime.spec import ModelSpec
 from tests.runtime_fixtures import local_net, tiny_wcdgan, write_jpeg
@@ -364,3 +364,17 @@ def test_a_passed_self_test_is_recorded_per_graph_bytes_and_machine(tmp_path, mo
         with pytest.raises(ModelError, match="planted"):
             Restorer(model, backend="ort-cpu", tile=32, cache_dir=tmp_path / "third")
     assert calls[3:] == ["failed", "failed"]
+
+
+def test_a_strength_just_below_one_is_a_blend_not_the_full_restoration(rgb_model, tmp_path):
+    """``strength=0.995`` on a 16-bit PNG (where 0.5 % of a restoration's change is whole levels): the file written
+    is 0.995 · restored + 0.005 · input per sample, rounded — not the full restoration's file."""
+    deep = read_image(write_jpeg(tmp_path / "a.jpg", RGB, 10)).pixels.astype(np.uint16) * 257
+    write_image(tmp_path / "a.png", deep)
+    with Restorer(rgb_model, tile=32, threads=1) as restorer:
+        restorer.restore_file(tmp_path / "a.png", tmp_path / "full.png")
+    with Restorer(rgb_model, tile=32, threads=1, strength=0.995) as restorer:
+        restorer.restore_file(tmp_path / "a.png", tmp_path / "light.png")
+    full, light = (read_image(tmp_path / name).pixels for name in ("full.png", "light.png"))
+    assert light.dtype == np.uint16 and not np.array_equal(light, full)
+    assert np.abs(light - (0.995 * full.astype(np.float64) + 0.005 * deep)).max() <= 0.5 + 1e-6  # rounding
