@@ -66,6 +66,7 @@ def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup, tmp_path, monkeyp
     per_quality = numbers["per_quality"].values()
     assert all(q["delta_db"] >= -0.05 and q["int8_vs_fp32_min_psnr_uint8_db"] > 40 for q in per_quality)
     assert numbers["delta_db"] == min(q["delta_db"] for q in per_quality)
+    assert numbers["worst_image_delta_db"] == min(q["worst_image_delta_db"] for q in per_quality)
     assert numbers["per_quality"]["10"]["fp32_psnr_db"] < numbers["per_quality"]["30"]["fp32_psnr_db"]  # real q
     assert numbers["calibration"]["windows"] == 6
     graph = onnx.load(str(out / "m_int8.onnx")).graph
@@ -246,6 +247,18 @@ def test_gate_measures_a_loss_as_a_loss(tmp_path) -> None:
     with pytest.raises(ValidationError, match=r"q10: .*worst image -\d") as caught:
         check_gate("m_int8.onnx", numbers)
     assert f" images of {tmp_path.name}: q10: " in str(caught.value)
+
+
+def test_the_overall_numbers_are_the_worst_quality_s(tmp_path) -> None:
+    """Gated at q10 and q90 with an 'INT8' graph 4 levels off, which costs more where JPEG loses less (q90): the
+    sidecar's top-level delta_db and worst_image_delta_db are the worst over the qualities, not the mildest one's."""
+    fp32, int8 = _offset_graph(tmp_path / "m.onnx", 0.0), _offset_graph(tmp_path / "m_int8.onnx", 4 / 255)
+    truths = [np.full((32, 32, 3), 90, np.uint8), skimage.data.astronaut()[:32, :32].copy()]
+    numbers = gate(fp32, int8, truths, (10, 90), Int8Options(gate_data=tmp_path))
+    mild, harsh = numbers["per_quality"]["10"], numbers["per_quality"]["90"]
+    assert harsh["worst_image_delta_db"] < mild["worst_image_delta_db"] and harsh["delta_db"] < mild["delta_db"]
+    assert numbers["worst_image_delta_db"] == harsh["worst_image_delta_db"]
+    assert numbers["delta_db"] == harsh["delta_db"]
 
 
 def test_fp32_nodes_are_the_ends_and_the_convolutions_feeding_the_output() -> None:
