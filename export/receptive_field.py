@@ -1,10 +1,11 @@
 """Receptive field of a generator, measured by impulse response (gradient of one output pixel).
 
 The convolutions give a hard geometric radius (:func:`theoretical_radius`), but the channel attention's global
-average pooling makes every output pixel depend, weakly, on every input pixel. What matters for tiling is the
-*effective* radius. :func:`measure` takes g = |∂ mean-over-channels output(centre) / ∂ input| on a real
-JPEG-compressed image (the network is nonlinear, so the response depends on the input) and reports, as Chebyshev
-distances from the centre:
+average pooling makes every output pixel depend, weakly, on every input pixel. No overlap can keep that path as the
+whole image has it (each tile pools its own window), so the overlap covers the *local* paths and the pooled path is
+reported on its own (``global_pool_mass``). :func:`measure` takes g = |∂ mean-over-channels output(centre) / ∂ input|
+on a real JPEG-compressed image (the network is nonlinear, so the response depends on the input), with the pooled
+statistics held fixed, and reports, as Chebyshev distances from the centre:
 
 * ``radius[rel]``: the farthest pixel whose g is still ≥ ``rel`` × peak;
 * ``mass_radius``: the smallest r such that all of g outside the (2r+1)² window sums to ≤ half an 8-bit step,
@@ -12,14 +13,22 @@ distances from the centre:
 
 The recommended tile overlap covers both (the 1e-3 radius and the mass radius), rounded up to the runtime's
 window grid (:data:`common.tiling.ALIGN`, 16: JPEG blocks and 4:2:0 MCUs) — the overlap that actually runs.
+
+Until 2026-12-07 the mass also counted the pooled path, spread thinly over the whole measured crop: it set the half
+trunk's overlap to 144 px, while tiles of 256 px with overlap 32 and 144 differ from the whole image by 49.8 and 50.1
+dB alike (3 Urban100 validation images at q10, ``benchmarks.tiling_fidelity``): the pooled path, not the overlap,
+sets that floor.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 
 from common.tiling import ALIGN, align_up
 from models.wcdgan import GeneratorConfig, WCDGANGenerator
@@ -38,6 +47,7 @@ class ReceptiveField:
     recommended_overlap: int  # effective_radius rounded up to the tile grid (common.tiling.ALIGN)
     input_size: int
     block_pass_through: list[float]  # per block: relative output change per relative input change (see below)
+    global_pool_mass: float  # influence reaching the centre only through global pooling (sum of |g|, [0, 1] units)
 
 
 def theoretical_radius(cfg: GeneratorConfig) -> int:
@@ -59,11 +69,12 @@ def measure(model: WCDGANGenerator, image: np.ndarray | None = None) -> Receptiv
     r_max = theoretical_radius(cfg)
     size = 2 * r_max + 1 + 32  # room beyond the hard bound, so that what lies there is measured, not cut off
     x = torch.from_numpy(_input_crop(cfg.in_channels, size) if image is None else image[:size, :size])
-    x = x.permute(2, 0, 1)[None].contiguous().requires_grad_(True)
+    x = x.permute(2, 0, 1)[None].contiguous()
     model = model.eval()
     c = size // 2
-    model(x)[0, :, c, c].mean().backward()
-    g = x.grad[0].abs().sum(0).numpy().astype(np.float64)
+    whole = _input_gradient(model, x, c)
+    with _pooling_held_fixed(model):
+        g = _input_gradient(model, x, c)
     yy, xx = np.indices(g.shape)
     dist = np.maximum(np.abs(yy - c), np.abs(xx - c))
     radius = {f"{t:.0e}": int(dist[g >= t * g.max()].max()) for t in RELATIVE_THRESHOLDS}
@@ -72,7 +83,27 @@ def measure(model: WCDGANGenerator, image: np.ndarray | None = None) -> Receptiv
     effective = max(radius[f"{OVERLAP_THRESHOLD:.0e}"], mass_radius)
     overlap = align_up(effective, ALIGN)
     passes = block_pass_through(model, x.detach())
-    return ReceptiveField(r_max, radius, mass_radius, effective, overlap, size, passes)
+    pooled = round(float(np.abs(whole - g).sum()), 6)
+    return ReceptiveField(r_max, radius, mass_radius, effective, overlap, size, passes, pooled)
+
+
+def _input_gradient(model: nn.Module, x: torch.Tensor, c: int) -> np.ndarray:
+    """|∂ mean-over-channels output(c, c) / ∂ x|, summed over input channels: H×W float64."""
+    x = x.detach().requires_grad_(True)
+    model(x)[0, :, c, c].mean().backward()
+    return x.grad[0].abs().sum(0).numpy().astype(np.float64)
+
+
+@contextlib.contextmanager
+def _pooling_held_fixed(model: nn.Module) -> Iterator[None]:
+    """Within: every global average pool's output is a constant to autograd (its value unchanged)."""
+    hooks = [m.register_forward_hook(lambda _m, _i, out: out.detach())
+             for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]  # fmt: skip
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 @torch.no_grad()
