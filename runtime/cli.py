@@ -113,6 +113,12 @@ def add_restore_options(p: argparse.ArgumentParser, image_output: bool = True) -
                    help="no progress bars, per-file lines or summary; errors only")  # fmt: skip
 
 
+def max_pixels_of(args: argparse.Namespace) -> int:
+    """``--max-pixels`` (megapixels) as the pixel count the commands refuse more than: rounded, so that an image or
+    frame exactly at the limit passes (0.004056 × 1e6 is 4055.999… in floating point)."""
+    return round(args.max_pixels * 1e6)
+
+
 def settings_from_args(args: argparse.Namespace, **fields: object) -> RestoreSettings:
     """The settings given by the options of :func:`add_restore_options` and ``--threads`` (plus ``fields``, e.g.
     ``device_id``), validated with ``--quality`` before any model is loaded; UsageError names the bad option."""
@@ -128,7 +134,7 @@ def settings_from_args(args: argparse.Namespace, **fields: object) -> RestoreSet
         return RestoreSettings(
             backend=args.backend, tile=args.tile, overlap=args.overlap, batch=args.batch, precision=args.precision,
             threads=args.threads, spin={"auto": None, "on": True, "off": False}[args.spin], cache_dir=args.cache_dir,
-            max_pixels=round(args.max_pixels * 1e6), server=args.url, remote_model=args.remote_model,
+            max_pixels=max_pixels_of(args), server=args.url, remote_model=args.remote_model,
             strength=args.strength, consistent=args.consistent, **fields,
         )  # fmt: skip
     except SettingError as e:
@@ -408,7 +414,7 @@ def open_compare(folder: Path | None, args: argparse.Namespace) -> CompareRun | 
     from runtime.compare import CompareRun
 
     try:
-        return CompareRun(folder, args.reference, max_pixels=round(args.max_pixels * 1e6))
+        return CompareRun(folder, args.reference, max_pixels=max_pixels_of(args))
     except (ValueError, OSError) as e:
         raise UsageError(f"--compare {folder}: {e}") from None
 

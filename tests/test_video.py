@@ -1003,6 +1003,29 @@ def test_max_pixels_counts_megapixels_for_files_and_raw(tmp_path, models, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi", "in.rgb", "ok.mkv", "ok.rgb"]
 
 
+def test_frames_exactly_at_max_pixels_are_restored_and_one_pixel_over_refused(tmp_path, models, capsys):
+    """--max-pixels is an inclusive limit, as for images: 78×52 frames (4056 px; 0.004056 × 1e6 is 4055.999… in
+    floating point) are restored at --max-pixels 0.004056, from a file and from --raw, and refused at 0.004055."""
+    from runtime.video.cli import main
+
+    w, h = 78, 52
+    src = make_mjpeg(tmp_path / "cam.avi", [10], audio=False, size=(w, h))
+    raw = tmp_path / "in.rgb"
+    raw.write_bytes(cv2.resize(PHOTO, (w, h)).tobytes())
+    common = ["--model", str(models), "--threads", "1", "-q"]
+    piped = ["--raw", f"{w}x{h}:rgb24", str(raw)]
+    assert main([str(src), str(tmp_path / "at.mkv"), "--max-pixels", "0.004056", *common]) == 0
+    assert main([*piped, str(tmp_path / "at.rgb"), "--max-pixels", "0.004056", *common]) == 0
+    assert capsys.readouterr().err == ""
+    assert [frame.shape for _, frame, _ in decoded(tmp_path / "at.mkv")] == [(h, w, 3)]
+    assert (tmp_path / "at.rgb").stat().st_size == w * h * 3
+    assert main([str(src), str(tmp_path / "no.mkv"), "--max-pixels", "0.004055", *common]) == 1
+    assert capsys.readouterr().err == f"error: {src}: {w}×{h} frames are over --max-pixels 0.004055 MP\n"
+    assert main([*piped, str(tmp_path / "no.rgb"), "--max-pixels", "0.004055", *common]) == 2
+    assert capsys.readouterr().err == f"error: --raw {w}x{h}: frames over --max-pixels 0.004055 MP\n"
+    assert not (tmp_path / "no.mkv").exists() and not (tmp_path / "no.rgb").exists()
+
+
 def test_forced_quality_chooses_the_model_for_motion_jpeg(tmp_path, restorer):
     """--quality 15 on q10 Motion JPEG: every frame restored by the q15 model, as asked."""
     src = make_mjpeg(tmp_path / "cam.avi", [10, 10], audio=False)

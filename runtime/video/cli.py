@@ -26,6 +26,7 @@ from runtime.cli import (
     add_restore_options,
     failure_message,
     log_backend,
+    max_pixels_of,
     open_restorer,
     path_problem,
     print_result,
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     except VideoError as e:
         log.error("error: %s", e)
         return 1
-    if clip.width * clip.height > args.max_pixels * 1e6:
+    if clip.width * clip.height > max_pixels_of(args):
         log.error("error: %s: %d×%d frames are over --max-pixels %g MP", src, clip.width, clip.height, args.max_pixels)
         return 1
     if CODECS[args.codec].crf is not None and (clip.width % 2 or clip.height % 2):
@@ -239,7 +240,7 @@ def check_video_options(args: argparse.Namespace) -> None:
             raise UsageError("--start, --duration, --codec and --compare are for video files, not --raw")
         if args.consistent:
             raise UsageError("--consistent is for Motion-JPEG files: raw frames carry no JPEG coefficients")
-        if args.raw.width * args.raw.height > args.max_pixels * 1e6:
+        if args.raw.width * args.raw.height > max_pixels_of(args):
             raise UsageError(
                 f"--raw {args.raw.width}x{args.raw.height}: frames over --max-pixels {args.max_pixels:g} MP"
             )
