@@ -511,6 +511,19 @@ def test_blend_keeps_gray_and_checks_its_arguments():
         assert str(caught.value) == f"out must be a uint8 array of shape (2, 2), got {out.dtype} {out.shape}"
 
 
+@pytest.mark.parametrize("strength", [0, 0.0, -0.5, 1.5, 2, float("nan"), float("inf"), True, "0.5", None])
+def test_blend_refuses_a_strength_outside_0_to_1_and_leaves_out_as_it_was(strength):
+    """runtime.strength.blend is public: a strength of 0 (no restoration), past 1 (extrapolated, wrapping uint8), NaN,
+    a bool or a non-number raises ValueError naming it, and an ``out`` given (here the restoration, blended in place)
+    is not written."""
+    gray = np.array([[0, 100], [200, 255]], np.uint8)
+    restored = np.array([[10, 120], [190, 250]], np.uint8)
+    with pytest.raises(ValueError) as caught:
+        blend(gray, restored, strength, out=restored)
+    assert str(caught.value) == f"strength must be a number in (0, 1], got {strength!r}"
+    np.testing.assert_array_equal(restored, [[10, 120], [190, 250]])
+
+
 @pytest.mark.parametrize("strength", [np.float32(0.5), np.float64(0.5), np.float16(0.5), 1, np.int64(1)])
 def test_a_numpy_or_integer_strength_is_a_number(strength):
     """A strength read from an array (np.float32(0.5)) blends like 0.5, the integer 1 like 1.0 (the full
