@@ -640,22 +640,34 @@ def _with_clean_aperture(avif: bytes, width: int, height: int, dx: tuple[int, in
 
 
 @pytest.mark.parametrize(
-    ("dx", "dy", "window"),
-    [((-8, 1), (4, 1), (16, 8)), ((0, 1), (0, 1), (12, 16)), ((1, 2), (0, 1), None), ((17, 1), (0, 1), None)],
+    ("size", "dx", "dy", "window"),
+    [
+        ((32, 24), (-8, 1), (4, 1), (16, 8)),
+        ((32, 24), (0, 1), (0, 1), (12, 16)),
+        ((64, 40), (0, 1), (-4, 1), (0, 0)),  # an encoder's padding rows cut off: full width, from the top
+        ((32, 24), (16, 1), (12, 1), (24, 32)),  # the bottom-right corner, touching both far edges
+        ((64, 48), (0, 1), (0, 1), (0, 0)),  # the whole image
+        ((32, 24), (1, 2), (0, 1), None),
+        ((32, 24), (17, 1), (0, 1), None),
+        ((64, 40), (0, 1), (-5, 1), None),  # one row above the top edge
+        ((32, 24), (16, 1), (13, 1), None),  # one row past the bottom edge
+    ],
 )
-def test_an_avif_is_cropped_to_its_clean_aperture(tmp_path, dx, dy, window):
+def test_an_avif_is_cropped_to_its_clean_aperture(tmp_path, size, dx, dy, window):
     """An AVIF's clean aperture box (clap) crops it as viewers show it (Chromium), OpenCV's and Pillow's readers
-    ignore it: read_image returns the 32×24 window, alpha too; an aperture that is not whole pixels inside the image
-    leaves the whole image, as Chromium shows it."""
+    ignore it: read_image returns the window (``(top, left)``), alpha too, also where it touches the image's edges
+    (a 1920×1088 coded frame shown as 1920×1080); an aperture that is not whole pixels inside the image leaves the
+    whole image, as Chromium shows it."""
     alpha = (np.arange(48 * 64).reshape(48, 64) % 251).astype(np.uint8)
     rgba = np.dstack([data.astronaut()[:48, :64], alpha])
     _, encoded = cv2.imencode(".avif", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA), [cv2.IMWRITE_AVIF_QUALITY, 100])
     path = tmp_path / "clap.avif"
-    path.write_bytes(_with_clean_aperture(encoded.tobytes(), 32, 24, dx, dy))
+    width, height = size
+    path.write_bytes(_with_clean_aperture(encoded.tobytes(), width, height, dx, dy))
     assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape == (48, 64, 4)  # read, and not cropped, by OpenCV
     image = read_image(path)
     top, left = window or (0, 0)
-    shown = rgba[top : top + 24, left : left + 32] if window else rgba
+    shown = rgba[top : top + height, left : left + width] if window else rgba
     assert image.pixels.shape == (*shown.shape[:2], 3)
     assert np.abs(image.pixels.astype(int) - shown[..., :3]).max() <= 2  # lossless AVIF: YUV rounding only
     np.testing.assert_array_equal(image.alpha, shown[..., 3])
