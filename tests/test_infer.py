@@ -6,6 +6,7 @@ import html
 import importlib.util
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -192,6 +193,20 @@ def test_a_clean_png_is_restored_with_a_note_and_a_video_points_to_runtime_video
     expected = f"error: {clip}: a video: restore it with python -m runtime.video '{clip}' OUTPUT\n"
     assert proc.returncode == 2 and proc.stderr == expected, proc.stderr
     assert not (tmp_path / "video_out").exists()
+
+
+@pytest.mark.parametrize("pattern", ["CLIP.MP4", "Holiday.MoV", "clip.mkv", "*.MP4"])
+def test_a_video_of_any_suffix_case_points_to_runtime_video(tmp_path, model, capsys, pattern):
+    """A camera's CLIP.MP4 (or a pattern matching it) given to the image command is a video as clip.mp4 is: exit 2,
+    one line naming runtime.video, nothing written; not a decode failure (exit 1)."""
+    from runtime.infer import main
+
+    clip = tmp_path / pattern.replace("*", "CLIP")
+    clip.write_bytes(b"\0\0\0\x18ftypmp42")
+    assert main([str(tmp_path / pattern), "-o", str(tmp_path / "out"), "--model", str(model)]) == 2
+    command = f"python -m runtime.video {shlex.quote(str(clip))} OUTPUT"
+    assert capsys.readouterr().err == f"error: {clip}: a video: restore it with {command}\n"
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.cli
