@@ -285,6 +285,33 @@ def test_a_ray_failure_counts_only_the_unfinished_files_as_failed(tmp_path, mode
     assert given[1] == ["a2.jpg", "a3.jpg"] and len(list(out.glob("*.png"))) == 5
 
 
+def test_the_summary_counts_only_the_jpegs_it_projected(tmp_path, model, monkeypatch, capsys):
+    """2 JPEGs restored, 1 PNG restored, 1 JPEG skipped (its output exists): the summary says "2 projected" (a PNG
+    has no coefficients to project onto, a skipped file was not restored), as many as the manifest's rows with a
+    consistent share; a job of PNGs only says "none projected onto its JPEG"."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    write_jpeg(src / "a.jpg", data.astronaut()[:48, :48], 10)
+    write_jpeg(src / "b.jpg", data.astronaut()[48:96, :48], 20)
+    write_jpeg(src / "d.jpg", data.astronaut()[96:144, :48], 30)
+    cv2.imwrite(str(src / "c.png"), data.astronaut()[:48, 48:96])
+    out.mkdir()
+    (out / "d.png").write_bytes(b"done by an earlier run")
+    pool_without_ray(monkeypatch, [])
+    assert batch_main([str(src), str(out), "--model", str(model), "--tile", "32"]) == 0
+    summary = capsys.readouterr().out
+    assert re.fullmatch(r"3 restored, 1 skipped, 0 failed in [\d.]+ s: [\d.]+ MP, [\d.]+ s/MP \(Ray start included; "
+                        r"backend: ort-cpu; 2 projected, consistent ≥ [\d.]+ %\)\n", summary), summary  # fmt: skip
+    projected = [Path(r["input"]).name for r in rows(out / MANIFEST_NAME) if r["consistent"] is not None]
+    assert sorted(projected) == ["a.jpg", "b.jpg"]
+
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    cv2.imwrite(str(pngs / "c.png"), data.astronaut()[:48, 48:96])
+    assert batch_main([str(pngs), str(tmp_path / "out_pngs"), "--model", str(model), "--tile", "32"]) == 0
+    assert capsys.readouterr().out.endswith("(Ray start included; backend: ort-cpu; none projected onto its JPEG)\n")
+
+
 # -- issue 29 (items 1, 11) and issue 26 (item 5) ----------------------------------------------------------------
 
 
