@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 import numpy as np
@@ -119,6 +120,32 @@ def test_per_quality_choice_and_precision_variants(tmp_path):
     assert restorer.restore_file(path, tmp_path / "o2.png", quality=45).model == "q40"
     with pytest.raises(ValueError, match="refusing to overwrite"):
         restorer.restore_file(path, path)
+
+
+def test_jpeg_quality_1_to_100_is_accepted_and_chooses_the_nearest_model(tmp_path):
+    """quality is 1..100 at both ends, as JPEG's own scale: 100 (a camera's "best") and 1 restore, each with the
+    nearest per-quality model, by call, by restore_frames and by restore_file; 0, 101, a bool or a float raise
+    ValueError naming the value."""
+    local_net(tmp_path / "q10.onnx", jpeg_qualities=[10], seed=1)
+    local_net(tmp_path / "q90.onnx", jpeg_qualities=[90], seed=2)
+    restorer = Restorer(tmp_path, backend="ort-cpu", tile=32, threads=1)
+    best, worst = restorer(RGB, quality=90), restorer(RGB, quality=10)
+    assert not np.array_equal(best, worst)
+    np.testing.assert_array_equal(restorer(RGB, quality=100), best)
+    np.testing.assert_array_equal(restorer(RGB, quality=np.int64(100)), best)
+    np.testing.assert_array_equal(restorer(RGB, quality=1), worst)
+    for got, expected in zip(restorer.restore_frames([RGB, RGB], [100, 1]), (best, worst), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    path = write_jpeg(tmp_path / "in.jpg", RGB, 100)
+    assert restorer.restore_file(path, tmp_path / "out.png", quality=100).model == "q90"
+    assert restorer.restore_file(path, tmp_path / "o1.png", quality=1).model == "q10"
+    for bad in (0, 101, -1, True, 100.0):
+        message = f"^JPEG quality must be an integer in 1\\.\\.100, got {re.escape(repr(bad))}$"
+        with pytest.raises(ValueError, match=message):
+            restorer(RGB, quality=bad)
+        with pytest.raises(ValueError, match=message):
+            restorer.restore_file(path, tmp_path / "x.png", bad)
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_auto_precision_falls_back_to_fp32_before_the_other_device_s_precision(tmp_path):

@@ -101,6 +101,20 @@ def test_each_range_is_inclusive_at_both_ends(field, lo, hi):
         assert caught.value.for_cli().startswith(f"{OPTIONS[field]} must be an integer in {lo}..{hi}")
 
 
+def test_quality_option_is_inclusive_at_both_ends():
+    """--quality 1 and --quality 100 are accepted before any model loads; 0 and 101 are a usage error whose line
+    names the option and the range."""
+    from common.cli import UsageError
+    from runtime.cli import settings_from_args
+
+    for value in ("1", "100"):
+        assert settings_from_args(build_parser().parse_args(["x.jpg", "--quality", value])) == RestoreSettings()
+    for value in ("0", "101"):
+        with pytest.raises(UsageError) as caught:
+            settings_from_args(build_parser().parse_args(["x.jpg", "--quality", value]))
+        assert str(caught.value) == f"--quality: JPEG quality must be an integer in 1..100, got {value}"
+
+
 def test_each_side_of_a_tile_is_checked():
     assert RestoreSettings(tile=(1, 4096)).tile == (1, 4096) and RestoreSettings(tile=(4096, 1)).tile == (4096, 1)
     for tile in ((0, 16), (16, 0), (4097, 16), (16, 4097)):
