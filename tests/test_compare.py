@@ -837,6 +837,16 @@ def test_the_report_shows_seconds_to_the_hundredth(tmp_path):
     assert "<td>1.25</td>" in text and "· 1.25 s</p>" in text
 
 
+def test_the_facts_line_shows_every_strength_but_the_full_one(tmp_path):
+    """``--strength 0.5`` (or any touch lighter than the full restoration, 0.995 included) is named on the image's
+    facts line; the full restoration (strength 1, the default) is not."""
+    strengths = [0.5, 0.01, 0.995, 1.0]
+    text = _report_text(tmp_path, [dataclasses.replace(FACTS, strength=s) for s in strengths], [True] * 4)
+    base = "JPEG q15 · model default · int8 · ort-cpu · 1.25 s"
+    expected = [f"{base} · strength 0.5", f"{base} · strength 0.01", f"{base} · strength 0.995", base]
+    assert re.findall(r'<p class="facts">(.*?)</p>', text) == [html.escape(line) for line in expected]
+
+
 def test_a_name_shows_as_utf_8():
     from runtime.compare import display_name
 
