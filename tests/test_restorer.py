@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import torch
+from PIL import Image
 from skimage import data
 
 import runtime.model_files
 import runtime.restorer
+from common.metrics import psnr
 from runtime import Restorer
+from runtime import jpeg_consistency as jc
 from runtime.backends.base import BackendUnavailable
 from runtime.backends.select import tile_grid
 from runtime.io import read_image, write_image
 from runtime.model_files import PRECISIONS, PREFERENCE, Model, ModelError, ModelFile, ModelSet, resolve_models
 from runtime.spec import ModelSpec
-from tests.runtime_fixtures import local_net, tiny_wcdgan, write_jpeg
+from tests.runtime_fixtures import export_onnx, local_net, tiny_wcdgan, write_jpeg
 
 RGB = data.astronaut()[:70, :90]
 GRAY = data.camera()[:70, :90]
@@ -405,3 +410,69 @@ def test_a_strength_just_below_one_is_a_blend_not_the_full_restoration(rgb_model
     full, light = (read_image(tmp_path / name).pixels for name in ("full.png", "light.png"))
     assert light.dtype == np.uint16 and not np.array_equal(light, full)
     assert np.abs(light - (0.995 * full.astype(np.float64) + 0.005 * deep)).max() <= 0.5 + 1e-6  # rounding
+
+
+class _NonFiniteOnWhiteAndBlack(torch.nn.Module):
+    """The identity, nudged, but NaN where a sample is white (the root of a negative) and -Inf where it is black
+    (log 0): the load-time self-test's smooth image (0.2-0.8) comes out finite, a photo's highlights do not."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 1e-3 * (torch.sqrt(0.98 - x) + torch.log(x))
+
+
+@pytest.mark.parametrize("patch", [255, 0], ids=["NaN", "Inf"])
+def test_a_model_giving_nan_or_inf_in_part_of_a_tile_is_refused_and_nothing_is_written(tmp_path, patch):
+    """A model whose output is not finite in a 4×4 patch of one of six tiles (the others finite, batched with it)
+    raises ModelError naming the model and 'produced NaN/Inf', from the call and from restore_file, which writes
+    no output and leaves no temporary."""
+    (tmp_path / "model").mkdir()
+    model = export_onnx(_NonFiniteOnWhiteAndBlack(), tmp_path / "model" / "wild.onnx", 3)
+    image = np.clip(RGB, 1, 254)  # finite everywhere but the patch
+    image[40:44, 50:54] = patch
+    write_image(tmp_path / "in.png", image)
+    message = r"^model wild produced NaN/Inf on this image \(ort-cpu\)$"
+    with Restorer(model, backend="ort-cpu", tile=32, batch=2, cache_dir=tmp_path / "cache") as restorer:
+        assert restorer(np.clip(RGB, 1, 254)).shape == RGB.shape  # without the patch: restored
+        with pytest.raises(ModelError, match=message):
+            restorer(image)
+        with pytest.raises(ModelError, match=message):
+            restorer.restore_file(tmp_path / "in.png", tmp_path / "out.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "in.png", "model"]
+
+
+def _exif_jpeg(path: Path, stored: np.ndarray, orientation: int | None, quality: int = 20) -> Path:
+    """A JPEG of ``stored`` (the pixels as the camera stored them) whose EXIF says to show it at ``orientation``
+    (None: no EXIF); the same coefficients whatever the orientation."""
+    exif = Image.new("RGB", (1, 1)).getexif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    Image.fromarray(stored).save(path, quality=quality, exif=exif.tobytes())
+    return path
+
+
+@pytest.mark.parametrize(("orientation", "turns"), [(3, 2), (6, -1), (8, 1)])  # np.rot90 turns that show it upright
+def test_consistent_mode_writes_a_rotated_jpeg_upright_and_true_to_the_file_s_own_blocks(
+    rgb_model, tmp_path, orientation, turns
+):
+    """The default (JPEG-consistent) restore_file of a JPEG with EXIF orientation 3, 6 or 8 writes the upright
+    image, and that image, turned back as the file stores it, quantises to the file's own DCT coefficients (read
+    without the EXIF turn), as the restoration without the projection does not; the share it reports is that one."""
+    path = _exif_jpeg(tmp_path / "turned.jpg", RGB, orientation)
+    upright = read_image(path).pixels
+    as_stored = read_image(_exif_jpeg(tmp_path / "plain.jpg", RGB, None)).pixels  # the same file without the tag
+    np.testing.assert_array_equal(upright, np.rot90(as_stored, turns))
+    file_blocks = jc.read_coefficients(path)  # orientation 1: the blocks as the file stores them
+
+    def share_as_stored(out: Path) -> float:
+        written = read_image(out).pixels
+        assert written.shape == upright.shape  # upright: 90×70 for orientations 6 and 8
+        return jc.consistent_share(np.ascontiguousarray(np.rot90(written, -turns)), file_blocks)
+
+    with Restorer(rgb_model, tile=32, threads=1) as restorer:
+        result = restorer.restore_file(path, tmp_path / "consistent.png")
+    with Restorer(rgb_model, tile=32, threads=1, consistent=False) as restorer:
+        restorer.restore_file(path, tmp_path / "free.png")
+    share = share_as_stored(tmp_path / "consistent.png")
+    assert share >= 0.999 > share_as_stored(tmp_path / "free.png")  # the projection did it, not the model
+    assert result.consistent == pytest.approx(share)
+    assert psnr(read_image(tmp_path / "consistent.png").pixels, upright) > 30  # the picture, not a scramble of it
