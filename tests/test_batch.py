@@ -204,6 +204,33 @@ def test_inputs_from_manifests_folders_and_globs(tmp_path):
     assert all("cannot read the manifest" in e for e in errors) and "broken.parquet" in errors[0]
 
 
+@pytest.mark.cli
+def test_a_manifest_named_in_upper_case_is_read_as_a_list_of_paths(tmp_path, model):
+    """``python -m runtime.batch LIST.TXT Paths.Parquet out/`` reads both files as the manifests list.txt and
+    paths.parquet are: the job is the paths they list (all done already here, so skipped without starting Ray),
+    exit 0, the manifest's rows name those inputs and no other."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    for name in ("a", "b"):
+        write_jpeg(src / f"{name}.jpg", data.astronaut()[:32, :32], 10)
+        (out / f"{name}.png").write_bytes(b"restored before")
+    (tmp_path / "LIST.TXT").write_text("in/a.jpg\n")
+    pq.write_table(pa.table({"path": ["in/b.jpg"]}), tmp_path / "Paths.Parquet")
+    proc = batch(tmp_path / "LIST.TXT", tmp_path / "Paths.Parquet", out, "--model", model, stdout=subprocess.PIPE)
+    summary, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0 and "Traceback" not in err and "Ray on" not in err, err
+    assert "0 restored, 2 skipped, 0 failed" in summary
+    assert [(r["input"], r["status"]) for r in rows(out / MANIFEST_NAME)] == [
+        (str(src / "a.jpg"), "skipped"),
+        (str(src / "b.jpg"), "skipped"),
+    ]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", MANIFEST_NAME]
+
+
 def test_missing_ray_and_torch_free_imports():
     missing = "import sys, runpy; sys.modules['ray'] = None; sys.argv = ['x', '--help']; " + (
         "runpy.run_module('runtime.batch', run_name='__main__')"
