@@ -422,9 +422,9 @@ class _NonFiniteOnWhiteAndBlack(torch.nn.Module):
 
 @pytest.mark.parametrize("patch", [255, 0], ids=["NaN", "Inf"])
 def test_a_model_giving_nan_or_inf_in_part_of_a_tile_is_refused_and_nothing_is_written(tmp_path, patch):
-    """A model whose output is not finite in a 4×4 patch of one of six tiles (the others finite, batched with it)
-    raises ModelError naming the model and 'produced NaN/Inf', from the call and from restore_file, which writes
-    no output and leaves no temporary."""
+    """A model whose output is not finite in a 4×4 patch, part of a tile (the rest finite, other tiles batched with
+    it), raises ModelError naming the model and 'produced NaN/Inf', from the call and from restore_file, which
+    writes no output and leaves no temporary."""
     (tmp_path / "model").mkdir()
     model = export_onnx(_NonFiniteOnWhiteAndBlack(), tmp_path / "model" / "wild.onnx", 3)
     image = np.clip(RGB, 1, 254)  # finite everywhere but the patch
