@@ -549,3 +549,24 @@ def test_strength_tags_keep_every_digit():
     from runtime.cli import strength_tag
 
     assert [strength_tag(s) for s in (1, 0.5, 0.25, 0.125)] == ["", "_strength0.5", "_strength0.25", "_strength0.125"]
+
+
+def test_an_image_exactly_at_max_pixels_is_restored_and_one_row_over_refused(tmp_path, model, capsys):
+    """--max-pixels is an inclusive limit in MP: a 78×52 image (4056 px; 0.004056 × 1e6 is 4055.999… in floating
+    point) is restored at --max-pixels 0.004056; 78×53 is refused with the one line naming both sizes (to 3
+    significant digits), exit 1, nothing written."""
+    from runtime.infer import main
+
+    at, over = tmp_path / "at.png", tmp_path / "over.png"
+    cv2.imwrite(str(at), cv2.resize(RGB, (78, 52)))
+    cv2.imwrite(str(over), cv2.resize(RGB, (78, 53)))
+    common = ["--model", str(model), "--max-pixels", "0.004056", "-q"]
+    assert main([str(at), "-o", str(tmp_path / "out"), *common]) == 0
+    assert capsys.readouterr().err == ""
+    assert cv2.imread(str(tmp_path / "out" / "at.png")).shape == (52, 78, 3)
+    assert main([str(over), "-o", str(tmp_path / "out"), *common]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {over}: declares 78×53 = 0.00413 MP, over the limit of 0.00406 MP "
+        "(raise it with --max-pixels if the machine has the memory)\n1 input(s) failed\n"
+    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["at.png"]
