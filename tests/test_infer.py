@@ -570,3 +570,20 @@ def test_an_image_exactly_at_max_pixels_is_restored_and_one_row_over_refused(tmp
         "(raise it with --max-pixels if the machine has the memory)\n1 input(s) failed\n"
     )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["at.png"]
+
+
+def test_a_folder_run_again_with_its_suffix_leaves_its_outputs_alone(tmp_path, model, capsys):
+    """``runtime.infer DIR --suffix _r`` twice: the second run skips both inputs (their outputs exist) and never
+    restores an earlier output (a_r.png into a_r_r.png); an image ending with the default suffix is an input then."""
+    from runtime.infer import main
+
+    write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    cv2.imwrite(str(tmp_path / "b_wcdgan.png"), RGB)
+    argv = [str(tmp_path), "--suffix", "_r", "--model", str(model)]
+    assert main(argv) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a_r.png", "b_wcdgan.png", "b_wcdgan_r.png"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out  # the summary alone: no result line of a restored file
+    assert out.startswith("0 restored, 2 skipped, 0 failed in ") and out.count("\n") == 1, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a_r.png", "b_wcdgan.png", "b_wcdgan_r.png"]
