@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import importlib.util
+import io
 import os
 import re
 import shlex
@@ -587,3 +588,28 @@ def test_a_folder_run_again_with_its_suffix_leaves_its_outputs_alone(tmp_path, m
     out = capsys.readouterr().out  # the summary alone: no result line of a restored file
     assert out.startswith("0 restored, 2 skipped, 0 failed in ") and out.count("\n") == 1, out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "a_r.png", "b_wcdgan.png", "b_wcdgan_r.png"]
+
+
+@pytest.mark.cli
+def test_the_files_progress_bar_shows_on_a_terminal_and_never_in_a_log_file(tmp_path, model, monkeypatch):
+    """``runtime.infer a.jpg b.jpg 2>log``: the log holds whole lines, no progress bar (no carriage returns, no
+    file/s rate); with stderr a terminal the bar over the two files shows."""
+    from runtime.infer import main
+
+    inputs = [str(write_jpeg(tmp_path / f"{name}.jpg", RGB, 20)) for name in ("a", "b")]
+    argv = [*inputs, "-o", str(tmp_path / "out"), "--model", str(model)]
+    log = tmp_path / "log"
+    with log.open("wb") as stderr:  # bytes as written: text mode would turn a \r into \n
+        proc = run_module("runtime.infer", *argv, capture_output=False, stdout=subprocess.PIPE, stderr=stderr)
+    written = log.read_bytes().decode()
+    assert proc.returncode == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+    assert "\r" not in written and "file/s" not in written and "2/2" not in written, written
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main([*argv, "-f"]) == 0
+    assert "\r" in terminal.getvalue() and re.search(r"100%\|.*\| 2/2 \[.*file/s\]", terminal.getvalue())
