@@ -281,6 +281,25 @@ def test_start_counts_from_the_first_timestamp(tmp_path, restorer):
     assert [t for t, _, _ in decoded(whole_dst)] == pytest.approx(whole, abs=1e-3)  # a whole clip keeps its times
 
 
+@pytest.mark.parametrize("suffix", [".avi", ".mkv"])  # video time base 1/25, 1/1000
+def test_start_on_a_frame_puts_that_frame_at_zero_and_shifts_the_audio_alike(tmp_path, models, restorer, suffix):
+    """--start 1.88 is frame 47 of a 25 fps clip (46.999… frames, 1879.999… ms in floating point): the part's frames
+    are at 0, 0.04, 0.08 and 0.12 s, the first one frame 47 restored, and the audio packets in the part keep their
+    bytes, 1.88 s earlier."""
+    from runtime.video.cli import main
+
+    src, dst = make_mjpeg(tmp_path / f"cam{suffix}", [10] * 60), tmp_path / "part.mkv"
+    argv = [str(src), str(dst), "--start", "1.88", "--duration", "0.16", "--no-consistent"]
+    assert main([*argv, "--model", str(models), "--threads", "1", "-q"]) == 0
+    outs = decoded(dst)
+    assert [t for t, _, _ in outs] == pytest.approx([0.0, 0.04, 0.08, 0.12], abs=1e-4)
+    assert np.array_equal(outs[0][1], restorer(decoded(src)[47][1], 10))
+    audio_in = [(t, data) for t, data in packets(src, "audio") if 1.88 <= t < 2.04]
+    audio_out = packets(dst, "audio")
+    assert len(audio_in) == 2 and [data for _, data in audio_out] == [data for _, data in audio_in]
+    assert [t for t, _ in audio_out] == pytest.approx([t - 1.88 for t, _ in audio_in], abs=1e-4)
+
+
 def make_ten_bit(path: Path) -> Path:
     """Three frames of 10-bit (yuv420p10le) H.265, limited range."""
     with av.open(str(path), "w") as out:
