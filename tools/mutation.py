@@ -3,14 +3,16 @@
     python tools/mutation.py settings io --label after --timeout 1800   # these groups; see GROUPS
     python tools/mutation.py all --label after                          # every group (hours on two cores)
     python tools/mutation.py settings --label before --tests-from main  # the tests of another commit
+    python tools/mutation.py video --only runtime/video/raw.py --label raw-before   # part of one group
 
 mutmut (configured in pyproject.toml's [tool.mutmut]) picks each mutant's tests by coverage: the tests that call the
 mutated function. A function such as RestoreSettings' validation runs in almost every test, so with the whole suite
 each of its mutants would run hundreds of tests. Each group here therefore runs in its own copy of the checkout
 (``.mutation/LABEL/GROUP/``, reused by a later run with the same label, which retries only undecided mutants) whose
 mutmut configuration mutates the group's modules and selects among the group's test files only (:data:`GROUPS`).
-``--timeout`` bounds each group; the mutants it did not reach are reported as not run. The report (killed, survived,
-timeout, no tests, not run per module) is added to benchmarks/results/mutation.json under ``--label``.
+``--timeout`` bounds each group; the mutants it did not reach are reported as not run. ``--only`` mutates only the
+modules of one group that match its patterns (recorded with the run). The report (killed, survived, timeout, no tests,
+not run per module) is added to benchmarks/results/mutation.json under ``--label``.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ _SKIP = shutil.ignore_patterns(
 )
 
 
-def prepare(group: str, label: str, tests_from: str | None) -> Path:
-    """The group's copy of the checkout (made once per label) with its mutmut configuration."""
+def prepare(group: str, label: str, tests_from: str | None, modules: list[str]) -> Path:
+    """The group's copy of the checkout (made once per label) with a mutmut configuration that mutates ``modules``."""
     copy = WORK / label / group
     if not copy.is_dir():
         shutil.copytree(REPO, copy, ignore=_SKIP)
@@ -64,7 +66,7 @@ def prepare(group: str, label: str, tests_from: str | None) -> Path:
             archive = subprocess.run(["git", "archive", tests_from, "tests"], cwd=REPO, capture_output=True, check=True)
             subprocess.run(["tar", "-x", "-C", str(copy)], input=archive.stdout, check=True)
             shutil.copy2(REPO / "tests" / "conftest.py", copy / "tests" / "conftest.py")
-    modules, tests = GROUPS[group]
+    tests = GROUPS[group][1]
     text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     config = tomllib.loads(text)["tool"]["mutmut"] | {
         "only_mutate": modules,
@@ -91,6 +93,21 @@ def run_group(copy: Path, timeout: float, children: int) -> bool:
         return False
     finally:
         log.close()
+
+
+def restricted(group: str, patterns: list[str]) -> list[str]:
+    """``patterns`` (globs of module files, for ``--only``), each matching at least one module of ``group`` and none
+    outside it as mutmut matches them (fnmatch: ``*`` spans folders); ValueError otherwise."""
+    import fnmatch
+
+    sources = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]["source_paths"]
+    modules = [str(f.relative_to(REPO)) for source in sources for f in (REPO / source).rglob("*.py")]
+    for pattern in patterns:
+        files = fnmatch.filter(modules, pattern)
+        if not files or not all(any(fnmatch.fnmatch(f, m) for m in GROUPS[group][0]) for f in files):
+            within = ", ".join(GROUPS[group][0])
+            raise ValueError(f"--only {pattern}: must match modules of the {group} group ({within}) and no others")
+    return patterns
 
 
 def module_counts(mutants: Path, modules: list[str]) -> dict[str, dict[str, int]]:
@@ -157,6 +174,8 @@ def markdown(runs: dict[str, dict]) -> str:
         lines += [f"## {label}", "", f"{run['when']}, {run['machine']}: `{run['command']}`", ""]
         if run.get("note"):
             lines += [run["note"], ""]
+        if run.get("only"):
+            lines += ["Mutated only " + ", ".join(f"`{m}`" for m in run["only"]) + " of its group.", ""]
         lines.append(head)
         for module, row in run["modules"].items():
             ran = score(row)
@@ -181,18 +200,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3600, help="seconds per group (default 3600)")
     p.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
     p.add_argument("--note", default="", help="one line on what this run covers")
+    p.add_argument("--only", nargs="+", metavar="GLOB", help="mutate only these modules of the (one) group")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from the copies' results")
     p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="add the two labels' paired scores")
     args = p.parse_args(argv)
     groups = list(GROUPS) if "all" in args.groups else args.groups
+    if args.only and len(groups) > 1:
+        p.error("--only restricts one group; name one")
+    try:
+        only = args.only and restricted(groups[0], args.only)
+    except ValueError as e:
+        p.error(str(e))
     path = RESULTS / "mutation.json"
     run: dict = {"modules": {}}
     for group in groups:
-        copy = prepare(group, args.label, args.tests_from)
+        modules, tests = only or GROUPS[group][0], GROUPS[group][1]
+        copy = prepare(group, args.label, args.tests_from, modules)
         if not args.report_only:
             finished = run_group(copy, args.timeout, args.children)
             print(f"{group}: {'done' if finished else f'stopped after {args.timeout:g} s'}", file=sys.stderr)
-        modules, tests = GROUPS[group]
         for module, row in module_counts(copy / "mutants", modules).items():
             run["modules"][module] = row | {"tests": tests}
     runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}  # read now: runs may overlap
@@ -206,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python tools/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "note": args.note or run.get("note", ""),
     }
+    if only:
+        run["only"] = only
     if args.compare and (rows := paired(*args.compare)):
         runs[args.compare[1]]["paired"] = {"with": args.compare[0], "rows": rows}
     path.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
