@@ -950,6 +950,96 @@ def test_a_truncated_raw_stream_is_counted_corrupt_and_exits_1(tmp_path, models,
     assert capsys.readouterr().err == "error: 1 corrupt packet(s) skipped; the output holds the 2 frames that decoded\n"
 
 
+def test_a_truncated_16_bit_raw_stream_says_what_was_dropped(tmp_path, models, restorer, capsys):
+    """gray16le frames and a partial one after them: the whole frames restored (16-bit, little-endian), one line on
+    the partial frame's size (shown without -q) and the error line; exit 1."""
+    from runtime.video.cli import main
+
+    gray = cv2.cvtColor(PHOTO, cv2.COLOR_RGB2GRAY).astype("<u2") * 257
+    frames = [gray, np.roll(gray, 3, axis=1)]
+    src, dst = tmp_path / "in.raw", tmp_path / "out.raw"
+    src.write_bytes(b"".join(f.tobytes() for f in frames) + gray.tobytes()[:101])
+    assert main(["--raw", f"{W}x{H}:gray16le", str(src), str(dst), "--model", str(models), "--threads", "1"]) == 1
+    assert dst.read_bytes() == b"".join(restorer(f.astype("u2")).astype("<u2").tobytes() for f in frames)
+    err = capsys.readouterr().err.splitlines()
+    assert f"raw input ends with a partial frame (101 of {W * H * 2} bytes): dropped" in err
+    assert err[-1] == "error: 1 corrupt packet(s) skipped; the output holds the 2 frames that decoded"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("64x48", "expected WxH:FMT with FMT one of rgb24, rgb48le, gray, gray16le, got '64x48'"),
+    ("64x48:yuv420p", "expected WxH:FMT with FMT one of rgb24, rgb48le, gray, gray16le, got '64x48:yuv420p'"),
+    ("64by48:rgb24", "expected WxH:FMT (e.g. 640x480:rgb24), got '64by48:rgb24'"),
+])  # fmt: skip
+def test_a_malformed_raw_format_is_a_usage_error_naming_the_formats(tmp_path, capsys, text, message):
+    """--raw without a format, with an unknown one or a malformed size: exit 2 before any work, the last stderr line
+    says what is expected (the formats by name when the format is what is wrong)."""
+    from runtime.video.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--raw", text, "-", str(tmp_path / "out.raw")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"python -m runtime.video: error: argument --raw: {message}"
+    assert not (tmp_path / "out.raw").exists()
+
+
+def test_pipe_mode_shows_a_frame_counter_on_a_terminal_only_when_asked(restorer, monkeypatch):
+    """restore_raw(progress=True) on a terminal: a bar counting the frames restored, cleared when done (no line
+    left behind in the pipe's stderr); by default (as with -q) nothing is drawn, terminal or not."""
+    import io
+    import threading
+
+    from tqdm import tqdm
+
+    from runtime.video.pipeline import Stats
+    from runtime.video.raw import raw_format, restore_raw
+
+    # This process's own lock, not tqdm's default one shared across forks: a bar that fails to draw (a mutant's) keeps
+    # its lock, and under mutmut, which forks this process per mutant, every later mutant would wait for it forever.
+    monkeypatch.setattr(tqdm, "_lock", threading.RLock(), raising=False)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    class Camera(io.BytesIO):  # a source slower than the bar's refresh interval (0.1 s), as a live one is
+        def read(self, size: int = -1) -> bytes:
+            time.sleep(0.15)
+            return super().read(size)
+
+    def drawn(**progress: bool) -> str:
+        terminal, target = Terminal(), io.BytesIO()
+        with monkeypatch.context() as patch:
+            patch.setattr(sys, "stderr", terminal)
+            restore_raw(Camera(PHOTO.tobytes() * 2), target, raw_format(f"{W}x{H}:rgb24"), restorer, None, Stats(),
+                        **progress)  # fmt: skip
+        assert target.getvalue() == restorer(PHOTO).tobytes() * 2
+        return terminal.getvalue()
+
+    assert drawn() == drawn(progress=False) == ""
+    shown = drawn(progress=True)
+    assert re.findall(r"\r(\d+)frame \[", shown)[-1] == "2" and shown.endswith("\r") and "\n" not in shown, shown
+
+
+def test_pipe_mode_counts_a_slow_reader_as_encode_time(restorer):
+    """The time spent writing to a slow reader (the next process in the pipe) is the encode time the result line
+    shows: the sum over the frames, within the run's wall time."""
+    import io
+
+    from runtime.video.pipeline import Stats
+    from runtime.video.raw import raw_format, restore_raw
+
+    class SlowReader(io.BytesIO):
+        def write(self, data: bytes) -> int:
+            time.sleep(0.05)
+            return super().write(data)
+
+    target, stats = SlowReader(), Stats()
+    restore_raw(io.BytesIO(PHOTO.tobytes() * 3), target, raw_format(f"{W}x{H}:rgb24"), restorer, None, stats)
+    assert target.getvalue() == restorer(PHOTO).tobytes() * 3
+    assert 3 * 0.05 <= stats.encode_s <= stats.wall_s
+
+
 def test_pipe_mode_stdout_carries_the_frames_only(tmp_path, models, capsysbinary):
     """--raw IN - without -q: stdout holds the restored frames, byte for byte those written to a file, and nothing
     else; the result line goes to stderr."""
