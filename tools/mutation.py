@@ -4,6 +4,7 @@
     python tools/mutation.py all --label after                          # every group (hours on two cores)
     python tools/mutation.py settings --label before --tests-from main  # the tests of another commit
     python tools/mutation.py video --only runtime/video/raw.py --label raw-before   # part of one group
+    python tools/mutation.py video --only runtime/video/cli.py::_restore_raw --label f  # one function's mutants
 
 mutmut (configured in pyproject.toml's [tool.mutmut]) picks each mutant's tests by coverage: the tests that call the
 mutated function. A function such as RestoreSettings' validation runs in almost every test, so with the whole suite
@@ -11,8 +12,8 @@ each of its mutants would run hundreds of tests. Each group here therefore runs 
 (``.mutation/LABEL/GROUP/``, reused by a later run with the same label, which retries only undecided mutants) whose
 mutmut configuration mutates the group's modules and selects among the group's test files only (:data:`GROUPS`).
 ``--timeout`` bounds each group; the mutants it did not reach are reported as not run. ``--only`` mutates only the
-modules of one group that match its patterns (recorded with the run). The report (killed, survived, timeout, no tests,
-not run per module) is added to benchmarks/results/mutation.json under ``--label``.
+modules of one group that match its patterns, or only some functions (recorded with the run). The report (killed,
+survived, timeout, no tests, not run per module) is added to benchmarks/results/mutation.json under ``--label``.
 """
 
 from __future__ import annotations
@@ -79,11 +80,12 @@ def prepare(group: str, label: str, tests_from: str | None, modules: list[str]) 
     return copy
 
 
-def run_group(copy: Path, timeout: float, children: int) -> bool:
-    """``mutmut run`` in ``copy``; False when ``timeout`` seconds ended it (its decided mutants are kept)."""
+def run_group(copy: Path, timeout: float, children: int, names: list[str]) -> bool:
+    """``mutmut run`` in ``copy`` (of the mutants whose names match ``names``, all of them again; none given: every
+    undecided mutant); False when ``timeout`` seconds ended it (its decided mutants are kept)."""
     log = (copy / "mutmut.log").open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)], cwd=copy,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *names]
+    process = subprocess.Popen(command, cwd=copy, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         process.wait(timeout=timeout)
         return True
@@ -95,23 +97,40 @@ def run_group(copy: Path, timeout: float, children: int) -> bool:
         log.close()
 
 
-def restricted(group: str, patterns: list[str]) -> list[str]:
-    """``patterns`` (globs of module files, for ``--only``), each matching at least one module of ``group`` and none
-    outside it as mutmut matches them (fnmatch: ``*`` spans folders); ValueError otherwise."""
+def restricted(group: str, items: list[str]) -> tuple[list[str], list[str]]:
+    """``--only``'s items → (the module globs to mutate, mutmut's name patterns of the mutants to run: none for all).
+    An item is a glob of module files, matching at least one module of ``group`` and none outside it as mutmut
+    matches them (fnmatch: ``*`` spans folders), or ``FILE::FUNCTION`` (``Class.method``: a method) for the mutants
+    of one function; ValueError otherwise."""
+    import ast
     import fnmatch
 
     sources = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]["source_paths"]
     modules = [str(f.relative_to(REPO)) for source in sources for f in (REPO / source).rglob("*.py")]
-    for pattern in patterns:
+    globs, names = [], []
+    for item in items:
+        pattern, _, function = item.partition("::")
         files = fnmatch.filter(modules, pattern)
         if not files or not all(any(fnmatch.fnmatch(f, m) for m in GROUPS[group][0]) for f in files):
             within = ", ".join(GROUPS[group][0])
-            raise ValueError(f"--only {pattern}: must match modules of the {group} group ({within}) and no others")
-    return patterns
+            raise ValueError(f"--only {item}: must match modules of the {group} group ({within}) and no others")
+        globs.append(pattern)
+        dotted = pattern.removesuffix(".py").replace("/", ".")
+        if not function:
+            names.append(f"{dotted}.*")
+            continue
+        tree = ast.parse((REPO / files[0]).read_text(encoding="utf-8"))
+        defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        owner, _, name = function.rpartition(".")
+        if files != [pattern] or name not in defined:
+            raise ValueError(f"--only {item}: FILE::FUNCTION names a function (or Class.method) of one module")
+        names.append(f"{dotted}.{f'xǁ{owner}ǁ{name}' if owner else f'x_{name}'}__mutmut_*")  # mutmut's mangling
+    return globs, names if any("::" in item for item in items) else []
 
 
-def module_counts(mutants: Path, modules: list[str]) -> dict[str, dict[str, int]]:
-    """Mutated module (``runtime/settings.py``) → status → mutants, from mutmut's ``*.py.meta`` files."""
+def module_counts(mutants: Path, modules: list[str], names: list[str]) -> dict[str, dict[str, int]]:
+    """Mutated module (``runtime/settings.py``) → status → mutants (those matching ``names``, if any), from mutmut's
+    ``*.py.meta`` files."""
     import fnmatch
 
     from mutmut.stats import status_by_exit_code  # the [dev] extra
@@ -122,6 +141,7 @@ def module_counts(mutants: Path, modules: list[str]) -> dict[str, dict[str, int]
         if not any(fnmatch.fnmatch(module, pattern) for pattern in modules):
             continue
         codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+        codes = {k: c for k, c in codes.items() if not names or any(fnmatch.fnmatch(k, n) for n in names)}
         statuses = collections.Counter(status_by_exit_code[code] for code in codes.values())
         row = {s: statuses.pop(s, 0) for s in STATUSES[:-1]}
         row["other"] = sum(statuses.values())  # suspicious, segfault, interrupted
@@ -200,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=3600, help="seconds per group (default 3600)")
     p.add_argument("--children", type=int, default=2, help="mutants run at once (default 2)")
     p.add_argument("--note", default="", help="one line on what this run covers")
-    p.add_argument("--only", nargs="+", metavar="GLOB", help="mutate only these modules of the (one) group")
+    p.add_argument("--only", nargs="+", metavar="GLOB", help="mutate only these modules of the (one) group, or "
+                   "only FILE::FUNCTION (those mutants are all run again when the label's copy is reused)")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from the copies' results")
     p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="add the two labels' paired scores")
     args = p.parse_args(argv)
@@ -208,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and len(groups) > 1:
         p.error("--only restricts one group; name one")
     try:
-        only = args.only and restricted(groups[0], args.only)
+        only, names = restricted(groups[0], args.only) if args.only else ([], [])
     except ValueError as e:
         p.error(str(e))
     path = RESULTS / "mutation.json"
@@ -217,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
         modules, tests = only or GROUPS[group][0], GROUPS[group][1]
         copy = prepare(group, args.label, args.tests_from, modules)
         if not args.report_only:
-            finished = run_group(copy, args.timeout, args.children)
+            finished = run_group(copy, args.timeout, args.children, names)
             print(f"{group}: {'done' if finished else f'stopped after {args.timeout:g} s'}", file=sys.stderr)
-        for module, row in module_counts(copy / "mutants", modules).items():
+        for module, row in module_counts(copy / "mutants", modules, names).items():
             run["modules"][module] = row | {"tests": tests}
     runs = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}  # read now: runs may overlap
     run = runs.setdefault(args.label, {"modules": {}}) | {
@@ -233,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "note": args.note or run.get("note", ""),
     }
     if only:
-        run["only"] = only
+        run["only"] = args.only
     if args.compare and (rows := paired(*args.compare)):
         runs[args.compare[1]]["paired"] = {"with": args.compare[0], "rows": rows}
     path.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
