@@ -983,16 +983,14 @@ def test_a_malformed_raw_format_is_a_usage_error_naming_the_formats(tmp_path, ca
     assert not (tmp_path / "out.raw").exists()
 
 
-def test_pipe_mode_shows_a_frame_counter_on_a_terminal_only_when_asked(restorer, monkeypatch):
-    """restore_raw(progress=True) on a terminal: a bar counting the frames restored, cleared when done (no line
-    left behind in the pipe's stderr); by default (as with -q) nothing is drawn, terminal or not."""
+@pytest.fixture
+def terminal(monkeypatch) -> type:
+    """A stand-in for a terminal (``Terminal()``: a text stream whose ``isatty()`` is True) to put as sys.stderr,
+    for tests of the progress bars that only a terminal shows."""
     import io
     import threading
 
     from tqdm import tqdm
-
-    from runtime.video.pipeline import Stats
-    from runtime.video.raw import raw_format, restore_raw
 
     # This process's own lock, not tqdm's default one shared across forks: a bar that fails to draw (a mutant's) keeps
     # its lock, and under mutmut, which forks this process per mutant, every later mutant would wait for it forever.
@@ -1002,23 +1000,63 @@ def test_pipe_mode_shows_a_frame_counter_on_a_terminal_only_when_asked(restorer,
         def isatty(self) -> bool:
             return True
 
+    return Terminal
+
+
+def test_pipe_mode_shows_a_frame_counter_on_a_terminal_only_when_asked(restorer, monkeypatch, terminal):
+    """restore_raw(progress=True) on a terminal: a bar counting the frames restored, cleared when done (no line
+    left behind in the pipe's stderr); by default (as with -q) nothing is drawn, terminal or not."""
+    import io
+
+    from runtime.video.pipeline import Stats
+    from runtime.video.raw import raw_format, restore_raw
+
     class Camera(io.BytesIO):  # a source slower than the bar's refresh interval (0.1 s), as a live one is
         def read(self, size: int = -1) -> bytes:
             time.sleep(0.15)
             return super().read(size)
 
     def drawn(**progress: bool) -> str:
-        terminal, target = Terminal(), io.BytesIO()
+        stderr, target = terminal(), io.BytesIO()
         with monkeypatch.context() as patch:
-            patch.setattr(sys, "stderr", terminal)
+            patch.setattr(sys, "stderr", stderr)
             restore_raw(Camera(PHOTO.tobytes() * 2), target, raw_format(f"{W}x{H}:rgb24"), restorer, None, Stats(),
                         **progress)  # fmt: skip
         assert target.getvalue() == restorer(PHOTO).tobytes() * 2
-        return terminal.getvalue()
+        return stderr.getvalue()
 
     assert drawn() == drawn(progress=False) == ""
     shown = drawn(progress=True)
     assert re.findall(r"\r(\d+)frame \[", shown)[-1] == "2" and shown.endswith("\r") and "\n" not in shown, shown
+
+
+def test_pipe_mode_shows_its_progress_and_result_unless_quiet(tmp_path, models, monkeypatch, capsys, terminal):
+    """--raw IN OUT on a terminal: a frame counter while it runs and the result line on stdout (the frames, and that
+    raw frames are not projected); with -q neither, and the same output."""
+    from runtime.video.cli import main
+
+    restore_frames = Restorer.restore_frames
+
+    def slow_restore_frames(self, frames, qualities=None):  # slower than the bar's refresh interval (0.1 s)
+        time.sleep(0.15)
+        return restore_frames(self, frames, qualities)
+
+    monkeypatch.setattr(Restorer, "restore_frames", slow_restore_frames)
+    src = tmp_path / "in.rgb"
+    src.write_bytes(PHOTO.tobytes() * 2)
+    shown = {}
+    for quiet in ("", "-q"):
+        stderr = terminal()
+        with monkeypatch.context() as patch:
+            patch.setattr(sys, "stderr", stderr)
+            args = ["--raw", f"{W}x{H}:rgb24", str(src), str(tmp_path / f"out{quiet}.rgb"), "--model", str(models)]
+            assert main([*args, "--threads", "1", *[quiet] * bool(quiet)]) == 0
+        shown[quiet] = stderr.getvalue(), capsys.readouterr().out
+    assert shown["-q"] == ("", "")
+    assert re.search(r"\r2frame \[", shown[""][0]), shown
+    assert re.fullmatch(rf"{tmp_path / 'out.rgb'}: 2 frames in .*; not projected: raw frames carry no JPEG "
+                        r"coefficients\n", shown[""][1]), shown  # fmt: skip
+    assert (tmp_path / "out.rgb").read_bytes() == (tmp_path / "out-q.rgb").read_bytes()
 
 
 def test_pipe_mode_counts_a_slow_reader_as_encode_time(restorer):
@@ -1054,6 +1092,52 @@ def test_pipe_mode_stdout_carries_the_frames_only(tmp_path, models, capsysbinary
     out, err = capsysbinary.readouterr()
     assert len(dst.read_bytes()) == 2 * W * H * 3 and out == dst.read_bytes()
     assert re.search(rb"^-: 2 frames in [\d.]+ s ", err, re.M), err
+
+
+@pytest.mark.cli
+def test_pipe_mode_into_a_reader_that_stops_early_exits_1_with_one_line(models, restorer):
+    """``... | python -m runtime.video --raw ... - - | head -c ONE_FRAME``: the reader got the first restored frame;
+    the pipe mode stops with exit 1 and one line on stderr (no traceback, no second error when Python exits)."""
+    head = ["head", "-c", str(W * H * 3)]
+    command = [sys.executable, "-m", "runtime.video", "--raw", f"{W}x{H}:rgb24", "-", "-", "--model", models, "-q"]
+    with (
+        subprocess.Popen(head, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as reader,
+        subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=reader.stdin,
+            stderr=subprocess.PIPE,
+            env=ENV,
+            cwd=REPO_ROOT,
+            bufsize=0,
+        ) as middle,
+    ):
+        reader.stdin.close()  # the children hold the pipe now
+        with contextlib.suppress(BrokenPipeError):  # it stops reading before it has all 40 frames
+            middle.stdin.write(PHOTO.tobytes() * 40)
+        middle.stdin.close()
+        assert reader.wait(timeout=60) == 0 and middle.wait(timeout=60) == 1
+        first, err = reader.stdout.read(), middle.stderr.read()
+    assert re.fullmatch(rb"error: the reader of the output closed it after \d+ frames\n", err), err
+    assert first == restorer(PHOTO).tobytes()
+
+
+def test_a_backend_failing_in_pipe_mode_leaves_no_output(tmp_path, models, monkeypatch, capsys):
+    """The backend failing on a frame (out of memory, NaN output): exit 1, one line naming the input and the error,
+    and no output file (not the frames before it)."""
+    from runtime.video.cli import main
+
+    def failing(self, frames, qualities=None):
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    monkeypatch.setattr(Restorer, "restore_frames", failing)
+    src, dst = tmp_path / "in.rgb", tmp_path / "out.rgb"
+    src.write_bytes(PHOTO.tobytes() * 2)
+    assert main(["--raw", f"{W}x{H}:rgb24", str(src), str(dst), "--model", str(models), "-q"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {src}: restoration failed (RuntimeError: CUDA error: an illegal memory access)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.rgb"]
 
 
 @pytest.mark.parametrize("content", [b"", PHOTO.tobytes()[:100]], ids=["empty", "partial"])
