@@ -1419,12 +1419,25 @@ def test_the_frame_rate_is_kept(tmp_path, restorer, codec, suffix):
     (["{tmp}/cam.avi", "{tmp}/o.mkv", "--crf", "20"], "--crf goes with --codec h264|h265 (0..51) or av1 (0..63)"),
     (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/o.rgb", "--codec", "h264"],
      "--start, --duration, --codec and --compare are for video files, not --raw"),
+    (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/o.rgb", "--start", "1"],
+     "--start, --duration, --codec and --compare are for video files, not --raw"),
+    (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/o.rgb", "--duration", "1"],
+     "--start, --duration, --codec and --compare are for video files, not --raw"),
+    (["--raw", f"{W}x{H}:rgb24", "-", "{tmp}/o.rgb", "--consistent"],
+     "--consistent is for Motion-JPEG files: raw frames carry no JPEG coefficients"),
+    (["--raw", f"{W}x{H}:rgb24", "{tmp}/none.rgb", "{tmp}/o.rgb"], "{tmp}/none.rgb: cannot read (No such file or "
+                                                                   "directory)"),
+    (["{tmp}/none.avi", "{tmp}/o.mkv"], "{tmp}/none.avi: no such file"),
+    (["{tmp}/cam.avi", "{tmp}/o.mp4"], "{tmp}/o.mp4: ffv1 is written to .mkv/.nut/.avi files (or choose --codec "
+                                       "h264|h265|av1)"),
 ], ids=["folder IN", "pipe from stdin to an existing OUT", "pipe from stdin to a folder OUT", "--crf with ffv1",
-        "--codec with --raw"])  # fmt: skip
+        "--codec with --raw", "--start with --raw", "--duration with --raw", "--consistent with --raw",
+        "missing raw IN", "missing IN", "ffv1 to .mp4"])  # fmt: skip
 def test_unusable_arguments_are_refused_before_any_work(tmp_path, models, capsys, argv, error):
-    """IN a folder, in pipe mode from stdin an existing OUT without -f or a folder OUT, or an option the run would
-    ignore (--crf with the lossless default ffv1, --codec with --raw frames): exit 2 and one error line, before a
-    model is loaded or stdin read; nothing written, the existing OUT unchanged."""
+    """IN a folder or missing, in pipe mode from stdin an existing OUT without -f or a folder OUT, an output format
+    the codec does not write, or an option the run would ignore (--crf with the lossless default ffv1, --codec,
+    --start, --duration or --consistent with --raw frames): exit 2 and one error line, before a model is loaded or
+    stdin read; nothing written, the existing OUT unchanged."""
     from runtime.video.cli import main
 
     (tmp_path / "folder").mkdir()
@@ -1443,6 +1456,31 @@ def test_duration_0_is_a_usage_error(tmp_path):
     src = make_mjpeg(tmp_path / "cam.avi", [10], audio=False)
     with pytest.raises(UsageError, match=r"^--duration must be positive$"):
         check_video_options(build_parser().parse_args([str(src), str(tmp_path / "o.mkv"), "--duration", "0"]))
+    check_video_options(build_parser().parse_args([str(src), str(tmp_path / "o.mkv"), "--duration", "0.5"]))
+
+
+def test_raw_frames_of_exactly_max_pixels_pass():
+    """--max-pixels is a bound frames may reach: 64×48 frames (3072 pixels) pass 0.003072 MP, not 0.003071999."""
+    from runtime.video.cli import build_parser, check_video_options
+
+    def check(max_pixels: str) -> None:
+        check_video_options(build_parser().parse_args(["--raw", "64x48:rgb24", "-", "-", "--max-pixels", max_pixels]))
+
+    check("0.003072")
+    with pytest.raises(UsageError, match=r"^--raw 64x48: frames over --max-pixels 0.003072 MP$"):
+        check("0.003071999")
+
+
+def test_pipe_mode_to_stdout_beside_a_file_named_dash(tmp_path, models, restorer, monkeypatch, capsysbinary):
+    """OUT ``-`` is stdout, even where a file named ``-`` exists (no "exists" refusal); that file is left alone."""
+    from runtime.video.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Path("-").write_bytes(b"a file")
+    Path("in.rgb").write_bytes(PHOTO.tobytes())
+    assert main(["--raw", f"{W}x{H}:rgb24", "in.rgb", "-", "--model", str(models), "-q"]) == 0
+    assert capsysbinary.readouterr().out == restorer(PHOTO).tobytes()
+    assert Path("-").read_bytes() == b"a file"
 
 
 @pytest.mark.parametrize("rotation", [-90, 180])
