@@ -1430,9 +1430,10 @@ def test_the_frame_rate_is_kept(tmp_path, restorer, codec, suffix):
     (["{tmp}/none.avi", "{tmp}/o.mkv"], "{tmp}/none.avi: no such file"),
     (["{tmp}/cam.avi", "{tmp}/o.mp4"], "{tmp}/o.mp4: ffv1 is written to .mkv/.nut/.avi files (or choose --codec "
                                        "h264|h265|av1)"),
+    (["{tmp}/cam.avi", "{tmp}/o.avi", "--codec", "h264"], "{tmp}/o.avi: h264 is written to .mkv/.mp4/.mov files"),
 ], ids=["folder IN", "pipe from stdin to an existing OUT", "pipe from stdin to a folder OUT", "--crf with ffv1",
         "--codec with --raw", "--start with --raw", "--duration with --raw", "--consistent with --raw",
-        "missing raw IN", "missing IN", "ffv1 to .mp4"])  # fmt: skip
+        "missing raw IN", "missing IN", "ffv1 to .mp4", "h264 to .avi"])  # fmt: skip
 def test_unusable_arguments_are_refused_before_any_work(tmp_path, models, capsys, argv, error):
     """IN a folder or missing, in pipe mode from stdin an existing OUT without -f or a folder OUT, an output format
     the codec does not write, or an option the run would ignore (--crf with the lossless default ffv1, --codec,
