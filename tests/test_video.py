@@ -1472,6 +1472,21 @@ def test_raw_frames_of_exactly_max_pixels_pass():
         check("0.003071999")
 
 
+def test_pipe_mode_names_the_skipped_backends_with_v_only(tmp_path, models, capsys):
+    """As for files: on a CPU-only install why the GPU backends were skipped is noise, said with -v only."""
+    from runtime.video.cli import main
+
+    src = tmp_path / "in.rgb"
+    src.write_bytes(PHOTO.tobytes())
+    common = ["--raw", f"{W}x{H}:rgb24", str(src), "--model", str(models), "--threads", "1"]
+    assert main([*common, str(tmp_path / "plain.rgb")]) == 0
+    plain = capsys.readouterr().err
+    if "backend: ort-cpu" not in plain:
+        pytest.skip("this machine has a GPU backend")
+    assert main([*common, str(tmp_path / "verbose.rgb"), "-v"]) == 0
+    assert "unavailable" not in plain and "tensorrt unavailable" in capsys.readouterr().err
+
+
 def test_pipe_mode_to_stdout_beside_a_file_named_dash(tmp_path, models, restorer, monkeypatch, capsysbinary):
     """OUT ``-`` is stdout, even where a file named ``-`` exists (no "exists" refusal); that file is left alone."""
     from runtime.video.cli import main
