@@ -1461,15 +1461,15 @@ def test_duration_0_is_a_usage_error(tmp_path):
 
 
 def test_raw_frames_of_exactly_max_pixels_pass():
-    """--max-pixels is a bound frames may reach: 64×48 frames (3072 pixels) pass 0.003072 MP, not 0.003071999."""
+    """--max-pixels is a bound frames may reach: 64×48 frames (3072 pixels) pass 0.003072 MP, not 0.003071."""
     from runtime.video.cli import build_parser, check_video_options
 
     def check(max_pixels: str) -> None:
         check_video_options(build_parser().parse_args(["--raw", "64x48:rgb24", "-", "-", "--max-pixels", max_pixels]))
 
     check("0.003072")
-    with pytest.raises(UsageError, match=r"^--raw 64x48: frames over --max-pixels 0.003072 MP$"):
-        check("0.003071999")
+    with pytest.raises(UsageError, match=r"^--raw 64x48: frames over --max-pixels 0.003071 MP$"):
+        check("0.003071")
 
 
 def test_pipe_mode_names_the_skipped_backends_with_v_only(tmp_path, models, capsys):
