@@ -859,3 +859,54 @@ def test_one_existing_output_is_noted(tmp_path):
     assert f"1 of the images: {report_html.EXISTING_NOTE}." in text
     facts = f"JPEG q15 · {report_html.EXISTING_NOTE}"  # its quality and the note, no model or time it cannot know
     assert re.findall(r'<p class="facts">(.*?)</p>', text) == [html.escape(facts)]
+
+
+class _SummaryTable(html.parser.HTMLParser):
+    """The report's summary table as rows of cell texts, one entry per column a cell spans (head, body, mean)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._inside = False
+        self._cell: list[str] | None = None
+        self._span = 1
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table" and ("class", "summary") in attrs:
+            self._inside = True
+        elif self._inside and tag == "tr":
+            self.rows.append([])
+        elif self._inside and tag in ("td", "th"):
+            self._cell, self._span = [], int(dict(attrs).get("colspan") or 1)
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._inside = False
+        elif self._cell is not None and tag in ("td", "th"):
+            self.rows[-1] += ["".join(self._cell)] * self._span
+            self._cell = None
+
+
+@pytest.mark.parametrize("measured", [[True, False], [False, True], [True, False, True]])
+def test_a_row_without_an_original_keeps_the_summary_columns(tmp_path, measured):
+    """A --reference run where one input has no original: every row of the summary table spans the header's columns,
+    and the unmeasured row's channel and metric columns are there, empty, while a measured row's hold its numbers."""
+    text = _report_text(tmp_path, [FACTS] * len(measured), measured)
+    parser = _SummaryTable()
+    parser.feed(text)
+    head, *body, mean = parser.rows
+    assert head == ["image", "JPEG", "model", "precision", "backend", "time (s)", "on", "PSNR (dB)", "SSIM",
+                    "PSNR-B (dB)"]  # fmt: skip
+    assert [len(row) for row in [*body, mean]] == [len(head)] * (len(measured) + 1)
+    for row, with_original in zip(body, measured, strict=True):
+        assert Path(row[0]).name == ("photo.jpg" if with_original else "no_original.jpg")
+        assert row[1:6] == ["JPEG q15", "default", "int8", "ort-cpu", "1.25"]
+        if with_original:
+            assert row[6] == "RGB" and all(" → " in cell for cell in row[7:])
+        else:
+            assert row[6:] == ["", "", "", ""]
+    assert mean[:7] == [f"mean of {sum(measured)}"] * 7 and all(" → " in cell for cell in mean[7:])
