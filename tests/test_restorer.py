@@ -476,3 +476,34 @@ def test_consistent_mode_writes_a_rotated_jpeg_upright_and_true_to_the_file_s_ow
     assert share >= 0.999 > share_as_stored(tmp_path / "free.png")  # the projection did it, not the model
     assert result.consistent == pytest.approx(share)
     assert psnr(read_image(tmp_path / "consistent.png").pixels, upright) > 30  # the picture, not a scramble of it
+
+
+class _Nudged(torch.nn.Module):
+    """The identity plus a constant: ``levels`` levels of a ``scale``-level image (a fraction of one, say)."""
+
+    def __init__(self, levels: float, scale: int) -> None:
+        super().__init__()
+        self.shift = levels / scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.shift
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize(("levels", "rounded"), [(0, 0), (0.7, 1), (-0.3, 0), (0.4, 0), (-0.6, -1)])
+def test_the_model_output_is_rounded_to_the_nearest_level(tmp_path, dtype, levels, rounded):
+    """A model returning its input plus ``levels`` of a level writes, for 8- and 16-bit PNGs (colour and gray,
+    every level from black to white), each sample moved to the nearest level (clipped at black and white): the
+    identity gives the input back exactly; +0.7 of a level one level up, -0.3 none (not one darker)."""
+    top = np.iinfo(dtype).max
+    model = export_onnx(_Nudged(levels, top), tmp_path / "nudged.onnx", 3)
+    rng = np.random.default_rng(5)
+    colour = rng.integers(0, top, (40, 50, 3), dtype=dtype, endpoint=True)
+    colour[0, :2] = [[0, 0, 0], [top, top, top]]  # black and white, whatever the draw
+    with Restorer(model, backend="ort-cpu", tile=32, threads=1, consistent=False, verify=False) as restorer:
+        for name, image in {"colour": colour, "gray": colour[..., 1]}.items():
+            write_image(tmp_path / f"{name}.png", image)
+            restorer.restore_file(tmp_path / f"{name}.png", tmp_path / f"{name}_out.png")
+            written = read_image(tmp_path / f"{name}_out.png").pixels
+            expected = np.clip(image.astype(np.int64) + rounded, 0, top).astype(dtype)
+            np.testing.assert_array_equal(written, expected, err_msg=name)
