@@ -1,4 +1,5 @@
-"""Tiny ONNX models + sidecars for the runtime tests (torch is used here, never by ``runtime/``)."""
+"""Tiny ONNX models + sidecars for the runtime tests (torch is used here, never by ``runtime/``), and image files
+and checks on them."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import warnings
 import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from models.wcdgan import GeneratorConfig, WCDGANGenerator
+from runtime import jpeg_consistency as jc
 from runtime.spec import ModelSpec, sidecar_path
 
 TINY = {"features": 16, "num_blocks": 1, "branch_channels": 8}
@@ -98,3 +101,18 @@ def png_declaring(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
     )
+
+
+def coded_share(image: np.ndarray, jpeg: jc.JpegCoefficients, k: int) -> float:
+    """The share of component ``k``'s coefficients of ``image`` that quantise to the file's, computed here from
+    the encoder's definition (JFIF YCbCr, box-downsampled to the coded sampling, 8×8 DCT), blocks inside only."""
+    ycc = image.astype(np.float64) if image.ndim == 2 else image.astype(np.float64) @ jc._RGB_TO_YCC.T.astype(float)
+    plane = (ycc if image.ndim == 2 else ycc[..., k]) - (128 if k == 0 else 0)
+    component = jpeg.components[k]
+    fv, fh = component.factor
+    rows, cols = plane.shape[0] // (8 * fv), plane.shape[1] // (8 * fh)
+    coded = plane[: rows * 8 * fv, : cols * 8 * fh].reshape(rows * 8, fv, cols * 8, fh).mean(axis=(1, 3))
+    blocks = coded.reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3)
+    dct = jc._DCT.astype(np.float64)
+    quantised = np.rint(dct @ blocks @ dct.T / component.table)
+    return float(np.mean(quantised == component.coefficients[:rows, :cols]))

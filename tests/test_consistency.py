@@ -20,7 +20,7 @@ from skimage import data
 from common.metrics import psnr
 from runtime.io import read_image
 from tests.conftest import REPO_ROOT
-from tests.runtime_fixtures import local_net
+from tests.runtime_fixtures import coded_share, local_net
 
 pytest.importorskip("jpeglib", reason="--consistent reads coefficients with jpeglib (a dependency)")
 
@@ -64,21 +64,6 @@ def a_restoration(decoded: np.ndarray) -> np.ndarray:
     out = cv2.GaussianBlur(decoded, (5, 5), 1.2).astype(np.int16) + 3
     out[:, : out.shape[1] // 2] += np.array([30, 0, -30]) if out.ndim == 3 else 20
     return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def coded_share(image: np.ndarray, jpeg: jc.JpegCoefficients, k: int) -> float:
-    """The share of component ``k``'s coefficients of ``image`` that quantise to the file's, computed here from
-    the encoder's definition (JFIF YCbCr, box-downsampled to the coded sampling, 8×8 DCT), blocks inside only."""
-    ycc = image.astype(np.float64) if image.ndim == 2 else image.astype(np.float64) @ jc._RGB_TO_YCC.T.astype(float)
-    plane = (ycc if image.ndim == 2 else ycc[..., k]) - (128 if k == 0 else 0)
-    component = jpeg.components[k]
-    fv, fh = component.factor
-    rows, cols = plane.shape[0] // (8 * fv), plane.shape[1] // (8 * fh)
-    coded = plane[: rows * 8 * fv, : cols * 8 * fh].reshape(rows * 8, fv, cols * 8, fh).mean(axis=(1, 3))
-    blocks = coded.reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3)
-    dct = jc._DCT.astype(np.float64)
-    quantised = np.rint(dct @ blocks @ dct.T / component.table)
-    return float(np.mean(quantised == component.coefficients[:rows, :cols]))
 
 
 @pytest.mark.parametrize("kind", ["4:4:4", "4:2:2", "4:2:0", "gray", "progressive", "restart markers", "q80"])
