@@ -22,7 +22,7 @@ from skimage import data
 from runtime.cli import Summary
 from runtime.infer import plan_files
 from tests.conftest import REPO_ROOT, assert_imports_without_torch, run_module, tiny_model
-from tests.runtime_fixtures import write_jpeg
+from tests.runtime_fixtures import coded_share, write_jpeg
 
 RGB = data.astronaut()[:48, :72]
 
@@ -139,6 +139,50 @@ def test_exif_alpha_gray_sixteen_bit_through_the_cli(tmp_path, model):
     np.testing.assert_array_equal(alpha_out[..., 3], rgba[..., 3])  # alpha untouched
     assert cv2.imread(str(o / "gray.png"), cv2.IMREAD_UNCHANGED).shape == (40, 40)
     assert cv2.imread(str(o / "deep.png"), cv2.IMREAD_UNCHANGED).dtype == np.uint16
+
+
+def _sampled_jpeg(path: Path, rgb: np.ndarray, factors: tuple[int, int]) -> Path:
+    """A q30 JPEG of ``rgb`` by libjpeg (through jpeglib, which writes any sampling), its luma sampled
+    ``factors`` (vertical, horizontal) times as finely as its chroma."""
+    import jpeglib
+
+    image = jpeglib.from_spatial(np.ascontiguousarray(rgb))
+    image.samp_factor = (factors, (1, 1), (1, 1))
+    image.write_spatial(str(path), qt=30)
+    return path
+
+
+@pytest.mark.cli
+def test_every_chroma_sampling_is_restored_consistent_with_its_file(tmp_path, model):
+    """The default (JPEG-consistent) run on 4:2:2, 4:4:0, 4:1:1 and 4:2:0 JPEGs of even and odd sizes (partial
+    MCUs at the edges) exits 0 and writes images whose luma and chroma, at the file's own sampling, quantise to the
+    file's DCT coefficients (the share each result line shows); without the projection they do not."""
+    pytest.importorskip("jpeglib", reason="consistent mode reads coefficients with jpeglib (a dependency)")
+    from runtime import jpeg_consistency as jc
+    from runtime.io import read_image
+
+    photo = data.astronaut()
+    src = tmp_path / "in"
+    src.mkdir()
+    samplings = {"422": (1, 2), "440": (2, 1), "411": (1, 4), "420": (2, 2)}
+    for name, factors in samplings.items():
+        for n, (h, w) in enumerate([(48, 72), (37, 53), (61, 35)]):
+            _sampled_jpeg(src / f"{name}_{h}x{w}.jpg", photo[60 * n : 60 * n + h, 200 : 200 + w], factors)
+    proc = cli(src, "-o", tmp_path / "out", "--model", model, "--tile", "32")
+    assert proc.returncode == 0, proc.stderr
+    plain = cli(src, "-o", tmp_path / "plain", "--model", model, "--tile", "32", "--no-consistent")
+    assert plain.returncode == 0, plain.stderr
+    for path in sorted(src.iterdir()):
+        line = re.search(rf"{path.name} \(JPEG q30\) → .*  \[.*, consistent ([\d.]+) %\]$", proc.stdout, re.M)
+        assert line, proc.stdout
+        jpeg = jc.read_coefficients(path)
+        assert jpeg.components[1].factor == samplings[path.name[:3]]
+        written = read_image(tmp_path / "out" / f"{path.stem}.png").pixels
+        shares = [coded_share(written, jpeg, k) for k in range(3)]
+        assert min(shares) >= 0.999, (path.name, shares)
+        assert float(line.group(1)) == pytest.approx(100 * jc.consistent_share(written, jpeg), abs=0.01)
+        unprojected = read_image(tmp_path / "plain" / f"{path.stem}.png").pixels
+        assert min(coded_share(unprojected, jpeg, k) for k in range(3)) < 0.999, path.name
 
 
 def test_a_10_bit_avif_is_restored_as_bright_as_its_8_bit_twin(tmp_path, model):
