@@ -548,3 +548,23 @@ def test_one_input_and_a_file_dst_restores_into_that_file(tmp_path, model, monke
     assert batch_main([str(photo), f"{folder}{os.sep}", "--model", str(model), "--tile", "32", "-q"]) == 0
     assert sorted(p.name for p in folder.iterdir()) == ["photo.png", MANIFEST_NAME]
     assert (folder / "photo.png").read_bytes() == out.read_bytes()
+
+
+# -- issue 38 ----------------------------------------------------------------------------------------------------
+
+
+def test_a_manifest_path_with_an_upper_case_suffix_is_appended_to(tmp_path, model, capsys):
+    """``python -m runtime.batch in/ out/ --manifest RUN.JSONL`` is accepted as run.jsonl is: exit 0 (all skipped
+    here: no Ray), its rows appended to RUN.JSONL on each run, no default manifest in out/."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    write_jpeg(src / "a.jpg", data.astronaut()[:32, :32], 10)
+    (out / "a.png").write_bytes(b"restored before")
+    manifest = tmp_path / "RUN.JSONL"
+    for run in (1, 2):  # created, then appended to (an existing manifest of ours)
+        assert batch_main([str(src), str(out), "--model", str(model), "--manifest", str(manifest)]) == 0
+        captured = capsys.readouterr()
+        assert "0 restored, 1 skipped, 0 failed" in captured.out and "error" not in captured.err, captured.err
+        assert [(r["input"], r["status"]) for r in rows(manifest)] == [(str(src / "a.jpg"), "skipped")] * run
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]

@@ -4,6 +4,7 @@ the Restorer's, the pipe mode between processes, interrupts and bad input."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import resource
 import shutil
@@ -1563,3 +1564,49 @@ def test_the_result_line_reports_the_least_consistent_frame(tmp_path, capsys):
     shares = [consistent_share(rgb, read_coefficients(path)) for rgb, path in zip(frames, written, strict=True)]
     assert floor_percent(min(shares)) != floor_percent(max(shares)), shares  # the frames differ visibly in the line
     assert line.endswith(f"; 3 frames projected, consistent ≥ {floor_percent(min(shares))}\n"), (line, shares)
+
+
+# -- issue 38 ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.cli
+def test_pipe_mode_runs_with_consistency_turned_off_and_refuses_it_turned_on(tmp_path, models, restorer):
+    """``python -m runtime.video --raw WxH:rgb24 --no-consistent - -``: the user turned off what raw frames cannot
+    have anyway, so the frames are restored (exit 0, stdout the restored frames, the result line on stderr);
+    ``--consistent`` instead is refused before any work (exit 2, its one line, stdout empty)."""
+    frames = [PHOTO, np.roll(PHOTO, 5, axis=1)]
+    common = ("--raw", f"{W}x{H}:rgb24", "--model", models, "--threads", "1")
+    sent = b"".join(f.tobytes() for f in frames)
+    off = cli(*common, "--no-consistent", "-", "-", input=sent, text=False)
+    assert off.returncode == 0, off.stderr
+    assert off.stdout == b"".join(restorer(f).tobytes() for f in frames)
+    assert re.search(rb"^-: 2 frames in [\d.]+ s .*not projected: raw frames carry no JPEG", off.stderr, re.M)
+    on = cli(*common, "--consistent", "-", "-", input=sent, text=False)
+    assert on.returncode == 2 and on.stdout == b""
+    assert on.stderr.decode() == (
+        "error: --consistent is for Motion-JPEG files: raw frames carry no JPEG coefficients\n"
+    )
+
+
+def test_compare_against_an_out_with_fewer_frames_fails_and_leaves_no_clip(tmp_path, models, monkeypatch, capsys):
+    """--compare when OUT, as read back, has fewer frames than IN (an encoder that dropped the last ones): the
+    side-by-side clip would hide frames, so it is not written — exit 1 and one line saying OUT has fewer frames
+    than IN; OUT itself stays."""
+    import runtime.video.cli as video_cli
+
+    def dropping_the_last_frames(src, dst, restorer, settings, clip, progress=False):
+        short = dataclasses.replace(settings, span=Span(0, 1.5 / 25))  # the first 2 of the 3 frames at 25 fps
+        return restore_video(src, dst, restorer, short, None, progress)
+
+    monkeypatch.setattr(video_cli, "restore_video", dropping_the_last_frames)
+    src = make_mjpeg(tmp_path / "camera.avi", [10, 15, 10], audio=False)
+    dst, beside = tmp_path / "restored.mkv", tmp_path / "side.mkv"
+    argv = [str(src), str(dst), f"--compare={beside}", "--model", str(models), "--threads", "1", "-q"]
+    assert video_cli.main(argv) == 1
+    assert len(decoded(dst)) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"error: {beside}: the side-by-side clip failed ({dst}: has fewer frames than {src})"
+    ), err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["camera.avi", "restored.mkv"]
