@@ -486,7 +486,7 @@ def test_a_clean_run_is_quiet_and_leaves_nothing(tmp_path, model, small_job):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         [f"f{i}.png" for i in range(6)] + [MANIFEST_NAME]
     )  # no lock file left
-    assert not _ray_processes(proc.pid) and _reaper_roots() == roots
+    assert not _ray_processes(proc.pid) and not (_reaper_roots() - roots)  # another job's folder may come and go
 
 
 @pytest.mark.cli
