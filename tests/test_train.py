@@ -329,6 +329,21 @@ def test_validation_at_several_qualities_and_a_lineage_that_changes_them(dirs, t
     assert val["val_gain_q40"] == pytest.approx(gains[40], abs=1e-6)
     assert val["val_gain"] == pytest.approx((gains[10] + gains[40]) / 2, abs=1e-6)
     assert meta["val_qualities"] == [10, 40]
+    # tools/validation_gain.py, which compares lineages and candidates, reports the gains train logged
+    tool = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "validation_gain.py"), str(tmp_path / "g.pt"), "--val", str(dirs[1]),
+         "--quality", "10", "40", "--crop", "64"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert tool.returncode == 0, tool.stderr
+    rows = [line.split(" | ") for line in tool.stdout.splitlines() if line.startswith(f"| {tmp_path / 'g.pt'} |")]
+    assert [int(r[1]) for r in rows] == [10, 40]
+    assert [float(r[2]) for r in rows] == pytest.approx([val["val_gain_q10"], val["val_gain_q40"]], abs=1.5e-3)
+    missing = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "validation_gain.py"), "nope.pt", "--val", str(dirs[1])],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert missing.returncode == 2 and missing.stderr == "error: nope.pt: no such checkpoint file\n"
     # the lineage now validates at q10 alone: its new score is the best even below the old measure's best
     state = torch.load(tmp_path / "last.pt", weights_only=True)
     torch.save({**state, "best_val": 99.0}, tmp_path / "last.pt")
