@@ -127,6 +127,7 @@ def test_each_side_of_a_tile_is_checked():
     [
         ({"backend": "cuda"}, "backend must be one of auto, tensorrt, ort-cuda, ort-cpu, openvino, triton; got 'cuda'"),
         ({"precision": "int4"}, "precision must be one of auto, fp32, fp16, int8; got 'int4'"),
+        ({"strength": 1.5}, "strength must be a number in (0, 1], got 1.5"),  # refused, never clamped to 1
         ({"backend": "triton"}, "server is required: the triton backend needs a server address (HOST:PORT)"),
         (
             {"backend": "triton", "server": ""},
@@ -145,6 +146,24 @@ def test_error_lines_in_full(fields, message):
     with pytest.raises(SettingError) as caught:
         RestoreSettings(**fields)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32", "fp16", "int8"])
+def test_every_documented_precision_is_accepted(precision):
+    """``Restorer(precision=...)`` / ``--precision`` take each precision of the documented list (int8 included)."""
+    from runtime.cli import settings_from_args
+
+    assert RestoreSettings(precision=precision).precision == precision
+    parsed = build_parser().parse_args(["x.jpg", "--precision", precision])
+    assert settings_from_args(parsed).precision == precision
+
+
+def test_a_strength_over_one_is_a_usage_error_before_any_input_is_read(tmp_path, capsys):
+    """``runtime.infer a.jpg --strength 1.5``: one line naming the option, exit 2, before any input is looked at."""
+    from runtime.infer import main
+
+    assert main([str(tmp_path / "a.jpg"), "--strength", "1.5"]) == 2
+    assert capsys.readouterr().err == "error: --strength must be a number in (0, 1], got 1.5\n"
 
 
 def test_spin_and_consistent_accept_their_values():
