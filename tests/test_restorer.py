@@ -87,6 +87,36 @@ def test_rgb_image_with_y_model_keeps_chroma(y_model):
         Restorer(y_model, tile=32)(RGB.astype(np.uint16))
 
 
+def test_a_16_bit_gray_png_is_restored_by_a_y_model_and_16_bit_colour_refused(y_model, tmp_path):
+    """A Y-channel model restores a 16-bit gray PNG into a 16-bit gray PNG; 16-bit colour stays refused (documented:
+    a Y model restores 8-bit colour only), with its one line, writing nothing."""
+    deep_gray, deep_rgb = tmp_path / "gray.png", tmp_path / "rgb.png"
+    write_image(deep_gray, GRAY.astype(np.uint16) * 257)
+    write_image(deep_rgb, RGB.astype(np.uint16) * 257)
+    with Restorer(y_model, tile=32, threads=1) as restorer:
+        restorer.restore_file(deep_gray, tmp_path / "gray_out.png")
+        with pytest.raises(ValueError) as caught:
+            restorer.restore_file(deep_rgb, tmp_path / "rgb_out.png")
+    written = read_image(tmp_path / "gray_out.png").pixels
+    assert written.dtype == np.uint16 and written.shape == GRAY.shape
+    assert np.abs(written.astype(np.float64) / 257 - GRAY).mean() < 20  # a restoration of this image, not noise
+    assert str(caught.value) == "a Y-channel model restores 8-bit colour images only (this one is 16-bit)"
+    assert not (tmp_path / "rgb_out.png").exists()
+
+
+def test_an_output_name_of_255_bytes_is_written_and_256_refused(rgb_model, tmp_path):
+    """NAME_MAX (255 bytes) is the longest output file name: it is written; one byte more is refused up front."""
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    longest, over = tmp_path / ("n" * 251 + ".png"), tmp_path / ("n" * 252 + ".png")
+    with Restorer(rgb_model, tile=32, threads=1) as restorer:
+        assert restorer.restore_file(src, longest, quality=20).output == longest
+        with pytest.raises(ValueError) as caught:
+            restorer.restore_file(src, over, quality=20)
+    assert read_image(longest).pixels.shape == RGB.shape
+    assert str(caught.value) == f"{over.name[:40]}…: output file name longer than 255 bytes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.jpg", longest.name])
+
+
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(runtime.model_files, "DEFAULT_MODEL", tmp_path / "weights" / "default.onnx")
     with pytest.raises(ModelError, match="bundled default model is missing"):
