@@ -590,6 +590,32 @@ def test_the_consistent_share_is_floored_so_100_means_all():
     assert line(0.99996).endswith(", consistent 99.99 %]") and line(1.0).endswith(", consistent 100.00 %]")
 
 
+def test_a_suffix_with_a_folder_separator_is_refused_where_it_names_outputs(tmp_path, model, capsys):
+    """``runtime.infer a.jpg --suffix a/b`` (outputs next to the input, named with the suffix) is a usage error: one
+    line, exit 2, nothing written; with ``-o`` the suffix names no output and the run restores as asked."""
+    from runtime.infer import main
+
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    assert main([str(src), "--suffix", "a/b", "--model", str(model), "-q"]) == 2
+    assert capsys.readouterr().err == "error: --suffix 'a/b': must be a plain file-name part (no folder separators)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg"]
+    out = tmp_path / "out.png"
+    assert main([str(src), "-o", str(out), "--suffix", "a/b", "--model", str(model), "-q"]) == 0
+    assert cv2.imread(str(out)).shape == RGB.shape
+
+
+def test_a_jpeg_smaller_than_one_block_reports_all_of_its_coefficients_consistent(tmp_path, model, capsys):
+    """A 6×6 JPEG has no whole 8×8 block inside it, hence no coefficient that could disagree: its result line says
+    ``consistent 100.00 %``."""
+    pytest.importorskip("jpeglib", reason="consistent mode reads coefficients with jpeglib (a dependency)")
+    from runtime.infer import main
+
+    src = write_jpeg(tmp_path / "tiny.jpg", RGB[:6, :6], 30)
+    assert main([str(src), "-o", str(tmp_path / "tiny.png"), "--model", str(model), "--consistent"]) == 0
+    assert re.search(r"tiny\.jpg \(JPEG q30\) → .*\[.*, consistent 100\.00 %\]$", capsys.readouterr().out, re.M)
+    assert cv2.imread(str(tmp_path / "tiny.png")).shape == (6, 6, 3)
+
+
 def test_strength_tags_keep_every_digit():
     from runtime.cli import strength_tag
 
