@@ -11,6 +11,7 @@ import skimage.data
 import torch
 
 from common.jpeg import jpeg_roundtrip
+from common.metrics import psnr_capped, to_uint8
 from common.tiling import ALIGN
 from export import build
 from export.int8 import (
@@ -247,6 +248,26 @@ def test_gate_measures_a_loss_as_a_loss(tmp_path) -> None:
     with pytest.raises(ValidationError, match=r"q10: .*worst image -\d") as caught:
         check_gate("m_int8.onnx", numbers)
     assert f" images of {tmp_path.name}: q10: " in str(caught.value)
+
+
+def test_int8_vs_fp32_mean_is_the_mean_over_images_of_int8_against_fp32(tmp_path) -> None:
+    """The sidecar's int8_vs_fp32_mean_psnr_uint8_db is the mean over the gate images of the INT8 output's PSNR
+    against the FP32 output (both run here), not against the ground truth (issue 38)."""
+    import onnxruntime as ort
+
+    fp32, int8 = _offset_graph(tmp_path / "m.onnx", 0.0), _offset_graph(tmp_path / "m_int8.onnx", 4 / 255)
+    photo = skimage.data.astronaut()
+    truths = [photo[:32, :32].copy(), photo[200:232, 200:232].copy()]  # JPEG at q10 loses more than 4 levels
+    q = gate(fp32, int8, truths, (10,), Int8Options(gate_data=tmp_path))["per_quality"]["10"]
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (fp32, int8)]
+    vs_fp32 = []
+    for truth in truths:
+        x = to_nchw(jpeg_roundtrip(truth, 10))
+        a, b = (to_uint8(s.run(None, {"input": x})[0][0]) for s in sessions)
+        vs_fp32.append(psnr_capped(a, b))
+    assert q["int8_vs_fp32_mean_psnr_uint8_db"] == pytest.approx(np.mean(vs_fp32), abs=1e-6)
+    assert q["int8_vs_fp32_min_psnr_uint8_db"] <= q["int8_vs_fp32_mean_psnr_uint8_db"]
+    assert q["int8_vs_fp32_mean_psnr_uint8_db"] > q["int8_psnr_db"] + 5  # 4 levels off FP32, far more off the truth
 
 
 def test_the_overall_numbers_are_the_worst_quality_s(tmp_path) -> None:
