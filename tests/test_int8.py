@@ -97,6 +97,16 @@ def test_int8_graph_is_gated_recorded_and_close_to_fp32(setup, tmp_path, monkeyp
         assert len({(values[n.input[1]], values[n.input[2]]) for n in sides}) == 1, concat.name
 
 
+def test_without_gate_quality_the_sidecar_records_the_served_qualities(setup, tmp_path, monkeypatch) -> None:
+    """No --gate-quality: the gate runs at the qualities the model serves (q10 for this q10-trained checkpoint),
+    and the sidecar's gate_qualities names them (issue 38: it recorded the empty option instead)."""
+    out = setup["tmp"] / "served"
+    monkeypatch.chdir(tmp_path)
+    assert _build(setup, out, setup["calib"], "--calib-windows", "6") == 0
+    numbers = ModelSpec.load(out / "m_int8.json").validation["int8"]
+    assert numbers["gate_qualities"] == [10] and list(numbers["per_quality"]) == ["10"]
+
+
 def test_concat_groups_merge_chained_concats_and_share_the_union_range() -> None:
     """a‖b → c, c‖d → e, f‖g → h: {a,b,c,d,e} share one range (c is in both), {f,g,h} another."""
     nodes = [
