@@ -1285,6 +1285,27 @@ def test_one_missing_frame_is_reported(tmp_path, restorer):
     assert (stats.frames, stats.missing) == (9, 1)
 
 
+def test_a_missing_span_of_4_6_frames_is_about_5(tmp_path, models):
+    """A Matroska clip of 20 frames at 25 fps (its header: 0.8 s) whose 16th frame lasts 16 ms, cut right after
+    it: 0.184 s = 4.6 frames are missing, and the line says "about 5" (rounded, not truncated to 4)."""
+    full = tmp_path / "full.mkv"
+    with av.open(str(full), "w") as out:
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj420p"
+        for i in range(20):
+            packet = av.Packet(jpeg_bytes(np.roll(PHOTO, 3 * i, axis=1), 10))
+            packet.stream, packet.time_base, packet.pts, packet.dts = video, Fraction(1, 1000), 40 * i, 40 * i
+            packet.duration, packet.is_keyframe = (16 if i == 15 else 40), True
+            out.mux(packet)
+    with av.open(str(full)) as container:
+        cut_at = [p.pos for p in container.demux(video=0) if p.size][16]
+    src = tmp_path / "cut.mkv"
+    src.write_bytes(full.read_bytes()[:cut_at])
+    proc = cli(src, tmp_path / "restored.mkv", "--model", models, "-q")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "truncated: about 5 frame(s) missing at its end; the output holds the 16 frames" in proc.stderr
+
+
 def test_only_crf_0_selects_the_lossless_mode():
     from runtime.video.encode import CODECS
 
