@@ -24,18 +24,16 @@ from benchmarks.colour_split import split_scores, summarise
 from models import load_generator
 from models.checkpoint import CheckpointError
 from train.data import DataError, ValidationSet, load_validation
+from train.evaluate import RestoreFn, generator_restore_fn, restore_uint8
 
 
-def gains(g: torch.nn.Module, val: ValidationSet, quality: int) -> dict[str, float | list[float]]:
-    """RGB / Y / CbCr gains (dB) and colour shift (levels) of generator ``g`` at one quality of ``val``."""
+def gains(name: str, restore: RestoreFn, val: ValidationSet, quality: int) -> dict[str, float | list[float]]:
+    """RGB / Y / CbCr gains (dB) and colour shift (levels) of one generator at one quality of ``val``."""
     restored, jpeg = [], []
     for j, c, q in zip(val.jpeg, val.clean, val.qualities, strict=True):
         if q != quality:
             continue
-        with torch.no_grad():
-            y = g(torch.from_numpy(j).permute(2, 0, 1)[None].float() / 255)[0]
-        out = (y.permute(1, 2, 0).numpy() * 255).clip(0, 255).round().astype(np.uint8)
-        restored.append(split_scores(out, c))
+        restored.append(split_scores(restore_uint8(name, restore, j), c))
         jpeg.append(split_scores(j, c))
     colour = [i for i, r in enumerate(jpeg) if np.isfinite(r["cbcr"])]
     mine, base = summarise(restored), summarise(jpeg)
@@ -58,16 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         val = load_validation(args.val, "rgb", args.quality, args.crop, 1000)
-        models = {ckpt: load_generator(ckpt)[0].eval() for ckpt in args.ckpt}
+        models = {ckpt: generator_restore_fn(load_generator(ckpt)[0]) for ckpt in args.ckpt}
     except (CheckpointError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{len(val.clean) // len(args.quality)} images of {args.val}, {args.crop}-px centre crops, PyTorch FP32")
     print("| checkpoint | q | RGB gain | Y gain | CbCr gain | colour shift R / G / B |")
     print("|---|---|---|---|---|---|")
-    for ckpt, g in models.items():
+    for ckpt, restore in models.items():
         for q in args.quality:
-            r = gains(g, val, q)
+            r = gains(ckpt, restore, val, q)
             shift = " / ".join(f"{s:+.2f}" for s in r["shift"])
             print(f"| {ckpt} | {q} | {r['rgb']:+.3f} | {r['y']:+.3f} | {r['cbcr']:+.3f} | {shift} |", flush=True)
     return 0

@@ -131,7 +131,7 @@ def evaluate_methods(
             for q in qualities:
                 decoded = jpeg_roundtrip(target, q)
                 for method, fn in methods.items():
-                    restored = decoded if fn is None else _restore_uint8(method, fn, decoded)
+                    restored = decoded if fn is None else restore_uint8(method, fn, decoded)
                     per_image[method][q][image_name] = _measure(restored, target, lpips)
                 bar.update()
     return {
@@ -240,7 +240,7 @@ def _read_image(path: Path) -> np.ndarray:
     return image
 
 
-def _restore_uint8(name: str, fn: RestoreFn, decoded: np.ndarray) -> np.ndarray:
+def restore_uint8(name: str, fn: RestoreFn, decoded: np.ndarray) -> np.ndarray:
     """Feed ``decoded`` (uint8 H×W or H×W×3) to ``fn`` as float [0, 1] H×W×C; clip, ×255, round → uint8."""
     x = (decoded[..., None] if decoded.ndim == 2 else decoded).astype(np.float32) / 255.0
     y = np.asarray(fn(x))
