@@ -529,6 +529,9 @@ def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
 
     wrong = subprocess.run([*script, "start", "half past nine"], env=env, capture_output=True, text=True)
     assert wrong.returncode == 2 and "half past nine: not a time" in wrong.stderr
+    past = subprocess.run([*script, "start", "00:00"], env=env, capture_output=True, text=True)  # today's midnight
+    assert past.returncode == 2 and "00:00 is in the past (after midnight, say 'tomorrow 00:00')" in past.stderr
+    assert not (tmp_path / "work").exists()  # nothing started
     stale = tmp_path / "work" / "run" / "last.pt"  # another session's work folder, older than the kept state
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"an older session's state")

@@ -3,7 +3,8 @@
 #
 #   tools/cpu_lineage.sh start END [THREADS [TRAIN_ARGS...]]
 #                                              resume the committed state in the background until END (a time `date`
-#                                              reads, e.g. 07:55, or a Unix time), niced, THREADS torch threads (2);
+#                                              reads, e.g. 07:55 or 'tomorrow 00:50', or a Unix time; never one in the
+#                                              past), niced, THREADS torch threads (2);
 #                                              TRAIN_ARGS go to `train --resume` (e.g. `--w-l1 0 --w-mse 1`: a recipe
 #                                              change, recorded in the checkpoints)
 #   tools/cpu_lineage.sh status                where the run stands (validation curve, last losses)
@@ -52,6 +53,8 @@ start() {
         *[!0-9]* | "") end=$(date -d "$1" +%s) || { echo "error: $1: not a time" >&2; exit 2; } ;;
         *) end=$1 ;;
     esac
+    # `date -d 00:50` at 22:35 is this morning's: a run would stop at once, its session's training lost
+    [ "$end" -gt "$(date +%s)" ] || { echo "error: $1 is in the past (after midnight, say 'tomorrow $1')" >&2; exit 2; }
     shift $(($# < 2 ? $# : 2))  # what is left goes to train
     [ -f "$STATE" ] || { echo "error: $STATE: no lineage to continue" >&2; exit 2; }
     split_sources
