@@ -292,25 +292,74 @@ def test_the_overall_numbers_are_the_worst_quality_s(tmp_path) -> None:
     assert numbers["delta_db"] == harsh["delta_db"]
 
 
-def test_fp32_nodes_are_the_ends_and_the_convolutions_feeding_the_output() -> None:
-    """input → Conv c1 → Relu → Conv c2 → Add(c2, Relu) → output: c1 reads the input, Add writes the output, c2 (a
-    convolution) feeds it; the Relu feeding it too is no convolution and is quantised."""
+def test_fp32_nodes_reach_from_each_end_to_the_first_spatial_convolution() -> None:
+    """input → Pad → 1×1 colour Conv → 3×3 Conv c1 (stride 2) → Relu → 3×3 Conv c2 → Relu → 3×3 Conv c3 →
+    DepthToSpace → Add(Pad, ·) → Slice → output: the input end runs to c1, the output end back to c3, both through
+    the 1×1 conv and the rearrangements; what lies between (the trunk) is quantised."""
     f32 = onnx.TensorProto.FLOAT
-    w = onnx.numpy_helper.from_array(np.ones((3, 3, 1, 1), np.float32), "w")
+    arrays = {
+        "pads": np.zeros(8, np.int64), "colour": np.eye(3, dtype=np.float32)[:, :, None, None],
+        "w1": np.ones((4, 3, 3, 3), np.float32), "w2": np.ones((4, 4, 3, 3), np.float32),
+        "w3": np.ones((12, 4, 3, 3), np.float32), "starts": np.zeros(1, np.int64), "ends": np.full(1, 8, np.int64),
+    }  # fmt: skip
+    node = onnx.helper.make_node
     nodes = [
-        onnx.helper.make_node("Conv", ["input", "w"], ["a"], name="c1"),
-        onnx.helper.make_node("Relu", ["a"], ["b"], name="relu"),
-        onnx.helper.make_node("Conv", ["b", "w"], ["c"], name="c2"),
-        onnx.helper.make_node("Add", ["c", "b"], ["output"], name="add"),
+        node("Pad", ["input", "pads"], ["p"], name="pad"),
+        node("Conv", ["p", "colour"], ["y"], name="colour"),
+        node("Conv", ["y", "w1"], ["a"], name="c1", strides=[2, 2], pads=[1, 1, 1, 1]),
+        node("Relu", ["a"], ["b"], name="r1"),
+        node("Conv", ["b", "w2"], ["c"], name="c2", pads=[1, 1, 1, 1]),
+        node("Relu", ["c"], ["d"], name="r2"),
+        node("Conv", ["d", "w3"], ["e"], name="c3", pads=[1, 1, 1, 1]),
+        node("DepthToSpace", ["e"], ["f"], name="d2s", blocksize=2),
+        node("Add", ["p", "f"], ["g"], name="add"),
+        node("Slice", ["g", "starts", "ends"], ["output"], name="crop"),
     ]
     graph = onnx.helper.make_graph(
         nodes,
         "g",
         [onnx.helper.make_tensor_value_info("input", f32, [1, 3, 8, 8])],
         [onnx.helper.make_tensor_value_info("output", f32, [1, 3, 8, 8])],
-        [w],
+        [onnx.numpy_helper.from_array(v, k) for k, v in arrays.items()],
     )
-    assert excluded_nodes(onnx.helper.make_model(graph)) == ["add", "c1", "c2"]
+    assert excluded_nodes(onnx.helper.make_model(graph)) == ["add", "c1", "c3", "colour", "crop", "d2s", "pad"]
+
+
+def test_the_half_trunk_s_image_values_and_residual_are_never_8_bit(setup, tmp_path) -> None:
+    """A tiny half-resolution trunk's INT8 graph: no quantisation from the graph input to its first spatial
+    convolution (padding, colour conversion, space-to-depth), none from the reconstruction head's skip Add to the
+    output (the head, depth-to-space, colour conversion back, the residual Add, the crop), and the trunk between
+    is quantised."""
+    torch.manual_seed(0)
+    ckpt = tmp_path / "half.pt"
+    save_generator(ckpt, WCDGANGenerator(GeneratorConfig(**TINY, trunk="half")), {"qualities": [10]})
+    argv = ["--ckpt", str(ckpt), "-o", str(tmp_path / "out"), "--name", "h", "--engine", "skip", "-q", "--int8"]
+    assert build.main([*argv, "--calib", str(setup["calib"]), "--gate-data", str(setup["gate"])]) == 0
+    graph = onnx.load(str(tmp_path / "out" / "h_int8.onnx")).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    readers: dict[str, list] = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n)
+    spatial = {n.name for n in graph.node if n.op_type == "Conv" and n.name.startswith("/shallow/")}
+    reached, todo = [], ["input"]
+    while todo:  # forward from the input to the first spatial convolution
+        for n in readers.get(todo.pop(), []):
+            reached.append(n)
+            todo += [] if n.name in spatial else list(n.output)
+    assert "/shallow/shallow.0/Conv" in {n.name for n in reached}
+    assert not [n.name for n in reached if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    skip = producer[next(n for n in graph.node if n.name == "/reconstruct/reconstruct.0/Conv").input[0]]
+    assert skip.op_type == "Add"
+    reached, todo = [], ["output"]
+    while todo:  # back from the output to the skip Add
+        n = producer.get(todo.pop())
+        if n is not None and n is not skip:
+            reached.append(n)
+            todo += list(n.input)
+    assert {"/reconstruct/reconstruct.2/Conv", "/decode/DepthToSpace"} <= {n.name for n in reached}
+    assert not [n.name for n in reached if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert any(n.op_type == "QuantizeLinear" and n.name.startswith("/blocks/") for n in graph.node)
 
 
 def test_gate_images_of_an_empty_folder_and_of_a_y_model(tmp_path) -> None:
