@@ -135,8 +135,9 @@ def excluded_nodes(model: onnx.ModelProto) -> list[str]:
     head = {node.name: node for node in graph.node if node.name.startswith("/reconstruct/")}
     skip = [producer[i] for node in head.values() for i in node.input if i in producer]
     head.update({node.name: node for node in skip if node.op_type == "Add"})
+    writers = {name: [node] for name, node in producer.items()}
     from_input = walk([i.name for i in graph.input], lambda t: readers.get(t, []), lambda node: node.output)
-    to_output = walk([o.name for o in graph.output], lambda t: [producer[t]] * (t in producer), lambda node: node.input)
+    to_output = walk([o.name for o in graph.output], lambda t: writers.get(t, []), lambda node: node.input)
     typed = onnx.shape_inference.infer_shapes(model).graph
     floats = {v.name for v in [*typed.value_info, *typed.output] if v.type.tensor_type.elem_type == FLOAT}
     kept = from_input | to_output | head.keys()
