@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The CPU training lineage of the bundled default model (issue 33): one run that goes on across sessions.
+# The CPU training lineage of the bundled default model (issue 33; the half-resolution trunk's since 2026-12-07,
+# session 7): one run that goes on across sessions.
 #
 #   tools/cpu_lineage.sh start END [THREADS [TRAIN_ARGS...]]
 #                                              resume the committed state in the background until END (a time `date`
@@ -10,15 +11,15 @@
 #   tools/cpu_lineage.sh status                where the run stands (validation curve, last losses)
 #   tools/cpu_lineage.sh commit                copy the run's best generator, full state and curve into the checkout
 #
-# LINEAGE=lineage_half tools/cpu_lineage.sh ...  works on another lineage (models/pretrained/lineage_half/,
-#                                                 runs/lineage_half): the half-resolution trunk's; lineage_full: the
-#                                                 equal-time A/B's full arm (the default's architecture, from scratch).
-# What is committed (models/pretrained/lineage/): best.pt (the best generator by validation PSNR, a self-describing
+# LINEAGE=lineage tools/cpu_lineage.sh ...       works on another lineage (models/pretrained/lineage/, runs/lineage):
+#                                                 the previous default's (small, full resolution); lineage_full: the
+#                                                 equal-time A/B's full arm (that architecture, from scratch).
+# What is committed (models/pretrained/lineage_half/): best.pt (the best generator by validation PSNR, a self-describing
 # checkpoint; shipping it as the default is a separate step, docs/export.md), state.pt (weights, Adam state,
 # iteration, training seconds, best score: what --resume continues) and log.jsonl (every loss and validation record
 # since the lineage began; a resumed session repeats the records after the last periodic checkpoint) — each one
-# file updated in place. The lineage began from models/pretrained/wcdgan_s_rgb_blind.pt (--init; command in
-# models/pretrained/README.md). Data: ../shared/data/train (CBSD432, SunHays80_HR, Urban100_x2HR without the
+# file updated in place. The half trunk's lineage began from scratch as the half arm of an equal-time A/B (commands
+# in models/pretrained/README.md). Data: ../shared/data/train (CBSD432, SunHays80_HR, Urban100_x2HR without the
 # validation images); validation: every 12th image of each source from the 12th on (36 + 6 + 8 = 50 images; until
 # 2026-12-07's last session the 8 Urban100 ones alone, which chose for urban edges). Never LIVE1/Classic5.
 # Each session's --end-at stretches the cosine lr to the new end (train --help, --end-at).
@@ -27,7 +28,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 SHARED=${WCDGAN_SHARED:-../shared}
-NAME=${LINEAGE:-lineage}  # which lineage: lineage (the default's), lineage_half, lineage_full (models/pretrained/README.md)
+NAME=${LINEAGE:-lineage_half}  # lineage_half (the default's), lineage, lineage_full (models/pretrained/README.md)
 WORK=${LINEAGE_WORK:-runs/$NAME}
 KEEP=${LINEAGE_KEEP:-models/pretrained}
 STATE=$KEEP/$NAME/state.pt
