@@ -279,7 +279,7 @@ def test_consistency_benchmark_one_image(tmp_path, shared_dir):
     assert consistency.main(["--images", "1", "--qualities", "40", "-o", str(tmp_path)]) == 0
     (row,) = json.loads((tmp_path / "consistency.json").read_text())["summary"]
     assert row["quality"] == 40 and row["images"] == 1
-    assert row["share_restored"] < 0.99 <= 0.999 <= row["share_projected"]  # the model leaves the intervals
+    assert row["share_projected"] >= 0.999 and row["share_restored"] < row["share_projected"] - 0.005  # it leaves them
     assert row["psnr_projected"] >= row["psnr_restored"] - 0.02
     assert "| 40 |" in (tmp_path / "consistency.md").read_text()
 
