@@ -276,6 +276,15 @@ def test_missing_reference_and_mismatched_reference(tmp_path, expect_warning):
     assert not _report_metrics((tmp_path / "cmp" / REPORT_NAME).read_text(encoding="utf-8"))
 
 
+def test_a_run_without_originals_warns_of_none_missing(tmp_path, caplog):
+    """``--compare`` without ``--reference``: no image is 'missing' its original, so stderr gets no warning."""
+    src, restored, _ = _files(tmp_path)
+    with caplog.at_level(logging.WARNING), CompareRun(tmp_path / "cmp") as run:
+        run.add(src, restored, FACTS)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert (tmp_path / "cmp" / REPORT_NAME).is_file()
+
+
 @pytest.mark.parametrize("reference", ["photo.jpg", "missing"])
 def test_the_originals_must_be_a_folder(tmp_path, reference):
     """An originals folder that is a file, or is not there, is refused before anything is written (else every image
@@ -767,6 +776,16 @@ def test_consistency_share_is_floored_so_100_means_all(tmp_path):
     facts = dataclasses.replace(FACTS, consistent=0.99996)  # 99.996 %: not every coefficient
     text = _report_text(tmp_path, [facts], [True])
     assert "consistent with the JPEG: 99.99 % of luma coefficients" in text and "100.00 %" not in text
+
+
+def test_a_consistent_share_of_none_is_still_a_fact(tmp_path):
+    """A projected image none of whose luma coefficients quantise back (share 0.0) says so on its facts line; an
+    image not projected (share None) has no such fact."""
+    facts = [dataclasses.replace(FACTS, consistent=0.0), FACTS]
+    text = _report_text(tmp_path, facts, [True, True])
+    lines = re.findall(r'<p class="facts">(.*?)</p>', text)
+    base = "JPEG q15 · model default · int8 · ort-cpu · 1.25 s"
+    assert lines == [html.escape(f"{base} · consistent with the JPEG: 0.00 % of luma coefficients"), html.escape(base)]
 
 
 def test_no_note_when_the_report_embeds_every_image(tmp_path):
