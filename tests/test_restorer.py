@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from pathlib import Path
 from typing import ClassVar
@@ -115,6 +117,44 @@ def test_an_output_name_of_255_bytes_is_written_and_256_refused(rgb_model, tmp_p
     assert read_image(longest).pixels.shape == RGB.shape
     assert str(caught.value) == f"{over.name[:40]}…: output file name longer than 255 bytes"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.jpg", longest.name])
+
+
+def _unwritable_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot create files in: a read-only one of its own, or (root may write into any mode)
+    one on a read-only file system; skips where there is none."""
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    for candidate in (folder, Path("/proc/sys")):
+        if candidate.is_dir() and not os.access(candidate, os.W_OK):
+            return candidate
+    pytest.skip("no folder this user cannot write into (root, and /proc/sys writable)")
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_model_runs(rgb_model, tmp_path, monkeypatch):
+    """-o into a folder the user cannot write into: one line naming the folder, up front (the model never runs)."""
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    folder = _unwritable_folder(tmp_path)
+    out = folder / "a_wcdgan.png"
+    with Restorer(rgb_model, tile=32, threads=1) as restorer:
+        monkeypatch.setattr(restorer, "_restore", lambda *a: pytest.fail("the model ran before the check"))
+        with pytest.raises(ValueError) as caught:
+            restorer.restore_file(src, out)
+    assert str(caught.value) == f"{out}: cannot write into {folder} (not a writable folder)"
+    assert not out.exists()
+
+
+def test_a_jpeg_decoding_to_16_bit_is_restored_unprojected_and_says_16_bit(rgb_model, tmp_path, monkeypatch):
+    """An OpenCV whose libjpeg decodes 12-bit JPEGs gives 16-bit samples: the default mode restores the file without
+    the projection, and the result (the command's line: ``not projected: 16-bit``) says why in a word."""
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    decoded = read_image(src)
+    deep = dataclasses.replace(decoded, pixels=decoded.pixels.astype(np.uint16) * 257)
+    monkeypatch.setattr(runtime.restorer, "read_image", lambda *a: deep)
+    with Restorer(rgb_model, tile=32, threads=1) as restorer:
+        result = restorer.restore_file(src, tmp_path / "a.png")
+    assert (result.unprojected, result.consistent) == ("16-bit", None)
+    assert read_image(tmp_path / "a.png").pixels.dtype == np.uint16
 
 
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
