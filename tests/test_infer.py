@@ -401,6 +401,39 @@ def test_compare_files_never_replace_a_file_of_the_run(tmp_path, model):
         assert _tree(tmp_path) == before and not out.exists()
 
 
+def test_compare_without_a_folder_writes_beside_the_first_output(tmp_path, model, capsys):
+    """``runtime.infer a/x.jpg b/y.jpg --compare``: compare/ (both pictures and the report) lands beside the first
+    output, in a/, and nothing in b/ but y's restoration; no originals were asked for, so no 'no original' line."""
+    from runtime.infer import main
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = write_jpeg(tmp_path / "a" / "x.jpg", RGB, 20), write_jpeg(tmp_path / "b" / "y.jpg", RGB, 20)
+    assert main([str(first), str(second), "--model", str(model), "--tile", "32", "--compare"]) == 0
+    folder = tmp_path / "a" / "compare"
+    assert sorted(p.name for p in folder.iterdir()) == ["report.html", "x_compare.png", "y_compare.png"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["y.jpg", "y_wcdgan.png"]
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == f"compare report: {folder / 'report.html'}"
+    assert "no original" not in err, err
+
+
+def test_a_single_file_shows_no_files_progress_bar_on_a_terminal(tmp_path, model, monkeypatch):
+    """``runtime.infer a.jpg`` on a terminal: no bar over one file (its result line says it all)."""
+    from runtime.infer import main
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    src = write_jpeg(tmp_path / "a.jpg", RGB, 20)
+    assert main([str(src), "-o", str(tmp_path / "out.png"), "--model", str(model)]) == 0
+    assert (tmp_path / "out.png").is_file()
+    assert "file/s" not in terminal.getvalue() and "1/1" not in terminal.getvalue(), terminal.getvalue()
+
+
 def test_compare_shows_existing_outputs_and_keeps_an_earlier_report(tmp_path, model):
     """The README in order: restore, then --compare into the same -o compares the outputs there; a second report
     into the same folder is refused unless -f."""
