@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -402,6 +403,26 @@ def test_calibration_reads_every_folder_and_says_what_is_missing(tmp_path) -> No
     with pytest.raises(CalibrationError) as caught:
         gate_images(empty, 3)
     assert str(caught.value) == f"{empty / 'broken.png'}: cannot be decoded as an image"
+
+
+def test_gray_alpha_and_16_bit_images_calibrate_and_gate_as_8_bit_colour(tmp_path) -> None:
+    """A calibration or gate folder may hold a gray, an RGBA or a 16-bit PNG: each is read as 8-bit RGB (gray
+    repeated, alpha dropped, 16 bits to their 8-bit level), or as its Y plane for a Y model."""
+    rgb = skimage.data.astronaut()[:32, :48]
+    gray = skimage.data.camera()[:32, :48]
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    cv2.imwrite(str(folder / "a_gray.png"), gray)
+    cv2.imwrite(str(folder / "b_rgba.png"), np.dstack([bgr, np.full(gray.shape, 128, np.uint8)]))
+    cv2.imwrite(str(folder / "c_deep.png"), bgr.astype(np.uint16) * 257)
+    images = gate_images(folder, 3)
+    assert [(i.shape, i.dtype) for i in images] == [((32, 48, 3), np.uint8)] * 3
+    assert np.array_equal(images[0], np.dstack([gray] * 3))
+    assert np.array_equal(images[1], rgb) and np.array_equal(images[2], rgb)
+    assert [i.shape for i in gate_images(folder, 1)] == [(32, 48)] * 3
+    windows = calibration_windows(Int8Options([folder], windows=3, window=32, qualities=(90,)), channels=3)
+    assert [w.shape for w in windows] == [(1, 3, 32, 32)] * 3
 
 
 def test_a_gate_failure_lists_every_failing_quality() -> None:
