@@ -641,6 +641,8 @@ def test_a_truncated_file_exits_1_with_the_count(tmp_path, models, suffix):
     assert int(count[2]) == len(decoded(dst)) < 20
     if not suffix.endswith("ts"):  # a header gives the length: the count is the frames after the cut
         assert abs(int(count[1]) + int(count[2]) - 20) <= 2
+    else:  # no header: a file ending inside a transport packet was cut, how many frames it lost is unknown
+        assert "truncated: at least 1 frame(s) missing" in proc.stderr, proc.stderr
 
 
 def test_h264_colour_is_rounded_not_truncated(tmp_path, restorer):
@@ -1631,3 +1633,78 @@ def test_compare_against_an_out_with_fewer_frames_fails_and_leaves_no_clip(tmp_p
     ), err
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["camera.avi", "restored.mkv"]
+
+
+def test_a_ten_bit_hevc_says_it_is_not_motion_jpeg_and_that_its_matrix_is_assumed(tmp_path, models, capsys):
+    """A 10-bit H.265 clip declaring its range (limited) but not its matrix: the log line describing it says the
+    matrix was assumed, and the result line says why its frames are not projected: it is not Motion JPEG (its codec
+    is the reason, not its depth)."""
+    from runtime.video.cli import main
+
+    src = make_ten_bit(tmp_path / "deep.mkv")
+    assert main([str(src), str(tmp_path / "out.mkv"), "--model", str(models), "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert f"{src}: hevc {W}×{H}, 3 frames at 25 fps, BT.601 limited range (not declared: assumed)" in captured.err
+    assert captured.out.endswith("; not projected: hevc is not Motion JPEG\n"), captured
+
+
+@pytest.mark.parametrize("declared", ["range", "matrix"])
+def test_a_stream_declaring_only_its_range_or_only_its_matrix_is_described_as_assumed(declared):
+    """Either of matrix and range left undeclared is a guess the log line owns up to."""
+    frame = av.VideoFrame(64, 48, "yuv420p")
+    if declared == "range":
+        frame.color_range = 2  # full range; matrix unspecified: BT.601 below 720 lines
+    else:
+        frame.colorspace = 1  # BT.709; range unspecified: limited for yuv420p
+    expected = "BT.601 full range" if declared == "range" else "BT.709 limited range"
+    assert frame_colour(frame).describe() == f"{expected} (not declared: assumed)"
+
+
+def test_a_file_overwritten_with_corrupt_packets_after_probing_says_how_many(tmp_path, models, monkeypatch, capsys):
+    """A camera overwrites the clip while the model loads (after the CLI probed it): every video packet of the file
+    read then is corrupt, so nothing decodes — exit 1, one line counting the corrupt packets, no output."""
+    import runtime.video.cli as video_cli
+
+    src = make_mjpeg(tmp_path / "cam.avi", [10] * 3, audio=False)
+    damaged = tmp_path / "damaged.avi"
+    with av.open(str(damaged), "w") as out:
+        video = out.add_stream("mjpeg", rate=25)
+        video.width, video.height, video.pix_fmt = W, H, "yuvj420p"
+        for i in range(3):
+            packet = av.Packet(jpeg_bytes(PHOTO, 10)[:200])  # headers, no scan: FFmpeg's decoder refuses it
+            packet.stream, packet.time_base, packet.pts, packet.dts, packet.duration = video, Fraction(1, 25), i, i, 1
+            packet.is_keyframe = True
+            out.mux(packet)
+    probe = video_cli.probe
+
+    def probe_then_overwrite(path: Path, span: Span):
+        clip = probe(path, span)
+        path.write_bytes(damaged.read_bytes())
+        return clip
+
+    monkeypatch.setattr(video_cli, "probe", probe_then_overwrite)
+    dst = tmp_path / "out.mkv"
+    assert video_cli.main([str(src), str(dst), "--model", str(models), "--threads", "1", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == f"error: {src}: no frame could be decoded (3 corrupt packets)", err
+    assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi", "damaged.avi"]
+
+
+def test_the_progress_bar_counts_frames_not_the_audio_packets_between_them(tmp_path, restorer, monkeypatch, terminal):
+    """A Motion JPEG clip of 8 frames with audio, restored with progress on a terminal: the bar counts up to 8/8
+    frames, never past it (the copied audio packets between the frames are not frames)."""
+    restore_frames = Restorer.restore_frames
+
+    def slow_restore_frames(self, frames, qualities=None):  # slower than the bar's refresh interval (0.1 s)
+        time.sleep(0.15)
+        return restore_frames(self, frames, qualities)
+
+    monkeypatch.setattr(Restorer, "restore_frames", slow_restore_frames)
+    src = make_mjpeg(tmp_path / "cam.avi", [10] * 8)
+    assert len(packets(src, "audio")) >= 2
+    stderr = terminal()
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "stderr", stderr)
+        stats = restore_video(src, tmp_path / "out.mkv", restorer, progress=True)
+    counts = [int(n) for n in re.findall(r"(\d+)/8 \[", stderr.getvalue())]
+    assert stats.frames == 8 and counts and counts[-1] == 8 and max(counts) == 8, stderr.getvalue()
