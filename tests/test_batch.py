@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from argparse import Namespace
 from pathlib import Path
 
@@ -568,3 +569,24 @@ def test_a_manifest_path_with_an_upper_case_suffix_is_appended_to(tmp_path, mode
         assert "0 restored, 1 skipped, 0 failed" in captured.out and "error" not in captured.err, captured.err
         assert [(r["input"], r["status"]) for r in rows(manifest)] == [(str(src / "a.jpg"), "skipped")] * run
     assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+
+
+def test_an_actors_failure_shows_the_original_error_not_rays_traceback_header(tmp_path, model, monkeypatch, capsys):
+    """The pool fails with a Ray task error (Ray's header line, the worker's traceback, then the original error)
+    before any file is written: the one error line names the original exception and its message, exit 1."""
+    import ray.exceptions
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    write_jpeg(src / "a.jpg", data.astronaut()[:32, :32], 10)
+    try:
+        raise OSError(28, "No space left on device")
+    except OSError as cause:  # wrapped as Ray wraps a worker's exception: with the worker's traceback
+        failure = ray.exceptions.RayTaskError("RestoreActor.__call__", traceback.format_exc(), cause,
+                                              "ray::RestoreActor.__call__()")  # fmt: skip
+    assert len(str(failure).splitlines()) > 1  # as Ray words it: its header first, the original error last
+    pool_without_ray(monkeypatch, [], 0, failure)
+    assert batch_main([str(src), str(out), "--model", str(model), "--tile", "32"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2] == "error: the Ray job failed, rerun to resume (OSError: [Errno 28] No space left on device)", err
+    assert err[-1] == "1 input(s) failed"
