@@ -507,7 +507,7 @@ def test_cpu_lineage_script_continues_and_commits_a_lineage(dirs, tmp_path):
         (shared / name).mkdir()
         for i in range(13):  # the 12th (sorted) is the one validation image of each
             shutil.copy(sorted(dirs[0].iterdir())[i % 3], shared / name / f"img_{i:03d}.png")
-    run, keep = tmp_path / "first", tmp_path / "keep" / "lineage_half"  # a named lineage (the default's: lineage)
+    run, keep = tmp_path / "first", tmp_path / "keep" / "lineage_half"  # the default's lineage
     small = ["--features", "16", "--blocks", "1", "--branch", "8", "--patch", "32", "--batch", "4", "--val-crop", "64"]
     assert (
         main(["--data", str(dirs[0]), "--val", str(dirs[1]), "--out", str(run), *small, "--time-budget", "0.02", "-q"])
