@@ -16,7 +16,8 @@ behind the code"):
   q30 / q50, mean (worst image): with only its reading and writing nodes FP32 −0.086 / −0.103 dB (−0.33 / −0.42);
   with the ends to the first and last spatial convolutions, the head and the skip −0.045 / −0.045 (−0.17 / −0.19;
   LIVE1's worst image at q50 −0.151, over the gate); with all of this −0.023 / −0.022 (−0.10 / −0.13). 1080p INT8
-  time, one busy run: 1.23 s/MP for the second, 1.41 for the last, 1.39 for the bundled full-resolution default.
+  time, one busy run: 1.23 s/MP for the second, 1.41 for the last, 1.39 for the previous full-resolution default;
+  quiet machine, the last against that default: 1.30 against 1.15 s/MP.
 * Each Concat's inputs and output share one range (the union of their calibrated ranges,
   :func:`concat_groups`): ONNX Runtime then copies bytes instead of requantising every input (faster, and no
   quality lost).
