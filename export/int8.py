@@ -224,15 +224,14 @@ def quantize(fp32_path: Path, int8_path: Path, windows: list[np.ndarray]) -> lis
     return keep
 
 
-def read_floats_in_fp32(model: onnx.ModelProto, fp32_nodes: set[str]) -> int:
+def read_floats_in_fp32(model: onnx.ModelProto, fp32_nodes: set[str]) -> None:
     """Let FP32 nodes read a tensor computed in FP32 (by an FP32 node or the graph input) as it is, not the 8-bit
     round trip ``DequantizeLinear(QuantizeLinear(t))`` the quantiser shares among all its readers: the skip from the
     feature extraction to the head stays exact while the blocks read it in 8 bit. Quantise/dequantise pairs left
-    unread are removed. Returns the number of inputs rewired."""
+    unread are removed."""
     graph = model.graph
     producer = {out: node for node in graph.node for out in node.output}
     computed_in_fp32 = {i.name for i in graph.input} | {o for n in graph.node if n.name in fp32_nodes for o in n.output}
-    rewired = 0
     for node in graph.node:
         if node.name not in fp32_nodes:
             continue
@@ -241,7 +240,6 @@ def read_floats_in_fp32(model: onnx.ModelProto, fp32_nodes: set[str]) -> int:
             q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
             if q is not None and q.op_type == "QuantizeLinear" and q.input[0] in computed_in_fp32:
                 node.input[k] = q.input[0]
-                rewired += 1
     outputs = {o.name for o in graph.output}
     while True:
         read = outputs.union(*(n.input for n in graph.node))
@@ -250,7 +248,6 @@ def read_floats_in_fp32(model: onnx.ModelProto, fp32_nodes: set[str]) -> int:
             break
         for n in unread:
             graph.node.remove(n)
-    return rewired
 
 
 def gate(

@@ -118,7 +118,7 @@ def rearrangements_as_convolutions(model: onnx.ModelProto) -> tuple[onnx.ModelPr
                 kernel[range(4), 0, [0, 0, 1, 1], [0, 1, 0, 1]] = 1.0
                 node = _one_hot_conv("Conv", f"{node.name}/as_conv", name, node.output[0], kernel, 2, 1, graph)
                 replaced += [n.name for n in chain]
-        elif node.op_type == "DepthToSpace" and (channels := _channels(info, node.input[0])):
+        elif node.op_type == "DepthToSpace" and _mode(node) == "CRD" and (channels := _channels(info, node.input[0])):
             block = next(a.i for a in node.attribute if a.name == "blocksize")
             kernel = np.zeros((channels, 1, block, block), np.float32)
             for c in range(channels):
@@ -133,6 +133,11 @@ def rearrangements_as_convolutions(model: onnx.ModelProto) -> tuple[onnx.ModelPr
     del graph.value_info[:]
     _remove_unread(graph)
     return model, replaced
+
+
+def _mode(node: onnx.NodeProto) -> str:
+    """A DepthToSpace node's channel order: CRD (PyTorch's pixel_shuffle) or DCR (ONNX's default)."""
+    return next((a.s.decode() for a in node.attribute if a.name == "mode"), "DCR")
 
 
 def _one_hot_conv(
