@@ -46,11 +46,11 @@ from common.files import list_images
 from common.jpeg import jpeg_roundtrip
 from common.metrics import psnr_capped, to_uint8
 from common.tiling import ALIGN
+from export.onnx_check import remove_unread_nodes
 from export.validate import ValidationError, to_nchw
 
 BLIND_GATE_QUALITIES = (10, 20, 30)
 FLOAT = onnx.TensorProto.FLOAT
-QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 FP32_MODULES = ("/shallow/", "/reconstruct/")  # the generator's feature extraction and reconstruction, as exported
 
 
@@ -240,14 +240,7 @@ def read_floats_in_fp32(model: onnx.ModelProto, fp32_nodes: set[str]) -> None:
             q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
             if q is not None and q.op_type == "QuantizeLinear" and q.input[0] in computed_in_fp32:
                 node.input[k] = q.input[0]
-    outputs = {o.name for o in graph.output}
-    while True:
-        read = outputs.union(*(n.input for n in graph.node))
-        unread = [n for n in graph.node if n.op_type in QDQ_OPS and not read.intersection(n.output)]
-        if not unread:
-            break
-        for n in unread:
-            graph.node.remove(n)
+    remove_unread_nodes(graph, ("QuantizeLinear", "DequantizeLinear"))
 
 
 def gate(

@@ -1,6 +1,6 @@
 """The check a command runs on an exported graph before it copies or rewrites it: the file is a valid ONNX model
-whose one input and one output are the sidecar's (names, dtypes, NCHW with the sidecar's channel count).
-Torch-free (onnx only)."""
+whose one input and one output are the sidecar's (names, dtypes, NCHW with the sidecar's channel count); and the
+clean-up after a rewrite (:func:`remove_unread_nodes`). Torch-free (onnx only)."""
 
 from __future__ import annotations
 
@@ -44,3 +44,18 @@ def load_checked(onnx_path: str | os.PathLike, spec: ModelSpec) -> onnx.ModelPro
         if dims[1].dim_value not in (0, spec.channels):  # 0: symbolic
             raise ModelError(f"{onnx_path}: '{name}' has {dims[1].dim_value} channels, its sidecar {spec.channels}")
     return model
+
+
+def remove_unread_nodes(graph: onnx.GraphProto, op_types: tuple[str, ...] | None = None) -> None:
+    """Remove, repeatedly, the nodes (of ``op_types`` only, if given) none of whose outputs a node or the graph
+    output reads: what a rewrite left without a reader."""
+    outputs = {o.name for o in graph.output}
+    while True:
+        read = outputs.union(*(n.input for n in graph.node))
+        unread = [
+            n for n in graph.node if (op_types is None or n.op_type in op_types) and not read.intersection(n.output)
+        ]
+        if not unread:
+            return
+        for node in unread:
+            graph.node.remove(node)

@@ -30,7 +30,7 @@ from onnx import helper, numpy_helper
 
 from common.cli import CommandFailed, run_cli
 from common.files import atomic_path, check_plain_name, sha256_file
-from export.onnx_check import load_checked
+from export.onnx_check import load_checked, remove_unread_nodes
 from runtime.model_files import ModelError
 from runtime.spec import ModelSpec, SpecError, sidecar_path
 
@@ -94,7 +94,7 @@ def drop_even_padding(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str
     for node in dropped:
         del node.input[1:], node.attribute[:]
         node.op_type = "Identity"
-    _remove_unread(graph)
+    remove_unread_nodes(graph)
     return model, [node.name for node in dropped]
 
 
@@ -131,7 +131,7 @@ def rearrangements_as_convolutions(model: onnx.ModelProto) -> tuple[onnx.ModelPr
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.value_info[:]
-    _remove_unread(graph)
+    remove_unread_nodes(graph)
     return model, replaced
 
 
@@ -146,14 +146,6 @@ def _one_hot_conv(
     graph.initializer.append(numpy_helper.from_array(kernel, f"{name}/kernel"))
     k = list(kernel.shape[2:])
     return helper.make_node(op, [x, f"{name}/kernel"], [y], name, kernel_shape=k, strides=[stride] * 2, group=groups)
-
-
-def _remove_unread(graph: onnx.GraphProto) -> None:
-    """Remove nodes none of whose outputs is read (repeatedly), e.g. shape arithmetic left without a reader."""
-    outputs = {o.name for o in graph.output}
-    while unread := [n for n in graph.node if not outputs.union(*(m.input for m in graph.node)).intersection(n.output)]:
-        for node in unread:
-            graph.node.remove(node)
 
 
 def max_abs_difference(a: str | os.PathLike, b: str | os.PathLike, channels: int, even: bool = False) -> float:
